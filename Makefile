@@ -1,0 +1,36 @@
+# The two README commands: `make demo` (main job) and `make test` (test suite).
+# Both create .venv on first use and install what they need; reruns only
+# rebuild when the build inputs changed.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lpmon-installed
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h kernels/*.c)
+
+.PHONY: demo test test-fast bench install clean
+
+demo: $(STAMP)
+	$(BIN)/lpmon demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+# Everything but the tests marked slow.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_metrics.py
+
+install: $(STAMP)
+
+$(STAMP): $(BUILD_INPUTS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) setuptools wheel Cython
+	$(PIP) -e '.[airflow,test]' --no-build-isolation
+	touch $@
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info lpmon/_kernels/*.so kernels/logloss.c

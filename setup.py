@@ -1,0 +1,87 @@
+"""Build the Cython kernels: kernels/<name>.pyx -> lpmon._kernels.<name>.
+
+Compiler directives are set here once. LPMON_CYTHON_DEBUG=1 turns bounds and
+wraparound checks back on (and drops optimisation) for debugging a kernel.
+
+C sources listed in ISA_SOURCES are compiled once per instruction set with
+that set's -march and linked into their extension; lpmon_dispatch.h picks
+the best copy the CPU supports at import, so the build runs on any x86-64.
+"""
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DEBUG = os.environ.get("LPMON_CYTHON_DEBUG", "") not in ("", "0")
+X86_64 = platform.machine().lower() in ("x86_64", "amd64") and sys.platform.startswith("linux")
+
+# -fno-trapping-math lets GCC if-convert (and so vectorise) selects between
+# arithmetic results; it does not change results or NaN handling, unlike
+# -ffast-math, which is deliberately absent.
+COMPILE_ARGS = (["-O0", "-g"] if DEBUG else ["-O3"]) + ["-fno-trapping-math"]
+LINK_ARGS = []
+if sys.platform.startswith("linux"):
+    # OpenMP for opt-in threads (prange) and for `omp simd` reductions.
+    COMPILE_ARGS += ["-fopenmp"]
+    LINK_ARGS += ["-fopenmp"]
+
+ISA_FLAGS = {"base": []}
+if X86_64:
+    ISA_FLAGS.update({"avx2": ["-march=x86-64-v3"], "avx512": ["-march=x86-64-v4"]})
+
+# extension name -> C source built once per ISA
+ISA_SOURCES = {"logloss": "kernels/logloss_isa.c"}
+
+
+class BuildPerIsa(build_ext):
+    """Compile each ISA_SOURCES file once per instruction set and link the objects in."""
+
+    def build_extension(self, ext):
+        stem = ext.name.rsplit(".", 1)[-1]
+        source = ISA_SOURCES.get(stem)
+        if source is not None:
+            objects = []
+            for isa, flags in ISA_FLAGS.items():
+                objects += self.compiler.compile(
+                    [source],
+                    output_dir=os.path.join(self.build_temp, "isa", isa),
+                    macros=[("LP_ISA", isa)],
+                    include_dirs=["kernels"],
+                    extra_postargs=COMPILE_ARGS + flags,
+                    depends=[str(p) for p in Path("kernels").glob("*.h")],
+                )
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+        super().build_extension(ext)
+
+
+def kernel_extension(path):
+    macros = [("LP_X86_VARIANTS", "1")] if X86_64 and path.stem in ISA_SOURCES else []
+    return Extension(
+        f"lpmon._kernels.{path.stem}",
+        [str(path)],
+        include_dirs=["kernels"],
+        define_macros=macros,
+        extra_compile_args=COMPILE_ARGS,
+        extra_link_args=LINK_ARGS,
+        depends=[str(p) for p in Path("kernels").glob("*.h")],
+    )
+
+
+setup(
+    cmdclass={"build_ext": BuildPerIsa},
+    ext_modules=cythonize(
+        [kernel_extension(path) for path in sorted(Path("kernels").glob("*.pyx"))],
+        language_level=3,
+        compiler_directives={
+            "boundscheck": DEBUG,
+            "wraparound": DEBUG,
+            "cdivision": not DEBUG,
+            "initializedcheck": DEBUG,
+        },
+    ),
+)

@@ -1,0 +1,127 @@
+"""The compiled metrics against their NumPy float64 references."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lpmon import metrics
+from lpmon.metrics import reference
+from metrics_helpers import assert_comparisons_close, assert_matches_reference, gap_scale, paired_predictions
+
+SIZES = [2, 3, 17, 511, 512, 513, 65_536 + 7, 300_001]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", SIZES)
+def test_compare_matches_reference(isa, dtype, n):
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(n), n, dtype)
+    assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", SIZES + [10**6])
+def test_normalized_entropy_matches_reference(isa, dtype, n):
+    p, _, y = paired_predictions(np.random.default_rng(n), n, dtype)
+    got, want = metrics.normalized_entropy(p, y), reference.normalized_entropy(p, y)
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_large_input_within_float64_tolerance():
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(0), 10**6, noise=0.05)
+    assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
+
+
+def test_results_do_not_depend_on_threads():
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(1), 700_001)
+    one = metrics.compare(p_ref, p_q, y, n_threads=1)
+    assert metrics.compare(p_ref, p_q, y, n_threads=2) == one
+    assert metrics.compare(p_ref, p_q, y, n_threads=5) == one
+    assert (metrics.normalized_entropy(p_ref, y, n_threads=2)
+            == metrics.normalized_entropy(p_ref, y, n_threads=1))
+
+
+def test_read_only_and_non_contiguous_inputs():
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(2), 20_000)
+    for array in (p_ref, p_q, y):
+        array.flags.writeable = False
+    got = metrics.compare(p_ref[::2], p_q[::2], y[::2])
+    assert_matches_reference(got, p_ref[::2].copy(), p_q[::2].copy(), y[::2].copy())
+    assert metrics.normalized_entropy(p_ref[::2], y[::2]) == pytest.approx(
+        reference.normalized_entropy(p_ref[::2], y[::2]), rel=1e-6)
+
+
+@pytest.mark.parametrize("label_dtype", [np.bool_, np.uint8, np.int8, np.int64, np.float32, np.float64])
+def test_label_dtypes(label_dtype):
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(3), 5_000)
+    want = metrics.compare(p_ref, p_q, y)
+    assert metrics.compare(p_ref, p_q, y.astype(label_dtype)) == want
+
+
+def test_mixed_prediction_dtypes_compute_in_float64():
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(4), 5_000)
+    got = metrics.compare(p_ref, p_q.astype(np.float64), y)
+    assert_matches_reference(got, p_ref.astype(np.float64), p_q.astype(np.float64), y)
+
+
+def test_python_lists_are_accepted():
+    assert metrics.normalized_entropy([0.2, 0.7, 0.4], [0, 1, 1]) == pytest.approx(
+        reference.normalized_entropy(np.array([0.2, 0.7, 0.4]), np.array([0, 1, 1])), rel=1e-6)
+
+
+def test_identical_predictions_have_zero_gap():
+    p, _, y = paired_predictions(np.random.default_rng(5), 10_000)
+    c = metrics.compare(p, p, y)
+    assert c.dne_pct == 0 and c.dne_pct_lo == 0 and c.dne_pct_hi == 0
+    assert c.kl_gap_pct == 0 and c.max_abs_diff == 0 and c.ne_q == c.ne_ref
+
+
+def test_extreme_predictions_are_clipped():
+    # 0 and 1 (exact), tiny and near-one values: clipped to [1e-7, 1 - 1e-7].
+    p_ref = np.array([0.0, 1.0, 1e-30, 1 - 1e-12, 0.5, 0.3], dtype=np.float64)
+    p_q = np.array([1.0, 0.0, 0.5, 1e-9, 0.5, 0.31], dtype=np.float64)
+    y = np.array([1, 0, 1, 0, 1, 0], dtype=np.uint8)
+    assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
+    # A confident miss costs -log(1e-7), not infinity.
+    assert metrics.normalized_entropy([0.0, 1.0], [1, 0]) == pytest.approx(
+        -np.log(1e-7) / np.log(2), rel=1e-6)
+
+
+def test_small_differences_keep_relative_accuracy():
+    # d and KL come from log1p of exact differences, not from differences of
+    # rounded logs: a 1e-6 perturbation still matches float64.
+    rng = np.random.default_rng(6)
+    p_ref = rng.uniform(0.01, 0.99, 50_000)
+    p_q = p_ref * (1 + 1e-6 * rng.standard_normal(50_000))
+    y = (rng.random(50_000) < p_ref).astype(np.uint8)
+    got, want = metrics.compare(p_ref, p_q, y), reference.compare(p_ref, p_q, y)
+    assert got.kl_gap_pct == pytest.approx(want.kl_gap_pct, rel=1e-5)
+    assert got.dne_pct == pytest.approx(want.dne_pct, rel=1e-4)
+
+
+predictions = hnp.arrays(
+    np.float64, st.integers(2, 300),
+    elements=st.floats(0, 1, allow_nan=False, allow_subnormal=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(p_ref=predictions, data=st.data(), as_float32=st.booleans())
+def test_property_compare_matches_reference(p_ref, data, as_float32):
+    n = len(p_ref)
+    p_q = data.draw(hnp.arrays(np.float64, n, elements=st.floats(0, 1, allow_subnormal=False)))
+    y = data.draw(hnp.arrays(np.uint8, n, elements=st.integers(0, 1)))
+    y[0], y[1] = 0, 1
+    if as_float32:
+        p_ref, p_q = p_ref.astype(np.float32), p_q.astype(np.float32)
+    assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 5_000))
+def test_property_permutation_invariance(seed, n):
+    p_ref, p_q, y = paired_predictions(np.random.default_rng(seed), n)
+    order = np.random.default_rng(seed + 1).permutation(n)
+    a, b = metrics.compare(p_ref, p_q, y), metrics.compare(p_ref[order], p_q[order], y[order])
+    assert_comparisons_close(a, b, rtol=1e-6, gap_scale=gap_scale(p_ref, p_q, y))
