@@ -14,3 +14,12 @@ def test_bench_metrics_runs():
     )
     assert "lpmon compare, 2 threads" in done.stdout
     assert "targets (largest N):" in done.stdout
+
+
+def test_bench_calibrate_runs():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_calibrate.py"), "--n", "2e4", "--repeat", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    for method in ("minmax", "l2_fast", "kl", "mse"):
+        assert method in done.stdout

@@ -1,0 +1,71 @@
+"""Affine quantization parameters: q = clamp(round(x / scale) + zero_point, qmin, qmax).
+
+Affine parameters are chosen as FBGEMM's ChooseQuantizationParams does: the
+range is first extended to include 0 (so that 0 is exactly representable),
+scale = (max - min) / (qmax - qmin), the zero point comes from whichever end
+gives the smaller rounding error, then is rounded half-to-even and clamped,
+and the scale is stored as float32. Symmetric parameters follow PyTorch's
+convention (zero point 0 for signed, the middle code for unsigned, scale =
+max|x| / ((qmax - qmin) / 2)), the usual choice for per-channel weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QParams:
+    scale: float
+    zero_point: int
+    qmin: int
+    qmax: int
+
+    @property
+    def lo(self) -> float:
+        """The smallest representable real value."""
+        return self.scale * (self.qmin - self.zero_point)
+
+    @property
+    def hi(self) -> float:
+        return self.scale * (self.qmax - self.zero_point)
+
+
+def integer_range(bits: int, signed: bool) -> tuple[int, int]:
+    if not 1 < bits <= 16:
+        raise ValueError(f"bits must be between 2 and 16, got {bits}")
+    if signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def choose_qparams(lo: float, hi: float, bits: int = 8, signed: bool = False,
+                   symmetric: bool = False) -> QParams:
+    """Quantization parameters for the real range [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"range must be finite with lo <= hi, got [{lo}, {hi}]")
+    qmin, qmax = integer_range(bits, signed)
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if symmetric:
+        scale = max(-lo, hi) / ((qmax - qmin) / 2.0)
+        zero_point = 0 if signed else (qmin + qmax + 1) // 2
+    else:
+        scale = (hi - lo) / (qmax - qmin)
+    if scale == 0.0 or math.isinf(1.0 / np.float32(scale)):
+        scale = 0.1  # an all-zero range: any scale represents it; FBGEMM picks 0.1
+    if not symmetric:
+        # The zero point from whichever end adds the smaller terms (less rounding).
+        from_min, from_max = qmin - lo / scale, qmax - hi / scale
+        use_min = abs(qmin) + abs(lo / scale) < abs(qmax) + abs(hi / scale)
+        zero_point = int(min(max(np.rint(from_min if use_min else from_max), qmin), qmax))
+    return QParams(scale=float(np.float32(scale)), zero_point=zero_point, qmin=qmin, qmax=qmax)
+
+
+def fake_quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
+    """Quantize then dequantize x (float32 arithmetic, round half to even)."""
+    scale = np.float32(qp.scale)
+    q = np.clip(np.rint(np.asarray(x, np.float32) / scale) + qp.zero_point, qp.qmin, qp.qmax)
+    return ((q - qp.zero_point) * scale).astype(np.float32)
