@@ -194,3 +194,13 @@ def test_per_channel_weights():
     assert obs.count == weights.size  # the bad batch changed nothing
     l2 = observer("l2", axis=1).observe(weights.T).compute()
     assert len(l2.channels) == 16
+
+
+def test_percentile_and_minmax_against_numpy(samples):
+    values = samples["student_t3"]
+    hist_width = observer("l2").observe(values).histogram.width
+    result = observer("percentile", percentile=99.9).observe(values).compute()
+    lo, hi = np.percentile(values.astype(np.float64), [0.1, 99.9])
+    assert abs(result.lo - lo) <= hist_width and abs(result.hi - hi) <= hist_width
+    minmax = observer("minmax").observe(values).compute()
+    assert (minmax.lo, minmax.hi) == (values.min(), values.max())
