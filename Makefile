@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lpmon-installed
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+TORCH_VERSION := 2.13.0
 BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h kernels/*.c)
 
 .PHONY: demo test test-fast bench install clean
@@ -30,6 +31,9 @@ $(STAMP): $(BUILD_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) setuptools wheel Cython
 	$(PIP) -e '.[airflow,test]' --no-build-isolation
+	# PyTorch's CPU build (a wheel on these machines' disk): the tests cross-check
+	# our kernels against FBGEMM through it. Plain `torch` would pull a CUDA build.
+	$(PIP) torch==$(TORCH_VERSION)
 	touch $@
 
 clean:

@@ -4,7 +4,7 @@ Compiler directives are set here once. LPMON_CYTHON_DEBUG=1 turns bounds and
 wraparound checks back on (and drops optimisation) for debugging a kernel.
 
 C sources listed in ISA_SOURCES are compiled once per instruction set with
-that set's -march and linked into their extension; lpmon_dispatch.h picks
+that set's -march and linked into their extension; lpmon_isa.h picks
 the best copy the CPU supports at import, so the build runs on any x86-64.
 """
 
@@ -35,7 +35,7 @@ if X86_64:
     ISA_FLAGS.update({"avx2": ["-march=x86-64-v3"], "avx512": ["-march=x86-64-v4"]})
 
 # extension name -> C source built once per ISA
-ISA_SOURCES = {"logloss": "kernels/logloss_isa.c"}
+ISA_SOURCES = {"logloss": "kernels/logloss_isa.c", "rowwise": "kernels/rowwise_isa.c"}
 
 
 class BuildPerIsa(build_ext):

@@ -41,7 +41,7 @@ cdef extern from "lpmon_logloss.h":
         LP_CMP_FIELDS
 
 
-cdef extern from "lpmon_dispatch.h" nogil:
+cdef extern from "logloss_dispatch.h" nogil:
     ctypedef void (*lp_ne_fn_f32)(const float *, const uint8_t *, int64_t, double *)
     ctypedef void (*lp_ne_fn_f64)(const double *, const uint8_t *, int64_t, double *)
     ctypedef void (*lp_cmp_fn_f32)(const float *, const float *, const uint8_t *, int64_t, double *)

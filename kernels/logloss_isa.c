@@ -1,6 +1,6 @@
 /*
  * The log-loss kernels for one instruction set. setup.py compiles this file
- * once per entry of lpmon_dispatch.h (LP_ISA = base, avx2 or avx512, each with
+ * once per entry of lpmon_isa.h (LP_ISA = base, avx2 or avx512, each with
  * its own -march), so each copy is vectorised for its ISA and the right one
  * is picked at import time.
  */

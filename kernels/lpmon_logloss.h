@@ -5,7 +5,7 @@
  * `#pragma omp simd reduction(...)`: GCC will not vectorise a floating-point
  * sum without it unless -ffast-math is on, and -ffast-math would break NaN
  * detection. They are compiled once per instruction set (logloss_isa.c) and
- * chosen at import (lpmon_dispatch.h), so one build runs on any x86-64.
+ * chosen at import (logloss_dispatch.h), so one build runs on any x86-64.
  * Cython (kernels/metrics.pyx) does validation, chunking and threads.
  *
  * Accuracy: logarithms are evaluated in float32 with the Cephes logf

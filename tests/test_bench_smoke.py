@@ -23,3 +23,12 @@ def test_bench_calibrate_runs():
     )
     for method in ("minmax", "l2_fast", "kl", "mse"):
         assert method in done.stdout
+
+
+def test_bench_quant_runs():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_quant.py"), "--rows", "2000", "--bags", "64",
+         "--batch", "16", "--repeat", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    assert "int4 lookup, zipf ids" in done.stdout and "int8 linear 1024 -> 256" in done.stdout

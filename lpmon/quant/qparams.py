@@ -43,25 +43,33 @@ def integer_range(bits: int, signed: bool) -> tuple[int, int]:
 
 
 def choose_qparams(lo: float, hi: float, bits: int = 8, signed: bool = False,
-                   symmetric: bool = False) -> QParams:
-    """Quantization parameters for the real range [lo, hi]."""
+                   symmetric: bool = False, only_relu_consumers: bool = False) -> QParams:
+    """Quantization parameters for the real range [lo, hi].
+
+    only_relu_consumers: the tensor is only ever read through a ReLU (net-aware
+    ranges, as DNNLOWP does), so negative values need no codes: the range
+    becomes [0, hi] and all the grid's codes go to what survives the ReLU.
+    """
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise ValueError(f"range must be finite with lo <= hi, got [{lo}, {hi}]")
     qmin, qmax = integer_range(bits, signed)
+    if only_relu_consumers:
+        lo, hi = 0.0, max(float(hi), 0.0)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if symmetric:
         scale = max(-lo, hi) / ((qmax - qmin) / 2.0)
         zero_point = 0 if signed else (qmin + qmax + 1) // 2
     else:
         scale = (hi - lo) / (qmax - qmin)
+    scale = float(np.float32(scale))  # the scale serving uses; the zero point follows it
     if scale == 0.0 or math.isinf(1.0 / np.float32(scale)):
-        scale = 0.1  # an all-zero range: any scale represents it; FBGEMM picks 0.1
+        scale = float(np.float32(0.1))  # an all-zero range: any scale represents it; FBGEMM picks 0.1
     if not symmetric:
         # The zero point from whichever end adds the smaller terms (less rounding).
         from_min, from_max = qmin - lo / scale, qmax - hi / scale
         use_min = abs(qmin) + abs(lo / scale) < abs(qmax) + abs(hi / scale)
         zero_point = int(min(max(np.rint(from_min if use_min else from_max), qmin), qmax))
-    return QParams(scale=float(np.float32(scale)), zero_point=zero_point, qmin=qmin, qmax=qmax)
+    return QParams(scale=scale, zero_point=zero_point, qmin=qmin, qmax=qmax)
 
 
 def fake_quantize(x: np.ndarray, qp: QParams) -> np.ndarray:

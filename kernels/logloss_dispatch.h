@@ -1,14 +1,8 @@
-/*
- * Runtime choice among the per-ISA copies of the log-loss kernels.
- * LP_X86_VARIANTS is defined by setup.py when the avx2 and avx512 copies were
- * built (x86-64 with GCC or Clang); elsewhere only the base copy exists.
- */
-#ifndef LPMON_DISPATCH_H
-#define LPMON_DISPATCH_H
+/* The table of per-ISA copies of the log-loss kernels (see lpmon_isa.h). */
+#ifndef LPMON_LOGLOSS_DISPATCH_H
+#define LPMON_LOGLOSS_DISPATCH_H
 
-#include <stdint.h>
-
-enum lp_isa { LP_ISA_BASE = 0, LP_ISA_AVX2 = 1, LP_ISA_AVX512 = 2 };
+#include "lpmon_isa.h"
 
 typedef void (*lp_ne_fn_f32)(const float *, const uint8_t *, int64_t, double *);
 typedef void (*lp_ne_fn_f64)(const double *, const uint8_t *, int64_t, double *);
@@ -50,22 +44,6 @@ LP_DECLARE(avx2)
 LP_DECLARE(avx512)
 #endif
 
-/* The best ISA this CPU runs and this build has. */
-static int lp_best_isa(void)
-{
-#ifdef LP_X86_VARIANTS
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return LP_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("bmi2"))
-        return LP_ISA_AVX2;
-#endif
-    return LP_ISA_BASE;
-}
-
 /* The kernels of one ISA; callers must not ask for more than lp_best_isa(). */
 static lp_kernels lp_kernels_for(int isa)
 {
@@ -79,4 +57,4 @@ static lp_kernels lp_kernels_for(int isa)
     return base;
 }
 
-#endif /* LPMON_DISPATCH_H */
+#endif /* LPMON_LOGLOSS_DISPATCH_H */

@@ -1,0 +1,103 @@
+"""Compiled core of lpmon.quant.rowwise: FBGEMM's fused row-wise formats.
+
+The C loops (rowwise_body.h) are built once per instruction set and chosen
+at import, like the log-loss kernels. Validation happens in lpmon.quant.rowwise.
+"""
+
+import os
+
+import numpy as np
+
+from libc.stdint cimport int64_t, uint8_t
+
+
+cdef extern from "rowwise_dispatch.h" nogil:
+    ctypedef int64_t (*lp_q8_fn)(const float *, int64_t, int64_t, uint8_t *)
+    ctypedef int64_t (*lp_qn_fn)(int, const float *, int64_t, int64_t, const float *, const float *,
+                              uint8_t *)
+    ctypedef void (*lp_dq_fn)(const uint8_t *, int, int64_t, int64_t, int64_t, float *)
+    ctypedef int64_t (*lp_bag_fn)(const uint8_t *, int64_t, int, int64_t, int64_t,
+                                  const int64_t *, int64_t, const int64_t *, int64_t, const float *,
+                                  int, float *)
+    ctypedef struct lp_rowwise_kernels:
+        lp_q8_fn quantize8
+        lp_qn_fn quantize_nbit
+        lp_dq_fn dequantize
+        lp_bag_fn embedding_bag
+    int lp_best_isa()
+    lp_rowwise_kernels lp_rowwise_kernels_for(int isa)
+
+
+ISAS = ("base", "avx2", "avx512")
+cdef lp_rowwise_kernels _kernels
+cdef int _isa = -1
+
+
+def available_isas():
+    return ISAS[: lp_best_isa() + 1]
+
+
+def current_isa():
+    return ISAS[_isa]
+
+
+def use_isa(name=None):
+    """Switch kernels to ISA `name` (default: the best available). For tests and benchmarks."""
+    global _kernels, _isa
+    available = available_isas()
+    if name is None:
+        name = available[len(available) - 1]  # (wraparound is off in kernels)
+    if name not in available:
+        raise ValueError(f"instruction set {name!r} is not available here; this CPU and build "
+                         f"support {', '.join(available)}")
+    _isa = ISAS.index(name)
+    _kernels = lp_rowwise_kernels_for(_isa)
+    return name
+
+
+use_isa(os.environ.get("LPMON_ISA") or None)
+
+
+def quantize_rows8(const float[:, ::1] table, uint8_t[:, ::1] out):
+    """Returns the first row holding NaN or inf, or -1."""
+    cdef int64_t bad
+    with nogil:
+        bad = _kernels.quantize8(&table[0, 0], table.shape[0], table.shape[1], &out[0, 0])
+    return bad
+
+
+def quantize_rows_nbit(int bits, const float[:, ::1] table, uint8_t[:, ::1] out,
+                       const float[::1] row_lo=None, const float[::1] row_hi=None):
+    """Returns the first row with NaN, inf or values beyond fp16, or -1."""
+    cdef const float *lo = NULL
+    cdef const float *hi = NULL
+    if row_lo is not None:
+        lo, hi = &row_lo[0], &row_hi[0]
+    cdef int64_t bad
+    with nogil:
+        bad = _kernels.quantize_nbit(bits, &table[0, 0], table.shape[0], table.shape[1], lo, hi,
+                                     &out[0, 0])
+    return bad
+
+
+def dequantize_rows(const uint8_t[:, ::1] packed, int bits, int64_t dim, float[:, ::1] out):
+    with nogil:
+        _kernels.dequantize(&packed[0, 0], bits, packed.shape[0], dim, packed.shape[1], &out[0, 0])
+
+
+def embedding_bag(const uint8_t[:, ::1] packed, int bits, int64_t dim, const int64_t[::1] indices,
+                  const int64_t[::1] offsets, const float[::1] weights, bint mean,
+                  float[:, ::1] out):
+    """Pooled lookups into out; returns the position of the first index out of range, or -1."""
+    cdef const float *w = NULL
+    cdef const int64_t *idx = NULL
+    if weights is not None and weights.shape[0]:
+        w = &weights[0]
+    if indices.shape[0]:
+        idx = &indices[0]
+    cdef int64_t bad
+    with nogil:
+        bad = _kernels.embedding_bag(&packed[0, 0], packed.shape[0], bits, dim, packed.shape[1], idx,
+                                     indices.shape[0], &offsets[0], offsets.shape[0], w, mean,
+                                     &out[0, 0])
+    return bad

@@ -1,0 +1,122 @@
+"""int8 fully-connected layers, emulated exactly as int8 hardware computes them.
+
+Weights: per-output-channel symmetric int8 (zero point 0). Activations:
+per-tensor affine uint8 with static ranges. The product accumulates in
+int32: acc[b, n] = sum_k (x_q[b, k] - zp_x) * w_q[n, k]. The emulation runs
+that product through float32 BLAS, which is exact as long as every partial
+sum stays below 2**24 in magnitude: each term is at most 255 * 128 = 32640,
+so blocks of at most 512 terms are exact in any summation order, and blocks
+are added in float64 (exact too). The output is requantized as FBGEMM does
+with a float bias: round((acc * s_x s_w[n] + bias[n]) / s_y) + zp_y, clamped
+(fused ReLU clamps at zp_y).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lpmon._kernels import affine as _kernel
+
+from .qparams import QParams, choose_qparams
+
+# Terms per exactly-summed float32 block: 512 * 255 * 128 < 2**24.
+EXACT_BLOCK = 512
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """How many values fell outside the quantization range, below and above."""
+
+    below: int
+    above: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return (self.below + self.above) / self.total if self.total else 0.0
+
+
+def quantize_activation(x, qp: QParams) -> tuple[np.ndarray, Saturation]:
+    """Quantize activations [rows, features] to uint8 (or int8), counting saturation."""
+    x = np.asarray(x)
+    shape = x.shape
+    x2 = np.ascontiguousarray(x.reshape(-1, shape[-1]) if x.ndim else x.reshape(1, 1))
+    if x2.dtype not in (np.float32, np.float64):
+        x2 = x2.astype(np.float32)
+    if not np.isfinite(x2).all():
+        raise ValueError(f"activations have {np.count_nonzero(~np.isfinite(x2))} NaN or inf values")
+    out = np.empty(x2.shape, dtype=np.uint8 if qp.qmin >= 0 else np.int8)
+    below, above = _kernel.quantize_affine(x2, qp.scale, qp.zero_point, qp.qmin, qp.qmax, out)
+    return out.reshape(shape), Saturation(int(below), int(above), x2.size)
+
+
+def dequantize(q: np.ndarray, qp: QParams) -> np.ndarray:
+    return ((q.astype(np.float32) - np.float32(qp.zero_point)) * np.float32(qp.scale)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class QuantizedLinear:
+    """An int8 linear layer: weight [out, in] int8 with per-output-channel scales."""
+
+    weight: np.ndarray          # int8 [out, in]
+    weight_scale: np.ndarray    # float32 [out]
+    bias: np.ndarray            # float32 [out]
+
+    @classmethod
+    def from_float(cls, weight, bias=None) -> "QuantizedLinear":
+        """Per-channel symmetric int8 weights (scale = max|w| / 127.5, zero point 0)."""
+        weight = np.asarray(weight, dtype=np.float32)
+        if weight.ndim != 2:
+            raise ValueError(f"weight must be 2-D [out, in], got shape {weight.shape}")
+        if not np.isfinite(weight).all():
+            raise ValueError(f"weight has {np.count_nonzero(~np.isfinite(weight))} NaN or inf values")
+        scales = np.array([choose_qparams(-m, m, 8, signed=True, symmetric=True).scale
+                           for m in np.abs(weight).max(axis=1)], dtype=np.float32)
+        q = np.clip(np.rint(weight / scales[:, None]), -128, 127).astype(np.int8)
+        bias = np.zeros(weight.shape[0], np.float32) if bias is None else np.asarray(bias, np.float32)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias must have shape ({weight.shape[0]},), got {bias.shape}")
+        return cls(q, scales, bias)
+
+    def dequantized_weight(self) -> np.ndarray:
+        return self.weight.astype(np.float32) * self.weight_scale[:, None]
+
+    def accumulate(self, x_q: np.ndarray, x_zero_point: int) -> np.ndarray:
+        """Exact int32 accumulators as float32 [batch, out] (see the module docstring)."""
+        if x_q.ndim != 2 or x_q.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"input must be [batch, {self.weight.shape[1]}], got {x_q.shape}")
+        a = x_q.astype(np.float32) - np.float32(x_zero_point)
+        w = _float_weight_t(self.weight)
+        k = a.shape[1]
+        if k <= EXACT_BLOCK:
+            return a @ w
+        total = np.zeros((a.shape[0], w.shape[1]), np.float64)
+        for start in range(0, k, EXACT_BLOCK):
+            total += a[:, start:start + EXACT_BLOCK] @ w[start:start + EXACT_BLOCK]
+        return total.astype(np.float32)  # |acc| < 2**31 is exact in float64, int32 range fits
+
+    def forward(self, x_q: np.ndarray, x_qp: QParams, out_qp: QParams, relu: bool = False):
+        """uint8 outputs [batch, out] from uint8 inputs."""
+        acc = self.accumulate(x_q, x_qp.zero_point)
+        multiplier = (np.float32(x_qp.scale) * self.weight_scale).astype(np.float32)
+        out = np.empty(acc.shape, dtype=np.uint8)
+        lo = out_qp.zero_point if relu else out_qp.qmin
+        _kernel.requantize(np.ascontiguousarray(acc, dtype=np.float32), multiplier, self.bias,
+                           np.float32(1.0) / np.float32(out_qp.scale), out_qp.zero_point, lo,
+                           out_qp.qmax, out)
+        return out
+
+
+_WEIGHT_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _float_weight_t(weight: np.ndarray) -> np.ndarray:
+    """weight.T as float32, cached per weight array (weights are static)."""
+    key = id(weight)
+    cached = _WEIGHT_CACHE.get(key)
+    if cached is None or cached[0] is not weight:
+        cached = (weight, np.ascontiguousarray(weight.T, dtype=np.float32))
+        _WEIGHT_CACHE[key] = cached
+    return cached[1]

@@ -1,0 +1,78 @@
+"""Plain NumPy versions of the row-wise and int8 kernels: the test oracle.
+
+Written row by row from FBGEMM's reference code's definitions, in float32
+arithmetic (NumPy does not contract a * b + c into one rounding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+f32 = np.float32
+
+
+def quantize_rows(table: np.ndarray, bits: int) -> np.ndarray:
+    rows, dim = table.shape
+    out = []
+    for x in table.astype(f32):
+        lo, hi = x.min(), x.max()
+        if bits == 8:
+            rng = f32(hi - lo)
+            inverse = f32(f32(255) / f32(rng + f32(1e-8)))
+            q = np.rint((x - lo) * inverse).astype(np.uint8)
+            tail = np.array([f32(rng / f32(255)), lo], f32).view(np.uint8)
+            out.append(np.concatenate([q, tail]))
+            continue
+        qmax = f32((1 << bits) - 1)
+        bias = f32(np.float16(lo))
+        rng = f32(hi - bias)
+        scale = f32(np.float16(f32(1) if rng == 0 else f32(rng / qmax)))
+        if scale == 0:
+            scale = f32(1)
+        inverse = f32(f32(1) / scale)
+        if np.isinf(inverse):
+            scale, inverse = f32(1), f32(1)
+        q = np.clip(np.rint((x - bias) * inverse), 0, qmax).astype(np.uint8)
+        per_byte = 8 // bits
+        padded = np.zeros(-(-dim // per_byte) * per_byte, np.uint8)
+        padded[:dim] = q
+        packed = np.zeros(len(padded) // per_byte, np.uint8)
+        for k in range(per_byte):
+            packed |= (padded[k::per_byte] << (k * bits)).astype(np.uint8)
+        tail = np.array([scale, bias], np.float16).view(np.uint8)
+        out.append(np.concatenate([packed, tail]))
+    return np.array(out, dtype=np.uint8).reshape(rows, -1)
+
+
+def dequantize_rows(packed: np.ndarray, bits: int, dim: int) -> np.ndarray:
+    if bits == 8:
+        scale = packed[:, dim:dim + 4].copy().view(f32)
+        bias = packed[:, dim + 4:dim + 8].copy().view(f32)
+        return packed[:, :dim].astype(f32) * scale + bias
+    per_byte = 8 // bits
+    data = -(-dim // per_byte)
+    scale = packed[:, data:data + 2].copy().view(np.float16).astype(f32)
+    bias = packed[:, data + 2:data + 4].copy().view(np.float16).astype(f32)
+    codes = np.stack([(packed[:, :data] >> (k * bits)) & ((1 << bits) - 1)
+                      for k in range(per_byte)], axis=2).reshape(len(packed), -1)[:, :dim]
+    return codes.astype(f32) * scale + bias
+
+
+def embedding_bag(packed, bits, dim, indices, offsets, mode="sum", per_sample_weights=None):
+    values = dequantize_rows(packed, bits, dim).astype(np.float64)
+    bounds = list(offsets) + [len(indices)]
+    out = np.zeros((len(offsets), dim))
+    for b in range(len(offsets)):
+        ids = indices[bounds[b]:bounds[b + 1]]
+        rows = values[ids]
+        if per_sample_weights is not None:
+            rows = rows * np.asarray(per_sample_weights, np.float64)[bounds[b]:bounds[b + 1], None]
+        out[b] = rows.sum(axis=0)
+        if mode == "mean" and len(ids):
+            out[b] /= len(ids)
+    return out
+
+
+def int8_linear_accumulators(x_q, x_zero_point, w_q) -> np.ndarray:
+    """acc[b, n] = sum_k (x_q - zp) * w_q[n, k] in int64 (exact)."""
+    return (x_q.astype(np.int64) - x_zero_point) @ w_q.astype(np.int64).T
