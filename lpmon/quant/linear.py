@@ -97,6 +97,12 @@ class QuantizedLinear:
             total += a[:, start:start + EXACT_BLOCK] @ w[start:start + EXACT_BLOCK]
         return total.astype(np.float32)  # |acc| < 2**31 is exact in float64, int32 range fits
 
+    def forward_float(self, x_q: np.ndarray, x_qp: QParams) -> np.ndarray:
+        """float32 outputs (FBGEMM's dequantizing output stage): acc * s_x s_w + bias."""
+        acc = self.accumulate(x_q, x_qp.zero_point)
+        multiplier = (np.float32(x_qp.scale) * self.weight_scale).astype(np.float32)
+        return acc * multiplier + self.bias
+
     def forward(self, x_q: np.ndarray, x_qp: QParams, out_qp: QParams, relu: bool = False):
         """uint8 outputs [batch, out] from uint8 inputs."""
         acc = self.accumulate(x_q, x_qp.zero_point)

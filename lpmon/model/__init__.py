@@ -1,0 +1,9 @@
+"""DLRM-style recommendation models: spec, snapshots, batches, forward passes."""
+
+from .batch import Batch, SparseFeature
+from .forward import Executor, ForwardResult, LayerTap, forward_fp32, forward_quantized
+from .snapshot import Model
+from .spec import ModelSpec, SpecError, TableSpec
+
+__all__ = ["Batch", "Executor", "ForwardResult", "LayerTap", "Model", "ModelSpec", "SparseFeature",
+           "SpecError", "TableSpec", "forward_fp32", "forward_quantized"]

@@ -1,0 +1,41 @@
+"""A batch of examples in the model's input layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SparseFeature:
+    """Multi-hot ids of one sparse feature: bag b is indices[offsets[b]:offsets[b+1]]."""
+
+    indices: np.ndarray  # int64 [n_ids]
+    offsets: np.ndarray  # int64 [batch], starting at 0
+
+    def bag_slice(self, start: int, stop: int) -> "SparseFeature":
+        lo = int(self.offsets[start]) if start < len(self.offsets) else len(self.indices)
+        hi = int(self.offsets[stop]) if stop < len(self.offsets) else len(self.indices)
+        return SparseFeature(self.indices[lo:hi], self.offsets[start:stop] - lo)
+
+    @classmethod
+    def one_hot(cls, ids) -> "SparseFeature":
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        return cls(ids, np.arange(len(ids), dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Batch:
+    dense: np.ndarray                      # float32 [batch, dense features]
+    sparse: tuple[SparseFeature, ...]      # one per table, in spec order
+
+    def __len__(self) -> int:
+        return self.dense.shape[0]
+
+    def slice(self, start: int, stop: int) -> "Batch":
+        return Batch(self.dense[start:stop], tuple(f.bag_slice(start, stop) for f in self.sparse))
+
+    def chunks(self, size: int):
+        for start in range(0, len(self), size):
+            yield self.slice(start, min(start + size, len(self)))

@@ -1,0 +1,191 @@
+"""The model's forward pass: fp32 (NumPy BLAS), and under a QuantPlan through lpmon.quant.
+
+Both paths share every fp32 piece, so a plan that keeps every layer in fp32
+reproduces forward_fp32 exactly. Taps record what each layer consumed and
+produced (for calibration and per-layer error); the quantized path also
+counts, per int8 layer, the activations its static range clipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lpmon.quant import QParams
+from lpmon.quant.halfprec import round_weight, to_fp16
+from lpmon.quant.linear import QuantizedLinear, Saturation, quantize_activation
+from lpmon.quant.plan import QuantPlan
+from lpmon.quant.rowwise import embedding_bag, quantize_rows
+
+from .batch import Batch, SparseFeature
+from .snapshot import Model
+
+DEFAULT_BATCH_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class LayerTap:
+    input: np.ndarray
+    output: np.ndarray
+
+
+@dataclass
+class ForwardResult:
+    probabilities: np.ndarray                                   # float32 [batch]
+    taps: dict[str, LayerTap] | None = None
+    saturation: dict[str, Saturation] = field(default_factory=dict)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
+def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndarray:
+    """Sum (or mean) of table rows per bag; an empty bag gives zeros."""
+    n, bags = len(feature.indices), len(feature.offsets)
+    out = np.zeros((bags, table.shape[1]), np.float32)
+    if n == 0:
+        return out
+    counts = np.diff(np.append(feature.offsets, n))
+    filled = counts > 0
+    # Over the non-empty bags only, each one's range runs to the next one's start.
+    out[filled] = np.add.reduceat(table[feature.indices], feature.offsets[filled], axis=0)
+    if mode == "mean":
+        out[filled] /= counts[filled, None]
+    return out
+
+
+def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
+    if kind == "cat":
+        return np.concatenate([bottom] + pooled, axis=1)
+    vectors = np.stack([bottom] + pooled, axis=1)                 # [batch, V, d]
+    z = vectors @ vectors.transpose(0, 2, 1)                      # [batch, V, V]
+    rows, cols = np.tril_indices(vectors.shape[1], k=-1)          # i > j: DLRM without self-interaction
+    return np.concatenate([bottom, z[:, rows, cols]], axis=1)
+
+
+class Executor:
+    """Runs a model under a plan (None: everything fp32). Prepares quantized tensors once."""
+
+    def __init__(self, model: Model, plan: QuantPlan | None = None):
+        self.model, self.plan = model, plan
+        spec, weights = model.spec, model.weights
+        self.tables: list[tuple[str, object]] = []
+        for t, table in enumerate(spec.tables):
+            name = f"emb_l.{t}"
+            precision = self._precision(name)
+            weight = weights[f"{name}.weight"]
+            if precision == "fp32":
+                self.tables.append(("fp32", weight))
+            elif precision == "fp16":
+                self.tables.append(("fp32", to_fp16(weight).astype(np.float32)))
+            else:
+                bits = int(precision[3:])
+                layer = plan.layer(name)
+                self.tables.append((bits, quantize_rows(weight, bits, search=layer.search, name=name)))
+        self.linears: dict[str, tuple] = {}
+        for name, _, _ in spec.linear_layers():
+            precision = self._precision(name)
+            w, b = weights[f"{name}.weight"], weights[f"{name}.bias"]
+            if precision == "int8":
+                a = plan.layer(name).activation
+                qp = QParams(a.scale, a.zero_point, *( (-128, 127) if a.signed else (0, 255)))
+                self.linears[name] = ("int8", QuantizedLinear.from_float(w, b), qp)
+            else:
+                self.linears[name] = ("float", np.ascontiguousarray(round_weight(w, precision).T), b)
+
+    def _precision(self, name: str) -> str:
+        if self.plan is None:
+            return "fp32"
+        return self.plan.layer(name).precision
+
+    def _linear(self, name, x, relu, result):
+        entry = self.linears[name]
+        if entry[0] == "int8":
+            _, layer, qp = entry
+            x_q, saturation = quantize_activation(x, qp)
+            y = layer.forward_float(x_q, qp)
+            previous = result.saturation.get(name)
+            if previous is not None:
+                saturation = Saturation(previous.below + saturation.below,
+                                        previous.above + saturation.above,
+                                        previous.total + saturation.total)
+            result.saturation[name] = saturation
+        else:
+            _, weight_t, bias = entry
+            y = x @ weight_t + bias
+        return np.maximum(y, 0) if relu else y
+
+    def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None):
+        spec = self.model.spec
+        x = np.ascontiguousarray(batch.dense, dtype=np.float32)
+        for i in range(len(spec.bottom_mlp)):
+            name = f"bot_l.{2 * i}"
+            y = self._linear(name, x, True, result)
+            if taps is not None:
+                taps.setdefault(name, []).append((x, y))
+            x = y
+        pooled = []
+        for t, (kind, table) in enumerate(self.tables):
+            feature = batch.sparse[t]
+            if kind == "fp32":
+                p = pooled_fp32(table, feature, spec.pooling)
+            else:
+                p = embedding_bag(table, kind, spec.tables[t].dim, feature.indices, feature.offsets,
+                                  mode=spec.pooling)
+            if taps is not None:
+                taps.setdefault(f"emb_l.{t}", []).append((feature.indices, p))
+            pooled.append(p)
+        z = interact(x, pooled, spec.interaction)
+        if taps is not None:
+            taps.setdefault("interaction", []).append((x, z))
+        x = z
+        for i in range(len(spec.top_mlp)):
+            name = f"top_l.{2 * i}"
+            last = i == len(spec.top_mlp) - 1
+            y = self._linear(name, x, not last, result)
+            if taps is not None:
+                taps.setdefault(name, []).append((x, y))
+            x = y
+        return sigmoid(x[:, 0])
+
+    def forward(self, batch: Batch, *, taps: bool = False,
+                batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
+        """Probabilities for every example, streaming over chunks of batch_size."""
+        check_batch(self.model, batch)
+        result = ForwardResult(np.empty(len(batch), np.float32))
+        collected = {} if taps else None
+        done = 0
+        for chunk in batch.chunks(batch_size):
+            result.probabilities[done:done + len(chunk)] = self._forward_chunk(chunk, result, collected)
+            done += len(chunk)
+        if taps:
+            result.taps = {name: LayerTap(np.concatenate([a for a, _ in parts]),
+                                          np.concatenate([b for _, b in parts]))
+                           for name, parts in collected.items()}
+        return result
+
+
+def forward_fp32(model: Model, batch: Batch, *, taps: bool = False,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
+    return Executor(model).forward(batch, taps=taps, batch_size=batch_size)
+
+
+def forward_quantized(model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False,
+                      batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
+    return Executor(model, plan).forward(batch, taps=taps, batch_size=batch_size)
+
+
+def check_batch(model: Model, batch: Batch) -> None:
+    spec = model.spec
+    if batch.dense.ndim != 2 or batch.dense.shape[1] != len(spec.dense):
+        raise ValueError(f"batch.dense must be [batch, {len(spec.dense)}], got {batch.dense.shape}")
+    if len(batch.sparse) != len(spec.tables):
+        raise ValueError(f"batch has {len(batch.sparse)} sparse features, the model {len(spec.tables)}")
+    for table, feature in zip(spec.tables, batch.sparse):
+        if len(feature.offsets) != len(batch):
+            raise ValueError(f"{table.name}: {len(feature.offsets)} bags for {len(batch)} examples")
+        if len(feature.indices) and (feature.indices.min() < 0 or feature.indices.max() >= table.rows):
+            bad = np.count_nonzero((feature.indices < 0) | (feature.indices >= table.rows))
+            raise ValueError(f"{table.name}: {bad} ids outside the table's {table.rows} rows")
