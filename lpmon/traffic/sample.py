@@ -1,0 +1,120 @@
+"""Deterministic, reproducible daily samples with bounded memory.
+
+Membership is decided by a 64-bit hash of (request id, seed): the sample is
+the n requests with the smallest hashes (optionally n in proportion per
+label), so a rerun or a backfill draws exactly the same examples, whatever
+the files' layout. Two streamed passes: request ids (and labels) first, to
+find the hash threshold; then every needed column, keeping the rows under it
+and checking every row of the day on the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lpmon.model.batch import Batch, SparseFeature
+
+from .schema import EmptyDay, TrafficError, TrafficSchema, sparse_ids
+from .store import TrafficStore, as_day
+
+_GOLDEN, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
+                         np.uint64(0x94D049BB133111EB))
+
+
+@dataclass(frozen=True)
+class Sample:
+    day: str
+    batch: Batch
+    labels: np.ndarray        # uint8
+    request_ids: np.ndarray
+    day_rows: int             # rows in the day's partition (for the model)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def request_hash(ids: np.ndarray, seed: int) -> np.ndarray:
+    """A 64-bit hash of each request id under seed (SplitMix64 for integers)."""
+    if ids.dtype.kind in "iu":
+        with np.errstate(over="ignore"):
+            z = ids.astype(np.uint64) + np.uint64(seed % (1 << 64)) * _GOLDEN + _GOLDEN
+            z = (z ^ (z >> np.uint64(30))) * _MIX1
+            z = (z ^ (z >> np.uint64(27))) * _MIX2
+            return z ^ (z >> np.uint64(31))
+    key = f"{seed % (1 << 64):016x}"[-16:]
+    return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
+
+
+def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *,
+           stratify: bool = False, batch_size: int = 65_536) -> Sample:
+    """A sample of n requests from the day (all of them if the day has fewer)."""
+    if n < 1:
+        raise ValueError(f"sample size must be positive, got {n}")
+    day = as_day(day)
+    partition = store.partition(day)
+    schema.check_columns(store.schema(day), partition)
+
+    # Pass 1: hashes (and labels) of every request; duplicates are an error.
+    hashes, labels = [], []
+    for record in store.batches(day, ["request_id", "label"], batch_size):
+        hashes.append(request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed))
+        labels.append(record.column("label").to_numpy(zero_copy_only=False).astype(np.int8))
+    if not hashes or sum(len(h) for h in hashes) == 0:
+        raise EmptyDay(f"{partition}: the day has no rows")
+    hashes, labels = np.concatenate(hashes), np.concatenate(labels)
+    duplicates = len(hashes) - np.unique(hashes).size
+    if duplicates:
+        raise TrafficError(f"{partition}: column request_id has {duplicates} duplicate rows")
+    threshold = _thresholds(hashes, labels, n, stratify)
+
+    # Pass 2: every column, every row checked, rows under the threshold kept.
+    kept = []
+    for record in store.batches(day, schema.columns, batch_size):
+        schema.check_batch(record, partition)
+        h = request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed)
+        label = record.column("label").to_numpy(zero_copy_only=False).astype(np.int8)
+        keep = h <= threshold[label.clip(0, 1)]
+        if keep.any():
+            kept.append((h[keep], record.filter(pa.array(keep))))
+    order = np.argsort(np.concatenate([h for h, _ in kept]), kind="stable")
+    table = pa.Table.from_batches([r for _, r in kept]).take(pa.array(order))
+    return Sample(str(day), to_batch(table, schema),
+                  table.column("label").to_numpy().astype(np.uint8),
+                  table.column("request_id").to_numpy(), len(hashes))
+
+
+def _thresholds(hashes, labels, n, stratify) -> np.ndarray:
+    """Per-label hash thresholds (index 0: negatives, 1: positives)."""
+    if n >= len(hashes):
+        top = np.iinfo(np.uint64).max
+        return np.array([top, top], dtype=np.uint64)
+    if not stratify:
+        cut = np.partition(hashes, n - 1)[n - 1]
+        return np.array([cut, cut], dtype=np.uint64)
+    out = np.zeros(2, dtype=np.uint64)
+    positives = int(labels.sum())
+    wanted = {1: int(round(n * positives / len(hashes)))}
+    wanted[0] = n - wanted[1]
+    for label in (0, 1):
+        group = hashes[labels == label]
+        k = min(wanted[label], len(group))
+        out[label] = np.partition(group, k - 1)[k - 1] if k > 0 else 0  # (a hash of 0: 2**-64)
+    return out
+
+
+def to_batch(table: pa.Table, schema: TrafficSchema) -> Batch:
+    dense = np.column_stack([table.column(c).to_numpy().astype(np.float32) for c in schema.dense])
+    sparse = []
+    for column in schema.sparse:
+        values = table.column(column).combine_chunks()
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+            ids, _ = sparse_ids(values)
+            offsets = values.offsets.to_numpy()[:-1].astype(np.int64) - values.offsets[0].as_py()
+            sparse.append(SparseFeature(ids, offsets))
+        else:
+            sparse.append(SparseFeature.one_hot(values.to_numpy()))
+    return Batch(np.ascontiguousarray(dense.reshape(table.num_rows, len(schema.dense))), tuple(sparse))

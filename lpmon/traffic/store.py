@@ -1,0 +1,100 @@
+"""The traffic store: Parquet partitioned by day (date=YYYY-MM-DD/), local or any pyarrow filesystem."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .schema import EmptyDay, MissingDay, TrafficError
+
+
+def as_day(day) -> dt.date:
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, dt.date):
+        return day
+    try:
+        return dt.date.fromisoformat(str(day))
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD): {day!r}") from None
+
+
+class TrafficStore:
+    """Days of labelled traffic under one root (a path, or a URI such as s3://bucket/prefix)."""
+
+    def __init__(self, uri: str | Path):
+        uri = str(uri)
+        if "://" in uri:
+            self.filesystem, self.root = pafs.FileSystem.from_uri(uri)
+        else:
+            self.filesystem, self.root = pafs.LocalFileSystem(), str(Path(uri).resolve())
+        self.uri = uri
+
+    def partition(self, day) -> str:
+        return f"{self.root}/date={as_day(day).isoformat()}"
+
+    def days(self) -> list[dt.date]:
+        selector = pafs.FileSelector(self.root, allow_not_found=True)
+        days = []
+        for info in self.filesystem.get_file_info(selector):
+            name = info.base_name
+            if info.type == pafs.FileType.Directory and name.startswith("date="):
+                try:
+                    days.append(dt.date.fromisoformat(name[5:]))
+                except ValueError:
+                    continue
+        return sorted(days)
+
+    def files(self, day) -> list[str]:
+        partition = self.partition(day)
+        info = self.filesystem.get_file_info(partition)
+        if info.type != pafs.FileType.Directory:
+            raise MissingDay(f"{partition}: no traffic for {as_day(day)}")
+        selector = pafs.FileSelector(partition, recursive=True)
+        return sorted(i.path for i in self.filesystem.get_file_info(selector)
+                      if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+    def write_day(self, day, table: pa.Table, rows_per_file: int = 1_000_000) -> str:
+        """Write (or replace) a day's partition: files land in a temporary
+        directory that is then moved into place, so readers never see half a day."""
+        partition = self.partition(day)
+        staging = f"{self.root}/.staging-{uuid.uuid4().hex}"
+        self.filesystem.create_dir(staging, recursive=True)
+        for index, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
+            pq.write_table(table.slice(start, rows_per_file),
+                           f"{staging}/part-{index:05d}.parquet", filesystem=self.filesystem)
+        if self.filesystem.get_file_info(partition).type != pafs.FileType.NotFound:
+            self.filesystem.delete_dir(partition)
+        self.filesystem.move(staging, partition)
+        return partition
+
+    def row_count(self, day) -> int:
+        return sum(pq.ParquetFile(self.filesystem.open_input_file(f)).metadata.num_rows
+                   for f in self.files(day))
+
+    def batches(self, day, columns: list[str], batch_size: int = 65_536):
+        """Record batches of the day's columns, file by file (bounded memory)."""
+        files = self.files(day)
+        if not files:
+            raise EmptyDay(f"{self.partition(day)}: the partition holds no Parquet files")
+        for path in files:
+            try:
+                handle = pq.ParquetFile(self.filesystem.open_input_file(path))
+                present = [c for c in columns if c in handle.schema_arrow.names]
+                yield from handle.iter_batches(batch_size=batch_size, columns=present)
+            except (pa.ArrowInvalid, OSError) as err:
+                raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
+
+    def schema(self, day) -> pa.Schema:
+        files = self.files(day)
+        if not files:
+            raise EmptyDay(f"{self.partition(day)}: the partition holds no Parquet files")
+        try:
+            return pq.ParquetFile(self.filesystem.open_input_file(files[0])).schema_arrow
+        except (pa.ArrowInvalid, OSError) as err:
+            raise TrafficError(f"{files[0]}: unreadable Parquet ({err})") from None
