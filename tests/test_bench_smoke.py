@@ -32,3 +32,12 @@ def test_bench_quant_runs():
         capture_output=True, text=True, timeout=300, check=True,
     )
     assert "int4 lookup, zipf ids" in done.stdout and "int8 linear 1024 -> 256" in done.stdout
+
+
+def test_bench_model_runs():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_model.py"), "--examples", "512", "--batch", "256",
+         "--rows", "1000", "--repeat", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    assert "int8 FC + int4 embeddings forward" in done.stdout

@@ -44,7 +44,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndarray:
     """Sum (or mean) of table rows per bag; an empty bag gives zeros."""
     n, bags = len(feature.indices), len(feature.offsets)
-    out = np.zeros((bags, table.shape[1]), np.float32)
+    out = np.zeros((bags, table.shape[1]), table.dtype)
     if n == 0:
         return out
     counts = np.diff(np.append(feature.offsets, n))
