@@ -164,3 +164,10 @@ def test_criteo_bad_lines(tmp_path, line, message):
     tsv.write_text(line + "\n")
     with pytest.raises(TrafficError, match=message):
         import_criteo(tsv, TrafficStore(tmp_path / "s"), DAY, progress=None)
+
+
+def test_store_accepts_filesystem_uris(tmp_path):
+    store = TrafficStore(f"file://{tmp_path}/uri-store")
+    store.write_day(DAY, day_table(1_000))
+    assert store.days() == [DAY] and store.row_count(DAY) == 1_000
+    assert len(sample(store, DAY, 100, 2, SCHEMA)) == 100
