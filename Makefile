@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lpmon-installed
 PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+# PyTorch's CPU build (a wheel on these machines' disk): the tests cross-check our
+# kernels against FBGEMM through it. Plain `torch` would pull a multi-GB CUDA build.
 TORCH_VERSION := 2.13.0
 BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h kernels/*.c)
 
@@ -31,8 +33,6 @@ $(STAMP): $(BUILD_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) setuptools wheel Cython
 	$(PIP) -e '.[airflow,test]' --no-build-isolation
-	# PyTorch's CPU build (a wheel on these machines' disk): the tests cross-check
-	# our kernels against FBGEMM through it. Plain `torch` would pull a CUDA build.
 	$(PIP) torch==$(TORCH_VERSION)
 	touch $@
 
