@@ -70,6 +70,8 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     if duplicates:
         raise TrafficError(f"{partition}: column request_id has {duplicates} duplicate rows")
     threshold = _thresholds(hashes, labels, n, stratify)
+    day_rows = len(hashes)
+    del hashes, labels  # only the thresholds are needed from here on
 
     # Pass 2: every column, every row checked, rows under the threshold kept.
     kept = []
@@ -82,9 +84,10 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
             kept.append((h[keep], record.filter(pa.array(keep))))
     order = np.argsort(np.concatenate([h for h, _ in kept]), kind="stable")
     table = pa.Table.from_batches([r for _, r in kept]).take(pa.array(order))
+    del kept  # the ordered copy is all that is needed: free the filtered batches first
     return Sample(str(day), to_batch(table, schema),
                   table.column("label").to_numpy().astype(np.uint8),
-                  table.column("request_id").to_numpy(), len(hashes))
+                  table.column("request_id").to_numpy(), day_rows)
 
 
 def _thresholds(hashes, labels, n, stratify) -> np.ndarray:
