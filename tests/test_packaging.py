@@ -32,7 +32,16 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
     assert "logloss.c" not in names  # generated, not shipped
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "wheels"), str(sdist)], check=True, capture_output=True)
-    assert list((tmp_path / "wheels").glob("lpmon-*.whl"))
+    (wheel,) = (tmp_path / "wheels").glob("lpmon-*.whl")
+    # The wheel alone (no source tree on the path) holds every subpackage and kernel.
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True)
+    probe = ("import lpmon.metrics, lpmon.calibrate, lpmon.quant.rowwise, lpmon.model, lpmon.traffic, "
+             "lpmon.world, lpmon.cli; print(lpmon.metrics.__file__)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(target)), check=True).stdout
+    assert out.startswith(str(target))
 
 
 def test_lpmon_isa_environment_variable_selects_kernels():
