@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("LPMON_CYTHON_DEBUG", "") not in ("", "0")
@@ -73,6 +73,11 @@ def kernel_extension(path):
 
 
 setup(
+    # The top-level sql/ folder ships inside the package as lpmon._sql, so an
+    # installed lpmon finds its migrations (importlib.resources).
+    packages=find_packages(include=["lpmon", "lpmon.*"]) + ["lpmon._sql"],
+    package_dir={"lpmon._sql": "sql"},
+    package_data={"lpmon._sql": ["*.sql", "migrations/*.sql"]},
     cmdclass={"build_ext": BuildPerIsa},
     ext_modules=cythonize(
         [kernel_extension(path) for path in sorted(Path("kernels").glob("*.pyx"))],

@@ -10,3 +10,48 @@ def isa(request):
     logloss_kernel.use_isa(request.param)
     yield request.param
     logloss_kernel.use_isa(previous)
+
+
+# --- state store databases: SQLite always, the PostgreSQL service too ---
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+PG_ADMIN = os.environ.get("LPMON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_database():
+    """A fresh, empty PostgreSQL database; returns (url, drop)."""
+    import psycopg
+
+    name = f"lpmon_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as err:
+        if os.environ.get("CI"):
+            raise  # CI starts the service: its absence is a failure, not a skip
+        pytest.skip(f"PostgreSQL is not reachable ({err})")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+
+    def drop():
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The URL of an empty database on each engine lpmon supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lpmon.db'}"
+        return
+    url, drop = _postgres_database()
+    try:
+        yield url
+    finally:
+        import gc
+
+        gc.collect()  # close engines still referenced by the test
+        drop()

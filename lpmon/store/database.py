@@ -1,0 +1,126 @@
+"""The state store's connection and schema: SQLite by default, PostgreSQL in production.
+
+Migrations are the numbered files in sql/migrations (shipped as
+lpmon._sql), applied in order, each in its own transaction, and recorded in
+schema_migrations. A database whose schema is newer than this code is
+refused rather than written to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import re
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+_MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class StoreError(RuntimeError):
+    """The state store cannot be used as it is (version, connection)."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with this code, in order."""
+    folder = importlib.resources.files("lpmon._sql") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text()))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(versions) + 1)):
+        raise StoreError(f"migrations must be numbered 1, 2, 3... without gaps, found {versions}")
+    return found
+
+
+def statements(sql: str) -> list[str]:
+    """A migration's statements (no semicolons inside strings in our migrations)."""
+    cleaned = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in cleaned.split(";") if s.strip()]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Database:
+    """An engine plus the schema's version management."""
+
+    def __init__(self, url: str):
+        if "://" not in url:  # a plain path means SQLite
+            url = f"sqlite:///{url}"
+        self.url = url
+        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        options = {}
+        if self.dialect == "sqlite":
+            options["connect_args"] = {"timeout": 30}
+        self.engine = sa.create_engine(url, **options)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Every transaction takes SQLite's write lock when it begins: concurrent
+            # writers then queue (busy_timeout) instead of failing to upgrade a read lock.
+            sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+    @contextmanager
+    def transaction(self):
+        """A connection inside one transaction: committed on success, rolled back on error."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table("schema_migrations"):
+                return 0
+            return connection.execute(sa.text("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")).scalar_one()
+
+    def check_version(self) -> int:
+        latest = migrations()[-1][0]
+        version = self.schema_version()
+        if version > latest:
+            raise StoreError(f"{self.safe_url}: the database is at schema version {version}, newer than "
+                             f"this lpmon knows ({latest}): upgrade lpmon before using it")
+        if version < latest:
+            raise StoreError(f"{self.safe_url}: schema version {version}, expected {latest}: "
+                             "run `lpmon init` to upgrade it")
+        return version
+
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied (none when up to date)."""
+        shipped = migrations()
+        current = self.schema_version()
+        if current > shipped[-1][0]:
+            self.check_version()
+        applied = []
+        with self.engine.begin() as connection:
+            connection.execute(sa.text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TEXT NOT NULL)"))
+        for version, name, sql in shipped:
+            if version <= current:
+                continue
+            with self.engine.begin() as connection:
+                for statement in statements(sql):
+                    connection.execute(sa.text(statement))
+                connection.execute(sa.text(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
+                    {"v": version, "n": name, "t": now()})
+            applied.append(version)
+        return applied
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(connection, _record):
+    connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN IMMEDIATE
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.close()

@@ -1,0 +1,172 @@
+"""Reads and writes of lpmon's state. Every write keyed by (model, logical date)
+is an idempotent upsert; a plan's promotion is one compare-and-swap transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from lpmon.metrics import Comparison
+
+from .database import Database, now
+
+METRIC_COLUMNS = ("n", "positives", "ne_ref", "ne_q", "dne_pct", "dne_pct_lo", "dne_pct_hi",
+                  "calibration_ref", "calibration_q", "mean_abs_diff", "max_abs_diff", "kl_gap_pct")
+
+
+def _upsert(table: str, keys: tuple[str, ...], values: dict) -> tuple[sa.TextClause, dict]:
+    columns = list(values)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+           f"ON CONFLICT ({', '.join(keys)}) {action}")
+    return sa.text(sql), values
+
+
+def _finite_or_none(value):
+    return None if value is None or value != value else float(value)  # NaN is stored as NULL
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    model_id: str
+    version: int
+    status: str
+    logical_date: str
+    plan_json: str
+    reason: str
+
+
+class StateStore:
+    """The repositories over one Database."""
+
+    def __init__(self, database: Database | str):
+        self.db = database if isinstance(database, Database) else Database(database)
+
+    # --- models -----------------------------------------------------------------------
+    def register_model(self, model_id: str, config: dict | None = None) -> None:
+        with self.db.transaction() as c:
+            c.execute(sa.text("INSERT INTO models (model_id, created_at, config_json) VALUES (:m, :t, :c) "
+                              "ON CONFLICT (model_id) DO UPDATE SET config_json = excluded.config_json"),
+                      {"m": model_id, "t": now(), "c": json.dumps(config or {}, sort_keys=True)})
+
+    def models(self) -> list[str]:
+        with self.db.engine.connect() as c:
+            return list(c.execute(sa.text("SELECT model_id FROM models ORDER BY model_id")).scalars())
+
+    # --- runs and their results ---------------------------------------------------------
+    def record_run(self, model_id: str, logical_date: str, status: str, *, message: str = "",
+                   plan_version: int | None = None, sample_size: int | None = None,
+                   positives: int | None = None, timings: dict | None = None, connection=None) -> None:
+        values = dict(model_id=model_id, logical_date=logical_date, status=status, message=message,
+                      plan_version=plan_version, sample_size=sample_size, positives=positives,
+                      finished_at=now(), timings_json=json.dumps(timings or {}, sort_keys=True))
+        self._write(connection, [_upsert("runs", ("model_id", "logical_date"), values)])
+
+    def record_metrics(self, model_id: str, logical_date: str, comparison: Comparison,
+                       segment: str = "", connection=None) -> None:
+        values = dict(model_id=model_id, logical_date=logical_date, segment=segment)
+        values.update({c: _finite_or_none(getattr(comparison, c)) for c in METRIC_COLUMNS})
+        values["n"], values["positives"] = comparison.n, comparison.positives
+        self._write(connection, [_upsert("run_metrics", ("model_id", "logical_date", "segment"), values)])
+
+    def record_layer_metrics(self, model_id: str, logical_date: str, layers: dict[str, dict],
+                             connection=None) -> None:
+        statements = [
+            _upsert("layer_metrics", ("model_id", "logical_date", "layer"),
+                    dict(model_id=model_id, logical_date=logical_date, layer=layer,
+                         layer_precision=v["precision"], sqnr_db=_finite_or_none(v.get("sqnr_db")),
+                         saturation_below=_finite_or_none(v.get("saturation_below")),
+                         saturation_above=_finite_or_none(v.get("saturation_above"))))
+            for layer, v in sorted(layers.items())]
+        self._write(connection, statements)
+
+    def record_decision(self, model_id: str, logical_date: str, action: str, reasons: list[str],
+                        new_plan_version: int | None = None, connection=None) -> None:
+        self._write(connection, [_upsert("decisions", ("model_id", "logical_date"), dict(
+            model_id=model_id, logical_date=logical_date, action=action,
+            reasons_json=json.dumps(list(reasons)), new_plan_version=new_plan_version))])
+
+    def record_alert(self, model_id: str, logical_date: str, event: str, channel: str, status: str,
+                     recipients: str = "", error: str = "", attempts: int = 1) -> None:
+        self._write(None, [_upsert("alerts", ("model_id", "logical_date", "event", "channel"), dict(
+            model_id=model_id, logical_date=logical_date, event=event, channel=channel,
+            recipients=recipients, status=status, error=error, attempts=attempts,
+            sent_at=now() if status == "sent" else None))])
+
+    def _write(self, connection, statements) -> None:
+        if connection is not None:
+            for statement, values in statements:
+                connection.execute(statement, values)
+            return
+        with self.db.transaction() as c:
+            for statement, values in statements:
+                c.execute(statement, values)
+
+    def rows(self, table: str, model_id: str) -> list[dict]:
+        """Every row of a table for a model, in key order (for reports and tests)."""
+        if table not in {"runs", "run_metrics", "layer_metrics", "decisions", "alerts", "plans",
+                         "calibration_histograms", "fallback_progress", "snapshots"}:
+            raise ValueError(f"unknown table {table!r}")
+        with self.db.engine.connect() as c:
+            result = c.execute(sa.text(f"SELECT * FROM {table} WHERE model_id = :m ORDER BY 1, 2, 3"),
+                               {"m": model_id})
+            return [dict(row._mapping) for row in result]
+
+    # --- plans --------------------------------------------------------------------------
+    def add_plan(self, model_id: str, plan_json: str, logical_date: str, reason: str = "") -> int:
+        """Store a candidate plan; the same plan for the same day returns its existing version."""
+        with self.db.transaction() as c:
+            existing = c.execute(sa.text(
+                "SELECT version FROM plans WHERE model_id = :m AND logical_date = :d AND plan_json = :p"),
+                {"m": model_id, "d": logical_date, "p": plan_json}).scalar()
+            if existing is not None:
+                return int(existing)
+            version = c.execute(sa.text("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE model_id = :m"),
+                                {"m": model_id}).scalar_one()
+            c.execute(sa.text("INSERT INTO plans (model_id, version, plan_json, status, logical_date, reason, "
+                              "created_at) VALUES (:m, :v, :p, 'candidate', :d, :r, :t)"),
+                      {"m": model_id, "v": version, "p": plan_json, "d": logical_date, "r": reason, "t": now()})
+            return int(version)
+
+    def active_plan(self, model_id: str) -> PlanRecord | None:
+        with self.db.engine.connect() as c:
+            row = c.execute(sa.text("SELECT model_id, version, status, logical_date, plan_json, reason FROM plans "
+                                    "WHERE model_id = :m AND status = 'active'"), {"m": model_id}).first()
+        return PlanRecord(*row) if row else None
+
+    def promote(self, model_id: str, version: int, expected_active: int | None) -> bool:
+        """Make `version` the active plan if `expected_active` still is (None: no active plan).
+
+        One transaction: retire the expected plan (only if it is still the active
+        one), then activate the candidate. A run that raced and lost finds the
+        active plan changed (or the one-active index taken) and gets False; the
+        database never holds two active plans, nor none in between.
+        """
+        try:
+            with self.db.transaction() as c:
+                if expected_active is None:
+                    taken = c.execute(sa.text("SELECT COUNT(*) FROM plans WHERE model_id = :m AND status = 'active'"),
+                                      {"m": model_id}).scalar_one()
+                    if taken:
+                        raise _LostRace()
+                else:
+                    retired = c.execute(sa.text(
+                        "UPDATE plans SET status = 'retired' WHERE model_id = :m AND version = :v "
+                        "AND status = 'active'"), {"m": model_id, "v": expected_active}).rowcount
+                    if retired != 1:
+                        raise _LostRace()
+                activated = c.execute(sa.text(
+                    "UPDATE plans SET status = 'active' WHERE model_id = :m AND version = :v "
+                    "AND status = 'candidate'"), {"m": model_id, "v": version}).rowcount
+                if activated != 1:
+                    raise _LostRace()
+            return True
+        except (_LostRace, sa.exc.IntegrityError):
+            return False
+
+
+class _LostRace(Exception):
+    pass
