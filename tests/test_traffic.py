@@ -1,6 +1,7 @@
 """Traffic store, deterministic sampling, validation on read, Criteo import."""
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -122,9 +123,8 @@ def test_missing_empty_and_corrupt_days(tmp_path):
     with pytest.raises(EmptyDay, match="the day has no rows"):
         sample(store, DAY, 10, 1, SCHEMA)
     store.write_day(DAY, day_table(100))
-    path = store.files(DAY)[0]
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[: len(data) // 2])  # a truncated file
+    path = Path(store.files(DAY)[0])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated file
     with pytest.raises(TrafficError, match="unreadable Parquet"):
         sample(store, DAY, 10, 1, SCHEMA)
 
