@@ -1,0 +1,189 @@
+"""lpmon's configuration: one TOML file listing the models, with defaults and
+environment overrides. An invalid file is rejected at load with every problem
+listed, each naming its key.
+
+    store = "sqlite:///lpmon.db"      # state store URL (env LPMON_STORE)
+    plans_dir = "plans"               # where active plans are exported for serving
+
+    [defaults]                        # apply to every model unless it overrides them
+    gate_pct = 0.05
+    recipients = ["oncall@example.com"]
+
+    [models.ctr]
+    traffic = "/data/traffic/ctr"     # store root or URI
+    snapshot = "/data/models/ctr/snapshot"
+
+Relative paths are taken relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+PRECISIONS = ("int8", "fp16", "bf16", "fp32")
+METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
+
+
+class ConfigError(ValueError):
+    """An unusable configuration; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Per-model settings; every field can be set in [defaults] or [models.<id>]."""
+
+    traffic: str = ""
+    snapshot: str = ""
+    scenario: str = ""
+    sample_size: int = 200_000
+    sample_seed: int = 0
+    gate_pct: float = 0.05
+    level: float = 0.95
+    min_examples: int = 10_000
+    min_positives: int = 100
+    calibration_method: str = "l2"
+    calibration_days: int = 1
+    embedding_precision: str = "int8"
+    fallback_ladder: tuple[str, ...] = ("int8", "fp16", "fp32")
+    precision_cost: dict = field(default_factory=lambda: {"int8": 1.0, "fp16": 2.0, "bf16": 2.0,
+                                                          "fp32": 4.0})
+    healthy_days_to_reenable: int = 3
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    store: str
+    plans_dir: Path
+    models: dict[str, ModelSettings]
+
+    def model(self, model_id: str) -> ModelSettings:
+        if model_id not in self.models:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ConfigError(f"{self.path}: no model {model_id!r} (models: {known})")
+        return self.models[model_id]
+
+
+_ENV = {"LPMON_STORE": "store", "LPMON_PLANS_DIR": "plans_dir"}
+_ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
+                 "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("LPMON_CONFIG", "lpmon.toml"))
+
+
+def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
+    path = Path(path) if path is not None else default_path()
+    environ = os.environ if environ is None else environ
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (set --config or LPMON_CONFIG)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    problems: list[str] = []
+    base = path.parent.resolve()
+    for key in sorted(set(data) - {"store", "plans_dir", "defaults", "models"}):
+        problems.append(f"{key}: unknown top-level key")
+    defaults = _settings(data.get("defaults", {}), ModelSettings(), "defaults", problems)
+    for variable, (name, convert) in _ENV_DEFAULTS.items():
+        if variable in environ:
+            try:
+                defaults = replace(defaults, **{name: convert(environ[variable])})
+            except ValueError:
+                problems.append(f"{variable}: not a valid {name}: {environ[variable]!r}")
+    models = {}
+    raw_models = data.get("models", {})
+    if not isinstance(raw_models, dict) or not raw_models:
+        problems.append("models: at least one [models.<id>] table is needed")
+        raw_models = {}
+    for model_id, values in raw_models.items():
+        settings = _settings(values, defaults, f"models.{model_id}", problems)
+        for key in ("traffic", "snapshot"):
+            value = getattr(settings, key)
+            if not value:
+                problems.append(f"models.{model_id}.{key}: required")
+            elif "://" not in value and not Path(value).is_absolute():
+                settings = replace(settings, **{key: str(base / value)})
+        models[model_id] = settings
+    store = environ.get("LPMON_STORE", data.get("store", f"sqlite:///{base / 'lpmon.db'}"))
+    plans_dir = Path(environ.get("LPMON_PLANS_DIR", data.get("plans_dir", "plans")))
+    if not isinstance(store, str) or not store:
+        problems.append("store: must be a database URL")
+    if problems:
+        raise ConfigError(f"{path}: invalid configuration:\n  - " + "\n  - ".join(problems))
+    return Config(path, store, plans_dir if plans_dir.is_absolute() else base / plans_dir, models)
+
+
+def _settings(values, start: ModelSettings, where: str, problems: list[str]) -> ModelSettings:
+    if not isinstance(values, dict):
+        problems.append(f"{where}: must be a table")
+        return start
+    known = {f.name: f for f in fields(ModelSettings)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            problems.append(f"{where}.{key}: unknown key")
+            continue
+        default = getattr(ModelSettings(), key)
+        problem = _check(key, value, default)
+        if problem:
+            problems.append(f"{where}.{key}: {problem}")
+            continue
+        changes[key] = tuple(value) if isinstance(default, tuple) else value
+    settings = replace(start, **changes)
+    _check_ranges(settings, where, changes, problems)
+    return settings
+
+
+def _check(key, value, default) -> str | None:
+    if isinstance(default, bool) or isinstance(value, bool) and not isinstance(default, bool):
+        return f"expected {type(default).__name__}, got {value!r}"
+    if isinstance(default, float) and not isinstance(value, (int, float)):
+        return f"expected a number, got {value!r}"
+    if isinstance(default, int) and not isinstance(default, float) and not isinstance(value, int):
+        return f"expected an integer, got {value!r}"
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    if isinstance(default, tuple) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return f"expected a list of strings, got {value!r}"
+    if isinstance(default, dict) and not (isinstance(value, dict) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())):
+        return f"expected a table of numbers, got {value!r}"
+    return None
+
+
+def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[str]) -> None:
+    def bad(key, message):
+        if key in changed:
+            problems.append(f"{where}.{key}: {message}")
+
+    if not s.gate_pct > 0:
+        bad("gate_pct", f"must be positive, got {s.gate_pct}")
+    if not 0 < s.level < 1:
+        bad("level", f"must be between 0 and 1, got {s.level}")
+    for key in ("sample_size", "min_examples", "calibration_days", "healthy_days_to_reenable"):
+        if getattr(s, key) < 1:
+            bad(key, f"must be at least 1, got {getattr(s, key)}")
+    if s.min_positives < 0:
+        bad("min_positives", f"must not be negative, got {s.min_positives}")
+    if s.calibration_method not in METHODS:
+        bad("calibration_method", f"must be one of {', '.join(METHODS)}, got {s.calibration_method!r}")
+    if s.embedding_precision not in ("int8", "int4", "int2", "fp16", "fp32"):
+        bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
+    unknown = [p for p in s.fallback_ladder if p not in PRECISIONS]
+    if unknown or not s.fallback_ladder or s.fallback_ladder[-1] != "fp32":
+        bad("fallback_ladder", f"must be precisions from {PRECISIONS} ending in fp32, got "
+                               f"{list(s.fallback_ladder)}")
+    costs = s.precision_cost
+    missing = [p for p in s.fallback_ladder if p not in costs]
+    if missing or any(v <= 0 for v in costs.values()):
+        bad("precision_cost", f"needs a positive cost for every ladder precision, got {costs}")
+    bad_recipients = [r for r in s.recipients if "@" not in r]
+    if bad_recipients:
+        bad("recipients", f"not email addresses: {bad_recipients}")
