@@ -10,7 +10,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 # PyTorch's CPU build (a wheel on these machines' disk): the tests cross-check our
 # kernels against FBGEMM through it. Plain `torch` would pull a multi-GB CUDA build.
 TORCH_VERSION := 2.13.0
-BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h kernels/*.c)
+BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.pxi kernels/*.h kernels/*.c)
 
 .PHONY: demo test test-fast bench install clean
 

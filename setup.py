@@ -68,7 +68,7 @@ def kernel_extension(path):
         define_macros=macros,
         extra_compile_args=COMPILE_ARGS,
         extra_link_args=LINK_ARGS,
-        depends=[str(p) for p in Path("kernels").glob("*.h")],
+        depends=[str(p) for p in Path("kernels").glob("*.h")] + [str(p) for p in Path("kernels").glob("*.pxi")],
     )
 
 

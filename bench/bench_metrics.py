@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
+from timing import best
 
 from lpmon import metrics
 from lpmon._kernels import logloss as kernel
@@ -45,14 +45,6 @@ def numpy_compare(p_ref, p_q, y):
     return (l_ref.mean(), l_q.mean(), d.mean(), d.var(), kl.mean(), p_ref.mean(), p_q.mean(),
             abs_diff.mean(), abs_diff.max(), y.mean())
 
-
-def best_time(fn, repeat):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def make_data(n, seed=0):
@@ -95,7 +87,7 @@ def main(argv=None):
         ]
         if log_loss is not None and n <= 10**7:
             rows.append(("sklearn log_loss", lambda: log_loss(y, p_ref)))
-        timed = {name: best_time(fn, repeat) / n * 1e9 for name, fn in rows}
+        timed = {name: best(fn, repeat) / n * 1e9 for name, fn in rows}
         results[n] = timed
         print("\n" + header)
         for name, ns in timed.items():

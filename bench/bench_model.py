@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from timing import best  # noqa: E402
 
 from lpmon.calibrate import observer  # noqa: E402
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec  # noqa: E402
@@ -50,14 +50,6 @@ def plan_for(model, calibration, embeddings) -> QuantPlan:
     layers += [LayerPlan(f"emb_l.{t}", "embedding", embeddings) for t in range(len(model.spec.tables))]
     return QuantPlan("bench", 1, tuple(layers))
 
-
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv=None):

@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from timing import best  # noqa: E402
 
 from lpmon.quant import choose_qparams  # noqa: E402
 from lpmon.quant.linear import QuantizedLinear, quantize_activation  # noqa: E402
 from lpmon.quant.rowwise import embedding_bag, quantize_rows  # noqa: E402
 
-
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def zipf_ids(rng, n, rows, a=1.1):

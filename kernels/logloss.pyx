@@ -10,9 +10,9 @@ n_threads > 1) and their float64 partial sums are then added in chunk order,
 so results do not depend on the number of threads.
 """
 
-import os
-
 import numpy as np
+
+from lpmon._kernels import isa
 
 from cython cimport floating
 from cython.parallel cimport prange
@@ -65,7 +65,6 @@ EPS = 1e-7
 cdef enum:
     C_CHUNK = 1 << 16
 CHUNK = C_CHUNK
-ISAS = ("base", "avx2", "avx512")
 
 #: Index of each sum in the arrays returned by ne_sums / compare_sums.
 NE_FIELDS = {"loss": LP_NE_LOSS, "positives": LP_NE_POS, "invalid": LP_NE_BAD}
@@ -90,33 +89,11 @@ cdef lp_kernels _kernels
 cdef int _isa = -1
 
 
-def available_isas():
-    """The instruction sets this CPU runs and this build contains, lowest first."""
-    return ISAS[: lp_best_isa() + 1]
+cdef lp_kernels _table_for(int index):
+    return lp_kernels_for(index)
 
 
-def current_isa():
-    """The instruction set whose kernels are in use."""
-    return ISAS[_isa]
-
-
-def use_isa(name=None):
-    """Switch kernels to ISA `name` (default: the best available). For tests and benchmarks."""
-    global _kernels, _isa
-    available = available_isas()
-    if name is None:
-        name = available[len(available) - 1]  # (wraparound is off in kernels)
-    if name not in available:
-        raise ValueError(
-            f"instruction set {name!r} is not available here; this CPU and build support "
-            f"{', '.join(available)}"
-        )
-    _isa = ISAS.index(name)
-    _kernels = lp_kernels_for(_isa)
-    return name
-
-
-use_isa(os.environ.get("LPMON_ISA") or None)
+include "isa_select.pxi"
 
 
 cdef inline int64_t _n_chunks(int64_t n) noexcept nogil:

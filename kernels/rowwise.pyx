@@ -4,9 +4,9 @@ The C loops (rowwise_body.h) are built once per instruction set and chosen
 at import, like the log-loss kernels. Validation happens in lpmon.quant.rowwise.
 """
 
-import os
-
 import numpy as np
+
+from lpmon._kernels import isa
 
 from libc.stdint cimport int64_t, uint8_t
 
@@ -28,34 +28,15 @@ cdef extern from "rowwise_dispatch.h" nogil:
     lp_rowwise_kernels lp_rowwise_kernels_for(int isa)
 
 
-ISAS = ("base", "avx2", "avx512")
 cdef lp_rowwise_kernels _kernels
 cdef int _isa = -1
 
 
-def available_isas():
-    return ISAS[: lp_best_isa() + 1]
+cdef lp_rowwise_kernels _table_for(int index):
+    return lp_rowwise_kernels_for(index)
 
 
-def current_isa():
-    return ISAS[_isa]
-
-
-def use_isa(name=None):
-    """Switch kernels to ISA `name` (default: the best available). For tests and benchmarks."""
-    global _kernels, _isa
-    available = available_isas()
-    if name is None:
-        name = available[len(available) - 1]  # (wraparound is off in kernels)
-    if name not in available:
-        raise ValueError(f"instruction set {name!r} is not available here; this CPU and build "
-                         f"support {', '.join(available)}")
-    _isa = ISAS.index(name)
-    _kernels = lp_rowwise_kernels_for(_isa)
-    return name
-
-
-use_isa(os.environ.get("LPMON_ISA") or None)
+include "isa_select.pxi"
 
 
 def quantize_rows8(const float[:, ::1] table, uint8_t[:, ::1] out):

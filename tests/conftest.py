@@ -1,15 +1,20 @@
 import pytest
 
 from lpmon._kernels import logloss as logloss_kernel
+from lpmon._kernels import rowwise as rowwise_kernel
+
+PER_ISA_KERNELS = (logloss_kernel, rowwise_kernel)
 
 
 @pytest.fixture(params=logloss_kernel.available_isas())
 def isa(request):
     """Run a test once per instruction-set copy of the kernels this machine can run."""
-    previous = logloss_kernel.current_isa()
-    logloss_kernel.use_isa(request.param)
+    previous = [kernel.current_isa() for kernel in PER_ISA_KERNELS]
+    for kernel in PER_ISA_KERNELS:
+        kernel.use_isa(request.param)
     yield request.param
-    logloss_kernel.use_isa(previous)
+    for kernel, name in zip(PER_ISA_KERNELS, previous):
+        kernel.use_isa(name)
 
 
 # --- state store databases: SQLite always, the PostgreSQL service too ---

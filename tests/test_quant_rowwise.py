@@ -3,18 +3,9 @@
 import numpy as np
 import pytest
 
-from lpmon._kernels import rowwise as rowwise_kernel
 from lpmon.quant import reference, rowwise
 
 BITS = [8, 4, 2]
-
-
-@pytest.fixture(params=rowwise_kernel.available_isas())
-def isa(request):
-    previous = rowwise_kernel.current_isa()
-    rowwise_kernel.use_isa(request.param)
-    yield request.param
-    rowwise_kernel.use_isa(previous)
 
 
 def tricky_table(rng, rows, dim):
