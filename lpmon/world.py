@@ -85,7 +85,7 @@ class World:
         if config.scenario == "outliers":
             # The model leans on dense_0, which carries the rare huge values.
             model.weights["bot_l.0.weight"][:, 0] *= np.float32(3.0)
-        probe = self.batch(0, 20_000, np.random.default_rng(config.seed + 1))[0]
+        probe = self.batch(0, 20_000, np.random.default_rng(config.seed + 1))
         p = np.clip(forward_fp32(model, probe).probabilities.astype(np.float64), 1e-12, 1 - 1e-12)
         logits = np.log(p) - np.log1p(-p)
         last = f"top_l.{2 * (len(config.top_mlp) - 1)}.bias"
@@ -106,8 +106,8 @@ class World:
             return 2.2, 0.8, 0.5
         return 1.0, 0.0, 0.0
 
-    def batch(self, day: int, n: int, rng) -> tuple[Batch, np.ndarray]:
-        """n examples of the day's traffic (features, request ids)."""
+    def batch(self, day: int, n: int, rng) -> Batch:
+        """n examples of the day's traffic."""
         config = self.config
         spread, shift, new_share = self._drift(day)
         dense = (self.dense_mean + shift + self.dense_std * spread
@@ -120,12 +120,12 @@ class World:
             rank = np.minimum(rng.zipf(1.3, n) - 1, config.table_rows - 1)
             table = np.where(rng.random(n) < new_share, self.newcomers[t][rank], self.popularity[t][rank])
             features.append(SparseFeature.one_hot(table))
-        return Batch(dense, tuple(features)), None
+        return Batch(dense, tuple(features))
 
     def day_table(self, day: int) -> pa.Table:
         config = self.config
         rng = np.random.default_rng([config.seed, day, 7])
-        batch, _ = self.batch(day, config.examples_per_day, rng)
+        batch = self.batch(day, config.examples_per_day, rng)
         p = forward_fp32(self.model, batch).probabilities
         labels = (rng.random(len(p)) < p).astype(np.int8)
         date = config.start + dt.timedelta(days=day)

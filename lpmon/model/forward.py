@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpmon.quant import QParams
+from lpmon.quant import QParams, integer_range
 from lpmon.quant.halfprec import round_weight, to_fp16
 from lpmon.quant.linear import QuantizedLinear, Saturation, quantize_activation
 from lpmon.quant.plan import QuantPlan
@@ -90,7 +90,7 @@ class Executor:
             w, b = weights[f"{name}.weight"], weights[f"{name}.bias"]
             if precision == "int8":
                 a = plan.layer(name).activation
-                qp = QParams(a.scale, a.zero_point, *( (-128, 127) if a.signed else (0, 255)))
+                qp = QParams(a.scale, a.zero_point, *integer_range(a.bits, a.signed))
                 self.linears[name] = ("int8", QuantizedLinear.from_float(w, b), qp)
             else:
                 self.linears[name] = ("float", np.ascontiguousarray(round_weight(w, precision).T), b)

@@ -144,9 +144,9 @@ def take(batch: Batch, rows: np.ndarray) -> Batch:
     features = []
     for f in batch.sparse:
         ends = np.append(f.offsets[1:], len(f.indices))
-        counts = ends[rows] - f.offsets[rows]
-        idx = np.concatenate([np.arange(s, e) for s, e in zip(f.offsets[rows], ends[rows])]) \
-            if counts.sum() else np.zeros(0, np.int64)
-        features.append(SparseFeature(f.indices[idx.astype(np.int64)],
-                                      np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)))
+        starts, counts = f.offsets[rows], ends[rows] - f.offsets[rows]
+        new_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        # position of every id: its bag's old start plus its place within the bag
+        within = np.arange(counts.sum()) - np.repeat(new_offsets, counts)
+        features.append(SparseFeature(f.indices[np.repeat(starts, counts) + within], new_offsets))
     return Batch(batch.dense[rows], tuple(features))

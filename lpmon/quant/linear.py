@@ -13,7 +13,7 @@ with a float bias: round((acc * s_x s_w[n] + bias[n]) / s_y) + zp_y, clamped
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,6 +63,11 @@ class QuantizedLinear:
     weight: np.ndarray          # int8 [out, in]
     weight_scale: np.ndarray    # float32 [out]
     bias: np.ndarray            # float32 [out]
+    _weight_t: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        # The int8 weights as float32 [in, out] for BLAS: exact, made once per layer.
+        object.__setattr__(self, "_weight_t", np.ascontiguousarray(self.weight.T, dtype=np.float32))
 
     @classmethod
     def from_float(cls, weight, bias=None) -> "QuantizedLinear":
@@ -88,7 +93,7 @@ class QuantizedLinear:
         if x_q.ndim != 2 or x_q.shape[1] != self.weight.shape[1]:
             raise ValueError(f"input must be [batch, {self.weight.shape[1]}], got {x_q.shape}")
         a = x_q.astype(np.float32) - np.float32(x_zero_point)
-        w = _float_weight_t(self.weight)
+        w = self._weight_t
         k = a.shape[1]
         if k <= EXACT_BLOCK:
             return a @ w
@@ -113,16 +118,3 @@ class QuantizedLinear:
                            np.float32(1.0) / np.float32(out_qp.scale), out_qp.zero_point, lo,
                            out_qp.qmax, out)
         return out
-
-
-_WEIGHT_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _float_weight_t(weight: np.ndarray) -> np.ndarray:
-    """weight.T as float32, cached per weight array (weights are static)."""
-    key = id(weight)
-    cached = _WEIGHT_CACHE.get(key)
-    if cached is None or cached[0] is not weight:
-        cached = (weight, np.ascontiguousarray(weight.T, dtype=np.float32))
-        _WEIGHT_CACHE[key] = cached
-    return cached[1]
