@@ -3,7 +3,9 @@
     python bench/bench_calibrate.py [--n 1e7] [--repeat 3]
 
 For 10M float32 activations drawn from a normal, a Student-t (df=3) and a
-ReLU-ed normal distribution, prints per method: time (observe + compute,
+ReLU-ed normal distribution, and for the real inputs of two layers of the
+synthetic world's model (lpmon.world) on its traffic, prints per method:
+time (observe + compute,
 best of --repeat, one thread), chosen range, int8 quantize-dequantize MSE and
 SQNR. torch's MinMaxObserver and HistogramObserver (2048 bins) join the table
 when torch is installed. Target: our l2 at least 10x faster than
@@ -29,7 +31,26 @@ def distributions(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         "normal": rng.normal(0, 1, n).astype(np.float32),
         "student_t3": rng.standard_t(3, n).astype(np.float32),
         "relu_normal": np.maximum(rng.normal(0, 1, n), 0).astype(np.float32),
+        **model_activations(n, seed),
     }
+
+
+def model_activations(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Inputs of the world model's bot_l.2 (post-ReLU) and top_l.0 (dot interaction) layers."""
+    from lpmon.model import forward_fp32
+    from lpmon.world import World, WorldConfig
+
+    world = World(WorldConfig("gradual_drift", seed=seed))
+    layers = {"bot_l.2": [], "top_l.0": []}
+    have, day = 0, 0
+    rng = np.random.default_rng(seed)
+    while have < n:
+        taps = forward_fp32(world.model, world.batch(day % 14, 50_000, rng), taps=True).taps
+        for name in layers:
+            layers[name].append(taps[name].input.ravel())
+        have = min(sum(a.size for a in parts) for parts in layers.values())
+        day += 1
+    return {f"model {name} input": np.concatenate(parts)[:n] for name, parts in layers.items()}
 
 
 def timed(fn, repeat):
