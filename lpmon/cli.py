@@ -27,6 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--model-id", default=None, help="default: the scenario name")
     world.add_argument("--examples-per-day", type=int, default=200_000)
 
+    def with_config(sub):
+        sub.add_argument("--config", type=Path, default=None,
+                         help="the lpmon config file (default: $LPMON_CONFIG, else lpmon.toml)")
+        return sub
+
+    with_config(commands.add_parser("init", help="create or upgrade the state store"))
+    run = with_config(commands.add_parser("run", help="run the daily job for one model and date"))
+    run.add_argument("--model", required=True)
+    run.add_argument("--date", required=True, help="YYYY-MM-DD")
+    backfill = with_config(commands.add_parser("backfill", help="run the daily job over a date range"))
+    backfill.add_argument("--model", required=True)
+    backfill.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="last day, YYYY-MM-DD (included)")
+    status = with_config(commands.add_parser("status", help="the last run and active plan of every model"))
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
     criteo = commands.add_parser("import-criteo", help="import a Criteo TSV file as one day of traffic")
     criteo.add_argument("tsv", type=Path)
     criteo.add_argument("--store", required=True, help="traffic store path or URI")
@@ -50,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
             return _world(args)
         if args.command == "import-criteo":
             return _import_criteo(args)
+        if args.command in ("init", "run", "backfill", "status"):
+            from lpmon import config as config_module
+
+            config = config_module.load(args.config)
+            return {"init": _init, "run": _run, "backfill": _backfill, "status": _status}[args.command](
+                args, config)
     except ValueError as err:  # bad input: say what and where, no traceback
         print(f"lpmon {args.command}: {err}", file=sys.stderr)
         return 1
@@ -66,6 +88,86 @@ def _world(args) -> int:
                          model_id=args.model_id, examples_per_day=args.examples_per_day)
     paths = write_world(args.root, config, progress=sys.stderr)
     print(f"traffic:  {paths.traffic}\nsnapshot: {paths.snapshot}\nconfig:   {paths.config}")
+    return 0
+
+
+def _init(args, config) -> int:
+    from lpmon.store import Database
+
+    db = Database(config.store)
+    applied = db.migrate()
+    print(f"state store {db.safe_url}: " + (f"applied migrations {applied}" if applied else "up to date"))
+    return 0
+
+
+def _print_result(r) -> None:
+    dne = "-" if r.dne_pct is None else f"{r.dne_pct:.4f} %"
+    plan = f"v{r.plan_version}" + (f" -> v{r.new_plan_version}" if r.new_plan_version else "")
+    print(f"{r.model_id:<16} {r.logical_date} {r.status:<18} {r.action:<12} dNE {dne:>10}  plan {plan}")
+
+
+def _run(args, config) -> int:
+    from lpmon.pipeline import run_day
+
+    result = run_day(config, args.model, args.date)
+    _print_result(result)
+    return 1 if result.status == "failed" else 0
+
+
+def _backfill(args, config) -> int:
+    import datetime as dt
+
+    from lpmon.pipeline import run_day
+
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    failed = 0
+    for offset in range((end - start).days + 1):
+        result = run_day(config, args.model, start + dt.timedelta(days=offset))
+        _print_result(result)
+        failed += result.status == "failed"
+    return 1 if failed else 0
+
+
+def _status(args, config) -> int:
+    import json
+
+    from lpmon.pipeline import open_store
+    from lpmon.quant import QuantPlan
+
+    store = open_store(config)
+    report = {}
+    for model_id in sorted(config.models):
+        runs = store.rows("runs", model_id)
+        metrics = {m["logical_date"]: m for m in store.rows("run_metrics", model_id) if m["segment"] == ""}
+        decisions = {d["logical_date"]: d for d in store.rows("decisions", model_id)}
+        last = runs[-1] if runs else None
+        active = store.active_plan(model_id)
+        entry = {"last_run": None, "active_plan": None}
+        if last:
+            m = metrics.get(last["logical_date"], {})
+            entry["last_run"] = {"date": last["logical_date"], "status": last["status"],
+                                 "decision": decisions.get(last["logical_date"], {}).get("action"),
+                                 "dne_pct": m.get("dne_pct"), "dne_pct_lo": m.get("dne_pct_lo"),
+                                 "dne_pct_hi": m.get("dne_pct_hi")}
+        if active:
+            plan = QuantPlan.from_json(active.plan_json)
+            entry["active_plan"] = {"version": active.version,
+                                    "precisions": {layer.name: layer.precision for layer in plan.layers}}
+        report[model_id] = entry
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    for model_id, entry in report.items():
+        run, plan = entry["last_run"], entry["active_plan"]
+        line = f"{model_id:<16} "
+        line += (f"{run['date']} {run['status']:<18} {run['decision'] or '-':<12} dNE "
+                 + ("-" if run["dne_pct"] is None else f"{run['dne_pct']:.4f} %")) if run else "no runs yet"
+        if plan:
+            moved = sorted(n for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2"))
+            line += f"  plan v{plan['version']}" + (f" (higher precision: {', '.join(moved)})" if moved else "")
+        print(line)
     return 0
 
 

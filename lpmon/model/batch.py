@@ -36,6 +36,18 @@ class Batch:
     def slice(self, start: int, stop: int) -> "Batch":
         return Batch(self.dense[start:stop], tuple(f.bag_slice(start, stop) for f in self.sparse))
 
+    def take(self, rows: np.ndarray) -> "Batch":
+        """The examples at `rows` (any order) as a new batch."""
+        features = []
+        for f in self.sparse:
+            ends = np.append(f.offsets[1:], len(f.indices))
+            starts, counts = f.offsets[rows], ends[rows] - f.offsets[rows]
+            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+            # each id's old position: its bag's old start plus its place within the bag
+            within = np.arange(counts.sum()) - np.repeat(offsets, counts)
+            features.append(SparseFeature(f.indices[np.repeat(starts, counts) + within], offsets))
+        return Batch(self.dense[rows], tuple(features))
+
     def chunks(self, size: int):
         for start in range(0, len(self), size):
             yield self.slice(start, min(start + size, len(self)))

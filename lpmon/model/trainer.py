@@ -133,20 +133,10 @@ class Trainer:
             order = rng.permutation(len(batch))
             for start in range(0, len(batch), self.config.batch_size):
                 rows = np.sort(order[start:start + self.config.batch_size])
-                losses.append(self.step(take(batch, rows), labels[rows]))
+                losses.append(self.step(batch.take(rows), labels[rows]))
         return losses
 
 
 def take(batch: Batch, rows: np.ndarray) -> Batch:
     """The examples at `rows` (any order) as a new batch."""
-    from .batch import SparseFeature
-
-    features = []
-    for f in batch.sparse:
-        ends = np.append(f.offsets[1:], len(f.indices))
-        starts, counts = f.offsets[rows], ends[rows] - f.offsets[rows]
-        new_offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        # position of every id: its bag's old start plus its place within the bag
-        within = np.arange(counts.sum()) - np.repeat(new_offsets, counts)
-        features.append(SparseFeature(f.indices[np.repeat(starts, counts) + within], new_offsets))
-    return Batch(batch.dense[rows], tuple(features))
+    return batch.take(rows)

@@ -96,6 +96,12 @@ class StateStore:
             recipients=recipients, status=status, error=error, attempts=attempts,
             sent_at=now() if status == "sent" else None))])
 
+    def record_fallback_progress(self, model_id: str, logical_date: str, step: int,
+                                 best_plan_json: str, state_json: str) -> None:
+        self._write(None, [_upsert("fallback_progress", ("model_id", "logical_date"), dict(
+            model_id=model_id, logical_date=logical_date, step=step, best_plan_json=best_plan_json,
+            state_json=state_json, updated_at=now()))])
+
     def _write(self, connection, statements) -> None:
         if connection is not None:
             for statement, values in statements:
@@ -147,6 +153,10 @@ class StateStore:
         """
         try:
             with self.db.transaction() as c:
+                status = c.execute(sa.text("SELECT status FROM plans WHERE model_id = :m AND version = :v"),
+                                   {"m": model_id, "v": version}).scalar()
+                if status == "active":
+                    return True  # promoted already (a rerun): nothing to do
                 if expected_active is None:
                     taken = c.execute(sa.text("SELECT COUNT(*) FROM plans WHERE model_id = :m AND status = 'active'"),
                                       {"m": model_id}).scalar_one()

@@ -1,0 +1,141 @@
+"""The daily job end to end on the synthetic world, on SQLite and PostgreSQL."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from lpmon.config import load
+from lpmon.pipeline import open_store, run_day
+from lpmon.quant import QuantPlan
+from lpmon.traffic import TrafficStore
+from lpmon.world import WorldConfig, write_world
+
+START = dt.date(2026, 11, 1)
+TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
+
+
+def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000):
+    write_world(tmp_path, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
+    text = (tmp_path / "lpmon.toml").read_text()
+    text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n\n' + text.split("\n", 1)[1]
+    (tmp_path / "lpmon.toml").write_text(text)
+    return load(tmp_path / "lpmon.toml", environ={})
+
+
+def snapshot_rows(store, model_id):
+    rows = {}
+    for table in TABLES:
+        rows[table] = [{k: v for k, v in r.items() if k not in ("finished_at", "created_at", "timings_json")}
+                       for r in store.rows(table, model_id)]
+    return rows
+
+
+def day(i):
+    return START + dt.timedelta(days=i)
+
+
+@pytest.mark.slow
+def test_drift_is_detected_recalibrated_and_reruns_change_nothing(tmp_path, database_url):
+    config = world(tmp_path, database_url)
+    results = [run_day(config, "gradual_drift", day(i)) for i in range(12)]
+    assert results[0].plan_version == 1 and results[0].status == "HEALTHY"
+    degraded = [r for r in results if r.status == "DEGRADED"]
+    assert degraded, [r.status for r in results]
+    first = degraded[0]
+    assert first.action in ("RECALIBRATE", "FALLBACK") and first.new_plan_version == 2
+    store = open_store(config)
+    assert store.active_plan("gradual_drift").version == 2
+    exported = QuantPlan.from_json((config.plans_dir / "gradual_drift" / "active.json").read_text())
+    assert exported.version == 2
+    # Every day recorded once, with metrics and per-layer rows.
+    assert [r["logical_date"] for r in store.rows("runs", "gradual_drift")] == [str(day(i)) for i in range(12)]
+    assert all(r["sqnr_db"] is not None for r in store.rows("layer_metrics", "gradual_drift"))
+    # Rerunning days, or the whole range, leaves identical rows.
+    before = snapshot_rows(store, "gradual_drift")
+    for i in (0, 5, results.index(first), 11):
+        run_day(config, "gradual_drift", day(i))
+    assert snapshot_rows(store, "gradual_drift") == before
+    store.db.engine.dispose()
+
+
+@pytest.mark.slow
+def test_bad_days_are_recorded_and_change_nothing_else(tmp_path, database_url):
+    config = world(tmp_path, database_url, scenario="stable", days=3, per_day=30_000, sample=20_000)
+    run_day(config, "stable", day(0))
+    store = open_store(config)
+    plans = store.rows("plans", "stable")
+    missing = run_day(config, "stable", day(7))
+    assert missing.status == "INSUFFICIENT_DATA" and "no traffic for 2026-11-08" in missing.message
+    traffic = TrafficStore(config.model("stable").traffic)
+    broken = Path(traffic.files(day(1))[0])
+    broken.write_bytes(broken.read_bytes()[:1000])
+    corrupt = run_day(config, "stable", day(1))
+    assert corrupt.status == "failed" and "unreadable Parquet" in corrupt.message
+    assert store.rows("plans", "stable") == plans
+    decisions = {r["logical_date"]: json.loads(r["reasons_json"]) for r in store.rows("decisions", "stable")}
+    assert "unreadable Parquet" in decisions[str(day(1))][0]
+    store.db.engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_crash_during_promotion_keeps_the_old_plan(tmp_path, database_url, monkeypatch):
+    config = world(tmp_path, database_url, days=12, sample=40_000)
+    for i in range(11):
+        run_day(config, "gradual_drift", day(i))
+    store = open_store(config)
+    active_before = store.active_plan("gradual_drift").version
+    from lpmon.store import StateStore
+
+    attempts = []
+
+    def crash(*args, **kwargs):
+        attempts.append(args)
+        raise RuntimeError("worker killed during promotion")
+
+    monkeypatch.setattr(StateStore, "promote", crash)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        run_day(config, "gradual_drift", day(11))  # a DEGRADED day: recalibration promotes
+    assert attempts, "the day did not reach promotion"
+    assert store.active_plan("gradual_drift").version == active_before
+    assert sum(r["status"] == "active" for r in store.rows("plans", "gradual_drift")) == 1
+    store.db.engine.dispose()
+
+
+def test_bad_snapshot_is_a_recorded_failure(tmp_path):
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=1, per_day=2_000,
+                   sample=1_000)
+    spec = Path(config.model("stable").snapshot) / "spec.json"
+    data = json.loads(spec.read_text())
+    data["bottom_mlp"] = [64, 8]
+    spec.write_text(json.dumps(data))
+    result = run_day(config, "stable", day(0))
+    assert result.status == "failed" and "model snapshot" in result.message
+    store = open_store(config)
+    assert store.rows("runs", "stable")[0]["status"] == "failed" and store.rows("plans", "stable") == []
+
+
+def test_cli_init_run_backfill_status(tmp_path, capsys):
+    from lpmon import cli
+
+    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=3, per_day=20_000,
+                   sample=15_000)
+    path = str(config.path)
+    assert cli.main(["init", "--config", path]) == 0
+    assert "applied migrations [1]" in capsys.readouterr().out
+    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
+    assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-01",
+                     "--end", "2026-11-03"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("stable") == 4 and "plan v1" in out
+    assert cli.main(["status", "--config", path, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)["stable"]
+    assert status["last_run"]["date"] == "2026-11-03" and status["active_plan"]["version"] == 1
+    assert status["active_plan"]["precisions"]["bot_l.0"] in ("int8", "fp16", "fp32")
+    assert cli.main(["status", "--config", path]) == 0
+    assert "plan v1" in capsys.readouterr().out
+    assert cli.main(["run", "--config", path, "--model", "nope", "--date", "2026-11-01"]) == 1
+    assert "no model 'nope'" in capsys.readouterr().err
+    assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-03",
+                     "--end", "2026-11-01"]) == 1
