@@ -77,7 +77,7 @@ setup(
     # installed lpmon finds its migrations (importlib.resources).
     packages=find_packages(include=["lpmon", "lpmon.*"]) + ["lpmon._sql"],
     package_dir={"lpmon._sql": "sql"},
-    package_data={"lpmon._sql": ["*.sql", "migrations/*.sql"]},
+    package_data={"lpmon._sql": ["*.sql", "migrations/*.sql", "reports/*.sql"]},
     cmdclass={"build_ext": BuildPerIsa},
     ext_modules=cythonize(
         [kernel_extension(path) for path in sorted(Path("kernels").glob("*.pyx"))],

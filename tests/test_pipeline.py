@@ -73,6 +73,17 @@ def test_bad_days_are_recorded_and_change_nothing_else(tmp_path, database_url):
     broken.write_bytes(broken.read_bytes()[:1000])
     corrupt = run_day(config, "stable", day(1))
     assert corrupt.status == "failed" and "unreadable Parquet" in corrupt.message
+    # A day with only negatives: NE is undefined, never a silent pass.
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables(pq.read_table(f) for f in traffic.files(day(2)))
+    table = table.set_column(table.schema.get_field_index("label"), "label",
+                             pa.array(np.zeros(table.num_rows, np.int8)))
+    traffic.write_day(day(2), table)
+    negatives = run_day(config, "stable", day(2))
+    assert negatives.status == "INSUFFICIENT_DATA" and "0 positives" in negatives.message
     assert store.rows("plans", "stable") == plans
     decisions = {r["logical_date"]: json.loads(r["reasons_json"]) for r in store.rows("decisions", "stable")}
     assert "unreadable Parquet" in decisions[str(day(1))][0]

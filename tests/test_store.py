@@ -128,3 +128,26 @@ def test_failed_transaction_leaves_nothing_half_written(store):
             store.record_decision("ctr", "2026-11-05", "HEALTHY", [], connection=c)
             raise RuntimeError("crash midway")
     assert store.rows("runs", "ctr") == [] and store.rows("decisions", "ctr") == []
+
+
+def test_reporting_queries(store):
+    from lpmon.store import report_names, run_report
+
+    assert report_names() == ["current_plans", "dne_history", "open_alerts"]
+    store.register_model("ctr")
+    c = comparison()
+    for date in ("2026-11-02", "2026-11-01"):
+        store.record_run("ctr", date, "HEALTHY", plan_version=1)
+        store.record_metrics("ctr", date, c)
+        store.record_decision("ctr", date, "RECORD", [])
+    store.record_alert("ctr", "2026-11-02", "degraded", "email", "failed", error="smtp down")
+    store.record_alert("ctr", "2026-11-01", "degraded", "email", "sent")
+    store.promote("ctr", store.add_plan("ctr", "{}", "2026-11-01"), None)
+    history = run_report(store.db, "dne_history", model_id="ctr")
+    assert [h["logical_date"] for h in history] == ["2026-11-01", "2026-11-02"]
+    assert history[0]["dne_pct"] == pytest.approx(c.dne_pct) and history[0]["action"] == "RECORD"
+    assert [p["version"] for p in run_report(store.db, "current_plans")] == [1]
+    alerts = run_report(store.db, "open_alerts")
+    assert len(alerts) == 1 and alerts[0]["error"] == "smtp down"
+    with pytest.raises(ValueError, match="unknown report 'x'"):
+        run_report(store.db, "x")
