@@ -28,7 +28,8 @@ from lpmon.config import Config, ModelSettings
 from lpmon.metrics import Comparison
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
-from lpmon.policy import Action, DataRequirement, Gate, Status, accept_candidate, assess
+from lpmon.policy import (Action, DataRequirement, Gate, Status, accept_candidate, assess,
+                          layers_to_retry)
 from lpmon.quant import Provenance, QuantPlan
 from lpmon.search import EMBEDDINGS, Ranges, assemble, evaluate, fallback_search
 from lpmon.store import Database, StateStore
@@ -150,6 +151,11 @@ def run_day(config: Config, model_id: str, day) -> RunResult:
     if assessment.action is Action.RECALIBRATE:
         action, new_version, extra = _recalibrate(config, store, model_id, model, day, sample, plan, version)
         reasons += extra
+    elif assessment.status is Status.HEALTHY:
+        streak = 1 + _healthy_streak(store, model_id, day, version)
+        action, new_version, extra = _maybe_reenable(config, store, model_id, model, day, sample, plan,
+                                                     version, streak, action)
+        reasons += extra
     layers = _layer_metrics(plan, fp32.taps, quant.taps, quant.saturation)
     timings["total_s"] = round(time.perf_counter() - started, 3)
     with store.db.transaction() as c:
@@ -199,6 +205,44 @@ def _recalibrate(config, store, model_id, model, day, sample, plan, version):
         if current is None or current.version != new_version:
             reasons.append(f"plan v{new_version} not promoted: the active plan changed meanwhile")
     return action, new_version, reasons
+
+
+def _healthy_streak(store, model_id, day, version) -> int:
+    """HEALTHY days in a row just before `day` under plan `version`: the streak
+    starts when the plan (and so its fallbacks) came into force. Reruns see the
+    same history."""
+    streak = 0
+    for run in reversed([r for r in store.rows("runs", model_id) if r["logical_date"] < day]):
+        if run["status"] != Status.HEALTHY.value or run["plan_version"] != version:
+            break
+        streak += 1
+    return streak
+
+
+def _maybe_reenable(config, store, model_id, model, day, sample, plan, version, streak, action):
+    """After enough healthy days in a row, try the fallen-back units at int8 again;
+    promote only if the candidate holds the gate on the evaluation half."""
+    settings = config.model(model_id)
+    precisions = _unit_precisions(plan)
+    fallen = {unit: day for unit, p in precisions.items()
+              if unit != EMBEDDINGS and p in ("fp16", "bf16", "fp32")}
+    retry = layers_to_retry(fallen, streak, settings.healthy_days_to_reenable)
+    if not retry:
+        return action, None, []
+    calibration, evaluation, labels = _halves(sample.batch, sample.labels)
+    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
+    trial = dict(precisions, **dict.fromkeys(retry, "int8"))
+    candidate = assemble(model, ranges, trial, model_id=model_id, version=version + 1,
+                         provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples",
+                                               day, f"int8 again for {', '.join(retry)}"))
+    c = evaluate(model, candidate, evaluation, labels)
+    if c.dne_pct > settings.gate_pct:
+        return action, None, [f"after {streak} healthy days, int8 for {', '.join(retry)} would give "
+                              f"dNE {c.dne_pct:.4f} %, above the gate: kept as is"]
+    new_version = store.add_plan(model_id, candidate.to_json(), day, reason="REENABLE")
+    store.promote(model_id, new_version, expected_active=version)
+    return "REENABLE", new_version, [f"after {streak} healthy days, int8 again for {', '.join(retry)} "
+                                     f"(validated dNE {c.dne_pct:.4f} %)"]
 
 
 def _layer_metrics(plan, fp32_taps, quant_taps, saturation):

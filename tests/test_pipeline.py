@@ -150,3 +150,32 @@ def test_cli_init_run_backfill_status(tmp_path, capsys):
     assert "no model 'nope'" in capsys.readouterr().err
     assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-03",
                      "--end", "2026-11-01"]) == 1
+
+
+@pytest.mark.slow
+def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
+    """A plan with a layer in fp16 on stable traffic: int8 comes back after the streak, not before."""
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=4, per_day=40_000,
+                   sample=30_000)
+    text = config.path.read_text().replace("sample_size = 30000", "sample_size = 30000\nhealthy_days_to_reenable = 2")
+    config.path.write_text(text)
+    config = load(config.path, environ={})
+    first = run_day(config, "stable", day(0))
+    store = open_store(config)
+    plan = QuantPlan.from_json(store.active_plan("stable").plan_json)
+    import dataclasses
+
+    from lpmon.quant import LayerPlan
+
+    layers = tuple(LayerPlan(l.name, l.kind, "fp16") if l.name == "top_l.0" else l for l in plan.layers)
+    forced = dataclasses.replace(plan, version=2, layers=layers)
+    version = store.add_plan("stable", forced.to_json(), str(day(0)), reason="test: fallen back")
+    assert store.promote("stable", version, expected_active=first.plan_version)
+    second = run_day(config, "stable", day(1))
+    assert second.action == "RECORD" and second.new_plan_version is None  # streak of 1: too early
+    third = run_day(config, "stable", day(2))
+    assert third.action == "REENABLE" and "int8 again for top_l.0" in third.message
+    active = QuantPlan.from_json(store.active_plan("stable").plan_json)
+    assert active.layer("top_l.0").precision == "int8"
+    again = run_day(config, "stable", day(2))  # a rerun changes nothing
+    assert again.new_plan_version == third.new_plan_version
