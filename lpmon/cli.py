@@ -40,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--model", required=True)
     backfill.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
     backfill.add_argument("--end", required=True, help="last day, YYYY-MM-DD (included)")
+    onboard = with_config(commands.add_parser("onboard", help="build, validate and promote a model's first plan"))
+    onboard.add_argument("--model", required=True)
+    onboard.add_argument("--date", required=True, help="the day whose traffic to calibrate on")
+    plans = with_config(commands.add_parser("plans", help="list, show, export or diff a model's plans"))
+    plans.add_argument("action", choices=["list", "show", "export", "diff"])
+    plans.add_argument("versions", nargs="*", type=int, help="show/export: one version (default: active); diff: two")
+    plans.add_argument("--model", required=True)
+    plans.add_argument("--out", type=Path, help="export: write here instead of standard output")
+    report = with_config(commands.add_parser("report", help="daily dNE history of a model"))
+    report.add_argument("--model", required=True)
+    report.add_argument("--json", action="store_true")
     status = with_config(commands.add_parser("status", help="the last run and active plan of every model"))
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -66,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
             return _world(args)
         if args.command == "import-criteo":
             return _import_criteo(args)
-        if args.command in ("init", "run", "backfill", "status"):
+        if args.command in ("init", "onboard", "run", "backfill", "status", "plans", "report"):
             from lpmon import config as config_module
 
             config = config_module.load(args.config)
-            return {"init": _init, "run": _run, "backfill": _backfill, "status": _status}[args.command](
-                args, config)
+            handlers = {"init": _init, "onboard": _onboard, "run": _run, "backfill": _backfill,
+                        "status": _status, "plans": _plans, "report": _report}
+            return handlers[args.command](args, config)
     except ValueError as err:  # bad input: say what and where, no traceback
         print(f"lpmon {args.command}: {err}", file=sys.stderr)
         return 1
@@ -168,6 +180,74 @@ def _status(args, config) -> int:
             moved = sorted(n for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2"))
             line += f"  plan v{plan['version']}" + (f" (higher precision: {', '.join(moved)})" if moved else "")
         print(line)
+    return 0
+
+
+def _onboard(args, config) -> int:
+    from lpmon.pipeline import onboard_day
+
+    version = onboard_day(config, args.model, args.date)
+    print(f"{args.model}: active plan v{version}")
+    return 0
+
+
+def _plans(args, config) -> int:
+    from lpmon.pipeline import open_store, plan_diff
+    from lpmon.quant import QuantPlan
+
+    store = open_store(config)
+    config.model(args.model)  # an unknown model is an error, not an empty list
+    rows = {r["version"]: r for r in store.rows("plans", args.model)}
+    if args.action == "list":
+        for version, row in sorted(rows.items()):
+            print(f"v{version:<4} {row['status']:<10} {row['logical_date']}  {row['reason']}")
+        return 0
+    if args.action == "diff":
+        if len(args.versions) != 2:
+            raise ValueError("plans diff needs two versions, e.g. `lpmon plans diff 1 2 --model M`")
+        old, new = (QuantPlan.from_json(_plan_row(rows, v)["plan_json"]) for v in args.versions)
+        print("\n".join(plan_diff(old, new)) or "no differences")
+        return 0
+    if len(args.versions) > 1:
+        raise ValueError(f"plans {args.action} takes at most one version")
+    version = args.versions[0] if args.versions else next(
+        (v for v, r in rows.items() if r["status"] == "active"), None)
+    text = QuantPlan.from_json(_plan_row(rows, version)["plan_json"]).to_json()
+    if args.action == "export" and args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        print(f"plan v{version} of {args.model} written to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _plan_row(rows, version):
+    if version is None:
+        raise ValueError("the model has no active plan (run `lpmon onboard` first)")
+    if version not in rows:
+        raise ValueError(f"no plan v{version} (versions: {', '.join(f'v{v}' for v in sorted(rows)) or 'none'})")
+    return rows[version]
+
+
+def _report(args, config) -> int:
+    import json
+
+    from lpmon.pipeline import open_store
+    from lpmon.store import run_report
+
+    config.model(args.model)
+    history = run_report(open_store(config).db, "dne_history", model_id=args.model)
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return 0
+    print(f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>8}")
+    for h in history:
+        dne = "-" if h["dne_pct"] is None else f"{h['dne_pct']:.4f}"
+        interval = "" if h["dne_pct_lo"] is None else f"[{h['dne_pct_lo']:.4f}, {h['dne_pct_hi']:.4f}]"
+        plan = f"v{h['plan_version']}" + (f"->v{h['new_plan_version']}" if h["new_plan_version"] else "") \
+            if h["plan_version"] else "-"
+        print(f"{h['logical_date']:<11} {h['status']:<18} {h['action'] or '-':<12} {dne:>9} {interval:>22} {plan:>8}")
     return 0
 
 

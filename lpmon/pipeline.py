@@ -107,6 +107,43 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     return version
 
 
+def onboard_day(config: Config, model_id: str, day) -> int:
+    """Onboard a model from one day's sample (if it has no active plan); returns the active version."""
+    day = str(dt.date.fromisoformat(str(day)))
+    settings = config.model(model_id)
+    store = open_store(config)
+    store.register_model(model_id, {"traffic": settings.traffic, "snapshot": settings.snapshot})
+    active = store.active_plan(model_id)
+    if active is not None:
+        return active.version
+    model = Model.load(settings.snapshot)
+    sample = draw_sample(TrafficStore(settings.traffic), day, settings.sample_size, settings.sample_seed,
+                         TrafficSchema.for_model(model.spec))
+    onboard(config, store, model_id, model, day, sample.batch, sample.labels)
+    active = store.active_plan(model_id)
+    _export(config, model_id, QuantPlan.from_json(active.plan_json))
+    return active.version
+
+
+def plan_diff(old: QuantPlan, new: QuantPlan) -> list[str]:
+    """Layer by layer, what changed between two plans (precision, range, scale)."""
+    lines = []
+    names = sorted({layer.name for layer in old.layers} | {layer.name for layer in new.layers})
+    for name in names:
+        a = next((layer for layer in old.layers if layer.name == name), None)
+        b = next((layer for layer in new.layers if layer.name == name), None)
+        if a is None or b is None:
+            lines.append(f"{name}: {'added' if a is None else 'removed'}")
+            continue
+        if a.precision != b.precision:
+            lines.append(f"{name}: precision {a.precision} -> {b.precision}")
+        if a.activation and b.activation and a.activation != b.activation:
+            lines.append(f"{name}: range [{a.activation.lo:.6g}, {a.activation.hi:.6g}] -> "
+                         f"[{b.activation.lo:.6g}, {b.activation.hi:.6g}], scale {a.activation.scale:.6g} -> "
+                         f"{b.activation.scale:.6g}")
+    return lines
+
+
 def run_day(config: Config, model_id: str, day) -> RunResult:
     """One model, one logical date: the whole daily job (see the module docstring)."""
     day = str(dt.date.fromisoformat(str(day)))

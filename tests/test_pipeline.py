@@ -179,3 +179,40 @@ def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     assert active.layer("top_l.0").precision == "int8"
     again = run_day(config, "stable", day(2))  # a rerun changes nothing
     assert again.new_plan_version == third.new_plan_version
+
+
+def test_cli_onboard_plans_and_report(tmp_path, capsys):
+    from lpmon import cli
+
+    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=2, per_day=20_000,
+                   sample=15_000)
+    path = str(config.path)
+    assert cli.main(["onboard", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
+    assert "active plan v1" in capsys.readouterr().out
+    assert (config.plans_dir / "stable" / "active.json").exists()
+    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-02"]) == 0
+    store = open_store(config)
+    plan = QuantPlan.from_json(store.active_plan("stable").plan_json)
+    import dataclasses
+
+    from lpmon.quant import LayerPlan
+
+    changed = dataclasses.replace(plan, version=2, layers=tuple(
+        LayerPlan(l.name, l.kind, "fp16") if l.name == "top_l.2" else l for l in plan.layers))
+    store.add_plan("stable", changed.to_json(), "2026-11-02", reason="manual")
+    capsys.readouterr()
+    assert cli.main(["plans", "list", "--config", path, "--model", "stable"]) == 0
+    listing = capsys.readouterr().out
+    assert "v1" in listing and "active" in listing and "candidate" in listing
+    assert cli.main(["plans", "diff", "1", "2", "--config", path, "--model", "stable"]) == 0
+    assert "top_l.2: precision int8 -> fp16" in capsys.readouterr().out
+    out = tmp_path / "exported.json"
+    assert cli.main(["plans", "export", "--config", path, "--model", "stable", "--out", str(out)]) == 0
+    assert QuantPlan.from_json(out.read_text()).version == 1
+    assert cli.main(["plans", "show", "7", "--config", path, "--model", "stable"]) == 1
+    assert "no plan v7 (versions: v1, v2)" in capsys.readouterr().err
+    assert cli.main(["report", "--config", path, "--model", "stable"]) == 0
+    report = capsys.readouterr().out
+    assert "2026-11-02" in report and "HEALTHY" in report
+    assert cli.main(["report", "--config", path, "--model", "stable", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["logical_date"] == "2026-11-02"
