@@ -37,6 +37,9 @@ from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, Tra
 from lpmon.traffic import sample as draw_sample
 
 
+SQNR_EXAMPLES = 20_000
+
+
 @dataclass(frozen=True)
 class RunResult:
     model_id: str
@@ -174,8 +177,8 @@ def run_day(config: Config, model_id: str, day) -> RunResult:
     plan = QuantPlan.from_json(plan_row["plan_json"])
 
     t = time.perf_counter()
-    fp32 = forward_fp32(model, sample.batch, taps=True)
-    quant = forward_quantized(model, sample.batch, plan, taps=True)
+    fp32 = forward_fp32(model, sample.batch)
+    quant = forward_quantized(model, sample.batch, plan)   # saturation counted over every example
     timings["score_s"] = round(time.perf_counter() - t, 3)
     from lpmon.metrics import compare
 
@@ -193,7 +196,10 @@ def run_day(config: Config, model_id: str, day) -> RunResult:
         action, new_version, extra = _maybe_reenable(config, store, model_id, model, day, sample, plan,
                                                      version, streak, action)
         reasons += extra
-    layers = _layer_metrics(plan, fp32.taps, quant.taps, quant.saturation)
+    # Per-layer SQNR on the first examples only: taps hold every layer's activations.
+    probe = sample.batch.slice(0, min(len(sample), SQNR_EXAMPLES))
+    layers = _layer_metrics(plan, forward_fp32(model, probe, taps=True).taps,
+                            forward_quantized(model, probe, plan, taps=True).taps, quant.saturation)
     timings["total_s"] = round(time.perf_counter() - started, 3)
     with store.db.transaction() as c:
         store.record_run(model_id, day, assessment.status.value, message="; ".join(reasons),

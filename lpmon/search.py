@@ -29,11 +29,18 @@ class Ranges:
     by_layer: dict[str, ActivationRange]
 
     @classmethod
-    def calibrate(cls, model: Model, batch: Batch, method: str = "l2") -> "Ranges":
-        taps = forward_fp32(model, batch, taps=True).taps
+    def calibrate(cls, model: Model, batch: Batch, method: str = "l2", chunk: int = 16_384) -> "Ranges":
+        """Observe every FC layer's input chunk by chunk (observers merge exactly, so
+        memory stays flat however large the batch), then compute the ranges."""
+        names = [name for name, _, _ in model.spec.linear_layers()]
+        observers = {name: observer(method) for name in names}
+        for part in batch.chunks(chunk):
+            taps = forward_fp32(model, part, taps=True).taps
+            for name in names:
+                observers[name].observe(taps[name].input)
         ranges = {}
-        for name, _, _ in model.spec.linear_layers():
-            r = observer(method).observe(taps[name].input).compute(bits=8)
+        for name in names:
+            r = observers[name].compute(bits=8)
             ranges[name] = ActivationRange(r.lo, r.hi, r.scale, r.zero_point)
         return cls(ranges)
 
