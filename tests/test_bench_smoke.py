@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,3 +43,12 @@ def test_bench_model_runs():
         capture_output=True, text=True, timeout=300, check=True,
     )
     assert "int8 FC + int4 embeddings forward" in done.stdout
+
+
+@pytest.mark.slow
+def test_bench_pipeline_runs():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_pipeline.py"), "--sizes", "3000", "--rows", "1000"],
+        capture_output=True, text=True, timeout=600, check=True,
+    )
+    assert "3,000" in done.stdout
