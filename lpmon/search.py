@@ -29,7 +29,7 @@ class Ranges:
     by_layer: dict[str, ActivationRange]
 
     @classmethod
-    def calibrate(cls, model: Model, batch: Batch, method: str = "l2", chunk: int = 16_384) -> "Ranges":
+    def calibrate(cls, model: Model, batch: Batch, method: str = "l2", chunk: int = 4096) -> "Ranges":
         """Observe every FC layer's input chunk by chunk (observers merge exactly, so
         memory stays flat however large the batch), then compute the ranges."""
         names = [name for name, _, _ in model.spec.linear_layers()]
