@@ -45,7 +45,6 @@ class ModelSettings:
     min_examples: int = 10_000
     min_positives: int = 100
     calibration_method: str = "l2"
-    calibration_days: int = 1
     embedding_precision: str = "int8"
     fallback_ladder: tuple[str, ...] = ("int8", "fp16", "fp32")
     precision_cost: dict = field(default_factory=lambda: {"int8": 1.0, "fp16": 2.0, "bf16": 2.0,
@@ -167,7 +166,7 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
         bad("gate_pct", f"must be positive, got {s.gate_pct}")
     if not 0 < s.level < 1:
         bad("level", f"must be between 0 and 1, got {s.level}")
-    for key in ("sample_size", "min_examples", "calibration_days", "healthy_days_to_reenable"):
+    for key in ("sample_size", "min_examples", "healthy_days_to_reenable"):
         if getattr(s, key) < 1:
             bad(key, f"must be at least 1, got {getattr(s, key)}")
     if s.min_positives < 0:
