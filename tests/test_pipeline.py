@@ -216,3 +216,34 @@ def test_cli_onboard_plans_and_report(tmp_path, capsys):
     assert "2026-11-02" in report and "HEALTHY" in report
     assert cli.main(["report", "--config", path, "--model", "stable", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["logical_date"] == "2026-11-02"
+
+
+@pytest.mark.slow
+def test_stable_month_has_no_degraded_day_and_no_promotion(tmp_path):
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=30, per_day=30_000,
+                   sample=20_000)
+    results = [run_day(config, "stable", day(i)) for i in range(30)]
+    assert not [r for r in results if r.status == "DEGRADED"]
+    assert {r.plan_version for r in results} == {1}
+    assert all(r.new_plan_version is None for r in results)
+
+
+@pytest.mark.slow
+def test_outliers_fall_back_and_hold_the_gate(tmp_path):
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=10, per_day=80_000,
+                   sample=60_000)
+    results = [run_day(config, "outliers", day(i)) for i in range(10)]
+    fallbacks = [r for r in results if r.action == "FALLBACK"]
+    assert fallbacks, [(r.status, r.action) for r in results]
+    store = open_store(config)
+    plan = QuantPlan.from_json(store.active_plan("outliers").plan_json)
+    raised = [layer.name for layer in plan.layers if layer.precision not in ("int8", "int4", "int2")]
+    assert 1 <= len(raised) <= 3 and not any(name.startswith("emb_l.") for name in raised)
+    # Each fallback was validated within the gate on the held-out half...
+    for r in fallbacks:
+        validated = float(r.message.rsplit("validated dNE ", 1)[1].split(" %")[0])
+        assert validated <= 0.05, r.message
+    # ...and the days after the first one are, on average, far better than the day that triggered it.
+    after = results[results.index(fallbacks[0]) + 1:]
+    assert after and sum(r.dne_pct for r in after) / len(after) < fallbacks[0].dne_pct / 2
+    store.db.engine.dispose()
