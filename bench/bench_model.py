@@ -20,10 +20,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from timing import best  # noqa: E402
 
-from lpmon.calibrate import observer  # noqa: E402
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec  # noqa: E402
-from lpmon.model import Executor, forward_fp32  # noqa: E402
-from lpmon.quant import ActivationRange, LayerPlan, QuantPlan  # noqa: E402
+from lpmon.model import Executor  # noqa: E402
+from lpmon.quant import QuantPlan  # noqa: E402
+from lpmon.search import EMBEDDINGS, Ranges, assemble  # noqa: E402
 
 TARGET = 1.5
 
@@ -41,15 +41,10 @@ def batch_of(spec, n, rng) -> Batch:
 
 
 def plan_for(model, calibration, embeddings) -> QuantPlan:
-    taps = forward_fp32(model, calibration, taps=True).taps
-    layers = []
-    for name, _, _ in model.spec.linear_layers():
-        r = observer("l2").observe(taps[name].input).compute()
-        layers.append(LayerPlan(name, "linear", "int8",
-                                activation=ActivationRange(r.lo, r.hi, r.scale, r.zero_point)))
-    layers += [LayerPlan(f"emb_l.{t}", "embedding", embeddings) for t in range(len(model.spec.tables))]
-    return QuantPlan("bench", 1, tuple(layers))
-
+    """int8 FC layers with l2 ranges, embeddings at `embeddings` (lpmon.search does the work)."""
+    precisions = {name: "int8" for name, _, _ in model.spec.linear_layers()}
+    precisions[EMBEDDINGS] = embeddings
+    return assemble(model, Ranges.calibrate(model, calibration), precisions, model_id="bench")
 
 
 def main(argv=None):

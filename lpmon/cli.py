@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # bad input: say what and where, no traceback
         print(f"lpmon {args.command}: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:
+        from lpmon.store import StoreError
+
+        if not isinstance(err, StoreError):
+            raise
+        print(f"lpmon {args.command}: {err}", file=sys.stderr)  # e.g. a database newer than lpmon
+        return 1
     return 2
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lpmon.config import Config, ModelSettings
-from lpmon.metrics import Comparison
+from lpmon.metrics import compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
 from lpmon.policy import (Action, DataRequirement, Gate, Status, accept_candidate, assess,
@@ -110,18 +110,28 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     return version
 
 
-def onboard_day(config: Config, model_id: str, day) -> int:
-    """Onboard a model from one day's sample (if it has no active plan); returns the active version."""
+def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, StateStore]:
+    """The ISO day, the model's settings, and the store with the model registered."""
     day = str(dt.date.fromisoformat(str(day)))
     settings = config.model(model_id)
     store = open_store(config)
     store.register_model(model_id, {"traffic": settings.traffic, "snapshot": settings.snapshot})
+    return day, settings, store
+
+
+def _draw(settings: ModelSettings, model: Model, day: str):
+    return draw_sample(TrafficStore(settings.traffic), day, settings.sample_size, settings.sample_seed,
+                       TrafficSchema.for_model(model.spec))
+
+
+def onboard_day(config: Config, model_id: str, day) -> int:
+    """Onboard a model from one day's sample (if it has no active plan); returns the active version."""
+    day, settings, store = _begin(config, model_id, day)
     active = store.active_plan(model_id)
     if active is not None:
         return active.version
     model = Model.load(settings.snapshot)
-    sample = draw_sample(TrafficStore(settings.traffic), day, settings.sample_size, settings.sample_seed,
-                         TrafficSchema.for_model(model.spec))
+    sample = _draw(settings, model, day)
     onboard(config, store, model_id, model, day, sample.batch, sample.labels)
     active = store.active_plan(model_id)
     _export(config, model_id, QuantPlan.from_json(active.plan_json))
@@ -149,18 +159,14 @@ def plan_diff(old: QuantPlan, new: QuantPlan) -> list[str]:
 
 def run_day(config: Config, model_id: str, day) -> RunResult:
     """One model, one logical date: the whole daily job (see the module docstring)."""
-    day = str(dt.date.fromisoformat(str(day)))
-    settings = config.model(model_id)
-    store = open_store(config)
-    store.register_model(model_id, {"traffic": settings.traffic, "snapshot": settings.snapshot})
+    day, settings, store = _begin(config, model_id, day)
     timings, started = {}, time.perf_counter()
     try:
         model = Model.load(settings.snapshot)
     except (SpecError, OSError) as err:
         return _record_failure(store, model_id, day, "failed", f"model snapshot: {err}")
     try:
-        sample = draw_sample(TrafficStore(settings.traffic), day, settings.sample_size,
-                             settings.sample_seed, TrafficSchema.for_model(model.spec))
+        sample = _draw(settings, model, day)
     except (MissingDay, EmptyDay) as err:
         return _record_failure(store, model_id, day, Status.INSUFFICIENT_DATA.value, str(err))
     except TrafficError as err:
@@ -180,9 +186,7 @@ def run_day(config: Config, model_id: str, day) -> RunResult:
     fp32 = forward_fp32(model, sample.batch)
     quant = forward_quantized(model, sample.batch, plan)   # saturation counted over every example
     timings["score_s"] = round(time.perf_counter() - t, 3)
-    from lpmon.metrics import compare
-
-    comparison = _compare_or_none(compare, fp32.probabilities, quant.probabilities, sample.labels,
+    comparison = _compare_or_none(fp32.probabilities, quant.probabilities, sample.labels,
                                   settings.level)
     assessment = assess(comparison, Gate(settings.gate_pct),
                         DataRequirement(settings.min_examples, settings.min_positives),
@@ -215,7 +219,7 @@ def run_day(config: Config, model_id: str, day) -> RunResult:
                      new_version, comparison.dne_pct if comparison is not None else None)
 
 
-def _compare_or_none(compare, p_ref, p_q, labels, level):
+def _compare_or_none(p_ref, p_q, labels, level):
     try:
         return compare(p_ref, p_q, labels, level=level)
     except ValueError:  # one class only: the policy turns this into INSUFFICIENT_DATA

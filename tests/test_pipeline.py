@@ -247,3 +247,20 @@ def test_outliers_fall_back_and_hold_the_gate(tmp_path):
     after = results[results.index(fallbacks[0]) + 1:]
     assert after and sum(r.dne_pct for r in after) / len(after) < fallbacks[0].dne_pct / 2
     store.db.engine.dispose()
+
+
+def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
+    import sqlalchemy as sa
+
+    from lpmon import cli
+    from lpmon.store import Database
+
+    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=1, per_day=500,
+                   sample=500)
+    db = Database(config.store)
+    db.migrate()
+    with db.transaction() as c:
+        c.execute(sa.text("INSERT INTO schema_migrations VALUES (99, 'future', 'x')"))
+    db.engine.dispose()
+    assert cli.main(["init", "--config", str(config.path)]) == 1
+    assert "newer than this lpmon knows" in capsys.readouterr().err
