@@ -126,9 +126,11 @@ def _print_result(r) -> None:
 
 
 def _run(args, config) -> int:
-    from lpmon.pipeline import run_day
+    from lpmon.pipeline import STEPS, run_day
+    from lpmon.progress import progress
 
-    result = run_day(config, args.model, args.date)
+    with progress(len(STEPS), f"{args.model} {args.date}") as advance:
+        result = run_day(config, args.model, args.date, on_step=advance)
     _print_result(result)
     return 1 if result.status == "failed" else 0
 
@@ -137,15 +139,18 @@ def _backfill(args, config) -> int:
     import datetime as dt
 
     from lpmon.pipeline import run_day
+    from lpmon.progress import progress
 
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
-    failed = 0
-    for offset in range((end - start).days + 1):
-        result = run_day(config, args.model, start + dt.timedelta(days=offset))
-        _print_result(result)
-        failed += result.status == "failed"
+    failed, days = 0, (end - start).days + 1
+    with progress(days, f"backfill {args.model}") as advance:
+        for offset in range(days):
+            advance(str(start + dt.timedelta(days=offset)))
+            result = run_day(config, args.model, start + dt.timedelta(days=offset))
+            _print_result(result)
+            failed += result.status == "failed"
     return 1 if failed else 0
 
 

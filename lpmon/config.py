@@ -4,6 +4,8 @@ listed, each naming its key.
 
     store = "sqlite:///lpmon.db"      # state store URL (env LPMON_STORE)
     plans_dir = "plans"               # where active plans are exported for serving
+    work_dir = "work"                 # a day's intermediate results between Airflow tasks
+                                      # (shared by all workers, like the traffic store)
 
     [defaults]                        # apply to every model unless it overrides them
     gate_pct = 0.05
@@ -19,6 +21,7 @@ Relative paths are taken relative to the file's directory.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -45,6 +48,7 @@ class ModelSettings:
     min_examples: int = 10_000
     min_positives: int = 100
     calibration_method: str = "l2"
+    calibration_days: int = 1
     embedding_precision: str = "int8"
     fallback_ladder: tuple[str, ...] = ("int8", "fp16", "fp32")
     precision_cost: dict = field(default_factory=lambda: {"int8": 1.0, "fp16": 2.0, "bf16": 2.0,
@@ -54,11 +58,22 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class AirflowSettings:
+    """The [airflow] table: what the DAGs need beyond the models."""
+
+    recalibrate_schedule: str = "@weekly"   # lpmon_recalibrate's schedule (cron or preset)
+    base_url: str = "http://localhost:8080"  # for links to runs in emails and pages
+    smtp_conn_id: str = "smtp_default"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     store: str
     plans_dir: Path
     models: dict[str, ModelSettings]
+    work_dir: Path = Path("work")
+    airflow: AirflowSettings = AirflowSettings()
 
     def model(self, model_id: str) -> ModelSettings:
         if model_id not in self.models:
@@ -67,7 +82,7 @@ class Config:
         return self.models[model_id]
 
 
-_ENV = {"LPMON_STORE": "store", "LPMON_PLANS_DIR": "plans_dir"}
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
                  "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
 
@@ -87,7 +102,7 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     problems: list[str] = []
     base = path.parent.resolve()
-    for key in sorted(set(data) - {"store", "plans_dir", "defaults", "models"}):
+    for key in sorted(set(data) - {"store", "plans_dir", "work_dir", "defaults", "models", "airflow"}):
         problems.append(f"{key}: unknown top-level key")
     defaults = _settings(data.get("defaults", {}), ModelSettings(), "defaults", problems)
     for variable, (name, convert) in _ENV_DEFAULTS.items():
@@ -102,6 +117,10 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         problems.append("models: at least one [models.<id>] table is needed")
         raw_models = {}
     for model_id, values in raw_models.items():
+        if not MODEL_ID.fullmatch(model_id) or ".." in model_id:
+            problems.append(f"models.{model_id}: a model id is letters, digits, '_', '.' and '-' "
+                            "(it names folders and report files)")
+            continue
         settings = _settings(values, defaults, f"models.{model_id}", problems)
         for key in ("traffic", "snapshot"):
             value = getattr(settings, key)
@@ -110,13 +129,35 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
             elif "://" not in value and not Path(value).is_absolute():
                 settings = replace(settings, **{key: str(base / value)})
         models[model_id] = settings
+    airflow = _airflow(data.get("airflow", {}), problems)
     store = environ.get("LPMON_STORE", data.get("store", f"sqlite:///{base / 'lpmon.db'}"))
-    plans_dir = Path(environ.get("LPMON_PLANS_DIR", data.get("plans_dir", "plans")))
+    dirs = {}
+    for key, default in (("plans_dir", "plans"), ("work_dir", "work")):
+        value = environ.get(f"LPMON_{key.upper()}", data.get(key, default))
+        if not isinstance(value, str) or not value:
+            problems.append(f"{key}: must be a path")
+            value = default
+        dirs[key] = Path(value) if Path(value).is_absolute() else base / value
     if not isinstance(store, str) or not store:
         problems.append("store: must be a database URL")
     if problems:
         raise ConfigError(f"{path}: invalid configuration:\n  - " + "\n  - ".join(problems))
-    return Config(path, store, plans_dir if plans_dir.is_absolute() else base / plans_dir, models)
+    return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow)
+
+
+def _airflow(values, problems: list[str]) -> AirflowSettings:
+    if not isinstance(values, dict):
+        problems.append("airflow: must be a table")
+        return AirflowSettings()
+    changes = {}
+    for key, value in values.items():
+        if key not in {f.name for f in fields(AirflowSettings)}:
+            problems.append(f"airflow.{key}: unknown key")
+        elif not isinstance(value, str) or not value:
+            problems.append(f"airflow.{key}: expected a non-empty string, got {value!r}")
+        else:
+            changes[key] = value
+    return replace(AirflowSettings(), **changes)
 
 
 def _settings(values, start: ModelSettings, where: str, problems: list[str]) -> ModelSettings:
@@ -166,13 +207,17 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
         bad("gate_pct", f"must be positive, got {s.gate_pct}")
     if not 0 < s.level < 1:
         bad("level", f"must be between 0 and 1, got {s.level}")
-    for key in ("sample_size", "min_examples", "healthy_days_to_reenable"):
+    for key in ("sample_size", "min_examples", "healthy_days_to_reenable", "calibration_days"):
         if getattr(s, key) < 1:
             bad(key, f"must be at least 1, got {getattr(s, key)}")
     if s.min_positives < 0:
         bad("min_positives", f"must not be negative, got {s.min_positives}")
     if s.calibration_method not in METHODS:
         bad("calibration_method", f"must be one of {', '.join(METHODS)}, got {s.calibration_method!r}")
+    if s.calibration_days > 1 and s.calibration_method == "mse" and (
+            "calibration_days" in changed or "calibration_method" in changed):
+        problems.append(f"{where}.calibration_days: mse keeps raw values, so it cannot combine stored "
+                        "days: use 1 day or a histogram method (l2, kl, percentile, ...)")
     if s.embedding_precision not in ("int8", "int4", "int2", "fp16", "fp32"):
         bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
     unknown = [p for p in s.fallback_ladder if p not in PRECISIONS]

@@ -1,15 +1,25 @@
 """The daily job, as plain functions of (model, logical date). The DAGs only call these.
 
-run_day: sample -> score (fp32 and the plan in force) -> compare -> decide ->
-record; a DEGRADED day recalibrates on the calibration half of the sample and
-validates on the evaluation half; a candidate that does not beat the gate and
-the active plan hands over to the fallback search. A model without an active
-plan is onboarded from the day's sample first.
+One day is a chain of steps over a DayWork (lpmon.daywork):
+
+    sample -> score -> compare -> decide -> record | recalibrate [-> fallback] -> report
+
+`sample` draws the day's sample; `score` runs fp32 and the plan in force over
+it (onboarding the model first if it has no active plan), measures per-layer
+SQNR and saturation, and observes every FC layer's input for calibration;
+`compare` and `decide` apply lpmon.metrics and lpmon.policy; `record` handles
+the healthy path (and the retry of fallen-back layers after a healthy streak);
+`recalibrate` builds a candidate from the calibration half of the sample
+(merged with the last `calibration_days` days' stored statistics) and
+validates it on the evaluation half; `fallback` moves layers up the precision
+ladder when the candidate does not hold; `report` writes the day's rows in one
+transaction and exports the active plan. `run_day` chains them in memory.
 
 Idempotent: the plan in force for a day is the one its first run used (kept
-on the run's row), candidate plans are stored once per (model, day, plan),
-and promotion is a compare-and-swap that treats "already active" as done. A
-rerun of a day, or a backfill, leaves the same rows.
+on the run's row, written before anything is promoted), candidate plans are
+stored once per (model, day, plan), promotion is a compare-and-swap that
+treats "already active" as done, and an interrupted fallback search resumes
+from its saved progress. A rerun of a day, or a backfill, leaves the same rows.
 """
 
 from __future__ import annotations
@@ -24,20 +34,22 @@ from pathlib import Path
 
 import numpy as np
 
+from lpmon.calibrate import STORABLE, from_state, observer, to_state
 from lpmon.config import Config, ModelSettings
-from lpmon.metrics import compare
+from lpmon.daywork import DayWork
+from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
 from lpmon.policy import (Action, DataRequirement, Gate, Status, accept_candidate, assess,
                           layers_to_retry)
 from lpmon.quant import Provenance, QuantPlan
-from lpmon.search import EMBEDDINGS, Ranges, assemble, evaluate, fallback_search
+from lpmon.search import EMBEDDINGS, Ranges, Step, assemble, evaluate, fallback_search, merge_stored, observe
 from lpmon.store import Database, StateStore
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
 
-
 SQNR_EXAMPLES = 4096  # one forward chunk: enough for a per-layer SQNR, small in memory
+RUNNING = "RUNNING"
 
 
 @dataclass(frozen=True)
@@ -81,17 +93,24 @@ def _export(config: Config, model_id: str, plan: QuantPlan) -> Path:
     return folder / "active.json"
 
 
-def _search(model, settings, calibration, evaluation, labels, start, store, model_id, day):
-    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
+def _search(model, settings, ranges, evaluation, labels, start, store, model_id, day, purpose):
+    """The fallback search, saving its best plan after every move and resuming
+    from the saved one if an earlier attempt of the same search was interrupted."""
+    saved = store.fallback_progress(model_id, day)
+    resume = None
+    if saved and saved["state"].get("purpose") == purpose and saved["state"].get("start") == start:
+        resume = (saved["best"], [Step(**step) for step in saved["state"]["steps"]])
 
-    def save(progress):  # the best plan so far, step by step
+    def save(progress):
         store.record_fallback_progress(model_id, day, len(progress.steps),
                                        json.dumps(progress.precisions, sort_keys=True),
-                                       json.dumps([s.__dict__ for s in progress.steps]))
+                                       json.dumps({"purpose": purpose, "start": start,
+                                                   "steps": [s.__dict__ for s in progress.steps]},
+                                                  sort_keys=True))
 
-    result = fallback_search(model, ranges, evaluation, labels, gate_pct=settings.gate_pct, start=start,
-                             ladder=settings.fallback_ladder, costs=settings.precision_cost, on_step=save)
-    return ranges, result
+    return fallback_search(model, ranges, evaluation, labels, gate_pct=settings.gate_pct, start=start,
+                           ladder=settings.fallback_ladder, costs=settings.precision_cost, on_step=save,
+                           resume=resume)
 
 
 def onboard(config: Config, store: StateStore, model_id: str, model: Model, day: str,
@@ -101,7 +120,8 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     calibration, evaluation, eval_labels = _halves(batch, labels)
     start = {name: "int8" for name, _, _ in model.spec.linear_layers()}
     start[EMBEDDINGS] = settings.embedding_precision
-    ranges, result = _search(model, settings, calibration, evaluation, eval_labels, start, store, model_id, day)
+    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
+    result = _search(model, settings, ranges, evaluation, eval_labels, start, store, model_id, day, "onboarding")
     plan = assemble(model, ranges, result.precisions, model_id=model_id, version=1,
                     provenance=Provenance(settings.calibration_method, f"{day}: {len(labels)} examples", day,
                                           f"onboarding; moved: {', '.join(result.moved) or 'none'}"))
@@ -157,101 +177,259 @@ def plan_diff(old: QuantPlan, new: QuantPlan) -> list[str]:
     return lines
 
 
-def run_day(config: Config, model_id: str, day) -> RunResult:
-    """One model, one logical date: the whole daily job (see the module docstring)."""
-    day, settings, store = _begin(config, model_id, day)
-    timings, started = {}, time.perf_counter()
+# --- the steps ---------------------------------------------------------------------------
+
+class Day:
+    """A step's view of one model's day: settings, store, and the model (loaded
+    once). Steps in one process share it through work.context (see _day)."""
+
+    def __init__(self, config: Config, work: DayWork):
+        self.config, self.work = config, work
+        self.day, self.settings, self.store = _begin(config, work.model_id, work.day)
+        self._model = None
+
+    @property
+    def model(self) -> Model:
+        if self._model is None:
+            self._model = Model.load(self.settings.snapshot)
+        return self._model
+
+    def plan(self, version: int) -> QuantPlan:
+        row = next(r for r in self.store.rows("plans", self.work.model_id) if r["version"] == version)
+        return QuantPlan.from_json(row["plan_json"])
+
+    def halves(self):
+        self.work.require_sample()
+        return _halves(self.work.batch, self.work.labels)
+
+
+def _day(config: Config, work: DayWork) -> Day:
+    if work.context is None or work.context.config is not config:
+        work.context = Day(config, work)
+    return work.context
+
+
+def _timed(work: DayWork, name: str, started: float) -> None:
+    work.timings[f"{name}_s"] = round(time.perf_counter() - started, 3)
+
+
+def sample_step(config: Config, work: DayWork) -> DayWork:
+    """Draw the day's sample; a missing, empty or unreadable day ends the day here."""
+    started = time.perf_counter()
+    d = _day(config, work)
     try:
-        model = Model.load(settings.snapshot)
+        model = d.model
     except (SpecError, OSError) as err:
-        return _record_failure(store, model_id, day, "failed", f"model snapshot: {err}")
+        return _fail(work, "failed", f"model snapshot: {err}")
     try:
-        sample = _draw(settings, model, day)
+        sample = _draw(d.settings, model, d.day)
     except (MissingDay, EmptyDay) as err:
-        return _record_failure(store, model_id, day, Status.INSUFFICIENT_DATA.value, str(err))
+        return _fail(work, Status.INSUFFICIENT_DATA.value, str(err))
     except TrafficError as err:
-        return _record_failure(store, model_id, day, "failed", str(err))
-    timings["sample_s"] = round(time.perf_counter() - started, 3)
+        return _fail(work, "failed", str(err))
+    work.failure, work.message = None, ""
+    work.batch, work.labels = sample.batch, sample.labels
+    work.sample_size, work.positives = len(sample), int(sample.labels.sum())
+    _timed(work, "sample", started)
+    return work
 
-    previous = [r for r in store.rows("runs", model_id) if r["logical_date"] == day and r["plan_version"]]
-    active = store.active_plan(model_id)
-    if active is None:
-        onboard(config, store, model_id, model, day, sample.batch, sample.labels)
-        active = store.active_plan(model_id)
-    version = previous[0]["plan_version"] if previous else active.version
-    plan_row = next(r for r in store.rows("plans", model_id) if r["version"] == version)
-    plan = QuantPlan.from_json(plan_row["plan_json"])
 
-    t = time.perf_counter()
-    fp32 = forward_fp32(model, sample.batch)
-    quant = forward_quantized(model, sample.batch, plan)   # saturation counted over every example
-    timings["score_s"] = round(time.perf_counter() - t, 3)
-    comparison = _compare_or_none(fp32.probabilities, quant.probabilities, sample.labels,
-                                  settings.level)
+def _fail(work: DayWork, status: str, message: str) -> DayWork:
+    work.failure, work.message, work.status = status, message, status
+    work.action, work.reasons = Action.RECORD.value, [message]
+    return work
+
+
+def score_step(config: Config, work: DayWork) -> DayWork:
+    """Score fp32 and the plan in force; per-layer SQNR and saturation; observe
+    the FC layers' inputs on the calibration half (stored for later recalibrations)."""
+    if work.failure:
+        return work
+    started = time.perf_counter()
+    d = _day(config, work)
+    work.require_sample()
+    model, store = d.model, d.store
+    previous = [r for r in store.rows("runs", work.model_id) if r["logical_date"] == d.day and r["plan_version"]]
+    if previous:
+        work.plan_version = previous[0]["plan_version"]
+    else:
+        if store.active_plan(work.model_id) is None:
+            onboard(config, store, work.model_id, model, d.day, work.batch, work.labels)
+        work.plan_version = store.active_plan(work.model_id).version
+        # The plan in force is fixed before anything can be promoted today.
+        store.record_run(work.model_id, d.day, RUNNING, plan_version=work.plan_version,
+                         sample_size=work.sample_size, positives=work.positives)
+    plan = d.plan(work.plan_version)
+    fp32 = forward_fp32(model, work.batch)
+    quant = forward_quantized(model, work.batch, plan)   # saturation counted over every example
+    work.p_ref, work.p_q = fp32.probabilities, quant.probabilities
+    probe = work.batch.slice(0, min(work.sample_size, SQNR_EXAMPLES))
+    work.layers = _layer_metrics(plan, forward_fp32(model, probe, taps=True).taps,
+                                 forward_quantized(model, probe, plan, taps=True).taps, quant.saturation)
+    _timed(work, "score", started)
+    started = time.perf_counter()
+    if d.settings.calibration_method in STORABLE:
+        calibration, _, _ = d.halves()
+        observers = observe(model, calibration, d.settings.calibration_method)
+        work.calibration = {name: to_state(obs) for name, obs in observers.items()}
+    _timed(work, "observe", started)
+    return work
+
+
+def compare_step(config: Config, work: DayWork) -> DayWork:
+    if work.failure:
+        return work
+    level = config.model(work.model_id).level
+    try:
+        work.comparison = compare(work.p_ref, work.p_q, work.labels, level=level).as_dict()
+    except ValueError:  # one class only: the policy turns this into INSUFFICIENT_DATA
+        work.comparison = None
+    return work
+
+
+def decide_step(config: Config, work: DayWork) -> str:
+    """The day's status and what comes next: "record" or "recalibrate"."""
+    if work.failure:
+        return "record"
+    settings = config.model(work.model_id)
+    comparison = Comparison(**work.comparison) if work.comparison else None
     assessment = assess(comparison, Gate(settings.gate_pct),
                         DataRequirement(settings.min_examples, settings.min_positives),
-                        n=len(sample), positives=int(sample.labels.sum()))
-    action, reasons, new_version = assessment.action.value, list(assessment.reasons), None
-    if assessment.action is Action.RECALIBRATE:
-        action, new_version, extra = _recalibrate(config, store, model_id, model, day, sample, plan, version)
-        reasons += extra
-    elif assessment.status is Status.HEALTHY:
-        streak = 1 + _healthy_streak(store, model_id, day, version)
-        action, new_version, extra = _maybe_reenable(config, store, model_id, model, day, sample, plan,
-                                                     version, streak, action)
-        reasons += extra
-    # Per-layer SQNR on the first examples only: taps hold every layer's activations.
-    probe = sample.batch.slice(0, min(len(sample), SQNR_EXAMPLES))
-    layers = _layer_metrics(plan, forward_fp32(model, probe, taps=True).taps,
-                            forward_quantized(model, probe, plan, taps=True).taps, quant.saturation)
-    timings["total_s"] = round(time.perf_counter() - started, 3)
-    with store.db.transaction() as c:
-        store.record_run(model_id, day, assessment.status.value, message="; ".join(reasons),
-                         plan_version=version, sample_size=len(sample), positives=int(sample.labels.sum()),
-                         timings=timings, connection=c)
-        if comparison is not None:
-            store.record_metrics(model_id, day, comparison, connection=c)
-        store.record_layer_metrics(model_id, day, layers, connection=c)
-        store.record_decision(model_id, day, action, reasons, new_version, connection=c)
-    active = store.active_plan(model_id)
-    _export(config, model_id, QuantPlan.from_json(active.plan_json))
-    return RunResult(model_id, day, assessment.status.value, action, "; ".join(reasons), version,
-                     new_version, comparison.dne_pct if comparison is not None else None)
+                        n=work.sample_size, positives=work.positives)
+    work.status, work.action, work.reasons = (assessment.status.value, assessment.action.value,
+                                              list(assessment.reasons))
+    return "recalibrate" if assessment.action is Action.RECALIBRATE else "record"
 
 
-def _compare_or_none(p_ref, p_q, labels, level):
-    try:
-        return compare(p_ref, p_q, labels, level=level)
-    except ValueError:  # one class only: the policy turns this into INSUFFICIENT_DATA
-        return None
+def record_step(config: Config, work: DayWork) -> DayWork:
+    """The path without recalibration; on a HEALTHY day, fallen-back layers may
+    try int8 again after enough healthy days in a row."""
+    if work.failure or work.status != Status.HEALTHY.value:
+        return work
+    d = _day(config, work)
+    streak = 1 + _healthy_streak(d.store, work.model_id, d.day, work.plan_version)
+    _maybe_reenable(d, streak)
+    return work
 
 
-def _recalibrate(config, store, model_id, model, day, sample, plan, version):
-    """New ranges on the calibration half, validated on the evaluation half; else fallback."""
-    settings = config.model(model_id)
-    calibration, evaluation, labels = _halves(sample.batch, sample.labels)
-    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
+def recalibrate_step(config: Config, work: DayWork) -> bool:
+    """New ranges, validated on the evaluation half; True when the fallback search must run."""
+    d = _day(config, work)
+    settings, plan = d.settings, d.plan(work.plan_version)
+    calibration, evaluation, labels = d.halves()
+    ranges = _ranges(d, calibration)
     precisions = _unit_precisions(plan)
-    provenance = Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples", day)
-    candidate = assemble(model, ranges, precisions, model_id=model_id, version=version + 1,
-                         provenance=provenance)
-    reference = forward_fp32(model, evaluation).probabilities
-    ok, why = accept_candidate(evaluate(model, candidate, evaluation, labels, reference),
-                               evaluate(model, plan, evaluation, labels, reference), Gate(settings.gate_pct))
-    reasons, action = [why], Action.RECALIBRATE.value
-    if not ok:
-        _, result = _search(model, settings, calibration, evaluation, labels, precisions, store, model_id, day)
-        candidate = assemble(model, ranges, result.precisions, model_id=model_id, version=version + 1,
-                             provenance=provenance)
-        action = Action.FALLBACK.value
-        reasons.append(f"fallback moved {', '.join(f'{s.unit} {s.before}->{s.after}' for s in result.steps) or 'nothing'}; "
-                       f"validated dNE {result.comparison.dne_pct:.4f} %")
-    new_version = store.add_plan(model_id, candidate.to_json(), day, reason=action)
-    if not store.promote(model_id, new_version, expected_active=version):
-        current = store.active_plan(model_id)
-        if current is None or current.version != new_version:
-            reasons.append(f"plan v{new_version} not promoted: the active plan changed meanwhile")
-    return action, new_version, reasons
+    candidate = assemble(d.model, ranges, precisions, model_id=work.model_id, version=work.plan_version + 1,
+                         provenance=_provenance(d, len(calibration)))
+    reference = forward_fp32(d.model, evaluation).probabilities
+    ok, why = accept_candidate(evaluate(d.model, candidate, evaluation, labels, reference),
+                               evaluate(d.model, plan, evaluation, labels, reference), Gate(settings.gate_pct))
+    work.action = Action.RECALIBRATE.value
+    work.reasons.append(why)
+    if ok:
+        _promote(d, candidate, Action.RECALIBRATE.value)
+    return not ok
+
+
+def fallback_step(config: Config, work: DayWork) -> DayWork:
+    """Move the most sensitive layers up the ladder until the gate holds; promote."""
+    d = _day(config, work)
+    calibration, evaluation, labels = d.halves()
+    ranges = _ranges(d, calibration)
+    precisions = _unit_precisions(d.plan(work.plan_version))
+    result = _search(d.model, d.settings, ranges, evaluation, labels, precisions, d.store, work.model_id,
+                     d.day, "fallback")
+    candidate = assemble(d.model, ranges, result.precisions, model_id=work.model_id,
+                         version=work.plan_version + 1, provenance=_provenance(d, len(calibration)))
+    work.action = Action.FALLBACK.value
+    work.reasons.append(f"fallback moved {', '.join(f'{s.unit} {s.before}->{s.after}' for s in result.steps) or 'nothing'}; "
+                        f"validated dNE {result.comparison.dne_pct:.4f} %")
+    _promote(d, candidate, Action.FALLBACK.value)
+    return work
+
+
+def report_step(config: Config, work: DayWork) -> RunResult:
+    """Write the day's rows in one transaction and export the active plan."""
+    d = _day(config, work)
+    store, model_id = d.store, work.model_id
+    total = sum(v for k, v in work.timings.items() if k != "total_s")
+    work.timings["total_s"] = round(total, 3)
+    with store.db.transaction() as c:
+        if work.failure:
+            store.record_run(model_id, d.day, work.failure, message=work.message, connection=c)
+        else:
+            store.record_run(model_id, d.day, work.status, message="; ".join(work.reasons),
+                             plan_version=work.plan_version, sample_size=work.sample_size,
+                             positives=work.positives, timings=work.timings, connection=c)
+            if work.comparison is not None:
+                store.record_metrics(model_id, d.day, Comparison(**work.comparison), connection=c)
+            store.record_layer_metrics(model_id, d.day, work.layers, connection=c)
+            store.record_calibration_states(model_id, d.day, work.calibration, connection=c)
+        store.record_decision(model_id, d.day, work.action, work.reasons, work.new_plan_version, connection=c)
+    active = store.active_plan(model_id)
+    if active is not None:
+        _export(config, model_id, QuantPlan.from_json(active.plan_json))
+    dne = work.comparison["dne_pct"] if work.comparison else None
+    return RunResult(model_id, d.day, work.status, work.action, "; ".join(work.reasons), work.plan_version,
+                     work.new_plan_version, dne)
+
+
+STEPS = ("sample", "score", "compare", "decide", "act", "report")
+
+
+def run_day(config: Config, model_id: str, day, on_step=None) -> RunResult:
+    """One model, one logical date: every step in order, in memory.
+    on_step(name) is called as each of STEPS starts (progress bars)."""
+    started = on_step or (lambda name: None)
+    work = DayWork(model_id, str(dt.date.fromisoformat(str(day))))
+    for name, step in zip(STEPS, (sample_step, score_step, compare_step)):
+        started(name)
+        step(config, work)
+    started("decide")
+    branch = decide_step(config, work)
+    started(branch)
+    if branch == "recalibrate":
+        if recalibrate_step(config, work):
+            started("fallback")
+            fallback_step(config, work)
+    else:
+        record_step(config, work)
+    started("report")
+    return report_step(config, work)
+
+
+# --- helpers of the steps ----------------------------------------------------------------
+
+def _ranges(d: Day, calibration: Batch) -> Ranges:
+    """Ranges from today's calibration half, merged with the stored statistics
+    of the previous calibration_days - 1 days (no re-scoring of old traffic)."""
+    method, work = d.settings.calibration_method, d.work
+    if not work.calibration:  # a method without storable state (mse)
+        return Ranges.calibrate(d.model, calibration, method)
+    today = {name: from_state(state, lambda: observer(method)) for name, state in work.calibration.items()}
+    earlier = d.store.calibration_states(work.model_id, d.day, d.settings.calibration_days - 1)
+    return Ranges.from_observers(merge_stored(today, method, earlier))
+
+
+def _provenance(d: Day, examples: int, note: str = "") -> Provenance:
+    days = d.settings.calibration_days
+    source = f"{d.day}: {examples} examples" + (f" + stored statistics of up to {days - 1} earlier days"
+                                                if days > 1 else "")
+    return Provenance(d.settings.calibration_method, source, d.day, note)
+
+
+def _promote(d: Day, candidate: QuantPlan, reason: str) -> None:
+    work = d.work
+    before = _unit_precisions(d.plan(work.plan_version))
+    after = _unit_precisions(candidate)
+    work.moved = [f"{unit} {before[unit]}->{after[unit]}" for unit in sorted(after) if before.get(unit) != after[unit]]
+    work.new_plan_version = d.store.add_plan(work.model_id, candidate.to_json(), d.day, reason=reason)
+    work.promoted = d.store.promote(work.model_id, work.new_plan_version, expected_active=work.plan_version)
+    if not work.promoted:
+        current = d.store.active_plan(work.model_id)
+        work.promoted = current is not None and current.version == work.new_plan_version
+    if not work.promoted:
+        work.reasons.append(f"plan v{work.new_plan_version} not promoted: the active plan changed meanwhile")
 
 
 def _healthy_streak(store, model_id, day, version) -> int:
@@ -266,30 +444,30 @@ def _healthy_streak(store, model_id, day, version) -> int:
     return streak
 
 
-def _maybe_reenable(config, store, model_id, model, day, sample, plan, version, streak, action):
+def _maybe_reenable(d: Day, streak: int) -> None:
     """After enough healthy days in a row, try the fallen-back units at int8 again;
     promote only if the candidate holds the gate on the evaluation half."""
-    settings = config.model(model_id)
-    precisions = _unit_precisions(plan)
-    fallen = {unit: day for unit, p in precisions.items()
+    work, settings = d.work, d.settings
+    precisions = _unit_precisions(d.plan(work.plan_version))
+    fallen = {unit: d.day for unit, p in precisions.items()
               if unit != EMBEDDINGS and p in ("fp16", "bf16", "fp32")}
     retry = layers_to_retry(fallen, streak, settings.healthy_days_to_reenable)
     if not retry:
-        return action, None, []
-    calibration, evaluation, labels = _halves(sample.batch, sample.labels)
-    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
+        return
+    calibration, evaluation, labels = d.halves()
     trial = dict(precisions, **dict.fromkeys(retry, "int8"))
-    candidate = assemble(model, ranges, trial, model_id=model_id, version=version + 1,
-                         provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples",
-                                               day, f"int8 again for {', '.join(retry)}"))
-    c = evaluate(model, candidate, evaluation, labels)
+    candidate = assemble(d.model, _ranges(d, calibration), trial, model_id=work.model_id,
+                         version=work.plan_version + 1,
+                         provenance=_provenance(d, len(calibration), f"int8 again for {', '.join(retry)}"))
+    c = evaluate(d.model, candidate, evaluation, labels)
     if c.dne_pct > settings.gate_pct:
-        return action, None, [f"after {streak} healthy days, int8 for {', '.join(retry)} would give "
-                              f"dNE {c.dne_pct:.4f} %, above the gate: kept as is"]
-    new_version = store.add_plan(model_id, candidate.to_json(), day, reason="REENABLE")
-    store.promote(model_id, new_version, expected_active=version)
-    return "REENABLE", new_version, [f"after {streak} healthy days, int8 again for {', '.join(retry)} "
-                                     f"(validated dNE {c.dne_pct:.4f} %)"]
+        work.reasons.append(f"after {streak} healthy days, int8 for {', '.join(retry)} would give "
+                            f"dNE {c.dne_pct:.4f} %, above the gate: kept as is")
+        return
+    work.action = "REENABLE"
+    work.reasons.append(f"after {streak} healthy days, int8 again for {', '.join(retry)} "
+                        f"(validated dNE {c.dne_pct:.4f} %)")
+    _promote(d, candidate, "REENABLE")
 
 
 def _layer_metrics(plan, fp32_taps, quant_taps, saturation):
@@ -306,10 +484,3 @@ def _layer_metrics(plan, fp32_taps, quant_taps, saturation):
                            "saturation_below": s.below / s.total if s else 0.0,
                            "saturation_above": s.above / s.total if s else 0.0}
     return out
-
-
-def _record_failure(store, model_id, day, status, message) -> RunResult:
-    with store.db.transaction() as c:
-        store.record_run(model_id, day, status, message=message, connection=c)
-        store.record_decision(model_id, day, Action.RECORD.value, [message], connection=c)
-    return RunResult(model_id, day, status, Action.RECORD.value, message, None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lpmon.calibrate import observer
+from lpmon.calibrate.state import from_state
 from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.quant import ActivationRange, LayerPlan, Provenance, QuantPlan
@@ -30,19 +31,40 @@ class Ranges:
 
     @classmethod
     def calibrate(cls, model: Model, batch: Batch, method: str = "l2", chunk: int = 4096) -> "Ranges":
-        """Observe every FC layer's input chunk by chunk (observers merge exactly, so
-        memory stays flat however large the batch), then compute the ranges."""
-        names = [name for name, _, _ in model.spec.linear_layers()]
-        observers = {name: observer(method) for name in names}
-        for part in batch.chunks(chunk):
-            taps = forward_fp32(model, part, taps=True).taps
-            for name in names:
-                observers[name].observe(taps[name].input)
+        return cls.from_observers(observe(model, batch, method, chunk))
+
+    @classmethod
+    def from_observers(cls, observers: dict) -> "Ranges":
         ranges = {}
-        for name in names:
-            r = observers[name].compute(bits=8)
+        for name, obs in observers.items():
+            r = obs.compute(bits=8)
             ranges[name] = ActivationRange(r.lo, r.hi, r.scale, r.zero_point)
         return cls(ranges)
+
+
+def observe(model: Model, batch: Batch, method: str = "l2", chunk: int = 4096) -> dict:
+    """One observer per FC layer, fed that layer's fp32 input chunk by chunk
+    (observers merge exactly, so memory stays flat however large the batch)."""
+    names = [name for name, _, _ in model.spec.linear_layers()]
+    observers = {name: observer(method) for name in names}
+    for part in batch.chunks(chunk):
+        taps = forward_fp32(model, part, taps=True).taps
+        for name in names:
+            observers[name].observe(taps[name].input)
+    return observers
+
+
+def merge_stored(observers: dict, method: str, stored_days: dict[str, dict[str, dict]]) -> dict:
+    """Today's observers merged with earlier days' stored states (a layer missing
+    on a day is simply not merged for that day)."""
+    merged = {}
+    for name, today in observers.items():
+        total = observer(method)
+        for layers in stored_days.values():
+            if name in layers:
+                total.merge(from_state(layers[name], lambda: observer(method)))
+        merged[name] = total.merge(today)
+    return merged
 
 
 def assemble(model: Model, ranges: Ranges, precisions: dict[str, str], *, model_id: str = "model",
@@ -91,17 +113,21 @@ def cost(precisions: dict[str, str], costs: dict[str, float]) -> float:
 def fallback_search(model: Model, ranges: Ranges, batch: Batch, labels: np.ndarray, *,
                     gate_pct: float, start: dict[str, str], ladder=("int8", "fp16", "fp32"),
                     costs: dict[str, float] | None = None, embedding_ladder=("int8", "fp16", "fp32"),
-                    on_step=None) -> SearchResult:
+                    on_step=None, resume: tuple[dict[str, str], list[Step]] | None = None) -> SearchResult:
     """Move units up their ladders, most dNE per cost first, until dNE <= gate_pct.
 
     start: the precisions to begin from (e.g. all int8). on_step(result) is
-    called after every move, so a caller can save progress and resume.
+    called after every move, so a caller can save progress; resume=(precisions,
+    steps) saved that way continues an interrupted search where it stopped (the
+    search is deterministic, so the result is the one an uninterrupted run gives).
     """
     costs = costs or {"int8": 1.0, "fp16": 2.0, "bf16": 2.0, "fp32": 4.0}
     reference = forward_fp32(model, batch).probabilities
-    precisions = dict(start)
+    precisions, steps = (dict(start), []) if resume is None else (dict(resume[0]), list(resume[1]))
+    if set(precisions) != set(start):
+        raise ValueError(f"cannot resume: the saved search covers {sorted(precisions)}, not {sorted(start)}")
     current = evaluate(model, assemble(model, ranges, precisions), batch, labels, reference)
-    result = SearchResult(dict(precisions), current)
+    result = SearchResult(dict(precisions), current, steps)
     while current.dne_pct > gate_pct:
         options = []
         for unit, precision in precisions.items():

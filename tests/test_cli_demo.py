@@ -25,3 +25,21 @@ def test_demo_drift_degrades_the_stale_plan():
 def test_demo_rejects_bad_arguments(capsys):
     assert cli.main(["demo", "--days", "0"]) == 2
     assert "--days must be >= 1" in capsys.readouterr().err
+
+
+def test_progress_draws_on_a_terminal_and_stays_silent_in_pipes():
+    import io
+
+    from lpmon.progress import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    pipe, terminal = io.StringIO(), Terminal()
+    for stream in (pipe, terminal):
+        with progress(3, "backfill m", stream=stream) as advance:
+            for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
+                advance(day)
+    assert pipe.getvalue() == ""
+    assert "backfill m" in terminal.getvalue() and "2026-11-0" in terminal.getvalue()

@@ -86,3 +86,34 @@ def test_world_config_loads(tmp_path):
     assert cli.main(["world", "--root", str(tmp_path), "--days", "1", "--examples-per-day", "500"]) == 0
     config = load(tmp_path / "lpmon.toml", environ={})
     assert set(config.models) == {"stable"} and config.model("stable").scenario == "stable"
+
+
+def test_work_dir_airflow_table_calibration_days_and_model_ids(tmp_path):
+    path = tmp_path / "lpmon.toml"
+    path.write_text(GOOD + '\n[airflow]\nrecalibrate_schedule = "0 3 * * 1"\n')
+    config = load(path, environ={"LPMON_WORK_DIR": "/shared/work"})
+    assert config.work_dir.as_posix() == "/shared/work" and config.airflow.recalibrate_schedule == "0 3 * * 1"
+    assert load(path, environ={}).work_dir == tmp_path / "work"
+    bad = GOOD + """
+[models."../etc"]
+traffic = "t"
+snapshot = "s"
+
+[models.mse]
+traffic = "t"
+snapshot = "s"
+calibration_method = "mse"
+calibration_days = 7
+
+[airflow]
+recalibrate_schedule = 3
+colour = "blue"
+"""
+    path.write_text(bad)
+    with pytest.raises(ConfigError) as err:
+        load(path, environ={})
+    message = str(err.value)
+    assert "models.../etc: a model id is letters" in message
+    assert "models.mse.calibration_days: mse keeps raw values" in message
+    assert "airflow.recalibrate_schedule: expected a non-empty string" in message
+    assert "airflow.colour: unknown key" in message

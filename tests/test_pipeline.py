@@ -264,3 +264,132 @@ def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
     db.engine.dispose()
     assert cli.main(["init", "--config", str(config.path)]) == 1
     assert "newer than this lpmon knows" in capsys.readouterr().err
+
+
+def judge_degraded(monkeypatch):
+    """Make decide_step call every day DEGRADED (small samples rarely are, certainly)."""
+    from lpmon import pipeline
+
+    real = pipeline.decide_step
+
+    def degraded(config, work):
+        real(config, work)
+        work.status = "DEGRADED"
+        return "recalibrate"
+
+    monkeypatch.setattr(pipeline, "decide_step", degraded)
+
+
+def _with_defaults(config, extra: str):
+    text = config.path.read_text().replace("[defaults]\n", "[defaults]\n" + extra + "\n", 1)
+    config.path.write_text(text)
+    return load(config.path, environ={})
+
+
+@pytest.mark.slow
+def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, monkeypatch):
+    from lpmon.calibrate import from_state, observer
+    from lpmon.model import Model
+    from lpmon.pipeline import _halves
+    from lpmon.search import Ranges, observe
+    from lpmon.traffic import TrafficSchema, sample
+
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=3, per_day=12_000,
+                   sample=10_000)
+    config = _with_defaults(config, "calibration_days = 3\nmin_examples = 1000")
+    for i in range(2):
+        run_day(config, "stable", day(i))
+    store = open_store(config)
+    stored = store.calibration_states("stable", str(day(2)), 2)
+    assert sorted(stored) == [str(day(0)), str(day(1))] and "top_l.2" in stored[str(day(0))]
+    assert list(store.calibration_states("stable", str(day(2)), 1)) == [str(day(1))]
+    # What was stored equals observing each day's calibration half afresh.
+    settings, model = config.model("stable"), Model.load(config.model("stable").snapshot)
+    halves = [_halves(s.batch, s.labels)[0] for s in
+              (sample(TrafficStore(settings.traffic), day(i), settings.sample_size, settings.sample_seed,
+                      TrafficSchema.for_model(model.spec)) for i in range(3))]
+    merged = observe(model, halves[0])
+    for half in halves[1:]:
+        for name, obs in observe(model, half).items():
+            merged[name].merge(obs)
+    for name, obs in observe(model, halves[0]).items():
+        assert from_state(stored[str(day(0))][name], lambda: observer("l2")).compute() == obs.compute()
+    # A day judged DEGRADED recalibrates on all three days.
+    judge_degraded(monkeypatch)
+    result = run_day(config, "stable", day(2))
+    assert result.status == "DEGRADED" and result.new_plan_version == 2
+    plan = QuantPlan.from_json(store.active_plan("stable").plan_json)
+    assert "2 earlier days" in plan.provenance.sample
+    expected = Ranges.from_observers(merged).by_layer
+    int8 = [layer for layer in plan.layers if layer.precision == "int8" and layer.kind == "linear"]
+    assert all(layer.activation == expected[layer.name] for layer in int8)
+
+
+@pytest.mark.slow
+def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monkeypatch):
+    import lpmon.search
+
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=7, per_day=12_000,
+                   sample=10_000)
+    config = _with_defaults(config, "min_examples = 1000")
+    fresh = _with_defaults(world(tmp_path / "b", f"sqlite:///{tmp_path / 'b.db'}", scenario="outliers", days=7,
+                                 per_day=12_000, sample=10_000), "min_examples = 1000")
+    for each in (config, fresh):
+        run_day(each, "outliers", day(0))
+    config = _with_defaults(config, "gate_pct = 1e-9")  # a gate nothing meets: the search goes far
+    judge_degraded(monkeypatch)
+    real = lpmon.search.fallback_search
+
+    def killed_after_a_move(*args, on_step, **kwargs):
+        def save_then_die(progress):
+            on_step(progress)
+            if len(progress.steps) == 1:
+                raise SystemExit("worker killed")
+        return real(*args, on_step=save_then_die, **kwargs)
+
+    monkeypatch.setattr("lpmon.pipeline.fallback_search", killed_after_a_move)
+    with pytest.raises(SystemExit):
+        run_day(config, "outliers", day(6))
+    store = open_store(config)
+    saved = store.fallback_progress("outliers", str(day(6)))
+    assert saved["step"] == 1 and saved["state"]["purpose"] == "fallback"
+    calls = []
+    monkeypatch.setattr("lpmon.pipeline.fallback_search",
+                        lambda *a, resume, **k: calls.append(resume) or real(*a, resume=resume, **k))
+    resumed = run_day(config, "outliers", day(6))
+    assert resumed.action == "FALLBACK" and len(calls[0][1]) == 1  # started from the saved move
+    # The same day searched from scratch (a twin store) gives the same plan.
+    monkeypatch.setattr("lpmon.pipeline.fallback_search", real)
+    fresh = _with_defaults(fresh, "gate_pct = 1e-9")
+    again = run_day(fresh, "outliers", day(6))
+    assert again.message == resumed.message
+    assert store.active_plan("outliers").plan_json == open_store(fresh).active_plan("outliers").plan_json
+
+
+def test_steps_through_the_work_directory_equal_run_day(tmp_path):
+    """The Airflow path: every step in a fresh DayWork loaded from disk."""
+    from lpmon import pipeline
+    from lpmon.daywork import DayWork, WorkMissing
+
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=2, per_day=6_000,
+                   sample=5_000)
+    config = _with_defaults(config, "min_examples = 1000")
+    run_day(config, "stable", day(0))
+    in_memory = run_day(config, "stable", day(1))
+    rows = snapshot_rows(open_store(config), "stable")
+    d = str(day(1))
+    with pytest.raises(WorkMissing, match="run the day from its first step"):
+        DayWork.load(config.work_dir, "stable", d)
+    work = pipeline.sample_step(config, DayWork("stable", d))
+    work.save(config.work_dir)
+    for step in (pipeline.score_step, pipeline.compare_step):
+        work = step(config, DayWork.load(config.work_dir, "stable", d))
+        work.save(config.work_dir)
+    work = DayWork.load(config.work_dir, "stable", d)
+    assert pipeline.decide_step(config, work) == "record"
+    work.save(config.work_dir)
+    work = pipeline.record_step(config, DayWork.load(config.work_dir, "stable", d))
+    work.save(config.work_dir)
+    result = pipeline.report_step(config, DayWork.load(config.work_dir, "stable", d, arrays=False))
+    assert result == in_memory
+    assert snapshot_rows(open_store(config), "stable") == rows

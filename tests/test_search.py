@@ -57,3 +57,28 @@ def test_outliers_fall_back_few_layers_and_hold_the_gate():
     assert all(result.precisions[u] in ("fp16", "fp32") for u in result.moved)
     # Moves are listed in order with the dNE after each.
     assert [s.dne_pct for s in result.steps][-1] == result.comparison.dne_pct
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_resumes_where_it_stopped():
+    model, batch, labels = world_day("outliers", 6, 16_000)
+    calibration, evaluation = batch.slice(0, 8_000), batch.slice(8_000, 16_000)
+    ranges = Ranges.calibrate(model, calibration)
+    args = dict(gate_pct=-0.2, start=all_int8(model))  # unreachable: the search goes several moves
+    whole = fallback_search(model, ranges, evaluation, labels[8_000:], **args)
+    assert len(whole.steps) >= 2, whole.steps
+    saved = []
+
+    def crash_after_first(progress):
+        saved.append((dict(progress.precisions), list(progress.steps)))
+        raise KeyboardInterrupt  # the worker dies after saving its first move
+
+    with pytest.raises(KeyboardInterrupt):
+        fallback_search(model, ranges, evaluation, labels[8_000:], on_step=crash_after_first, **args)
+    seen = []
+    resumed = fallback_search(model, ranges, evaluation, labels[8_000:], resume=saved[-1],
+                              on_step=lambda r: seen.append(len(r.steps)), **args)
+    assert resumed.precisions == whole.precisions and resumed.steps == whole.steps
+    assert seen == list(range(2, len(whole.steps) + 1))  # the first move was not searched again
+    with pytest.raises(ValueError, match="cannot resume"):
+        fallback_search(model, ranges, evaluation, labels[8_000:], resume=({"x": "int8"}, []), **args)

@@ -25,6 +25,7 @@ from .observers import (
     RangeResult,
 )
 from .per_channel import PerChannelObserver, PerChannelRange
+from .state import STORABLE, from_state, to_state
 
 #: Every calibration method, by name.
 METHODS = {
@@ -49,4 +50,5 @@ def observer(method: str, *, axis: int | None = None, **options):
     return PerChannelObserver(make, axis)
 
 
-__all__ = ["METHODS", "Observer", "PerChannelObserver", "PerChannelRange", "RangeResult", "observer"]
+__all__ = ["METHODS", "STORABLE", "Observer", "PerChannelObserver", "PerChannelRange", "RangeResult",
+           "from_state", "observer", "to_state"]

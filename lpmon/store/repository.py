@@ -102,6 +102,43 @@ class StateStore:
             model_id=model_id, logical_date=logical_date, step=step, best_plan_json=best_plan_json,
             state_json=state_json, updated_at=now()))])
 
+    def fallback_progress(self, model_id: str, logical_date: str) -> dict | None:
+        """The saved state of a fallback search for that day, if one was interrupted or finished."""
+        with self.db.engine.connect() as c:
+            row = c.execute(sa.text("SELECT step, best_plan_json, state_json FROM fallback_progress "
+                                    "WHERE model_id = :m AND logical_date = :d"),
+                            {"m": model_id, "d": logical_date}).first()
+        return None if row is None else {"step": int(row[0]), "best": json.loads(row[1]),
+                                         "state": json.loads(row[2])}
+
+    def record_calibration_states(self, model_id: str, logical_date: str, states: dict[str, dict],
+                                  connection=None) -> None:
+        """One day's calibration statistics per layer (see lpmon.calibrate.state)."""
+        self._write(connection, [
+            _upsert("calibration_histograms", ("model_id", "logical_date", "layer"),
+                    dict(model_id=model_id, logical_date=logical_date, layer=layer,
+                         state_json=json.dumps(state, sort_keys=True)))
+            for layer, state in sorted(states.items())])
+
+    def calibration_states(self, model_id: str, before: str, days: int) -> dict[str, dict[str, dict]]:
+        """The stored statistics of the last `days` days before `before` that have any:
+        {day: {layer: state}}."""
+        if days <= 0:
+            return {}
+        with self.db.engine.connect() as c:
+            chosen = list(c.execute(sa.text(
+                "SELECT DISTINCT logical_date FROM calibration_histograms WHERE model_id = :m "
+                "AND logical_date < :d ORDER BY logical_date DESC LIMIT :k"),
+                {"m": model_id, "d": before, "k": days}).scalars())
+            rows = c.execute(sa.text(
+                "SELECT logical_date, layer, state_json FROM calibration_histograms WHERE model_id = :m "
+                "AND logical_date >= :first AND logical_date < :d ORDER BY logical_date, layer"),
+                {"m": model_id, "first": min(chosen, default=before), "d": before}).all()
+        out: dict[str, dict[str, dict]] = {}
+        for day, layer, state in rows:
+            out.setdefault(day, {})[layer] = json.loads(state)
+        return out
+
     def _write(self, connection, statements) -> None:
         if connection is not None:
             for statement, values in statements:

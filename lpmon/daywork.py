@@ -1,0 +1,126 @@
+"""What one model's day carries from step to step (sample -> score -> compare ->
+decide -> recalibrate/fallback -> report -> alert).
+
+In-process (`lpmon run`) it stays in memory; between Airflow tasks, which may
+run on different workers, it is saved in the work directory (storage the
+workers share, like the traffic and model stores):
+
+    <work_dir>/<model>/<day>/state.json    the small results (JSON)
+    <work_dir>/<model>/<day>/arrays.npz    the sample and the two models' scores
+
+Both files are replaced atomically, so a task killed mid-save leaves the
+previous step's state, and its retry starts from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from lpmon.model import Batch
+from lpmon.model.batch import SparseFeature
+
+STATE, ARRAYS = "state.json", "arrays.npz"
+
+
+class WorkMissing(RuntimeError):
+    """A step needs what an earlier step of the same day should have saved."""
+
+
+@dataclass
+class DayWork:
+    model_id: str
+    day: str
+    failure: str | None = None        # "failed" or "INSUFFICIENT_DATA" when the day cannot be scored
+    message: str = ""
+    plan_version: int | None = None   # the plan in force for the day (kept across reruns)
+    sample_size: int = 0
+    positives: int = 0
+    timings: dict = field(default_factory=dict)
+    comparison: dict | None = None    # lpmon.metrics.Comparison.as_dict()
+    status: str | None = None         # lpmon.policy.Status value
+    action: str | None = None         # what was done: RECORD, RECALIBRATE, FALLBACK, REENABLE
+    reasons: list = field(default_factory=list)
+    new_plan_version: int | None = None
+    promoted: bool = False
+    moved: list = field(default_factory=list)           # "layer int8->fp16" for every precision change
+    layers: dict = field(default_factory=dict)          # per-layer SQNR and saturation
+    calibration: dict = field(default_factory=dict)     # today's observer state per FC layer
+    # in memory only; saved in arrays.npz
+    batch: Batch | None = None
+    labels: np.ndarray | None = None
+    p_ref: np.ndarray | None = None
+    p_q: np.ndarray | None = None
+    # the step context (store, loaded model) shared by steps in one process; never saved
+    context: object = field(default=None, repr=False, compare=False)
+
+    _TRANSIENT = ("batch", "labels", "p_ref", "p_q", "context")
+
+    @staticmethod
+    def folder(work_dir: Path, model_id: str, day: str) -> Path:
+        return Path(work_dir) / model_id / day
+
+    def save(self, work_dir: Path) -> None:
+        folder = self.folder(work_dir, self.model_id, self.day)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = json.dumps(self.as_dict(), sort_keys=True)
+        _atomic(folder / STATE, lambda path: Path(path).write_text(state))
+        arrays = {}
+        if self.batch is not None:
+            arrays["dense"] = self.batch.dense
+            for t, feature in enumerate(self.batch.sparse):
+                arrays[f"indices_{t}"], arrays[f"offsets_{t}"] = feature.indices, feature.offsets
+        for name in ("labels", "p_ref", "p_q"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        if arrays:
+            _atomic(folder / ARRAYS, lambda path: np.savez(path, **arrays))
+
+    @classmethod
+    def load(cls, work_dir: Path, model_id: str, day: str, *, arrays: bool = True) -> "DayWork":
+        folder = cls.folder(work_dir, model_id, day)
+        try:
+            state = json.loads((folder / STATE).read_text())
+        except FileNotFoundError:
+            raise WorkMissing(f"{folder / STATE}: no saved state for {model_id} on {day}; "
+                              "run the day from its first step (sample)") from None
+        work = cls(**state)
+        if arrays and (folder / ARRAYS).exists():
+            with np.load(folder / ARRAYS, allow_pickle=False) as z:
+                if "dense" in z:
+                    tables = sum(1 for key in z.files if key.startswith("indices_"))
+                    work.batch = Batch(z["dense"], tuple(SparseFeature(z[f"indices_{t}"], z[f"offsets_{t}"])
+                                                         for t in range(tables)))
+                for name in ("labels", "p_ref", "p_q"):
+                    if name in z:
+                        setattr(work, name, z[name])
+        return work
+
+    def drop_arrays(self, work_dir: Path) -> None:
+        """The sample and scores are not needed once the day is reported."""
+        (self.folder(work_dir, self.model_id, self.day) / ARRAYS).unlink(missing_ok=True)
+
+    def require_sample(self) -> None:
+        if self.batch is None or self.labels is None:
+            raise WorkMissing(f"{self.model_id} {self.day}: the day's sample is not in the work directory; "
+                              "run the day from its first step (sample)")
+
+    def as_dict(self) -> dict:
+        """The JSON part (what state.json holds)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self._TRANSIENT}
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
