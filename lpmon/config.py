@@ -61,9 +61,13 @@ class ModelSettings:
 class AirflowSettings:
     """The [airflow] table: what the DAGs need beyond the models."""
 
-    recalibrate_schedule: str = "@weekly"   # lpmon_recalibrate's schedule (cron or preset)
+    monitor_schedule: str = "@daily"        # lpmon_monitor's schedule (cron or preset)
+    recalibrate_schedule: str = "@weekly"   # lpmon_recalibrate's schedule
+    start_date: str = "2026-11-01"          # the first day lpmon_monitor covers (catchup from there)
     base_url: str = "http://localhost:8080"  # for links to runs in emails and pages
     smtp_conn_id: str = "smtp_default"
+    task_retries: int = 2                   # retries of every lpmon task (with exponential backoff)
+    retry_delay_s: int = 20                 # the first retry's delay
 
 
 @dataclass(frozen=True)
@@ -145,19 +149,50 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
     return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow)
 
 
+def airflow_settings(path: str | Path | None = None) -> AirflowSettings:
+    """Only the [airflow] table, for DAG files at parse time: reads the TOML
+    file alone (no models checked, nothing else touched); defaults when the
+    file is missing or unreadable, so a parse never fails on it (the tasks
+    load the whole config and report its problems)."""
+    try:
+        data = tomllib.loads(Path(path or default_path()).read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return AirflowSettings()
+    problems: list[str] = []
+    settings = _airflow(data.get("airflow", {}), problems)
+    return AirflowSettings() if problems else settings
+
+
 def _airflow(values, problems: list[str]) -> AirflowSettings:
     if not isinstance(values, dict):
         problems.append("airflow: must be a table")
         return AirflowSettings()
-    changes = {}
+    changes, defaults = {}, AirflowSettings()
     for key, value in values.items():
         if key not in {f.name for f in fields(AirflowSettings)}:
             problems.append(f"airflow.{key}: unknown key")
+        elif isinstance(getattr(defaults, key), int):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                problems.append(f"airflow.{key}: expected a non-negative integer, got {value!r}")
+            else:
+                changes[key] = value
         elif not isinstance(value, str) or not value:
             problems.append(f"airflow.{key}: expected a non-empty string, got {value!r}")
+        elif key == "start_date" and not _is_date(value):
+            problems.append(f"airflow.start_date: expected an ISO date (YYYY-MM-DD), got {value!r}")
         else:
             changes[key] = value
     return replace(AirflowSettings(), **changes)
+
+
+def _is_date(text: str) -> bool:
+    import datetime as dt
+
+    try:
+        dt.date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _settings(values, start: ModelSettings, where: str, problems: list[str]) -> ModelSettings:

@@ -48,6 +48,7 @@ class DayWork:
     reasons: list = field(default_factory=list)
     new_plan_version: int | None = None
     promoted: bool = False
+    next_steps: list = field(default_factory=list)      # what decide/recalibrate chose: record, recalibrate, fallback
     moved: list = field(default_factory=list)           # "layer int8->fp16" for every precision change
     layers: dict = field(default_factory=dict)          # per-layer SQNR and saturation
     calibration: dict = field(default_factory=dict)     # today's observer state per FC layer

@@ -114,19 +114,22 @@ def _search(model, settings, ranges, evaluation, labels, start, store, model_id,
 
 
 def onboard(config: Config, store: StateStore, model_id: str, model: Model, day: str,
-            batch: Batch, labels: np.ndarray) -> int:
-    """Build, validate and promote the first plan (int8, falling back where needed)."""
+            batch: Batch, labels: np.ndarray, *, snapshot_id: str = "") -> int:
+    """Build, validate and promote a first plan for the model's snapshot (int8,
+    falling back where needed); it replaces the active plan, if there is one."""
     settings = config.model(model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
     start = {name: "int8" for name, _, _ in model.spec.linear_layers()}
     start[EMBEDDINGS] = settings.embedding_precision
     ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
-    result = _search(model, settings, ranges, evaluation, eval_labels, start, store, model_id, day, "onboarding")
-    plan = assemble(model, ranges, result.precisions, model_id=model_id, version=1,
+    purpose = f"onboarding {snapshot_id}".strip()
+    result = _search(model, settings, ranges, evaluation, eval_labels, start, store, model_id, day, purpose)
+    active = store.active_plan(model_id)
+    plan = assemble(model, ranges, result.precisions, model_id=model_id, version=active.version + 1 if active else 1,
                     provenance=Provenance(settings.calibration_method, f"{day}: {len(labels)} examples", day,
-                                          f"onboarding; moved: {', '.join(result.moved) or 'none'}"))
-    version = store.add_plan(model_id, plan.to_json(), day, reason="onboarding")
-    store.promote(model_id, version, expected_active=None)
+                                          f"{purpose}; moved: {', '.join(result.moved) or 'none'}"))
+    version = store.add_plan(model_id, plan.to_json(), day, reason=purpose)
+    store.promote(model_id, version, expected_active=active.version if active else None)
     return version
 
 
@@ -156,6 +159,71 @@ def onboard_day(config: Config, model_id: str, day) -> int:
     active = store.active_plan(model_id)
     _export(config, model_id, QuantPlan.from_json(active.plan_json))
     return active.version
+
+
+def onboard_snapshot(config: Config, model_id: str, day) -> int:
+    """A new snapshot landed at the model's snapshot URI (recurring training):
+    register it and build, validate and promote a plan for it from the day's
+    sample. Once per snapshot (by content hash); returns the active version."""
+    day, settings, store = _begin(config, model_id, day)
+    snapshot_id = snapshot_digest(settings.snapshot)
+    reason = f"onboarding {snapshot_id}"
+    done = [r for r in store.rows("plans", model_id) if r["reason"] == reason]
+    if not done:
+        store.register_snapshot(model_id, snapshot_id, settings.snapshot)
+        model = Model.load(settings.snapshot)
+        sample = _draw(settings, model, day)
+        onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id)
+    active = store.active_plan(model_id)
+    _export(config, model_id, QuantPlan.from_json(active.plan_json))
+    return active.version
+
+
+def snapshot_digest(uri: str) -> str:
+    """A short content hash of a snapshot (spec and weights)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("spec.json", "weights.npz"):
+        with open(Path(uri) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def proactive_recalibration(config: Config, model_id: str, day) -> dict:
+    """Recalibrate on the day's traffic even when healthy; promote only if the
+    candidate holds the gate and beats the active plan on the evaluation half.
+    Once per (model, day): a rerun reports what the first run did."""
+    day, settings, store = _begin(config, model_id, day)
+    out = {"model": model_id, "day": day, "promoted": False, "new_plan_version": None}
+    earlier = [r for r in store.rows("plans", model_id) if r["logical_date"] == day and r["reason"] == "PROACTIVE"]
+    if earlier:
+        return dict(out, promoted=earlier[0]["status"] != "candidate", new_plan_version=earlier[0]["version"],
+                    reason="done already")
+    active = store.active_plan(model_id)
+    if active is None:
+        return dict(out, reason="no active plan: onboard the model first")
+    model = Model.load(settings.snapshot)
+    sample = _draw(settings, model, day)
+    calibration, evaluation, labels = _halves(sample.batch, sample.labels)
+    observers = observe(model, calibration, settings.calibration_method)
+    if settings.calibration_method in STORABLE:
+        observers = merge_stored(observers, settings.calibration_method,
+                                 store.calibration_states(model_id, day, settings.calibration_days - 1))
+    plan = QuantPlan.from_json(active.plan_json)
+    candidate = assemble(model, Ranges.from_observers(observers), _unit_precisions(plan), model_id=model_id,
+                         version=active.version + 1,
+                         provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples",
+                                               day, "proactive recalibration"))
+    reference = forward_fp32(model, evaluation).probabilities
+    ok, why = accept_candidate(evaluate(model, candidate, evaluation, labels, reference),
+                               evaluate(model, plan, evaluation, labels, reference), Gate(settings.gate_pct))
+    version = store.add_plan(model_id, candidate.to_json(), day, reason="PROACTIVE")
+    promoted = ok and store.promote(model_id, version, expected_active=active.version)
+    if promoted:
+        _export(config, model_id, candidate)
+    return dict(out, promoted=promoted, new_plan_version=version, old_plan_version=active.version, reason=why)
 
 
 def plan_diff(old: QuantPlan, new: QuantPlan) -> list[str]:
@@ -290,6 +358,7 @@ def compare_step(config: Config, work: DayWork) -> DayWork:
 def decide_step(config: Config, work: DayWork) -> str:
     """The day's status and what comes next: "record" or "recalibrate"."""
     if work.failure:
+        work.next_steps = ["record"]
         return "record"
     settings = config.model(work.model_id)
     comparison = Comparison(**work.comparison) if work.comparison else None
@@ -298,7 +367,9 @@ def decide_step(config: Config, work: DayWork) -> str:
                         n=work.sample_size, positives=work.positives)
     work.status, work.action, work.reasons = (assessment.status.value, assessment.action.value,
                                               list(assessment.reasons))
-    return "recalibrate" if assessment.action is Action.RECALIBRATE else "record"
+    branch = "recalibrate" if assessment.action is Action.RECALIBRATE else "record"
+    work.next_steps = [branch]
+    return branch
 
 
 def record_step(config: Config, work: DayWork) -> DayWork:
@@ -328,6 +399,8 @@ def recalibrate_step(config: Config, work: DayWork) -> bool:
     work.reasons.append(why)
     if ok:
         _promote(d, candidate, Action.RECALIBRATE.value)
+    else:
+        work.next_steps.append("fallback")
     return not ok
 
 

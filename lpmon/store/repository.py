@@ -52,6 +52,12 @@ class StateStore:
                               "ON CONFLICT (model_id) DO UPDATE SET config_json = excluded.config_json"),
                       {"m": model_id, "t": now(), "c": json.dumps(config or {}, sort_keys=True)})
 
+    def register_snapshot(self, model_id: str, snapshot_id: str, uri: str) -> None:
+        with self.db.transaction() as c:
+            c.execute(sa.text("INSERT INTO snapshots (model_id, snapshot_id, uri, registered_at) "
+                              "VALUES (:m, :s, :u, :t) ON CONFLICT (model_id, snapshot_id) DO NOTHING"),
+                      {"m": model_id, "s": snapshot_id, "u": uri, "t": now()})
+
     def models(self) -> list[str]:
         with self.db.engine.connect() as c:
             return list(c.execute(sa.text("SELECT model_id FROM models ORDER BY model_id")).scalars())

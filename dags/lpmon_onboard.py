@@ -1,0 +1,52 @@
+"""
+### lpmon_onboard: a first plan for every new model snapshot
+
+Recurring training writes a new snapshot to the model's snapshot URI and emits
+an event on the `lpmon_model_snapshot` asset with `{"model_id": ..., "day":
+optional}` as its extra. This DAG then builds the snapshot's plan with the
+search strategy (calibrate, per-layer sensitivity, fallback ladder), validates
+it on held-out traffic, registers and promotes it. Once per snapshot content;
+failures are emailed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
+
+SETTINGS = airflow_settings()
+MODEL_SNAPSHOT = Asset(name="lpmon_model_snapshot", uri="lpmon://model-snapshot")
+
+
+def notify_failure(context):
+    from lpmon.dagtasks import notify_failure
+
+    notify_failure(context)
+
+
+@dag(
+    dag_id="lpmon_onboard",
+    schedule=[MODEL_SNAPSHOT],
+    start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_s),
+                  "on_failure_callback": notify_failure},
+    tags=["lpmon"],
+    doc_md=__doc__,
+)
+def lpmon_onboard():
+    @task
+    def onboard(**context) -> list[dict]:
+        from lpmon import dagtasks
+
+        return dagtasks.onboard_from_events(context)
+
+    onboard()
+
+
+lpmon_onboard()

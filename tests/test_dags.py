@@ -1,0 +1,214 @@
+"""The DAGs: they parse fast and light, have the intended shape, and real
+dag.test() runs give the store's rows and the emails (through a real SMTP
+server) that the library promises."""
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from lpmon.config import load
+from lpmon.pipeline import open_store, run_day
+from lpmon.world import WorldConfig, write_world
+
+REPO = Path(__file__).resolve().parents[1]
+DAGS = REPO / "dags"
+START = dt.date(2026, 11, 1)
+HEAVY = ("numpy", "pandas", "pyarrow", "scipy", "matplotlib", "lpmon.pipeline", "lpmon.dagtasks", "lpmon.model")
+
+
+def day(i: int) -> dt.date:
+    return START + dt.timedelta(days=i)
+
+
+def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra: str = "") -> Path:
+    """A synthetic world and its lpmon.toml, sized for DAG tests (small samples, no retries)."""
+    for scenario in scenarios:
+        write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=12_000))
+    path = root / "lpmon.toml"
+    store = store or f"sqlite:///{root / 'state.db'}"
+    header = (f'store = "{store}"\n\n'
+              "[defaults]\nsample_size = 10000\nmin_examples = 1000\n"
+              'recipients = ["oncall@example.com", "ml-infra@example.com"]\n'
+              f"{extra}\n"
+              '[airflow]\nstart_date = "2026-11-01"\ntask_retries = 0\nbase_url = "http://airflow.test"\n')
+    path.write_text(header + path.read_text().split("\n", 1)[1])
+    return path
+
+
+def snapshot_rows(store, model_id):
+    skip = ("finished_at", "started_at", "created_at", "timings_json", "updated_at", "sent_at")
+    return {table: [{k: v for k, v in r.items() if k not in skip} for r in store.rows(table, model_id)]
+            for table in ("runs", "run_metrics", "layer_metrics", "decisions", "plans", "calibration_histograms")}
+
+
+@pytest.fixture
+def dagbag(airflow_db, monkeypatch, tmp_path):
+    """Parse the DAG folder with LPMON_CONFIG pointing at the test's world (set it first)."""
+    def parse(config_path: Path):
+        from airflow.dag_processing.dagbag import DagBag
+
+        monkeypatch.setenv("LPMON_CONFIG", str(config_path))
+        bag = DagBag(dag_folder=str(DAGS))
+        assert bag.import_errors == {}
+        return bag
+
+    return parse
+
+
+def run_dag(bag, dag_id: str, logical_day: dt.date):
+    dr = bag.dags[dag_id].test(logical_date=pendulum.datetime(logical_day.year, logical_day.month,
+                                                              logical_day.day, tz="UTC"))
+    return dr, {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
+
+
+# --- parsing and shape --------------------------------------------------------------------
+
+def test_every_dag_file_parses_in_under_a_second_without_heavy_imports(tmp_path):
+    script = f"""
+import json, runpy, sys, time
+import airflow.sdk  # the SDK itself is shared by every file; time the files
+out = {{}}
+for path in sorted(__import__("pathlib").Path({str(DAGS)!r}).glob("lpmon_*.py")):
+    started = time.perf_counter()
+    runpy.run_path(str(path))
+    out[path.name] = time.perf_counter() - started
+heavy = [m for m in {HEAVY!r} if m in sys.modules]
+print(json.dumps({{"seconds": out, "heavy": heavy}}))
+"""
+    env = dict(os.environ, LPMON_CONFIG=str(tmp_path / "missing.toml"), PYTHONWARNINGS="ignore")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report["seconds"]) == {"lpmon_monitor.py", "lpmon_recalibrate.py", "lpmon_onboard.py"}
+    assert all(seconds < 1.0 for seconds in report["seconds"].values()), report
+    assert report["heavy"] == []
+
+
+def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
+    path = tmp_path / "lpmon.toml"
+    path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\n\n[airflow]\nrecalibrate_schedule = "0 4 * * 1"\n'
+                    'start_date = "2026-10-01"\ntask_retries = 3\n')
+    bag = dagbag(path)
+    monitor, recalibrate, onboard = (bag.dags[d] for d in ("lpmon_monitor", "lpmon_recalibrate", "lpmon_onboard"))
+    assert monitor.catchup and monitor.max_active_runs == 1 and monitor.start_date.date() == dt.date(2026, 10, 1)
+    assert {t.task_id for t in monitor.tasks} == {"models"} | {f"monitor.{name}" for name in (
+        "sample", "score", "compare", "decide", "record", "recalibrate", "fallback", "report", "alert")}
+    task = monitor.get_task
+    assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
+    assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
+    assert task("monitor.report").upstream_task_ids == {"models", "monitor.record", "monitor.recalibrate",
+                                                        "monitor.fallback"}
+    assert task("monitor.report").trigger_rule == "none_failed_min_one_success"
+    assert task("monitor.sample").get_closest_mapped_task_group().group_id == "monitor"
+    assert all(t.retries == 3 and t.on_failure_callback for t in monitor.tasks)
+    assert recalibrate.timetable.expression == "0 4 * * 1" and not recalibrate.catchup
+    assert [a.name for a in onboard.timetable.asset_condition.objects] == ["lpmon_model_snapshot"]
+
+
+# --- dag.test() runs ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, smtp_server, tmp_path):
+    config_path = dag_world(tmp_path / "dag", ["stable"], days=2)
+    twin_path = dag_world(tmp_path / "lib", ["stable"], days=2)
+    bag = dagbag(config_path)
+    for i in range(2):
+        dr, states = run_dag(bag, "lpmon_monitor", day(i))
+        assert dr.state == "success", states
+        assert states[("monitor.record", 0)] == "success"
+        assert states[("monitor.recalibrate", 0)] == "skipped" and states[("monitor.fallback", 0)] == "skipped"
+        run_day(load(twin_path, environ={}), "stable", day(i))
+    config = load(config_path, environ={})
+    assert snapshot_rows(open_store(config), "stable") == snapshot_rows(open_store(load(twin_path, environ={})),
+                                                                        "stable")
+    assert smtp_server.messages == []
+    report = config.work_dir / "reports" / "stable" / f"{day(1)}.html"
+    status = open_store(config).rows("runs", "stable")[-1]["status"]
+    assert f"stable 2026-11-02: {status}" in report.read_text() and "data:image/png;base64," in report.read_text()
+    assert (config.plans_dir / "stable" / "active.json").exists()
+    assert not (config.work_dir / "stable" / str(day(1)) / "arrays.npz").exists()  # cleaned after the report
+
+
+@pytest.mark.slow
+def test_a_drifting_day_recalibrates_promotes_and_emails_once(dagbag, smtp_server, tmp_path):
+    config_path = dag_world(tmp_path, ["gradual_drift"], days=14)
+    config = load(config_path, environ={})
+    for i in range(12):  # the quiet days, through the library
+        run_day(config, "gradual_drift", day(i))
+    bag = dagbag(config_path)
+    dr, states = run_dag(bag, "lpmon_monitor", day(12))
+    assert dr.state == "success", states
+    assert states[("monitor.recalibrate", 0)] == "success" and states[("monitor.record", 0)] == "skipped"
+    store = open_store(config)
+    run = store.rows("runs", "gradual_drift")[-1]
+    assert run["logical_date"] == str(day(12)) and run["status"] == "DEGRADED"
+    assert store.active_plan("gradual_drift").version == 2
+    subjects = sorted(m["Subject"] for m in smtp_server.messages)
+    assert len(subjects) == 2 and "NE degraded" in subjects[0] and "plan v2 promoted" in subjects[1], subjects
+    message = smtp_server.messages[0]
+    assert sorted(message.envelope_to) == ["ml-infra@example.com", "oncall@example.com"]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    dne = store.rows("run_metrics", "gradual_drift")[-1]["dne_pct"]
+    assert f"{dne:.4f} %" in text and f"{dne:.4f} %" in html and "against the 0.05 % gate" in text
+    assert "http://airflow.test/dags/lpmon_monitor/runs/" in html and "worst layers by SQNR" in text
+    images = [part for part in message.walk() if part.get_content_type() == "image/png"]
+    assert len(images) == 1 and images[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"cid:{images[0]['Content-ID'][1:-1]}" in html
+    # A rerun of the day (a retry, a clear in the UI) leaves the rows and sends nothing again.
+    before = snapshot_rows(store, "gradual_drift")
+    dr, _ = run_dag(bag, "lpmon_monitor", day(12))
+    assert dr.state == "success" and len(smtp_server.messages) == 2
+    assert snapshot_rows(store, "gradual_drift") == before
+    assert {(a["event"], a["status"]) for a in store.rows("alerts", "gradual_drift")} == {
+        ("DEGRADED", "sent"), ("PROMOTION", "sent")}
+
+
+@pytest.mark.slow
+def test_outliers_fall_back_through_the_dag(dagbag, smtp_server, tmp_path):
+    config_path = dag_world(tmp_path, ["outliers"], days=7)
+    config = load(config_path, environ={})
+    run_day(config, "outliers", day(0))
+    dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(6))
+    assert dr.state == "success", states
+    assert states[("monitor.fallback", 0)] == "success" and states[("monitor.report", 0)] == "success"
+    decision = open_store(config).rows("decisions", "outliers")[-1]
+    assert decision["action"] == "FALLBACK"
+    events = sorted(m["X-Lpmon-Event"] for m in smtp_server.messages)
+    assert events == [f"outliers/{day(6)}/{e}" for e in ("DEGRADED", "FALLBACK", "PROMOTION")]
+    fallback = next(m for m in smtp_server.messages if m["X-Lpmon-Event"].endswith("FALLBACK"))
+    text = fallback.get_body(("plain",)).get_content()
+    assert "precision changes:" in text and ("int8 -> fp16" in text or "int8 -> fp32" in text)
+
+
+@pytest.mark.slow
+def test_a_refusing_mail_server_is_recorded_and_fails_nothing(dagbag, smtp_server, tmp_path, monkeypatch):
+    import lpmon.alerts
+
+    config_path = dag_world(tmp_path, ["outliers"], days=7)
+    config = load(config_path, environ={})
+    run_day(config, "outliers", day(0))
+    smtp_server.refuse = True
+    monkeypatch.setattr(lpmon.alerts.time, "sleep", lambda s: None)  # the backoff, not the behaviour
+    dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(6))
+    assert dr.state == "success" and states[("monitor.alert", 0)] == "success"
+    alerts = open_store(config).rows("alerts", "outliers")
+    assert alerts and all(a["status"] == "failed" and a["attempts"] == 3 and "550" in a["error"] for a in alerts)
+
+
+@pytest.mark.slow
+def test_a_failing_task_sends_a_failure_email(dagbag, smtp_server, tmp_path):
+    unreachable = "postgresql+psycopg://postgres@127.0.0.1:5432/lpmon_no_such_database"
+    config_path = dag_world(tmp_path, ["stable"], days=1, store=unreachable)
+    dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(0))
+    assert dr.state == "failed" and states[("monitor.sample", 0)] == "failed"
+    assert len(smtp_server.messages) == 1, [m["Subject"] for m in smtp_server.messages]
+    message = smtp_server.messages[0]
+    assert message["Subject"] == "[lpmon] task failed: lpmon_monitor.monitor.sample for stable (2026-11-01)"
+    assert "lpmon_no_such_database" in message.get_body(("html",)).get_content()
+    assert sorted(message.envelope_to) == ["ml-infra@example.com", "oncall@example.com"]
