@@ -11,13 +11,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lpmon", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="score drifting synthetic traffic with an fp32 and a uint8 model and compare"
-    )
+        "demo", help="the main job: a synthetic world monitored day by day through Airflow (dag.test, SQLite)")
+    demo.add_argument("--root", type=Path, default=Path("demo-output"), help="where the world and state go")
     demo.add_argument("--days", type=int, default=14)
-    demo.add_argument("--examples-per-day", type=int, default=200_000)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--out", type=Path, default=Path("demo-output/metrics.json"),
-                      help="where to write the metrics as JSON")
+    demo.add_argument("--examples-per-day", type=int, default=12_000)
+    demo.add_argument("--sample-size", type=int, default=10_000)
     world = commands.add_parser("world", help="write a synthetic world: traffic, model snapshot, lpmon.toml")
     world.add_argument("--root", type=Path, required=True)
     world.add_argument("--scenario", default="stable", help="stable, gradual_drift, sudden_shift, outliers")
@@ -68,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from lpmon import demo
 
-        if args.days < 1 or args.examples_per_day < 100:
-            print("lpmon demo: --days must be >= 1 and --examples-per-day >= 100", file=sys.stderr)
+        if args.days < 1 or args.examples_per_day < 2_000 or args.sample_size < 1_000:
+            print("lpmon demo: --days must be >= 1, --examples-per-day >= 2000 and --sample-size >= 1000",
+                  file=sys.stderr)
             return 2
-        return demo.main(args.days, args.examples_per_day, args.seed, args.out)
+        return demo.main(args.root, args.days, args.examples_per_day, args.sample_size)
     try:
         if args.command == "world":
             return _world(args)

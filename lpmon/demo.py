@@ -1,114 +1,174 @@
-"""A small end-to-end run of what lpmon has today (the first README command).
+"""The main job on the embedded default (the first README command).
 
-A two-layer fp32 model scores a day of synthetic traffic; its "deployed"
-low-precision twin quantizes the hidden activations to uint8 with a static
-range calibrated on day 0. The traffic drifts day by day, the calibrated
-range goes stale, activations clip, and the quantized model's NE slips away
-from the fp32 model's. Each day is compared with lpmon.metrics.compare.
+Writes a synthetic world with two models (`gradual_drift`: traffic drifts
+until the calibrated ranges go stale; `outliers`: outlier days that only a
+precision fallback survives), then runs the real `lpmon_monitor` DAG through
+Airflow, one `dag.test()` per day, on SQLite (Airflow's metadata and lpmon's
+store), local Parquet and an in-process mail catcher. Prints a per-day table
+and where the HTML reports and the alert emails are.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from lpmon.metrics import Comparison, compare, compare_by_segment
-
-GATE_PCT = 0.05
-SURFACES = ("feed", "search", "video")
+SCENARIOS = ("gradual_drift", "outliers")
+START = dt.date(2026, 11, 1)
 
 
-@dataclass(frozen=True)
-class TwoLayerModel:
-    w1: np.ndarray  # [features, hidden]
-    w2: np.ndarray  # [hidden]
-    bias: float
-
-    @classmethod
-    def random(cls, rng: np.random.Generator, features: int = 16, hidden: int = 32):
-        w1 = rng.normal(0, 1 / np.sqrt(features), (features, hidden)).astype(np.float32)
-        w2 = rng.normal(0, 1.2 / np.sqrt(hidden), hidden).astype(np.float32)
-        return cls(w1, w2, bias=-2.2)
-
-    def hidden(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x @ self.w1, 0)
-
-    def predict(self, hidden: np.ndarray) -> np.ndarray:
-        logits = hidden @ self.w2 + np.float32(self.bias)
-        return (1 / (1 + np.exp(-logits))).astype(np.float32)
+def dags_folder() -> Path:
+    """$LPMON_DAGS_FOLDER, else the repository's dags/ (an editable or source install)."""
+    folder = Path(os.environ.get("LPMON_DAGS_FOLDER", Path(__file__).resolve().parents[1] / "dags"))
+    if not (folder / "lpmon_monitor.py").exists():
+        raise FileNotFoundError(f"{folder}: no lpmon_monitor.py; set LPMON_DAGS_FOLDER to lpmon's dags/ folder")
+    return folder
 
 
-def quantize_uint8(values: np.ndarray, hi: float) -> np.ndarray:
-    """Fake-quantize post-ReLU activations to uint8 on the static range [0, hi]."""
-    scale = np.float32(hi / 255)
-    return np.clip(np.rint(values / scale), 0, 255).astype(np.float32) * scale
+def write_demo_world(root: Path, days: int, examples_per_day: int, sample_size: int) -> Path:
+    from lpmon.world import WorldConfig, write_world
+
+    for scenario in SCENARIOS:
+        write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=examples_per_day))
+    path = root / "lpmon.toml"
+    models = path.read_text().split("\n", 1)[1]
+    path.write_text(
+        "# Written by `lpmon demo`: the embedded default (SQLite, local Parquet, dag.test()).\n"
+        f'store = "sqlite:///{root / "state.db"}"\n\n'
+        f"[defaults]\nsample_size = {sample_size}\nmin_examples = 1000\n"
+        'recipients = ["oncall@example.com"]\n\n'
+        f'[airflow]\nstart_date = "{START}"\ntask_retries = 0\n' + models)
+    return path
 
 
-def day_traffic(rng: np.random.Generator, day: int, n: int, features: int):
-    """Features whose spread grows with the day; surfaces as segments."""
-    spread = 1.0 + 0.06 * day
-    x = rng.normal(0.1 * day / 14, spread, (n, features)).astype(np.float32)
-    surface = rng.integers(0, len(SURFACES), n)
-    return x, surface
+class MailCatcher:
+    """An in-process SMTP server that keeps every message as an .eml file."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.count = folder, 0
+        folder.mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.count += 1
+        (self.folder / f"{self.count:03d}.eml").write_bytes(envelope.content)
+        return "250 OK"
 
 
-def run(days: int = 14, examples_per_day: int = 200_000, seed: int = 7
-        ) -> tuple[list[Comparison], dict[str, Comparison]]:
-    """Compare fp32 and uint8 predictions every day; also by surface on the last day."""
-    rng = np.random.default_rng(seed)
-    model = TwoLayerModel.random(rng)
-    features = model.w1.shape[0]
-    calibration, _ = day_traffic(rng, 0, 50_000, features)
-    static_hi = float(np.percentile(model.hidden(calibration), 99.9))
-    results = []
-    for day in range(days):
-        x, surface = day_traffic(rng, day, examples_per_day, features)
-        hidden = model.hidden(x)
-        p_fp32 = model.predict(hidden)
-        p_int8 = model.predict(quantize_uint8(hidden, static_hi))
-        labels = (rng.random(examples_per_day) < p_fp32).astype(np.uint8)
-        results.append(compare(p_fp32, p_int8, labels))
-        last = (p_fp32, p_int8, labels, np.asarray(SURFACES)[surface])
-    return results, compare_by_segment(*last)
+@contextmanager
+def quiet(log: Path):
+    """Airflow's task logs go to a file, not the terminal (file descriptors 1 and 2)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
-def gate_status(c: Comparison) -> str:
-    if c.dne_pct_lo > GATE_PCT:
-        return "above gate"
-    if c.dne_pct > GATE_PCT:
-        return "straddles gate"
-    return "within gate"
+def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
+    started = time.perf_counter()
+    root = root.resolve()
+    for leftover in ("airflow", "work", "plans", "mail", "state.db", "traffic", "models", "lpmon.toml"):
+        path = root / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"lpmon demo: writing a {days}-day synthetic world ({', '.join(SCENARIOS)}) under {root}")
+    config_path = write_demo_world(root, days, examples_per_day, sample_size)
+    home = root / "airflow"
+    home.mkdir()
+    os.environ.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "LPMON_CONFIG": str(config_path), "PYTHONWARNINGS": "ignore",
+    })
+    log = home / "dag-runs.log"
+    print("lpmon demo: creating Airflow's metadata database (airflow db migrate)")
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
+                   stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    from aiosmtpd.controller import Controller
+
+    catcher = MailCatcher(root / "mail")
+    port = _free_port()
+    controller = Controller(catcher, hostname="127.0.0.1", port=port)
+    controller.start()
+    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = (f"smtp://127.0.0.1:{port}/?disable_ssl=true&disable_tls=true"
+                                               "&from_email=lpmon%40example.com&retry_limit=0")
+    try:
+        failed = _run_days(config_path, days, log)
+    finally:
+        controller.stop()
+    print(f"\nHTML reports: {root / 'work' / 'reports'}/<model>/<day>.html")
+    print(f"alert emails: {catcher.count} in {root / 'mail'} (.eml)")
+    print(f"active plans for serving: {root / 'plans'}/<model>/active.json")
+    print(f"Airflow task logs: {log}")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 1 if failed else 0
 
 
-def format_table(results: list[Comparison], segments: dict) -> str:
-    header = (f"{'day':>3} {'n':>7} {'pos%':>5} {'NE fp32':>8} {'NE int8':>8} "
-              f"{'dNE %':>7} {'95% interval':>18} {'KL gap %':>8} {'max|dp|':>8}  status")
-    lines = [header, "-" * len(header)]
-    for day, c in enumerate(results):
-        lines.append(
-            f"{day:>3} {c.n:>7} {100 * c.positives / c.n:>5.1f} {c.ne_ref:>8.5f} {c.ne_q:>8.5f} "
-            f"{c.dne_pct:>7.3f} [{c.dne_pct_lo:>7.3f}, {c.dne_pct_hi:>7.3f}] {c.kl_gap_pct:>8.3f} "
-            f"{c.max_abs_diff:>8.4f}  {gate_status(c)}"
-        )
-    lines += ["", f"last day by surface (gate {GATE_PCT} % relative NE):"]
-    for name, c in segments.items():
-        lines.append(f"  {name:<7} n={c.n:>6}  dNE {c.dne_pct:7.3f} % "
-                     f"[{c.dne_pct_lo:.3f}, {c.dne_pct_hi:.3f}]  KL gap {c.kl_gap_pct:.3f} %")
-    return "\n".join(lines)
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def main(days: int, examples_per_day: int, seed: int, out: Path | None) -> int:
-    results, segments = run(days, examples_per_day, seed)
-    print("lpmon demo: fp32 model vs uint8 activations with day-0 ranges, drifting traffic")
-    print(format_table(results, segments))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
-            "days": [c.as_dict() for c in results],
-            "last_day_by_surface": {k: v.as_dict() for k, v in segments.items()},
-        }, indent=2))
-        print(f"\nmetrics written to {out}")
-    return 0
+def _run_days(config_path: Path, days: int, log: Path) -> int:
+    import pendulum
+
+    from lpmon.config import load
+    from lpmon.pipeline import open_store
+
+    with quiet(log):
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+    monitor = bag.dags["lpmon_monitor"]
+    config = load(config_path)
+    store = open_store(config)
+    print(f"lpmon demo: running lpmon_monitor through Airflow (dag.test), {days} days, "
+          f"gate {config.model(SCENARIOS[0]).gate_pct} % relative NE\n")
+    print(f"{'day':<11} {'model':<14} {'dNE %':>8} {'interval':>20}  {'status':<18} {'decision':<11} plan  run")
+    failed = 0
+    for offset in range(days):
+        day = START + dt.timedelta(days=offset)
+        t = time.perf_counter()
+        with quiet(log):
+            dr = monitor.test(logical_date=pendulum.datetime(day.year, day.month, day.day, tz="UTC"))
+        failed += dr.state != "success"
+        for model_id in SCENARIOS:
+            print(_row(store, model_id, str(day), dr.state, time.perf_counter() - t))
+    return failed
+
+
+def _row(store, model_id: str, day: str, dag_state: str, seconds: float) -> str:
+    run = next((r for r in store.rows("runs", model_id) if r["logical_date"] == day), None)
+    if run is None:
+        return f"{day:<11} {model_id:<14} {'-':>8} {'':>20}  {'(no run)':<18} {'-':<11} -     {dag_state}"
+    metrics = next((r for r in store.rows("run_metrics", model_id) if r["logical_date"] == day), {})
+    decision = next((r for r in store.rows("decisions", model_id) if r["logical_date"] == day), {})
+    dne = "-" if metrics.get("dne_pct") is None else f"{metrics['dne_pct']:.4f}"
+    interval = "" if metrics.get("dne_pct") is None else f"[{metrics['dne_pct_lo']:.3f}, {metrics['dne_pct_hi']:.3f}]"
+    plan = f"v{run['plan_version']}" if run["plan_version"] else "-"
+    if decision.get("new_plan_version"):
+        plan += f"->v{decision['new_plan_version']}"
+    return (f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {run['status']:<18} "
+            f"{decision.get('action', '-'):<11} {plan:<5} {dag_state} ({seconds:.0f} s)")

@@ -1,30 +1,31 @@
-import json
+import subprocess
+import sys
+from pathlib import Path
 
-from lpmon import cli, demo
+import pytest
 
-
-def test_demo_command_prints_table_and_writes_json(tmp_path, capsys):
-    out = tmp_path / "metrics.json"
-    assert cli.main(["demo", "--days", "4", "--examples-per-day", "20000", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "dNE %" in printed and "last day by surface" in printed
-    written = json.loads(out.read_text())
-    assert len(written["days"]) == 4
-    assert set(written["last_day_by_surface"]) == set(demo.SURFACES)
-    assert all(day["n"] == 20000 for day in written["days"])
+from lpmon import cli
 
 
-def test_demo_drift_degrades_the_stale_plan():
-    # The story the demo tells must hold: stale ranges hurt more as traffic drifts.
-    results, _ = demo.run(days=14, examples_per_day=200_000, seed=7)
-    assert results[0].dne_pct_hi > 0 > results[0].dne_pct_lo - 0.05
-    assert results[-1].dne_pct_lo > demo.GATE_PCT
-    assert results[-1].kl_gap_pct > 5 * results[0].kl_gap_pct
+@pytest.mark.slow
+def test_the_main_job_runs_the_monitor_dag_day_by_day(tmp_path):
+    """`lpmon demo` in its own process (Airflow reads its settings at import)."""
+    lpmon = Path(sys.executable).parent / "lpmon"
+    result = subprocess.run([str(lpmon), "demo", "--root", str(tmp_path / "demo"), "--days", "3"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("2026-11-0")]
+    assert len(lines) == 6 and all(line.rstrip().split()[-3] == "success" for line in lines), result.stdout
+    assert {line.split()[1] for line in lines} == {"gradual_drift", "outliers"}
+    reports = sorted((tmp_path / "demo" / "work" / "reports").glob("*/*.html"))
+    assert len(reports) == 6 and "HTML reports:" in result.stdout
+    assert (tmp_path / "demo" / "plans" / "outliers" / "active.json").exists()
 
 
 def test_demo_rejects_bad_arguments(capsys):
     assert cli.main(["demo", "--days", "0"]) == 2
     assert "--days must be >= 1" in capsys.readouterr().err
+    assert cli.main(["demo", "--sample-size", "10"]) == 2
 
 
 def test_progress_draws_on_a_terminal_and_stays_silent_in_pipes():
