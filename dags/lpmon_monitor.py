@@ -35,7 +35,7 @@ def notify_failure(context):
     dag_id="lpmon_monitor",
     schedule=SETTINGS.monitor_schedule,
     start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
-    catchup=True,
+    catchup=SETTINGS.monitor_catchup,
     max_active_runs=1,
     default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_s),
                   "retry_exponential_backoff": True,

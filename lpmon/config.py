@@ -62,6 +62,7 @@ class AirflowSettings:
     """The [airflow] table: what the DAGs need beyond the models."""
 
     monitor_schedule: str = "@daily"        # lpmon_monitor's schedule (cron or preset)
+    monitor_catchup: bool = True            # run every missed day since start_date
     recalibrate_schedule: str = "@weekly"   # lpmon_recalibrate's schedule
     start_date: str = "2026-11-01"          # the first day lpmon_monitor covers (catchup from there)
     base_url: str = "http://localhost:8080"  # for links to runs in emails and pages
@@ -171,6 +172,11 @@ def _airflow(values, problems: list[str]) -> AirflowSettings:
     for key, value in values.items():
         if key not in {f.name for f in fields(AirflowSettings)}:
             problems.append(f"airflow.{key}: unknown key")
+        elif isinstance(getattr(defaults, key), bool):
+            if not isinstance(value, bool):
+                problems.append(f"airflow.{key}: expected true or false, got {value!r}")
+            else:
+                changes[key] = value
         elif isinstance(getattr(defaults, key), int):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 problems.append(f"airflow.{key}: expected a non-negative integer, got {value!r}")
