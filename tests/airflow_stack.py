@@ -88,6 +88,13 @@ class Stack:
     def get(self, path: str):
         return self._get(path)
 
+    def post(self, path: str, payload: dict):
+        request = urllib.request.Request(self.base + path, json.dumps(payload).encode(),
+                                         {"Authorization": f"Bearer {self.token()}",
+                                          "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
     def wait(self, ready, timeout: float, what: str, every: float = 2.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -113,6 +120,6 @@ class Stack:
         return self.wait(lambda: (lambda b: b if b and b.get("completed_at") else None)(
             self.get(f"/api/v2/backfills/{new['id']}")), timeout, f"backfill {new['id']}")
 
-    def runs(self, dag_id: str, run_type: str = "backfill") -> list[dict]:
+    def runs(self, dag_id: str, run_type: str | None = "backfill") -> list[dict]:
         runs = self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]
-        return [r for r in runs if r["run_type"] == run_type]
+        return [r for r in runs if run_type is None or r["run_type"] == run_type]

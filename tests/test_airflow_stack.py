@@ -89,6 +89,24 @@ def test_backfill_with_the_local_executor_on_postgresql(deployment, tmp_path):
     stack.start(("api-server", "-H", "127.0.0.1", "-p", str(stack.port), "-w", "1"),
                 ("scheduler", "--skip-serve-logs"), ("dag-processor",))
     backfill_twice_and_compare(stack, config_path, tmp_path)
+    # Recurring training lands a new snapshot and says so with an asset event: lpmon_onboard
+    # builds, validates and promotes its plan.
+    from lpmon.model import Model
+    from lpmon.pipeline import snapshot_digest
+
+    config = load(config_path, environ={})
+    model = Model.load(config.model(MODEL).snapshot)
+    model.weights[next(iter(model.weights))] *= 1.01
+    model.save(config.model(MODEL).snapshot)
+    stack.wait(lambda: stack.get("/api/v2/dags/lpmon_onboard"), 60, "lpmon_onboard parsed")
+    stack.airflow("dags", "unpause", "lpmon_onboard")
+    (asset,) = stack.get("/api/v2/assets?name_pattern=lpmon_model_snapshot")["assets"]
+    stack.post("/api/v2/assets/events", {"asset_id": asset["id"], "extra": {"model_id": MODEL, "day": "2026-11-05"}})
+    (run,) = stack.wait(lambda: [r for r in stack.runs("lpmon_onboard", None) if r["state"] in ("success", "failed")],
+                        300, "lpmon_onboard run")
+    assert run["state"] == "success"
+    active = open_store(config).active_plan(MODEL)
+    assert active.reason == f"onboarding {snapshot_digest(config.model(MODEL).snapshot)}"
 
 
 @pytest.mark.slow

@@ -191,3 +191,50 @@ def test_a_failing_task_sends_a_failure_email(dagbag, smtp_server, tmp_path):
     assert message["Subject"] == "[lpmon] task failed: lpmon_monitor.monitor.sample for stable (2026-11-01)"
     assert "lpmon_no_such_database" in message.get_body(("html",)).get_content()
     assert sorted(message.envelope_to) == ["ml-infra@example.com", "oncall@example.com"]
+
+
+@pytest.mark.slow
+def test_proactive_recalibration_promotes_only_a_better_plan_once(dagbag, smtp_server, tmp_path):
+    config_path = dag_world(tmp_path, ["gradual_drift"], days=12, extra="gate_pct = 0.5")
+    config = load(config_path, environ={})
+    for i in (0, 11):  # calibrated on day 0; day 11's traffic has drifted (WARN, no recalibration)
+        run_day(config, "gradual_drift", day(i))
+    bag = dagbag(config_path)
+    dr, states = run_dag(bag, "lpmon_recalibrate", day(11))
+    assert dr.state == "success" and states[("recalibrate", 0)] == "success"
+    store = open_store(config)
+    proactive = [p for p in store.rows("plans", "gradual_drift") if p["reason"] == "PROACTIVE"]
+    assert len(proactive) == 1 and proactive[0]["status"] == "active"
+    assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"gradual_drift/{day(11)}/PROMOTION"]
+    assert "proactive" in smtp_server.messages[0].get_body(("plain",)).get_content().lower()
+    dr, _ = run_dag(bag, "lpmon_recalibrate", day(11))  # again: nothing new, no second email
+    assert dr.state == "success" and len(smtp_server.messages) == 1
+    assert len([p for p in store.rows("plans", "gradual_drift") if p["reason"] == "PROACTIVE"]) == 1
+
+
+def test_onboarding_from_snapshot_events_builds_one_plan_per_snapshot(tmp_path):
+    from types import SimpleNamespace
+
+    from lpmon import dagtasks
+    from lpmon.model import Model
+
+    config_path = dag_world(tmp_path, ["stable"], days=2)
+    os.environ["LPMON_CONFIG"] = str(config_path)
+    try:
+        event = SimpleNamespace(extra={"model_id": "stable", "day": str(day(0))})
+        context = {"triggering_asset_events": {"lpmon_model_snapshot": [event]}, "params": {}}
+        assert dagtasks.onboard_from_events(context) == [{"model": "stable", "day": str(day(0)), "active_plan": 1}]
+        assert dagtasks.onboard_from_events(context)[0]["active_plan"] == 1  # same snapshot: nothing new
+        # Training writes a new snapshot in place: it gets its own plan, promoted over the old one.
+        config = load(config_path, environ={})
+        model = Model.load(config.model("stable").snapshot)
+        model.weights[next(iter(model.weights))] *= 1.01
+        model.save(config.model("stable").snapshot)
+        assert dagtasks.onboard_from_events(context)[0]["active_plan"] == 2
+        store = open_store(config)
+        assert len(store.rows("snapshots", "stable")) == 2
+        assert [p["status"] for p in store.rows("plans", "stable")] == ["retired", "active"]
+        with pytest.raises(ValueError, match="no model_id"):
+            dagtasks.onboard_from_events({"triggering_asset_events": {"a": [SimpleNamespace(extra={})]}})
+    finally:
+        del os.environ["LPMON_CONFIG"]
