@@ -1,0 +1,2 @@
+-- A second database on the same server for lpmon's state store (Airflow uses "airflow").
+CREATE DATABASE lpmon;
