@@ -89,32 +89,46 @@ class Database:
         return version
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations; returns the versions applied (none when up to date)."""
+        """Apply pending migrations; returns the versions applied (none when up to date).
+
+        One transaction under a lock, so that workers starting at once (two Airflow
+        tasks on a fresh database) apply each migration exactly once: PostgreSQL
+        takes an advisory lock (its DDL is transactional), SQLite's BEGIN IMMEDIATE
+        takes the write lock.
+        """
         shipped = migrations()
-        current = self.schema_version()
-        if current > shipped[-1][0]:
-            self.check_version()
+        if self.schema_version() == shipped[-1][0]:
+            return []  # up to date: no lock needed
         applied = []
         with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.execute(sa.text(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
                 "name TEXT NOT NULL, applied_at TEXT NOT NULL)"))
-        for version, name, sql in shipped:
-            if version <= current:
-                continue
-            with self.engine.begin() as connection:
+            current = connection.execute(sa.text(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")).scalar_one()
+            if current > shipped[-1][0]:
+                raise StoreError(f"{self.safe_url}: the database is at schema version {current}, newer than "
+                                 f"this lpmon knows ({shipped[-1][0]}): upgrade lpmon before using it")
+            for version, name, sql in shipped:
+                if version <= current:
+                    continue
                 for statement in statements(sql):
                     connection.execute(sa.text(statement))
                 connection.execute(sa.text(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
                     {"v": version, "n": name, "t": now()})
-            applied.append(version)
+                applied.append(version)
         return applied
 
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+
+MIGRATION_LOCK_KEY = 0x6C706D6F6E  # "lpmon": the advisory lock migrations hold on PostgreSQL
 
 
 def _sqlite_pragmas(connection, _record):
