@@ -1,0 +1,44 @@
+"""The Airflow plugin (entry point `airflow.plugins`): mounts lpmon's page and API
+at /lpmon in the api-server and adds an "lpmon" entry to the UI's navigation."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from airflow.plugins_manager import AirflowPlugin
+
+MONITOR_DAG = "lpmon_monitor"
+
+
+def monitor_run_links(days: list[str]) -> dict[str, str]:
+    """UI links to the lpmon_monitor runs of these days (the latest run per day),
+    from Airflow's metadata database."""
+    if not days:
+        return {}
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    wanted, links = set(days), {}
+    with create_session() as session:
+        runs = session.execute(select(DagRun.run_id, DagRun.logical_date)
+                               .where(DagRun.dag_id == MONITOR_DAG, DagRun.logical_date.is_not(None))
+                               .order_by(DagRun.id)).all()
+    for run_id, logical_date in runs:
+        day = logical_date.date().isoformat()
+        if day in wanted:
+            links[day] = f"/dags/{MONITOR_DAG}/runs/{quote(run_id, safe='')}"
+    return links
+
+
+def _app():
+    from lpmon.webapp import create_app
+
+    return create_app(run_links=monitor_run_links)
+
+
+class LpmonPlugin(AirflowPlugin):
+    name = "lpmon"
+    fastapi_apps = [{"app": _app(), "url_prefix": "/lpmon", "name": "lpmon"}]
+    external_views = [{"name": "lpmon", "href": "/lpmon/", "destination": "nav", "url_route": "lpmon"}]
