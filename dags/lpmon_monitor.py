@@ -15,20 +15,13 @@ as the daily runs did. Config: the `lpmon_config` Variable or `$LPMON_CONFIG`.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pendulum
 from airflow.sdk import Param, TriggerRule, dag, task, task_group
 
 from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
+from lpmon.dagdefaults import default_args
 
 SETTINGS = airflow_settings()
-
-
-def notify_failure(context):
-    from lpmon.dagtasks import notify_failure
-
-    notify_failure(context)
 
 
 @dag(
@@ -37,9 +30,7 @@ def notify_failure(context):
     start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
     catchup=SETTINGS.monitor_catchup,
     max_active_runs=1,
-    default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_s),
-                  "retry_exponential_backoff": True,
-                  "max_retry_delay": dt.timedelta(minutes=10), "on_failure_callback": notify_failure},
+    default_args=default_args(SETTINGS),
     params={"day": Param("", type="string", description="monitor this day (YYYY-MM-DD) instead of the run's")},
     tags=["lpmon"],
     doc_md=__doc__,

@@ -11,21 +11,14 @@ failures are emailed.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pendulum
 from airflow.sdk import Asset, dag, task
 
 from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
+from lpmon.dagdefaults import default_args
 
 SETTINGS = airflow_settings()
 MODEL_SNAPSHOT = Asset(name="lpmon_model_snapshot", uri="lpmon://model-snapshot")
-
-
-def notify_failure(context):
-    from lpmon.dagtasks import notify_failure
-
-    notify_failure(context)
 
 
 @dag(
@@ -34,8 +27,7 @@ def notify_failure(context):
     start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_s),
-                  "on_failure_callback": notify_failure},
+    default_args=default_args(SETTINGS),
     tags=["lpmon"],
     doc_md=__doc__,
 )

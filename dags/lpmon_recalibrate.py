@@ -10,20 +10,13 @@ emailed. Schedule: `[airflow] recalibrate_schedule` in the lpmon config.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pendulum
 from airflow.sdk import Param, dag, task
 
 from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
+from lpmon.dagdefaults import default_args
 
 SETTINGS = airflow_settings()
-
-
-def notify_failure(context):
-    from lpmon.dagtasks import notify_failure
-
-    notify_failure(context)
 
 
 @dag(
@@ -32,9 +25,7 @@ def notify_failure(context):
     start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": SETTINGS.task_retries, "retry_delay": dt.timedelta(seconds=SETTINGS.retry_delay_s),
-                  "retry_exponential_backoff": True,
-                  "on_failure_callback": notify_failure},
+    default_args=default_args(SETTINGS),
     params={"day": Param("", type="string", description="calibrate on this day (YYYY-MM-DD)")},
     tags=["lpmon"],
     doc_md=__doc__,

@@ -13,7 +13,7 @@ import os
 from urllib.parse import quote
 
 from lpmon import pipeline
-from lpmon.config import Config, load
+from lpmon.config import Config, ConfigError, load
 from lpmon.daywork import DayWork
 
 CONFIG_VARIABLE = "lpmon_config"
@@ -26,9 +26,13 @@ def config() -> Config:
         from airflow.sdk import Variable
 
         path = Variable.get(CONFIG_VARIABLE, default=None)
-    except Exception:  # outside a task (no execution API) the environment decides
+    except Exception:  # outside a task (no execution API) only the environment can say
         path = None
-    return load(path or os.environ.get("LPMON_CONFIG", "lpmon.toml"))
+    path = path or os.environ.get("LPMON_CONFIG")
+    if not path:
+        raise ConfigError(f"no lpmon config: set the Airflow Variable {CONFIG_VARIABLE} or LPMON_CONFIG "
+                          "on every worker")
+    return load(path)
 
 
 def day_of(context) -> str:
@@ -114,7 +118,7 @@ def report(model_id: str, context) -> dict:
     work = DayWork.load(cfg.work_dir, model_id, day, arrays=False)
     result = pipeline.report_step(cfg, work)
     work.drop_arrays(cfg.work_dir)
-    store = pipeline.open_store(cfg)
+    store = work.context.store  # the step's own store, already open
     path = dayreport.write_file(cfg, dayreport.build(cfg, store, model_id, day, run_url(cfg, context)))
     return {"model": model_id, "day": day, "status": result.status, "action": result.action,
             "dne_pct": result.dne_pct, "plan_version": result.plan_version,

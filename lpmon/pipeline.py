@@ -216,9 +216,7 @@ def proactive_recalibration(config: Config, model_id: str, day) -> dict:
                          version=active.version + 1,
                          provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples",
                                                day, "proactive recalibration"))
-    reference = forward_fp32(model, evaluation).probabilities
-    ok, why = accept_candidate(evaluate(model, candidate, evaluation, labels, reference),
-                               evaluate(model, plan, evaluation, labels, reference), Gate(settings.gate_pct))
+    ok, why = _validate(model, candidate, plan, evaluation, labels, settings.gate_pct)
     version = store.add_plan(model_id, candidate.to_json(), day, reason="PROACTIVE")
     promoted = ok and store.promote(model_id, version, expected_active=active.version)
     if promoted:
@@ -392,9 +390,7 @@ def recalibrate_step(config: Config, work: DayWork) -> bool:
     precisions = _unit_precisions(plan)
     candidate = assemble(d.model, ranges, precisions, model_id=work.model_id, version=work.plan_version + 1,
                          provenance=_provenance(d, len(calibration)))
-    reference = forward_fp32(d.model, evaluation).probabilities
-    ok, why = accept_candidate(evaluate(d.model, candidate, evaluation, labels, reference),
-                               evaluate(d.model, plan, evaluation, labels, reference), Gate(settings.gate_pct))
+    ok, why = _validate(d.model, candidate, plan, evaluation, labels, settings.gate_pct)
     work.action = Action.RECALIBRATE.value
     work.reasons.append(why)
     if ok:
@@ -482,6 +478,13 @@ def _ranges(d: Day, calibration: Batch) -> Ranges:
     today = {name: from_state(state, lambda: observer(method)) for name, state in work.calibration.items()}
     earlier = d.store.calibration_states(work.model_id, d.day, d.settings.calibration_days - 1)
     return Ranges.from_observers(merge_stored(today, method, earlier))
+
+
+def _validate(model, candidate: QuantPlan, active: QuantPlan, evaluation, labels, gate_pct: float):
+    """(accepted, why): the candidate against the active plan on the same held-out examples."""
+    reference = forward_fp32(model, evaluation).probabilities
+    return accept_candidate(evaluate(model, candidate, evaluation, labels, reference),
+                            evaluate(model, active, evaluation, labels, reference), Gate(gate_pct))
 
 
 def _provenance(d: Day, examples: int, note: str = "") -> Provenance:

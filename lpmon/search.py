@@ -60,9 +60,12 @@ def merge_stored(observers: dict, method: str, stored_days: dict[str, dict[str, 
     merged = {}
     for name, today in observers.items():
         total = observer(method)
-        for layers in stored_days.values():
+        for day, layers in sorted(stored_days.items()):
             if name in layers:
-                total.merge(from_state(layers[name], lambda: observer(method)))
+                try:
+                    total.merge(from_state(layers[name], lambda: observer(method)))
+                except (KeyError, TypeError, ValueError) as err:
+                    raise ValueError(f"stored calibration statistics of layer {name} on {day}: {err}") from err
         merged[name] = total.merge(today)
     return merged
 

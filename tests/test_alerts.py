@@ -56,3 +56,14 @@ def test_the_monitored_day_comes_from_the_data_interval():
               "dag_run": SimpleNamespace(run_after=at + dt.timedelta(hours=7))}
     assert day_of(manual) == "2026-11-04"
     assert day_of(dict(manual, params={"day": "2026-10-30"})) == "2026-10-30"
+
+
+def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
+    import pytest
+
+    from lpmon.config import ConfigError
+    from lpmon.dagtasks import config
+
+    monkeypatch.delenv("LPMON_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="Airflow Variable lpmon_config or LPMON_CONFIG"):
+        config()

@@ -37,3 +37,13 @@ def test_refusals_name_the_problem():
         from_state(outside, lambda: observer("l2"))
     with pytest.raises(ValueError, match="not a hex float"):
         from_state(dict(state, lo="zero"), lambda: observer("l2"))
+
+
+def test_a_corrupt_stored_day_is_named_with_its_layer():
+    from lpmon.search import merge_stored
+
+    good = to_state(observer("l2").observe(np.arange(10.0)))
+    broken = {k: v for k, v in good.items() if k != "counts"}
+    today = {"top_l.0": observer("l2").observe(np.arange(5.0))}
+    with pytest.raises(ValueError, match="layer top_l.0 on 2026-11-02: 'counts'"):
+        merge_stored(today, "l2", {"2026-11-01": {"top_l.0": good}, "2026-11-02": {"top_l.0": broken}})
