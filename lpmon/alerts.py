@@ -1,4 +1,6 @@
-"""Alert emails: one per model, day and event (DEGRADED, PROMOTION, FALLBACK).
+"""Alert emails: one per model, day and event (DEGRADED, PROMOTION, FALLBACK, and
+FAILED or INSUFFICIENT_DATA when the day could not be judged: a missing or
+unreadable partition, a missing snapshot, too few examples).
 
 An email is HTML with a plain-text part and the dNE chart inline (PNG). Before
 sending, the store is asked whether that (model, day, event) was sent already,
@@ -20,7 +22,7 @@ from lpmon.dayreport import DayReport, chart, headline, render_html, render_text
 from lpmon.store import StateStore
 
 CHANNEL = "email"
-EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK")
+EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA")
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,10 @@ class SmtpSettings:
 def events(report: DayReport) -> list[str]:
     """What in this day deserves an email."""
     out = []
-    if report.status == "DEGRADED":
-        out.append("DEGRADED")
+    if report.status in ("DEGRADED", "INSUFFICIENT_DATA"):
+        out.append(report.status)
+    if report.status == "failed":
+        out.append("FAILED")
     if report.new_plan_version and report.promoted:
         out.append("PROMOTION")
     if report.action == "FALLBACK":

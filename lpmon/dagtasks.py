@@ -63,13 +63,14 @@ def _step(model_id: str, context, step, *, fresh: bool = False, branch: str = ""
     does not skip in Airflow 3.2-3.3 (apache/airflow#67265), so the tasks make
     sure of it themselves."""
     cfg, day = config(), day_of(context)
-    work = DayWork(model_id, day) if fresh else DayWork.load(cfg.work_dir, model_id, day)
-    if branch and branch not in work.next_steps:
-        from airflow.sdk.exceptions import AirflowSkipException
+    with pipeline.day_lock(cfg, model_id, day):  # an overlapping run of the same day waits its turn
+        work = DayWork(model_id, day) if fresh else DayWork.load(cfg.work_dir, model_id, day)
+        if branch and branch not in work.next_steps:
+            from airflow.sdk.exceptions import AirflowSkipException
 
-        raise AirflowSkipException(f"{model_id} {day}: the decision was {work.next_steps}, not {branch}")
-    out = step(cfg, work)
-    work.save(cfg.work_dir)
+            raise AirflowSkipException(f"{model_id} {day}: the decision was {work.next_steps}, not {branch}")
+        out = step(cfg, work)
+        work.save(cfg.work_dir)
     return work, out
 
 
@@ -115,9 +116,10 @@ def report(model_id: str, context) -> dict:
     from lpmon import dayreport
 
     cfg, day = config(), day_of(context)
-    work = DayWork.load(cfg.work_dir, model_id, day, arrays=False)
-    result = pipeline.report_step(cfg, work)
-    work.drop_arrays(cfg.work_dir)
+    with pipeline.day_lock(cfg, model_id, day):
+        work = DayWork.load(cfg.work_dir, model_id, day, arrays=False)
+        result = pipeline.report_step(cfg, work)
+        work.drop_arrays(cfg.work_dir)
     store = work.context.store  # the step's own store, already open
     path = dayreport.write_file(cfg, dayreport.build(cfg, store, model_id, day, run_url(cfg, context)))
     return {"model": model_id, "day": day, "status": result.status, "action": result.action,

@@ -107,7 +107,9 @@ def _precision_changes(old_json: str, new_json: str) -> list[str]:
 
 def headline(report: DayReport, event: str = "") -> str:
     what = {"DEGRADED": "NE degraded", "PROMOTION": f"plan v{report.new_plan_version} promoted",
-            "FALLBACK": "layers fell back to higher precision"}.get(event, report.status)
+            "FALLBACK": "layers fell back to higher precision",
+            "FAILED": "the day could not be checked",
+            "INSUFFICIENT_DATA": "not enough traffic to judge the day"}.get(event, report.status)
     return f"{report.model_id} {report.day}: {what}"
 
 

@@ -29,10 +29,12 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sqlalchemy as sa
 
 from lpmon.calibrate import STORABLE, from_state, observer, to_state
 from lpmon.config import Config, ModelSettings
@@ -44,7 +46,7 @@ from lpmon.policy import (Action, DataRequirement, Gate, Status, accept_candidat
                           layers_to_retry)
 from lpmon.quant import Provenance, QuantPlan
 from lpmon.search import EMBEDDINGS, Ranges, Step, assemble, evaluate, fallback_search, merge_stored, observe
-from lpmon.store import Database, StateStore
+from lpmon.store import Database, StateStore, StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
 
@@ -65,9 +67,22 @@ class RunResult:
 
 
 def open_store(config: Config) -> StateStore:
+    """The state store, migrated; an unreachable database is a StoreError naming it
+    (without its password), which fails the task so that Airflow retries it."""
     db = Database(config.store)
-    db.migrate()
+    try:
+        db.migrate()
+    except sa.exc.OperationalError as err:
+        raise StoreError(f"{db.safe_url}: the state store is unreachable ({err.orig})") from None
     return StateStore(db)
+
+
+@contextmanager
+def day_lock(config: Config, model_id: str, day):
+    """Hold the (model, day) lock for a run or one of its steps (see Database.day_lock)."""
+    store = open_store(config)
+    with store.db.day_lock(model_id, str(dt.date.fromisoformat(str(day)))):
+        yield
 
 
 def _unit_precisions(plan: QuantPlan) -> dict[str, str]:
@@ -149,6 +164,11 @@ def _draw(settings: ModelSettings, model: Model, day: str):
 
 def onboard_day(config: Config, model_id: str, day) -> int:
     """Onboard a model from one day's sample (if it has no active plan); returns the active version."""
+    with day_lock(config, model_id, day):
+        return _onboard_day(config, model_id, day)
+
+
+def _onboard_day(config: Config, model_id: str, day) -> int:
     day, settings, store = _begin(config, model_id, day)
     active = store.active_plan(model_id)
     if active is not None:
@@ -195,6 +215,11 @@ def proactive_recalibration(config: Config, model_id: str, day) -> dict:
     """Recalibrate on the day's traffic even when healthy; promote only if the
     candidate holds the gate and beats the active plan on the evaluation half.
     Once per (model, day): a rerun reports what the first run did."""
+    with day_lock(config, model_id, day):
+        return _proactive_recalibration(config, model_id, day)
+
+
+def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
     day, settings, store = _begin(config, model_id, day)
     out = {"model": model_id, "day": day, "promoted": False, "new_plan_version": None}
     earlier = [r for r in store.rows("plans", model_id) if r["logical_date"] == day and r["reason"] == "PROACTIVE"]
@@ -447,8 +472,13 @@ STEPS = ("sample", "score", "compare", "decide", "act", "report")
 
 
 def run_day(config: Config, model_id: str, day, on_step=None) -> RunResult:
-    """One model, one logical date: every step in order, in memory.
-    on_step(name) is called as each of STEPS starts (progress bars)."""
+    """One model, one logical date: every step in order, in memory, holding the
+    day's lock. on_step(name) is called as each of STEPS starts (progress bars)."""
+    with day_lock(config, model_id, day):
+        return _run_day(config, model_id, day, on_step)
+
+
+def _run_day(config: Config, model_id: str, day, on_step) -> RunResult:
     started = on_step or (lambda name: None)
     work = DayWork(model_id, str(dt.date.fromisoformat(str(day))))
     for name, step in zip(STEPS, (sample_step, score_step, compare_step)):

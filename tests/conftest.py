@@ -38,10 +38,11 @@ def _postgres_database():
         pytest.skip(f"PostgreSQL is not reachable ({err})")
     admin.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    admin.close()
 
-    def drop():
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    def drop():  # a connection of its own: the server may have restarted since (tests/test_faults.py)
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=30) as again:
+            again.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return url, drop
 
@@ -52,6 +53,16 @@ def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'lpmon.db'}"
         return
+    yield from _postgres_url()
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of an empty PostgreSQL database (for tests of PostgreSQL's own behaviour)."""
+    yield from _postgres_url()
+
+
+def _postgres_url():
     url, drop = _postgres_database()
     try:
         yield url

@@ -25,6 +25,9 @@ def test_events_follow_the_day():
     assert events(report()) == ["DEGRADED", "PROMOTION", "FALLBACK"]
     assert events(report(status="HEALTHY", action="RECORD", new_plan_version=None)) == []
     assert events(report(promoted=False, action="RECALIBRATE")) == ["DEGRADED"]
+    assert events(report(status="failed", action="RECORD", new_plan_version=None)) == ["FAILED"]
+    assert events(report(status="INSUFFICIENT_DATA", action="RECORD", new_plan_version=None)) == [
+        "INSUFFICIENT_DATA"]
 
 
 def test_data_is_escaped_in_html_and_plain_in_text():

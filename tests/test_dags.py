@@ -181,6 +181,53 @@ def test_a_refusing_mail_server_is_recorded_and_fails_nothing(dagbag, smtp_serve
 
 
 @pytest.mark.slow
+def test_bad_inputs_are_recorded_alerted_and_the_next_day_is_unaffected(dagbag, smtp_server, tmp_path):
+    """A missing partition, a truncated Parquet file and a missing snapshot: each
+    day is recorded (INSUFFICIENT_DATA or failed, naming what was wrong), mailed
+    once, changes no plan; the DAG run succeeds (a retry would not heal the data:
+    rerun the day once it is fixed), and the next day runs as if nothing happened."""
+    import shutil
+
+    from lpmon.traffic import TrafficStore
+
+    config_path = dag_world(tmp_path / "dag", ["stable"], days=5)
+    twin_path = dag_world(tmp_path / "lib", ["stable"], days=5)
+    config, twin = load(config_path, environ={}), load(twin_path, environ={})
+    run_day(config, "stable", day(0))
+    traffic = TrafficStore(config.model("stable").traffic)
+    shutil.rmtree(traffic.partition(day(1)))
+    truncated = Path(traffic.files(day(2))[0])
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    snapshot = Path(config.model("stable").snapshot)
+    snapshot.rename(snapshot.with_name("moved"))
+    bag = dagbag(config_path)
+    dr, states = run_dag(bag, "lpmon_monitor", day(3))
+    snapshot.with_name("moved").rename(snapshot)
+    assert dr.state == "success", states
+    for i in (1, 2):
+        dr, states = run_dag(bag, "lpmon_monitor", day(i))
+        assert dr.state == "success", states
+    store = open_store(config)
+    runs = {r["logical_date"]: r for r in store.rows("runs", "stable")}
+    assert runs[str(day(1))]["status"] == "INSUFFICIENT_DATA" and "no traffic for" in runs[str(day(1))]["message"]
+    assert runs[str(day(2))]["status"] == "failed" and truncated.name in runs[str(day(2))]["message"]
+    assert runs[str(day(3))]["status"] == "failed" and "model snapshot" in runs[str(day(3))]["message"]
+    assert [r["version"] for r in store.rows("plans", "stable")] == [1]
+    mails = {m["X-Lpmon-Event"]: m for m in smtp_server.messages}
+    assert sorted(mails) == [f"stable/{day(1)}/INSUFFICIENT_DATA", f"stable/{day(2)}/FAILED",
+                             f"stable/{day(3)}/FAILED"]
+    assert truncated.name in mails[f"stable/{day(2)}/FAILED"].get_body(("plain",)).get_content()
+    # The next day: as if the bad days had not happened.
+    dr, states = run_dag(bag, "lpmon_monitor", day(4))
+    assert dr.state == "success", states
+    for i in (0, 4):
+        run_day(twin, "stable", day(i))
+    ours = {r["logical_date"]: r for r in snapshot_rows(store, "stable")["run_metrics"]}
+    theirs = {r["logical_date"]: r for r in snapshot_rows(open_store(twin), "stable")["run_metrics"]}
+    assert ours[str(day(4))] == theirs[str(day(4))]
+
+
+@pytest.mark.slow
 def test_a_failing_task_sends_a_failure_email(dagbag, smtp_server, tmp_path):
     unreachable = "postgresql+psycopg://postgres@127.0.0.1:5432/lpmon_no_such_database"
     config_path = dag_world(tmp_path, ["stable"], days=1, store=unreachable)

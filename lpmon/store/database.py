@@ -9,9 +9,14 @@ refused rather than written to.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
 import importlib.resources
 import re
+import tempfile
+import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -55,7 +60,9 @@ class Database:
             url = f"sqlite:///{url}"
         self.url = url
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
-        options = {}
+        # pool_pre_ping: a connection that died with a database restart is replaced
+        # before use, instead of failing the next statement of a run.
+        options = {"pool_pre_ping": True}
         if self.dialect == "sqlite":
             options["connect_args"] = {"timeout": 30}
         self.engine = sa.create_engine(url, **options)
@@ -70,6 +77,55 @@ class Database:
         """A connection inside one transaction: committed on success, rolled back on error."""
         with self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def day_lock(self, model_id: str, day: str, timeout_s: float = 3600.0, poll_s: float = 0.2):
+        """Hold the lock of one model's day: runs of the same (model, day) that
+        overlap (a manual trigger during a backfill, a retry beside a zombie)
+        take turns, so the day gets one result and at most one promotion.
+
+        PostgreSQL: a session advisory lock on a connection of its own;
+        SQLite: flock on a file beside the database. Both are released by the
+        operating system or the server when the holder dies (SIGKILL included),
+        so a killed run never blocks its retry.
+        """
+        key = f"{model_id}@{day}"
+        deadline = time.monotonic() + timeout_s
+        if self.dialect == "postgresql":
+            number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+            with self.engine.connect() as connection:
+                while not connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": number}).scalar():
+                    connection.rollback()
+                    _wait(deadline, poll_s, key, timeout_s)
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    try:
+                        connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+                        connection.commit()
+                    except sa.exc.DBAPIError:
+                        pass  # the session died (a server restart): the server dropped its locks with it
+            return
+        folder = self._lock_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock", "a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    _wait(deadline, poll_s, key, timeout_s)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _lock_folder(self) -> Path:
+        database = sa.engine.make_url(self.url).database
+        if not database or database == ":memory:":
+            return Path(tempfile.gettempdir()) / "lpmon-locks"
+        return Path(f"{database}.locks")
 
     def schema_version(self) -> int:
         with self.engine.connect() as connection:
@@ -126,6 +182,13 @@ class Database:
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+
+def _wait(deadline: float, poll_s: float, key: str, timeout_s: float) -> None:
+    if time.monotonic() > deadline:
+        raise StoreError(f"{key}: another run of this model and day has held its lock for over "
+                         f"{timeout_s:.0f} s; it may be hung: stop it, or wait")
+    time.sleep(poll_s)
 
 
 MIGRATION_LOCK_KEY = 0x6C706D6F6E  # "lpmon": the advisory lock migrations hold on PostgreSQL
