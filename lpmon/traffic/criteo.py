@@ -8,6 +8,7 @@ sizes (id 0 is kept for a missing category). Streams in chunks.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import itertools
@@ -25,26 +26,26 @@ N_DENSE, N_SPARSE = 13, 26
 COLUMNS = ["label"] + [f"I{i}" for i in range(1, N_DENSE + 1)] + [f"C{i}" for i in range(1, N_SPARSE + 1)]
 
 
+HEX_ID = r"[0-9a-fA-F]{1,16}"   # a hashed category: up to 64 bits of hex, nothing else
+INTEGER = r"-?[0-9]{1,18}"     # an integer feature (negative values occur; they become 0)
+
+
+def _malformed(values: pd.Series, pattern: str) -> np.ndarray:
+    """Rows whose (present) value does not match the pattern exactly."""
+    return (values.notna() & ~values.str.fullmatch(pattern, na=True)).to_numpy()
+
+
 def _hash_ids(values: pd.Series, rows: int, path: str, column: str, first_line: int) -> np.ndarray:
     ids = np.zeros(len(values), dtype=np.int64)
+    bad = np.flatnonzero(_malformed(values, HEX_ID))
+    if bad.size:
+        raise TrafficError(f"{path}:{first_line + bad[0]}: column {column} is not a hex id: "
+                           f"{values.iloc[bad[0]]!r}")
     present = values.notna().to_numpy()
     if present.any():
-        try:
-            parsed = np.array([int(v, 16) for v in values[present]], dtype=np.uint64)
-        except ValueError:
-            bad = next(i for i, v in enumerate(values) if isinstance(v, str) and not _is_hex(v))
-            raise TrafficError(f"{path}:{first_line + bad}: column {column} is not a hex id: "
-                               f"{values.iloc[bad]!r}") from None
+        parsed = np.array([int(v, 16) for v in values[present]], dtype=np.uint64)
         ids[present] = 1 + (parsed % np.uint64(rows - 1)).astype(np.int64)
     return ids
-
-
-def _is_hex(value: str) -> bool:
-    try:
-        int(value, 16)
-        return True
-    except ValueError:
-        return False
 
 
 def import_criteo(tsv: str | Path, store: TrafficStore, day, *, table_rows: int = 100_000,
@@ -75,7 +76,8 @@ def import_criteo(tsv: str | Path, store: TrafficStore, day, *, table_rows: int 
                     raise TrafficError(f"{path}:{first_line + offset}: {line.count(chr(9)) + 1} "
                                        f"tab-separated fields, expected {len(COLUMNS)}")
             chunk = pd.read_csv(io.StringIO("".join(lines)), sep="\t", header=None, names=COLUMNS,
-                                dtype={c: str for c in COLUMNS}, engine="c")
+                                dtype={c: str for c in COLUMNS}, engine="c", quoting=csv.QUOTE_NONE,
+                                keep_default_na=False, na_values=[""])
             parts.append(_convert(chunk, path, first_line, table_rows, first_request_id + rows, midnight))
             rows += len(chunk)
             if progress is not None:
@@ -99,11 +101,11 @@ def _convert(chunk: pd.DataFrame, path, first_line, table_rows, first_id, midnig
             "ts": pa.array(np.full(n, midnight)), "label": label.to_numpy().astype(np.int8)}
     for i in range(N_DENSE):
         column = f"I{i + 1}"
-        values = pd.to_numeric(chunk[column], errors="coerce")
-        malformed = values.isna() & chunk[column].notna()
-        if malformed.any():
-            line = first_line + int(np.flatnonzero(malformed.to_numpy())[0])
-            raise TrafficError(f"{path}:{line}: column {column} is not an integer")
+        malformed = np.flatnonzero(_malformed(chunk[column], INTEGER))
+        if malformed.size:
+            raise TrafficError(f"{path}:{first_line + malformed[0]}: column {column} is not an integer: "
+                               f"{chunk[column].iloc[malformed[0]]!r}")
+        values = pd.to_numeric(chunk[column])
         x = np.maximum(values.fillna(0).to_numpy(dtype=np.float64), 0)
         data[f"dense_{i}"] = np.log1p(x).astype(np.float32)
     for i in range(N_SPARSE):

@@ -62,7 +62,7 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     hashes, labels = [], []
     for record in store.batches(day, ["request_id", "label"], batch_size):
         hashes.append(request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed))
-        labels.append(record.column("label").to_numpy(zero_copy_only=False).astype(np.int8))
+        labels.append(schema.labels(record, partition))
     if not hashes or sum(len(h) for h in hashes) == 0:
         raise EmptyDay(f"{partition}: the day has no rows")
     hashes, labels = np.concatenate(hashes), np.concatenate(labels)
@@ -78,7 +78,7 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     for record in store.batches(day, schema.columns, batch_size):
         schema.check_batch(record, partition)
         h = request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed)
-        label = record.column("label").to_numpy(zero_copy_only=False).astype(np.int8)
+        label = schema.labels(record, partition)
         keep = h <= threshold[label.clip(0, 1)]
         if keep.any():
             kept.append((h[keep], record.filter(pa.array(keep))))

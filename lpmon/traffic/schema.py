@@ -73,10 +73,7 @@ class TrafficSchema:
             if column in self.columns and batch.column(column).null_count:
                 raise TrafficError(f"{partition}: column {column} has "
                                    f"{batch.column(column).null_count} null values of {n} rows")
-        label = batch.column("label").to_numpy(zero_copy_only=False)
-        bad = np.count_nonzero((label != 0) & (label != 1))
-        if bad:
-            raise TrafficError(f"{partition}: column label has {bad} rows not 0 or 1 (of {n})")
+        self.labels(batch, partition)
         for column in self.dense:
             values = batch.column(column).to_numpy(zero_copy_only=False)
             bad = np.count_nonzero(~np.isfinite(values))
@@ -89,6 +86,20 @@ class TrafficSchema:
                 bad_rows = np.unique(owner[outside]).size
                 raise TrafficError(f"{partition}: column {column} has {bad_rows} rows with ids "
                                    f"outside [0, {rows}) (of {n})")
+
+
+    @staticmethod
+    def labels(batch: pa.RecordBatch, partition: str) -> np.ndarray:
+        """The batch's labels as int8, every one checked to be 0 or 1."""
+        column = batch.column("label")
+        if column.null_count:
+            raise TrafficError(f"{partition}: column label has {column.null_count} null values of "
+                               f"{batch.num_rows} rows")
+        label = column.to_numpy(zero_copy_only=False)
+        bad = np.count_nonzero((label != 0) & (label != 1))
+        if bad:
+            raise TrafficError(f"{partition}: column label has {bad} rows not 0 or 1 (of {batch.num_rows})")
+        return label.astype(np.int8)
 
 
 def sparse_ids(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
