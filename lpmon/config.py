@@ -20,11 +20,14 @@ Relative paths are taken relative to the file's directory.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+import sqlalchemy as sa
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
@@ -88,8 +91,25 @@ class Config:
 
 
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no names, lists or header breaks
+# Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
+LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
+          "calibration_days": 90}
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
                  "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
+
+
+def confined(root: Path, *parts: str) -> Path:
+    """root/parts..., refused unless it stays inside root: model ids and days name
+    folders under the configured roots, and a hostile one (../, an absolute
+    path) must not write elsewhere, whatever checked it before."""
+    base = Path(root).resolve()
+    if any(not part or "\0" in part for part in parts):
+        raise ConfigError(f"{'/'.join(parts)!r}: not a name under {base}")
+    path = base.joinpath(*parts).resolve()
+    if not path.is_relative_to(base) or path == base:
+        raise ConfigError(f"{'/'.join(parts)!r}: not a name under {base}")
+    return path
 
 
 def default_path() -> Path:
@@ -116,6 +136,8 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
                 defaults = replace(defaults, **{name: convert(environ[variable])})
             except ValueError:
                 problems.append(f"{variable}: not a valid {name}: {environ[variable]!r}")
+                continue
+            _check_ranges(defaults, variable, {name: True}, problems)
     models = {}
     raw_models = data.get("models", {})
     if not isinstance(raw_models, dict) or not raw_models:
@@ -131,6 +153,8 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
             value = getattr(settings, key)
             if not value:
                 problems.append(f"models.{model_id}.{key}: required")
+            elif not value.isprintable():
+                problems.append(f"models.{model_id}.{key}: control characters in the path: {value!r}")
             elif "://" not in value and not Path(value).is_absolute():
                 settings = replace(settings, **{key: str(base / value)})
         models[model_id] = settings
@@ -145,6 +169,11 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         dirs[key] = Path(value) if Path(value).is_absolute() else base / value
     if not isinstance(store, str) or not store:
         problems.append("store: must be a database URL")
+    elif "://" in store:
+        try:
+            sa.engine.make_url(store)
+        except sa.exc.ArgumentError:
+            problems.append("store: not a database URL (dialect://user@host/database)")
     if problems:
         raise ConfigError(f"{path}: invalid configuration:\n  - " + "\n  - ".join(problems))
     return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow)
@@ -244,13 +273,13 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
         if key in changed:
             problems.append(f"{where}.{key}: {message}")
 
-    if not s.gate_pct > 0:
-        bad("gate_pct", f"must be positive, got {s.gate_pct}")
+    if not 0 < s.gate_pct <= 100:
+        bad("gate_pct", f"must be a percentage above 0 and at most 100, got {s.gate_pct}")
     if not 0 < s.level < 1:
         bad("level", f"must be between 0 and 1, got {s.level}")
-    for key in ("sample_size", "min_examples", "healthy_days_to_reenable", "calibration_days"):
-        if getattr(s, key) < 1:
-            bad(key, f"must be at least 1, got {getattr(s, key)}")
+    for key, most in LIMITS.items():
+        if not 1 <= getattr(s, key) <= most:
+            bad(key, f"must be between 1 and {most:,}, got {getattr(s, key)}")
     if s.min_positives < 0:
         bad("min_positives", f"must not be negative, got {s.min_positives}")
     if s.calibration_method not in METHODS:
@@ -267,8 +296,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
                                f"{list(s.fallback_ladder)}")
     costs = s.precision_cost
     missing = [p for p in s.fallback_ladder if p not in costs]
-    if missing or any(v <= 0 for v in costs.values()):
+    if missing or not all(0 < v < math.inf for v in costs.values()):
         bad("precision_cost", f"needs a positive cost for every ladder precision, got {costs}")
-    bad_recipients = [r for r in s.recipients if "@" not in r]
+    bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r)]
     if bad_recipients:
         bad("recipients", f"not email addresses: {bad_recipients}")

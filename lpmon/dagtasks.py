@@ -32,7 +32,25 @@ def config() -> Config:
     if not path:
         raise ConfigError(f"no lpmon config: set the Airflow Variable {CONFIG_VARIABLE} or LPMON_CONFIG "
                           "on every worker")
-    return load(path)
+    cfg = load(path)
+    mask_store_password(cfg.store)
+    return cfg
+
+
+def mask_store_password(url: str) -> None:
+    """Register the state store's password with Airflow's secrets masker, so that
+    no task log line (a traceback with a connection string, say) shows it. SMTP
+    and Airflow's own credentials come from connections, which Airflow masks."""
+    import sqlalchemy as sa
+
+    try:
+        password = sa.engine.make_url(url).password
+    except sa.exc.ArgumentError:
+        return
+    if password:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(password)
 
 
 def day_of(context) -> str:

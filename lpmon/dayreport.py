@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lpmon.config import Config
+from lpmon.config import Config, confined
 from lpmon.store import StateStore
 from lpmon.store.reports import run_report
 
@@ -180,9 +180,9 @@ def write_file(config: Config, report: DayReport) -> Path:
     """The report as one self-contained HTML file (chart inlined), written atomically:
     <work_dir>/reports/<model>/<day>.html."""
     png = base64.b64encode(chart(report)).decode("ascii")
-    folder = config.work_dir / "reports" / report.model_id
+    path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
+    folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{report.day}.html"
     with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
         tmp.write(render_html(report, f"data:image/png;base64,{png}"))
     os.replace(tmp.name, path)

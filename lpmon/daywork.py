@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lpmon.config import confined
 from lpmon.model import Batch
 from lpmon.model.batch import SparseFeature
 
@@ -64,7 +65,7 @@ class DayWork:
 
     @staticmethod
     def folder(work_dir: Path, model_id: str, day: str) -> Path:
-        return Path(work_dir) / model_id / day
+        return confined(work_dir, model_id, day)
 
     def save(self, work_dir: Path) -> None:
         folder = self.folder(work_dir, self.model_id, self.day)

@@ -37,7 +37,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from lpmon.calibrate import STORABLE, from_state, observer, to_state
-from lpmon.config import Config, ModelSettings
+from lpmon.config import Config, ModelSettings, confined
 from lpmon.daywork import DayWork
 from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
@@ -100,7 +100,7 @@ def _halves(batch: Batch, labels: np.ndarray):
 
 def _export(config: Config, model_id: str, plan: QuantPlan) -> Path:
     """The active plan as JSON for serving, at a stable path, replaced atomically."""
-    folder = config.plans_dir / model_id
+    folder = confined(config.plans_dir, model_id)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".json") as tmp:
         tmp.write(plan.to_json())

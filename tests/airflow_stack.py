@@ -23,7 +23,8 @@ class Stack:
         self.home, self.port = home, port
         self.base = f"http://127.0.0.1:{port}"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "passwords.json").write_text(json.dumps({"admin": "admin-pw"}))
+        self.admin_password = secrets.token_urlsafe(12)  # a throwaway stack's login, made per run
+        (home / "passwords.json").write_text(json.dumps({"admin": self.admin_password}))
         self.env = dict(os.environ, **env, **{
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
@@ -71,7 +72,7 @@ class Stack:
     # --- REST API -------------------------------------------------------------------------
     def token(self) -> str:
         if self._token is None:
-            body = json.dumps({"username": "admin", "password": "admin-pw"}).encode()
+            body = json.dumps({"username": "admin", "password": self.admin_password}).encode()
             request = urllib.request.Request(f"{self.base}/auth/token", body, {"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 self._token = json.loads(response.read())["access_token"]

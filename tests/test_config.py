@@ -65,7 +65,7 @@ snapshot = "s"
     with pytest.raises(ConfigError) as err:
         load(path, environ={})
     message = str(err.value)
-    for expected in ["colour: unknown top-level key", "defaults.gate_pct: must be positive",
+    for expected in ["colour: unknown top-level key", "defaults.gate_pct: must be a percentage above 0",
                      "models.a.sample_size: expected an integer", "models.a.fallback_ladder: must be",
                      "models.a.recipients: not email addresses", "models.a.calibration_method: must be one of",
                      "models.a.bogus: unknown key", "models.a.snapshot: required", "models.b.traffic: required"]:

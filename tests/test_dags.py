@@ -228,10 +228,20 @@ def test_bad_inputs_are_recorded_alerted_and_the_next_day_is_unaffected(dagbag, 
 
 
 @pytest.mark.slow
-def test_a_failing_task_sends_a_failure_email(dagbag, smtp_server, tmp_path):
-    unreachable = "postgresql+psycopg://postgres@127.0.0.1:5432/lpmon_no_such_database"
+def test_a_failing_task_sends_a_failure_email_without_the_password(dagbag, smtp_server, tmp_path, capfd):
+    import uuid
+
+    from airflow.sdk._shared.secrets_masker import redact
+
+    password = f"pw-{uuid.uuid4().hex}"  # made here: no secret-looking literal in the repository
+    unreachable = f"postgresql+psycopg://postgres:{password}@127.0.0.1:5432/lpmon_no_such_database"
     config_path = dag_world(tmp_path, ["stable"], days=1, store=unreachable)
     dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(0))
+    # The store's password is registered with Airflow's masker, and shows nowhere.
+    assert password not in redact(f"connecting to {unreachable}")
+    output = capfd.readouterr()
+    assert "lpmon_no_such_database" in output.out + output.err and password not in output.out + output.err
+    assert all(password not in m.as_string() for m in smtp_server.messages)
     assert dr.state == "failed" and states[("monitor.sample", 0)] == "failed"
     assert len(smtp_server.messages) == 1, [m["Subject"] for m in smtp_server.messages]
     message = smtp_server.messages[0]

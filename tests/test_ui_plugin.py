@@ -75,7 +75,7 @@ def test_the_page_needs_a_user_and_shows_the_stores_numbers(api_server, tmp_path
             # Log in through Airflow's own login page (simple auth manager).
             page.goto(base + "/auth/login/")
             page.fill("input[name=username]", "admin")
-            page.fill("input[name=password]", "admin-pw")
+            page.fill("input[name=password]", stack.admin_password)
             page.click("button[type=submit]")
             page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
             page.goto(base + f"/lpmon/models/{MODEL}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 SCHEMA_VERSION = 1
 PRECISIONS = {
@@ -194,10 +194,16 @@ def _typed(values: dict, cls, path: str) -> dict:
 
 
 def _check_keys(data: dict, cls, path: str, skip: frozenset | set = frozenset()) -> None:
+    """No unknown fields, and every field without a default present."""
     known = {f.name for f in fields(cls)} - set(skip)
     unknown = sorted(set(data) - known)
     if unknown:
         raise PlanError(f"{path}.{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
+    required = [f.name for f in fields(cls) if f.name not in skip and f.default is MISSING
+                and f.default_factory is MISSING]
+    absent = [name for name in required if name not in data]
+    if absent:
+        raise PlanError(f"{path}.{absent[0]}: missing")
 
 
 def _expect(value, kind, path: str) -> None:
