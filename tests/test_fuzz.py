@@ -5,6 +5,7 @@ file (and line or column); nothing else escapes, nothing hangs (hypothesis'
 deadline), and memory stays bounded.
 """
 
+import os
 import resource
 import string
 import tracemalloc
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.faults
 
 SCHEMA = TrafficSchema(dense=("dense_0", "dense_1"), sparse=("sparse_0", "sparse_1"), table_rows=(10, 5))
 DAY = "2026-11-01"
-FUZZ = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=int(os.environ.get("LPMON_FUZZ_EXAMPLES", "150")), deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
 MEMORY_BOUND = 64 << 20  # bytes of Python and NumPy allocations for inputs of at most a few hundred rows
 

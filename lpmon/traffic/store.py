@@ -76,8 +76,14 @@ class TrafficStore:
         return partition
 
     def row_count(self, day) -> int:
-        return sum(pq.ParquetFile(self.filesystem.open_input_file(f)).metadata.num_rows
-                   for f in self.files(day))
+        """Rows of the day, from the files' footers (no data read)."""
+        total = 0
+        for path in self.files(day):
+            try:
+                total += pq.ParquetFile(self.filesystem.open_input_file(path)).metadata.num_rows
+            except (pa.ArrowInvalid, OSError) as err:
+                raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
+        return total
 
     def batches(self, day, columns: list[str], batch_size: int = 65_536):
         """Record batches of the day's columns, file by file (bounded memory)."""
