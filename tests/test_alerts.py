@@ -70,3 +70,27 @@ def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
     monkeypatch.delenv("LPMON_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="Airflow Variable lpmon_config or LPMON_CONFIG"):
         config()
+
+
+def test_a_mail_server_that_is_down_is_retried_recorded_and_never_raises(tmp_path, monkeypatch, smtp_server):
+    """Nothing listens on the port: three tries with backoff, recorded as failed with
+    the error; a later send (the server is back) is not blocked by it."""
+    import lpmon.alerts
+    from conftest import free_port
+    from lpmon.alerts import SmtpSettings, alert_day
+    from lpmon.store import Database, StateStore
+
+    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    db.migrate()
+    store = StateStore(db)
+    sleeps = []
+    monkeypatch.setattr(lpmon.alerts.time, "sleep", sleeps.append)
+    outcome = alert_day(store, report(), ["a@example.com"], SmtpSettings("127.0.0.1", free_port(), timeout=2))
+    assert outcome == {"DEGRADED": "failed", "PROMOTION": "failed", "FALLBACK": "failed"}
+    rows = store.rows("alerts", "ctr")
+    assert all(r["attempts"] == 3 and "ConnectionRefusedError" in r["error"] for r in rows), rows
+    assert sleeps == [1.0, 2.0] * 3  # exponential backoff between the tries of each event
+    # The server is back: the rerun of the alert task sends what failed, once.
+    outcome = alert_day(store, report(), ["a@example.com"], SmtpSettings("127.0.0.1", smtp_server.port))
+    assert outcome == {"DEGRADED": "sent", "PROMOTION": "sent", "FALLBACK": "sent"}
+    assert len(smtp_server.messages) == 3 and all(r["status"] == "sent" for r in store.rows("alerts", "ctr"))
