@@ -81,8 +81,11 @@ def open_store(config: Config) -> StateStore:
 def day_lock(config: Config, model_id: str, day):
     """Hold the (model, day) lock for a run or one of its steps (see Database.day_lock)."""
     store = open_store(config)
-    with store.db.day_lock(model_id, str(dt.date.fromisoformat(str(day)))):
-        yield
+    try:
+        with store.db.day_lock(model_id, str(dt.date.fromisoformat(str(day)))):
+            yield
+    finally:
+        store.db.engine.dispose()  # the lock's own connection: closed, not left to the collector
 
 
 def _unit_precisions(plan: QuantPlan) -> dict[str, str]:
