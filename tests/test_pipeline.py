@@ -60,6 +60,23 @@ def test_drift_is_detected_recalibrated_and_reruns_change_nothing(tmp_path, data
     store.db.engine.dispose()
 
 
+def test_reprocessing_days_whose_plans_were_since_replaced_changes_nothing(tmp_path, database_url):
+    """A backfill run again with reprocessing: a day that promoted a plan which
+    later days replaced must report what it did then (not a lost race), and must
+    not bring its plan back."""
+    config = _with_defaults(world(tmp_path, database_url, days=30, per_day=3_000, sample=2_500), "min_examples = 1000")
+    for i in range(30):
+        run_day(config, "gradual_drift", day(i))
+    store = open_store(config)
+    plans = store.rows("plans", "gradual_drift")
+    assert sum(p["status"] == "retired" for p in plans) >= 3, [(p["version"], p["reason"]) for p in plans]
+    before = snapshot_rows(store, "gradual_drift")
+    for i in range(30):
+        run_day(config, "gradual_drift", day(i))
+    assert snapshot_rows(store, "gradual_drift") == before
+    store.db.engine.dispose()
+
+
 @pytest.mark.slow
 def test_bad_days_are_recorded_and_change_nothing_else(tmp_path, database_url):
     config = world(tmp_path, database_url, scenario="stable", days=3, per_day=30_000, sample=20_000)

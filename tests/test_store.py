@@ -91,6 +91,9 @@ def test_one_active_plan_enforced_by_the_database(store):
     assert store.active_plan("ctr").version == v2
     statuses = {r["version"]: r["status"] for r in store.rows("plans", "ctr")}
     assert statuses == {1: "retired", 2: "active"}
+    # Promoting v1 again (the rerun of its day) reports it promoted and brings nothing back.
+    assert store.promote("ctr", v1, expected_active=None)
+    assert {r["version"]: r["status"] for r in store.rows("plans", "ctr")} == statuses
     # Even a hand-written second 'active' row is refused by the partial unique index.
     with pytest.raises(sa.exc.IntegrityError):
         with store.db.transaction() as c:

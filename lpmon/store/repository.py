@@ -198,8 +198,11 @@ class StateStore:
             with self.db.transaction() as c:
                 status = c.execute(sa.text("SELECT status FROM plans WHERE model_id = :m AND version = :v"),
                                    {"m": model_id, "v": version}).scalar()
-                if status == "active":
-                    return True  # promoted already (a rerun): nothing to do
+                if status in ("active", "retired"):
+                    # Promoted already: a rerun of the day, perhaps after later days
+                    # replaced the plan (only an active plan is ever retired). Reprocessing
+                    # an old day must neither report a lost race nor bring the plan back.
+                    return True
                 if expected_active is None:
                     taken = c.execute(sa.text("SELECT COUNT(*) FROM plans WHERE model_id = :m AND status = 'active'"),
                                       {"m": model_id}).scalar_one()
