@@ -6,7 +6,7 @@ flat. Prints the time per run and the memory samples.
 
 LPMON_SOAK_DAYS sets the length: 20 days by default (what `make test` and CI
 run, about 15 minutes on 2 cores); the README gives the figures of the full
-90-day run (LPMON_SOAK_DAYS=90, about 70 minutes).
+90-day run (LPMON_SOAK_DAYS=90, about 45 minutes).
 """
 
 import datetime as dt
