@@ -64,6 +64,7 @@ class RunResult:
     plan_version: int | None
     new_plan_version: int | None = None
     dne_pct: float | None = None
+    promoted: bool = False   # new_plan_version reached serving today
 
 
 def open_store(config: Config) -> StateStore:
@@ -468,7 +469,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
         _export(config, model_id, QuantPlan.from_json(active.plan_json))
     dne = work.comparison["dne_pct"] if work.comparison else None
     return RunResult(model_id, d.day, work.status, work.action, "; ".join(work.reasons), work.plan_version,
-                     work.new_plan_version, dne)
+                     work.new_plan_version, dne, promoted=bool(work.promoted and work.new_plan_version))
 
 
 STEPS = ("sample", "score", "compare", "decide", "act", "report")
