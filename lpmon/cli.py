@@ -41,11 +41,33 @@ def build_parser() -> argparse.ArgumentParser:
     onboard = with_config(commands.add_parser("onboard", help="build, validate and promote a model's first plan"))
     onboard.add_argument("--model", required=True)
     onboard.add_argument("--date", required=True, help="the day whose traffic to calibrate on")
-    plans = with_config(commands.add_parser("plans", help="list, show, export or diff a model's plans"))
-    plans.add_argument("action", choices=["list", "show", "export", "diff"])
-    plans.add_argument("versions", nargs="*", type=int, help="show/export: one version (default: active); diff: two")
-    plans.add_argument("--model", required=True)
-    plans.add_argument("--out", type=Path, help="export: write here instead of standard output")
+    plans = commands.add_parser("plans", help="list, show, export, diff, import, promote or pin a model's plans")
+    actions = plans.add_subparsers(dest="action", required=True)
+
+    def plan_action(name, help_text):
+        sub = with_config(actions.add_parser(name, help=help_text))
+        sub.add_argument("--model", required=True)
+        return sub
+
+    plan_action("list", "every version with its status and origin")
+    for name in ("show", "export"):
+        sub = plan_action(name, f"{name} one version (default: the active one)")
+        sub.add_argument("version", nargs="?", type=plan_version)
+        if name == "export":
+            sub.add_argument("--out", type=Path, help="write here instead of standard output")
+    diff = plan_action("diff", "what changed between two versions, layer by layer")
+    diff.add_argument("versions", nargs=2, type=plan_version, metavar="VERSION")
+    imported = plan_action("import", "store a plan file as a new version (not active)")
+    imported.add_argument("file", type=Path)
+    promote = plan_action("promote", "put a version in force, if it passes validation on a day's traffic")
+    promote.add_argument("version", type=plan_version)
+    promote.add_argument("--date", help="the day whose held-out traffic validates it (default: the last day run)")
+    promote.add_argument("--force", action="store_true", help="skip validation (recorded as forced)")
+    pin = plan_action("pin", "never let lpmon change these layers (all layers when none are named)")
+    pin.add_argument("version", type=plan_version)
+    pin.add_argument("--layers", nargs="+", metavar="LAYER")
+    unpin = plan_action("unpin", "let lpmon change pinned layers again (all of them when none are named)")
+    unpin.add_argument("--layers", nargs="+", metavar="LAYER")
     report = with_config(commands.add_parser("report", help="daily dNE history of a model"))
     report.add_argument("--model", required=True)
     report.add_argument("--json", action="store_true")
@@ -59,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     criteo.add_argument("--table-rows", type=int, default=100_000,
                         help="rows of each embedding table: ids are hashed into them")
     return parser
+
+
+def plan_version(text: str) -> int:
+    """A plan version as `plans list` prints it (v3) or as a number (3)."""
+    digits = text[1:] if text[:1] in "vV" else text
+    if not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"not a plan version: {text!r} (e.g. 3 or v3)")
+    return int(digits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +208,7 @@ def _status(args, config) -> int:
             plan = QuantPlan.from_json(active.plan_json)
             entry["active_plan"] = {"version": active.version,
                                     "precisions": {layer.name: layer.precision for layer in plan.layers}}
+        entry["pinned"] = sorted(store.pins(model_id))
         report[model_id] = entry
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
@@ -188,8 +219,15 @@ def _status(args, config) -> int:
         line += (f"{run['date']} {run['status']:<18} {run['decision'] or '-':<12} dNE "
                  + ("-" if run["dne_pct"] is None else f"{run['dne_pct']:.4f} %")) if run else "no runs yet"
         if plan:
-            moved = sorted(n for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2"))
-            line += f"  plan v{plan['version']}" + (f" (higher precision: {', '.join(moved)})" if moved else "")
+            from lpmon.lifecycle import group_units
+
+            moved = {n: ("int8", p) for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2")}
+            lines = [line.replace("int8 -> ", "") for line in group_units(moved)]
+            line += f"  plan v{plan['version']}" + (f" (higher precision: {'; '.join(lines)})" if moved else "")
+        elif run:
+            line += "  no plan: serving fp32"
+        if entry["pinned"]:
+            line += f"  pinned: {', '.join(entry['pinned'])}"
         print(line)
     return 0
 
@@ -197,8 +235,13 @@ def _status(args, config) -> int:
 def _onboard(args, config) -> int:
     from lpmon.pipeline import onboard_day
 
-    version = onboard_day(config, args.model, args.date)
-    print(f"{args.model}: active plan v{version}")
+    outcome = onboard_day(config, args.model, args.date)
+    if outcome.promoted:
+        print(f"{args.model}: plan v{outcome.version} onboarded and promoted: {outcome.reason}")
+    elif outcome.active_version is not None:
+        print(f"{args.model}: nothing done, {outcome.reason}")
+    else:
+        print(f"{args.model}: no plan promoted: {outcome.reason}")
     return 0
 
 
@@ -208,21 +251,21 @@ def _plans(args, config) -> int:
 
     store = open_store(config)
     config.model(args.model)  # an unknown model is an error, not an empty list
+    if args.action in ("import", "promote", "pin", "unpin"):
+        return _plan_lifecycle(args, config, store)
     rows = {r["version"]: r for r in store.rows("plans", args.model)}
     if args.action == "list":
+        pins = store.pins(args.model)
         for version, row in sorted(rows.items()):
-            print(f"v{version:<4} {row['status']:<10} {row['logical_date']}  {row['reason']}")
+            pinned = sorted(layer for layer, (v, _) in pins.items() if v == version)
+            print(f"v{version:<4} {row['status']:<10} {row['logical_date']}  {row['reason']}"
+                  + (f"  (pinned: {', '.join(pinned)})" if pinned else ""))
         return 0
     if args.action == "diff":
-        if len(args.versions) != 2:
-            raise ValueError("plans diff needs two versions, e.g. `lpmon plans diff 1 2 --model M`")
         old, new = (QuantPlan.from_json(_plan_row(rows, v)["plan_json"]) for v in args.versions)
         print("\n".join(plan_diff(old, new)) or "no differences")
         return 0
-    if len(args.versions) > 1:
-        raise ValueError(f"plans {args.action} takes at most one version")
-    version = args.versions[0] if args.versions else next(
-        (v for v, r in rows.items() if r["status"] == "active"), None)
+    version = args.version or next((v for v, r in rows.items() if r["status"] == "active"), None)
     text = QuantPlan.from_json(_plan_row(rows, version)["plan_json"]).to_json()
     if args.action == "export" and args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +273,32 @@ def _plans(args, config) -> int:
         print(f"plan v{version} of {args.model} written to {args.out}")
     else:
         print(text)
+    return 0
+
+
+def _plan_lifecycle(args, config, store) -> int:
+    from lpmon.lifecycle import PlanLifecycle
+    from lpmon.user_plans import import_plan, promote_plan
+
+    if args.action == "import":
+        version = import_plan(config, args.model, args.file)
+        print(f"{args.file} stored as plan v{version} of {args.model} (not active: `lpmon plans promote "
+              f"--model {args.model} {version}`)")
+        return 0
+    if args.action == "promote":
+        outcome = promote_plan(config, args.model, args.version, day=args.date, force=args.force)
+        if outcome.promoted:
+            print(f"plan v{outcome.version} of {args.model} is in force: {outcome.reason}")
+            return 0
+        print(f"plan v{args.version} of {args.model} not promoted: {outcome.reason}", file=sys.stderr)
+        return 1
+    lifecycle = PlanLifecycle(store, args.model)
+    if args.action == "pin":
+        names = lifecycle.pin(args.version, args.layers)
+        print(f"{args.model}: pinned {len(names)} layers as in plan v{args.version}: {', '.join(names)}")
+        return 0
+    count = store.unpin_layers(args.model, args.layers)
+    print(f"{args.model}: unpinned {count} layers")
     return 0
 
 

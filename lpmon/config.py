@@ -20,7 +20,6 @@ Relative paths are taken relative to the file's directory.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -29,7 +28,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
 
 
@@ -53,10 +51,10 @@ class ModelSettings:
     calibration_method: str = "l2"
     calibration_days: int = 1
     embedding_precision: str = "int8"
-    fallback_ladder: tuple[str, ...] = ("int8", "fp16", "fp32")
-    precision_cost: dict = field(default_factory=lambda: {"int8": 1.0, "fp16": 2.0, "bf16": 2.0,
-                                                          "fp32": 4.0})
     healthy_days_to_reenable: int = 3
+    cooldown_days: int = 7                   # units a promotion changed are not re-enabled for this long
+    validation_max_examples: int = 200_000  # held-out examples a validation may draw, at most
+    validation_days: int = 7                 # earlier days' traffic a validation may draw from
     recipients: tuple[str, ...] = ()
 
 
@@ -94,7 +92,7 @@ MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no names, lists or header breaks
 # Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
 LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
-          "calibration_days": 90}
+          "calibration_days": 90, "cooldown_days": 365, "validation_max_examples": 100_000_000}
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
                  "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
 
@@ -290,14 +288,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
                         "days: use 1 day or a histogram method (l2, kl, percentile, ...)")
     if s.embedding_precision not in ("int8", "int4", "int2", "fp16", "fp32"):
         bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
-    unknown = [p for p in s.fallback_ladder if p not in PRECISIONS]
-    if unknown or not s.fallback_ladder or s.fallback_ladder[-1] != "fp32":
-        bad("fallback_ladder", f"must be precisions from {PRECISIONS} ending in fp32, got "
-                               f"{list(s.fallback_ladder)}")
-    costs = s.precision_cost
-    missing = [p for p in s.fallback_ladder if p not in costs]
-    if missing or not all(0 < v < math.inf for v in costs.values()):
-        bad("precision_cost", f"needs a positive cost for every ladder precision, got {costs}")
+    if not 0 <= s.validation_days <= 90:
+        bad("validation_days", f"must be between 0 and 90, got {s.validation_days}")
     bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r)]
     if bad_recipients:
         bad("recipients", f"not email addresses: {bad_recipients}")

@@ -42,16 +42,19 @@ from lpmon.daywork import DayWork
 from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
-from lpmon.policy import (Action, DataRequirement, Gate, Status, accept_candidate, assess,
-                          layers_to_retry)
+from lpmon.evidence import HeldOut
+from lpmon.lifecycle import (Origin, Outcome, PlanLifecycle, Verdict, cooling_units, group_units,
+                             reenable_targets, validate)
+from lpmon.policy import Action, DataRequirement, Gate, Status, assess
 from lpmon.quant import Provenance, QuantPlan
-from lpmon.search import EMBEDDINGS, Ranges, Step, assemble, evaluate, fallback_search, merge_stored, observe
+from lpmon.search import (Ranges, SearchResult, Step, assemble, fallback_search, merge_stored, observe,
+                          unit_precisions, units)
 from lpmon.store import Database, StateStore, StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
 
 SQNR_EXAMPLES = 4096  # one forward chunk: enough for a per-layer SQNR, small in memory
-RUNNING = "RUNNING"
+PLAN_LOCK = "plan"   # the model-wide lock onboarding holds (Database.day_lock with this in place of a day)
 
 
 @dataclass(frozen=True)
@@ -89,13 +92,6 @@ def day_lock(config: Config, model_id: str, day):
         store.db.engine.dispose()  # the lock's own connection: closed, not left to the collector
 
 
-def _unit_precisions(plan: QuantPlan) -> dict[str, str]:
-    units = {layer.name: layer.precision for layer in plan.layers if layer.kind == "linear"}
-    embedding = {layer.precision for layer in plan.layers if layer.kind == "embedding"}
-    units[EMBEDDINGS] = embedding.pop() if len(embedding) == 1 else "fp32"
-    return units
-
-
 def _halves(batch: Batch, labels: np.ndarray):
     """Calibration and evaluation halves: alternate rows of the hash-ordered sample."""
     rows = np.arange(len(labels))
@@ -112,46 +108,6 @@ def _export(config: Config, model_id: str, plan: QuantPlan) -> Path:
     return folder / "active.json"
 
 
-def _search(model, settings, ranges, evaluation, labels, start, store, model_id, day, purpose):
-    """The fallback search, saving its best plan after every move and resuming
-    from the saved one if an earlier attempt of the same search was interrupted."""
-    saved = store.fallback_progress(model_id, day)
-    resume = None
-    if saved and saved["state"].get("purpose") == purpose and saved["state"].get("start") == start:
-        resume = (saved["best"], [Step(**step) for step in saved["state"]["steps"]])
-
-    def save(progress):
-        store.record_fallback_progress(model_id, day, len(progress.steps),
-                                       json.dumps(progress.precisions, sort_keys=True),
-                                       json.dumps({"purpose": purpose, "start": start,
-                                                   "steps": [s.__dict__ for s in progress.steps]},
-                                                  sort_keys=True))
-
-    return fallback_search(model, ranges, evaluation, labels, gate_pct=settings.gate_pct, start=start,
-                           ladder=settings.fallback_ladder, costs=settings.precision_cost, on_step=save,
-                           resume=resume)
-
-
-def onboard(config: Config, store: StateStore, model_id: str, model: Model, day: str,
-            batch: Batch, labels: np.ndarray, *, snapshot_id: str = "") -> int:
-    """Build, validate and promote a first plan for the model's snapshot (int8,
-    falling back where needed); it replaces the active plan, if there is one."""
-    settings = config.model(model_id)
-    calibration, evaluation, eval_labels = _halves(batch, labels)
-    start = {name: "int8" for name, _, _ in model.spec.linear_layers()}
-    start[EMBEDDINGS] = settings.embedding_precision
-    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
-    purpose = f"onboarding {snapshot_id}".strip()
-    result = _search(model, settings, ranges, evaluation, eval_labels, start, store, model_id, day, purpose)
-    active = store.active_plan(model_id)
-    plan = assemble(model, ranges, result.precisions, model_id=model_id, version=active.version + 1 if active else 1,
-                    provenance=Provenance(settings.calibration_method, f"{day}: {len(labels)} examples", day,
-                                          f"{purpose}; moved: {', '.join(result.moved) or 'none'}"))
-    version = store.add_plan(model_id, plan.to_json(), day, reason=purpose)
-    store.promote(model_id, version, expected_active=active.version if active else None)
-    return version
-
-
 def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, StateStore]:
     """The ISO day, the model's settings, and the store with the model registered."""
     day = str(dt.date.fromisoformat(str(day)))
@@ -161,46 +117,171 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
     return day, settings, store
 
 
-def _draw(settings: ModelSettings, model: Model, day: str):
-    return draw_sample(TrafficStore(settings.traffic), day, settings.sample_size, settings.sample_seed,
+def _draw(settings: ModelSettings, model: Model, day: str, size: int | None = None):
+    return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
                        TrafficSchema.for_model(model.spec))
 
 
-def onboard_day(config: Config, model_id: str, day) -> int:
-    """Onboard a model from one day's sample (if it has no active plan); returns the active version."""
+def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
+    """More held-out examples for validation, lazily, in growing pieces: the
+    continuation of the day's sample (the next requests in hash order, never in
+    the sample), then earlier days' samples outside the calibration window
+    (whose statistics the candidate's ranges never saw). Yields (batch, labels, source)."""
+    cap = settings.validation_max_examples
+    try:
+        extended = _draw(settings, model, day, settings.sample_size + cap)
+    except (MissingDay, EmptyDay):
+        extended = None
+    if extended is not None and len(extended) > settings.sample_size:
+        rest, labels = extended.batch, extended.labels
+        start, size = settings.sample_size, max(first, 1)
+        while start < len(labels):
+            stop = min(start + size, len(labels))
+            yield rest.slice(start, stop), labels[start:stop], f"more of {day}"
+            start, size = stop, size * 2
+        del extended, rest, labels
+    earliest = settings.calibration_days
+    for back in range(earliest, earliest + settings.validation_days):
+        earlier = str(dt.date.fromisoformat(day) - dt.timedelta(days=back))
+        try:
+            s = _draw(settings, model, earlier, cap)
+        except (MissingDay, EmptyDay, TrafficError):
+            continue
+        yield s.batch, s.labels, f"of {earlier}"
+
+
+def _evidence(settings: ModelSettings, model: Model, day: str, evaluation: Batch, labels: np.ndarray) -> HeldOut:
+    return HeldOut(model, evaluation, labels, level=settings.level, cap=settings.validation_max_examples,
+                   more=further_draws(settings, model, day, len(labels)))
+
+
+def _search(store: StateStore, model_id: str, day: str, purpose: str, model: Model, ranges: Ranges,
+            start: dict[str, str], evidence: HeldOut, settings: ModelSettings, *, fixed: dict,
+            active: QuantPlan | None = None, active_over_gate: bool = False, creep: bool = False) -> tuple[SearchResult, Verdict | None]:
+    """The fallback search over this model's units (lpmon.search) with the lifecycle's
+    validation; saves its progress after every round and resumes an interrupted one."""
+    all_units = units(model)
+    verdicts: dict[tuple, Verdict] = {}
+    scores: dict[tuple, float] = {}
+
+    def plan_of(precisions):
+        return assemble(model, ranges, precisions, model_id=model_id, pinned=fixed)
+
+    def score(precisions):
+        key = tuple(sorted(precisions.items()))
+        if key not in scores:
+            scores[key] = evidence.kl_gap(plan_of(precisions))
+        return scores[key]
+
+    def accept(precisions):
+        key = tuple(sorted(precisions.items()))
+        if key not in verdicts:
+            verdicts[key] = validate(plan_of(precisions), evidence, settings.gate_pct, active=active,
+                                     active_over_gate=active_over_gate)
+        return verdicts[key]
+
+    saved, resume = store.fallback_progress(model_id, day), None
+    if saved and saved["state"].get("purpose") == purpose and saved["state"].get("start") == start:
+        try:
+            resume = (saved["best"], [Step(**step) for step in saved["state"]["steps"]])
+        except TypeError:
+            resume = None  # saved by an older lpmon: start afresh
+
+    def save(progress):
+        store.record_fallback_progress(model_id, day, len(progress.steps),
+                                       json.dumps(progress.precisions, sort_keys=True),
+                                       json.dumps({"purpose": purpose, "start": start,
+                                                   "steps": [s.__dict__ for s in progress.steps]},
+                                                  sort_keys=True))
+
+    result = fallback_search(start, units=all_units, score=score, accept=accept, target=settings.gate_pct,
+                             frozen=set(fixed), creep=creep, on_step=save, resume=resume)
+    return result, verdicts.get(tuple(sorted(result.precisions.items())))
+
+
+def _top(model: Model, fixed: dict) -> dict[str, str]:
+    """Whole-model fp32, but for the fixed (pinned) layers."""
+    return {name: "fp32" for name in units(model) if name not in fixed} | {n: layer.precision
+                                                                         for n, layer in fixed.items()}
+
+
+def onboard(config: Config, store: StateStore, model_id: str, model: Model, day: str,
+            batch: Batch, labels: np.ndarray, *, snapshot_id: str = "") -> Outcome:
+    """Build, validate and promote a first plan for the model's snapshot: the
+    configured precisions (int8 FC layers, `embedding_precision` tables), raised
+    where needed, promoted only once the lifecycle's validation passes. Until then
+    no quantized plan is made: serving stays fp32, the reference."""
+    settings = config.model(model_id)
+    lifecycle = PlanLifecycle(store, model_id)
+    calibration, evaluation, eval_labels = _halves(batch, labels)
+    pins = lifecycle.pins()
+    start = {name: ("int8" if unit.kind == "linear" else settings.embedding_precision)
+             for name, unit in units(model).items()} | {n: layer.precision for n, layer in pins.items()}
+    ranges = Ranges.calibrate(model, calibration, settings.calibration_method)
+    evidence = _evidence(settings, model, day, evaluation, eval_labels)
+    purpose = f"onboarding {snapshot_id}".strip()
+    result, verdict = _search(store, model_id, day, purpose, model, ranges, start, evidence, settings, fixed=pins)
+    quantized = [name for name, p in result.precisions.items() if p != "fp32"]
+    if not result.passed or verdict is None or not quantized:
+        why = result.reason if not result.passed else "only whole-model fp32 passed"
+        return Outcome(False, None, f"onboarding: waiting for evidence ({evidence.n:,} examples so far): {why}; "
+                                    "serving stays fp32")
+    moved = {n: (start[n], p) for n, p in result.precisions.items() if p != start[n]}
+    plan = assemble(model, ranges, result.precisions, model_id=model_id, pinned=pins,
+                    provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples", day,
+                                          f"{purpose}; raised: {'; '.join(group_units(moved)) or 'none'}"))
+    return lifecycle.propose(plan, day, Origin.ONBOARD, verdict, expected_active=None)
+
+
+def _onboard_once(config: Config, store: StateStore, model_id: str, day: str, model: Model,
+                  batch: Batch, labels: np.ndarray, **kwargs) -> Outcome | None:
+    """Onboard under the model's plan lock unless a plan is in force by then (another
+    run of another day may have onboarded meanwhile); None when one is."""
+    with store.db.day_lock(model_id, PLAN_LOCK):
+        if store.active_plan(model_id) is not None:
+            return None
+        return onboard(config, store, model_id, model, day, batch, labels, **kwargs)
+
+
+def onboard_day(config: Config, model_id: str, day) -> Outcome:
+    """Onboard a model from one day's sample (if it has no active plan)."""
     with day_lock(config, model_id, day):
-        return _onboard_day(config, model_id, day)
+        day, settings, store = _begin(config, model_id, day)
+        model = Model.load(settings.snapshot)
+        active = store.active_plan(model_id)
+        outcome = None
+        if active is None:
+            sample = _draw(settings, model, day)
+            outcome = _onboard_once(config, store, model_id, day, model, sample.batch, sample.labels)
+        active = store.active_plan(model_id)
+        if active is not None:
+            _export(config, model_id, QuantPlan.from_json(active.plan_json))
+        if outcome is None:
+            return Outcome(False, active.version, f"already onboarded: plan v{active.version} is in force",
+                           active_version=active.version)
+        return outcome
 
 
-def _onboard_day(config: Config, model_id: str, day) -> int:
-    day, settings, store = _begin(config, model_id, day)
-    active = store.active_plan(model_id)
-    if active is not None:
-        return active.version
-    model = Model.load(settings.snapshot)
-    sample = _draw(settings, model, day)
-    onboard(config, store, model_id, model, day, sample.batch, sample.labels)
-    active = store.active_plan(model_id)
-    _export(config, model_id, QuantPlan.from_json(active.plan_json))
-    return active.version
-
-
-def onboard_snapshot(config: Config, model_id: str, day) -> int:
+def onboard_snapshot(config: Config, model_id: str, day) -> int | None:
     """A new snapshot landed at the model's snapshot URI (recurring training):
     register it and build, validate and promote a plan for it from the day's
     sample. Once per snapshot (by content hash); returns the active version."""
-    day, settings, store = _begin(config, model_id, day)
-    snapshot_id = snapshot_digest(settings.snapshot)
-    reason = f"onboarding {snapshot_id}"
-    done = [r for r in store.rows("plans", model_id) if r["reason"] == reason]
-    if not done:
-        store.register_snapshot(model_id, snapshot_id, settings.snapshot)
-        model = Model.load(settings.snapshot)
-        sample = _draw(settings, model, day)
-        onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id)
-    active = store.active_plan(model_id)
-    _export(config, model_id, QuantPlan.from_json(active.plan_json))
-    return active.version
+    with day_lock(config, model_id, day):
+        day, settings, store = _begin(config, model_id, day)
+        snapshot_id = snapshot_digest(settings.snapshot)
+        done = [r for r in store.rows("plans", model_id) if r["reason"] == Origin.ONBOARD.value
+                and f"onboarding {snapshot_id}" in QuantPlan.from_json(r["plan_json"]).provenance.notes]
+        if not done:
+            store.register_snapshot(model_id, snapshot_id, settings.snapshot)
+            model = Model.load(settings.snapshot)
+            sample = _draw(settings, model, day)
+            with store.db.day_lock(model_id, PLAN_LOCK):
+                onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id)
+        active = store.active_plan(model_id)
+        if active is None:
+            return None
+        _export(config, model_id, QuantPlan.from_json(active.plan_json))
+        return active.version
 
 
 def snapshot_digest(uri: str) -> str:
@@ -217,8 +298,8 @@ def snapshot_digest(uri: str) -> str:
 
 def proactive_recalibration(config: Config, model_id: str, day) -> dict:
     """Recalibrate on the day's traffic even when healthy; promote only if the
-    candidate holds the gate and beats the active plan on the evaluation half.
-    Once per (model, day): a rerun reports what the first run did."""
+    candidate passes the lifecycle's validation and is significantly better than
+    the plan in force on the same held-out examples. Once per (model, day)."""
     with day_lock(config, model_id, day):
         return _proactive_recalibration(config, model_id, day)
 
@@ -226,13 +307,22 @@ def proactive_recalibration(config: Config, model_id: str, day) -> dict:
 def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
     day, settings, store = _begin(config, model_id, day)
     out = {"model": model_id, "day": day, "promoted": False, "new_plan_version": None}
-    earlier = [r for r in store.rows("plans", model_id) if r["logical_date"] == day and r["reason"] == "PROACTIVE"]
+    lifecycle = PlanLifecycle(store, model_id)
+    earlier = [r for r in store.plans_of_day(model_id, day) if r.reason == Origin.PROACTIVE.value]
     if earlier:
-        return dict(out, promoted=earlier[0]["status"] != "candidate", new_plan_version=earlier[0]["version"],
+        return dict(out, promoted=earlier[0].status != "candidate", new_plan_version=earlier[0].version,
                     reason="done already")
-    active = store.active_plan(model_id)
-    if active is None:
+    active_record = store.active_plan(model_id)
+    if active_record is None:
         return dict(out, reason="no active plan: onboard the model first")
+    active = QuantPlan.from_json(active_record.plan_json)
+    pins = lifecycle.pins()
+    cooling = cooling_units(lifecycle.promotions(), day, settings.cooldown_days)
+    int8 = {layer.name for layer in active.layers if layer.kind == "linear" and layer.precision == "int8"}
+    if int8 & cooling:
+        return dict(out, old_plan_version=active_record.version,
+                    reason=f"cooling down: {', '.join(sorted(int8 & cooling))} changed in the last "
+                           f"{settings.cooldown_days} days")
     model = Model.load(settings.snapshot)
     sample = _draw(settings, model, day)
     calibration, evaluation, labels = _halves(sample.batch, sample.labels)
@@ -240,17 +330,24 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
     if settings.calibration_method in STORABLE:
         observers = merge_stored(observers, settings.calibration_method,
                                  store.calibration_states(model_id, day, settings.calibration_days - 1))
-    plan = QuantPlan.from_json(active.plan_json)
-    candidate = assemble(model, Ranges.from_observers(observers), _unit_precisions(plan), model_id=model_id,
-                         version=active.version + 1,
-                         provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples",
-                                               day, "proactive recalibration"))
-    ok, why = _validate(model, candidate, plan, evaluation, labels, settings.gate_pct)
-    version = store.add_plan(model_id, candidate.to_json(), day, reason="PROACTIVE")
-    promoted = ok and store.promote(model_id, version, expected_active=active.version)
-    if promoted:
-        _export(config, model_id, candidate)
-    return dict(out, promoted=promoted, new_plan_version=version, old_plan_version=active.version, reason=why)
+    fixed = {layer.name: layer for layer in active.layers if layer.name not in int8} | pins
+    candidate = assemble(model, Ranges.from_observers(observers), unit_precisions(active), model_id=model_id,
+                         pinned=fixed, provenance=Provenance(settings.calibration_method,
+                                                             f"{day}: {len(calibration)} examples", day,
+                                                             "proactive recalibration"))
+    evidence = _evidence(settings, model, day, evaluation, labels)
+    verdict = validate(candidate, evidence, settings.gate_pct)
+    if verdict.passed:
+        versus = evidence.paired(candidate, active)
+        if not versus.dne_pct_hi < 0:
+            verdict = Verdict(False, f"{verdict.reason}, but not significantly better than plan "
+                                     f"v{active_record.version} ({versus.dne_pct:.4f} % [{versus.dne_pct_lo:.4f}, "
+                                     f"{versus.dne_pct_hi:.4f}] relative to it)", verdict.n)
+    outcome = lifecycle.propose(candidate, day, Origin.PROACTIVE, verdict, expected_active=active_record.version)
+    if outcome.promoted:
+        _export(config, model_id, lifecycle.plan(outcome.version))
+    return dict(out, promoted=outcome.promoted, new_plan_version=outcome.version if outcome.promoted else None,
+                old_plan_version=active_record.version, reason=outcome.reason)
 
 
 def plan_diff(old: QuantPlan, new: QuantPlan) -> list[str]:
@@ -275,13 +372,16 @@ def plan_diff(old: QuantPlan, new: QuantPlan) -> list[str]:
 # --- the steps ---------------------------------------------------------------------------
 
 class Day:
-    """A step's view of one model's day: settings, store, and the model (loaded
-    once). Steps in one process share it through work.context (see _day)."""
+    """A step's view of one model's day: settings, store, the model (loaded once)
+    and the held-out evidence (grown at most once a day). Steps in one process
+    share it through work.context (see _day)."""
 
     def __init__(self, config: Config, work: DayWork):
         self.config, self.work = config, work
         self.day, self.settings, self.store = _begin(config, work.model_id, work.day)
+        self.lifecycle = PlanLifecycle(self.store, work.model_id)
         self._model = None
+        self._evidence = None
 
     @property
     def model(self) -> Model:
@@ -290,12 +390,17 @@ class Day:
         return self._model
 
     def plan(self, version: int) -> QuantPlan:
-        row = next(r for r in self.store.rows("plans", self.work.model_id) if r["version"] == version)
-        return QuantPlan.from_json(row["plan_json"])
+        return self.lifecycle.plan(version)
 
     def halves(self):
         self.work.require_sample()
         return _halves(self.work.batch, self.work.labels)
+
+    def evidence(self) -> HeldOut:
+        if self._evidence is None:
+            _, evaluation, labels = self.halves()
+            self._evidence = _evidence(self.settings, self.model, self.day, evaluation, labels)
+        return self._evidence
 
 
 def _day(config: Config, work: DayWork) -> Day:
@@ -312,16 +417,17 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
     """Draw the day's sample; a missing, empty or unreadable day ends the day here."""
     started = time.perf_counter()
     d = _day(config, work)
+    d.store.mark_started(work.model_id, d.day)  # later days of the model wait for this one (see score_step)
     try:
         model = d.model
     except (SpecError, OSError) as err:
-        return _fail(work, "failed", f"model snapshot: {err}")
+        return _fail(work, Status.FAILED, f"model snapshot: {err}")
     try:
         sample = _draw(d.settings, model, d.day)
     except (MissingDay, EmptyDay) as err:
-        return _fail(work, Status.INSUFFICIENT_DATA.value, str(err))
+        return _fail(work, Status.INSUFFICIENT_DATA, str(err))
     except TrafficError as err:
-        return _fail(work, "failed", str(err))
+        return _fail(work, Status.FAILED, str(err))
     work.failure, work.message = None, ""
     work.batch, work.labels = sample.batch, sample.labels
     work.sample_size, work.positives = len(sample), int(sample.labels.sum())
@@ -329,30 +435,44 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
     return work
 
 
-def _fail(work: DayWork, status: str, message: str) -> DayWork:
-    work.failure, work.message, work.status = status, message, status
+def _fail(work: DayWork, status: Status, message: str) -> DayWork:
+    work.failure, work.message, work.status = status.value, message, status.value
     work.action, work.reasons = Action.RECORD.value, [message]
     return work
 
 
 def score_step(config: Config, work: DayWork) -> DayWork:
     """Score fp32 and the plan in force; per-layer SQNR and saturation; observe
-    the FC layers' inputs on the calibration half (stored for later recalibrations)."""
+    the FC layers' inputs on the calibration half (stored for later recalibrations).
+
+    The plan in force is fixed here, once per day: a rerun uses the one its first
+    run recorded. A first run waits until no earlier day of the model is still
+    running (so overlapping backfills judge each day under the plan a single
+    backfill would), and a model without a plan is onboarded, once, under the
+    model's plan lock."""
     if work.failure:
         return work
     started = time.perf_counter()
     d = _day(config, work)
     work.require_sample()
     model, store = d.model, d.store
-    previous = [r for r in store.rows("runs", work.model_id) if r["logical_date"] == d.day and r["plan_version"]]
-    if previous:
-        work.plan_version = previous[0]["plan_version"]
+    previous = store.run(work.model_id, d.day)
+    if previous and previous["plan_version"]:
+        work.plan_version = previous["plan_version"]
+        if any(e["origin"] == Origin.ONBOARD.value and e["logical_date"] == d.day and e["version"] == work.plan_version
+               for e in store.plan_events(work.model_id)):  # this day onboarded the model
+            work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, work.plan_version, True
     else:
+        _wait_for_earlier_days(d)
         if store.active_plan(work.model_id) is None:
-            onboard(config, store, work.model_id, model, d.day, work.batch, work.labels)
+            outcome = _onboard_once(config, store, work.model_id, d.day, model, work.batch, work.labels)
+            if outcome is not None and not outcome.promoted:
+                return _fail(work, Status.INSUFFICIENT_DATA, outcome.reason)
+            if outcome is not None:
+                work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, outcome.version, True
         work.plan_version = store.active_plan(work.model_id).version
         # The plan in force is fixed before anything can be promoted today.
-        store.record_run(work.model_id, d.day, RUNNING, plan_version=work.plan_version,
+        store.record_run(work.model_id, d.day, Status.RUNNING.value, plan_version=work.plan_version,
                          sample_size=work.sample_size, positives=work.positives)
     plan = d.plan(work.plan_version)
     fp32 = forward_fp32(model, work.batch)
@@ -369,6 +489,18 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         work.calibration = {name: to_state(obs) for name, obs in observers.items()}
     _timed(work, "observe", started)
     return work
+
+
+def _wait_for_earlier_days(d: Day, poll_s: float = 0.2, timeout_s: float = 3600.0) -> None:
+    """Wait while a run of an earlier day of this model is in progress (its row says
+    RUNNING and its day lock is held), so that its promotions come first."""
+    deadline = time.monotonic() + timeout_s
+    for earlier in d.store.days_running(d.work.model_id, before=d.day):
+        while d.store.db.day_locked(d.work.model_id, earlier):
+            if time.monotonic() > deadline:
+                raise StoreError(f"{d.work.model_id} {d.day}: the run of {earlier} has held its lock for over "
+                                 f"{timeout_s:.0f} s")
+            time.sleep(poll_s)
 
 
 def compare_step(config: Config, work: DayWork) -> DayWork:
@@ -392,17 +524,21 @@ def decide_step(config: Config, work: DayWork) -> str:
     assessment = assess(comparison, Gate(settings.gate_pct),
                         DataRequirement(settings.min_examples, settings.min_positives),
                         n=work.sample_size, positives=work.positives)
-    work.status, work.action, work.reasons = (assessment.status.value, assessment.action.value,
-                                              list(assessment.reasons))
-    branch = "recalibrate" if assessment.action is Action.RECALIBRATE else "record"
+    onboarded = work.action == Action.ONBOARD.value
+    work.status, work.reasons = assessment.status.value, list(assessment.reasons)
+    if onboarded:
+        work.reasons.insert(0, f"onboarded: plan v{work.new_plan_version} promoted")
+    else:
+        work.action = assessment.action.value
+    branch = "recalibrate" if assessment.action is Action.RECALIBRATE and not onboarded else "record"
     work.next_steps = [branch]
     return branch
 
 
 def record_step(config: Config, work: DayWork) -> DayWork:
-    """The path without recalibration; on a HEALTHY day, fallen-back layers may
-    try int8 again after enough healthy days in a row."""
-    if work.failure or work.status != Status.HEALTHY.value:
+    """The path without recalibration; on a HEALTHY day, units serving above their
+    baseline may go back to it after enough healthy days in a row."""
+    if work.failure or work.status != Status.HEALTHY.value or work.action == Action.ONBOARD.value:
         return work
     d = _day(config, work)
     streak = 1 + _healthy_streak(d.store, work.model_id, d.day, work.plan_version)
@@ -411,39 +547,71 @@ def record_step(config: Config, work: DayWork) -> DayWork:
 
 
 def recalibrate_step(config: Config, work: DayWork) -> bool:
-    """New ranges, validated on the evaluation half; True when the fallback search must run."""
+    """New ranges, validated on held-out examples; True when the fallback search must run."""
     d = _day(config, work)
-    settings, plan = d.settings, d.plan(work.plan_version)
-    calibration, evaluation, labels = d.halves()
-    ranges = _ranges(d, calibration)
-    precisions = _unit_precisions(plan)
-    candidate = assemble(d.model, ranges, precisions, model_id=work.model_id, version=work.plan_version + 1,
-                         provenance=_provenance(d, len(calibration)))
-    ok, why = _validate(d.model, candidate, plan, evaluation, labels, settings.gate_pct)
+    plan = d.plan(work.plan_version)
+    calibration, _, _ = d.halves()
+    pins = d.lifecycle.pins()
+    candidate = assemble(d.model, _ranges(d, calibration), unit_precisions(plan), model_id=work.model_id,
+                         pinned=pins, provenance=_provenance(d, len(calibration)))
+    verdict = validate(candidate, d.evidence(), d.settings.gate_pct, active=plan, active_over_gate=True)
     work.action = Action.RECALIBRATE.value
-    work.reasons.append(why)
-    if ok:
-        _promote(d, candidate, Action.RECALIBRATE.value)
-    else:
-        work.next_steps.append("fallback")
-    return not ok
+    outcome = d.lifecycle.propose(candidate, d.day, Origin.RECALIBRATE, verdict, expected_active=work.plan_version)
+    work.reasons.append(f"recalibration: {outcome.reason}")
+    if outcome.promoted:
+        work.new_plan_version, work.promoted = outcome.version, True
+        return False
+    if outcome.lost_race:
+        _rejudge(d, outcome.active_version)
+        return False
+    work.next_steps.append("fallback")
+    return True
 
 
 def fallback_step(config: Config, work: DayWork) -> DayWork:
-    """Move the most sensitive layers up the ladder until the gate holds; promote."""
+    """Raise the most sensitive units until a plan passes validation; whole-model
+    fp32 when nothing cheaper does. Promote it."""
     d = _day(config, work)
-    calibration, evaluation, labels = d.halves()
+    calibration, _, _ = d.halves()
     ranges = _ranges(d, calibration)
-    precisions = _unit_precisions(d.plan(work.plan_version))
-    result = _search(d.model, d.settings, ranges, evaluation, labels, precisions, d.store, work.model_id,
-                     d.day, "fallback")
-    candidate = assemble(d.model, ranges, result.precisions, model_id=work.model_id,
-                         version=work.plan_version + 1, provenance=_provenance(d, len(calibration)))
+    plan = d.plan(work.plan_version)
+    pins = d.lifecycle.pins()
+    start = unit_precisions(plan)
+    evidence = d.evidence()
+    result, verdict = _search(d.store, work.model_id, d.day, "fallback", d.model, ranges, start, evidence,
+                              d.settings, fixed=pins, active=plan, active_over_gate=True, creep=True)
+    precisions = result.precisions
+    if not result.passed:
+        precisions = _top(d.model, pins)
+        verdict = validate(assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins), evidence,
+                           d.settings.gate_pct, active=plan, active_over_gate=True)
+        work.reasons.append(f"fallback: no cheaper plan was shown within the gate ({result.reason}); "
+                            "whole-model fp32" + (f" but for the pinned {', '.join(sorted(pins))}" if pins else ""))
+    moved = {n: (start[n], p) for n, p in precisions.items() if p != start[n]}
+    candidate = assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins,
+                         provenance=_provenance(d, len(calibration), "raised: " + "; ".join(group_units(moved))))
     work.action = Action.FALLBACK.value
-    work.reasons.append(f"fallback moved {', '.join(f'{s.unit} {s.before}->{s.after}' for s in result.steps) or 'nothing'}; "
-                        f"validated dNE {result.comparison.dne_pct:.4f} %")
-    _promote(d, candidate, Action.FALLBACK.value)
+    outcome = d.lifecycle.propose(candidate, d.day, Origin.FALLBACK, verdict, expected_active=work.plan_version)
+    work.reasons.append(f"fallback raised {'; '.join(group_units(moved)) or 'nothing'}: {outcome.reason}")
+    if outcome.promoted:
+        work.new_plan_version, work.promoted = outcome.version, True
+    elif outcome.lost_race:
+        _rejudge(d, outcome.active_version)
     return work
+
+
+def _rejudge(d: Day, version: int) -> None:
+    """Another run promoted plan `version` while this day was being judged: judge the
+    day against it instead (the winner's plan is the one in force)."""
+    work = d.work
+    work.plan_version = version
+    quant = forward_quantized(d.model, work.batch, d.plan(version))
+    work.p_q = quant.probabilities
+    compare_step(d.config, work)
+    reasons = list(work.reasons)
+    decide_step(d.config, work)
+    work.action = Action.RECORD.value
+    work.reasons = reasons + [f"plan v{version} came into force meanwhile; judged against it: "] + work.reasons
 
 
 def report_step(config: Config, work: DayWork) -> RunResult:
@@ -454,7 +622,8 @@ def report_step(config: Config, work: DayWork) -> RunResult:
     work.timings["total_s"] = round(total, 3)
     with store.db.transaction() as c:
         if work.failure:
-            store.record_run(model_id, d.day, work.failure, message=work.message, connection=c)
+            store.record_run(model_id, d.day, work.failure, message=work.message, sample_size=work.sample_size or None,
+                             positives=work.positives if work.sample_size else None, connection=c)
         else:
             store.record_run(model_id, d.day, work.status, message="; ".join(work.reasons),
                              plan_version=work.plan_version, sample_size=work.sample_size,
@@ -463,13 +632,14 @@ def report_step(config: Config, work: DayWork) -> RunResult:
                 store.record_metrics(model_id, d.day, Comparison(**work.comparison), connection=c)
             store.record_layer_metrics(model_id, d.day, work.layers, connection=c)
             store.record_calibration_states(model_id, d.day, work.calibration, connection=c)
-        store.record_decision(model_id, d.day, work.action, work.reasons, work.new_plan_version, connection=c)
+        store.record_decision(model_id, d.day, work.action, work.reasons,
+                              work.new_plan_version if work.promoted else None, connection=c)
     active = store.active_plan(model_id)
     if active is not None:
         _export(config, model_id, QuantPlan.from_json(active.plan_json))
     dne = work.comparison["dne_pct"] if work.comparison else None
     return RunResult(model_id, d.day, work.status, work.action, "; ".join(work.reasons), work.plan_version,
-                     work.new_plan_version, dne, promoted=bool(work.promoted and work.new_plan_version))
+                     work.new_plan_version if work.promoted else None, dne, promoted=work.promoted)
 
 
 STEPS = ("sample", "score", "compare", "decide", "act", "report")
@@ -490,10 +660,9 @@ def _run_day(config: Config, model_id: str, day, on_step) -> RunResult:
         step(config, work)
     started("decide")
     branch = decide_step(config, work)
-    started(branch)
+    started("act")
     if branch == "recalibrate":
         if recalibrate_step(config, work):
-            started("fallback")
             fallback_step(config, work)
     else:
         record_step(config, work)
@@ -514,13 +683,6 @@ def _ranges(d: Day, calibration: Batch) -> Ranges:
     return Ranges.from_observers(merge_stored(today, method, earlier))
 
 
-def _validate(model, candidate: QuantPlan, active: QuantPlan, evaluation, labels, gate_pct: float):
-    """(accepted, why): the candidate against the active plan on the same held-out examples."""
-    reference = forward_fp32(model, evaluation).probabilities
-    return accept_candidate(evaluate(model, candidate, evaluation, labels, reference),
-                            evaluate(model, active, evaluation, labels, reference), Gate(gate_pct))
-
-
 def _provenance(d: Day, examples: int, note: str = "") -> Provenance:
     days = d.settings.calibration_days
     source = f"{d.day}: {examples} examples" + (f" + stored statistics of up to {days - 1} earlier days"
@@ -528,24 +690,9 @@ def _provenance(d: Day, examples: int, note: str = "") -> Provenance:
     return Provenance(d.settings.calibration_method, source, d.day, note)
 
 
-def _promote(d: Day, candidate: QuantPlan, reason: str) -> None:
-    work = d.work
-    before = _unit_precisions(d.plan(work.plan_version))
-    after = _unit_precisions(candidate)
-    work.moved = [f"{unit} {before[unit]}->{after[unit]}" for unit in sorted(after) if before.get(unit) != after[unit]]
-    work.new_plan_version = d.store.add_plan(work.model_id, candidate.to_json(), d.day, reason=reason)
-    work.promoted = d.store.promote(work.model_id, work.new_plan_version, expected_active=work.plan_version)
-    if not work.promoted:
-        current = d.store.active_plan(work.model_id)
-        work.promoted = current is not None and current.version == work.new_plan_version
-    if not work.promoted:
-        work.reasons.append(f"plan v{work.new_plan_version} not promoted: the active plan changed meanwhile")
-
-
 def _healthy_streak(store, model_id, day, version) -> int:
     """HEALTHY days in a row just before `day` under plan `version`: the streak
-    starts when the plan (and so its fallbacks) came into force. Reruns see the
-    same history."""
+    starts when the plan came into force. Reruns see the same history."""
     streak = 0
     for run in reversed([r for r in store.rows("runs", model_id) if r["logical_date"] < day]):
         if run["status"] != Status.HEALTHY.value or run["plan_version"] != version:
@@ -555,29 +702,34 @@ def _healthy_streak(store, model_id, day, version) -> int:
 
 
 def _maybe_reenable(d: Day, streak: int) -> None:
-    """After enough healthy days in a row, try the fallen-back units at int8 again;
-    promote only if the candidate holds the gate on the evaluation half."""
+    """After enough healthy days in a row, units serving above their baseline (the
+    precisions onboarding or the user chose) go back to it, if the candidate passes
+    the lifecycle's validation. Pinned and cooling-down units are left alone."""
     work, settings = d.work, d.settings
-    precisions = _unit_precisions(d.plan(work.plan_version))
-    fallen = {unit: d.day for unit, p in precisions.items()
-              if unit != EMBEDDINGS and p in ("fp16", "bf16", "fp32")}
-    retry = layers_to_retry(fallen, streak, settings.healthy_days_to_reenable)
-    if not retry:
+    baseline = d.lifecycle.baseline()
+    if baseline is None or streak < settings.healthy_days_to_reenable:
         return
-    calibration, evaluation, labels = d.halves()
-    trial = dict(precisions, **dict.fromkeys(retry, "int8"))
-    candidate = assemble(d.model, _ranges(d, calibration), trial, model_id=work.model_id,
-                         version=work.plan_version + 1,
-                         provenance=_provenance(d, len(calibration), f"int8 again for {', '.join(retry)}"))
-    c = evaluate(d.model, candidate, evaluation, labels)
-    if c.dne_pct > settings.gate_pct:
-        work.reasons.append(f"after {streak} healthy days, int8 for {', '.join(retry)} would give "
-                            f"dNE {c.dne_pct:.4f} %, above the gate: kept as is")
+    plan = d.plan(work.plan_version)
+    pins = d.lifecycle.pins()
+    cooling = cooling_units(d.lifecycle.promotions(), d.day, settings.cooldown_days)
+    targets = reenable_targets(unit_precisions(plan), baseline, pinned=set(pins), cooling=cooling)
+    if not targets:
         return
-    work.action = "REENABLE"
-    work.reasons.append(f"after {streak} healthy days, int8 again for {', '.join(retry)} "
-                        f"(validated dNE {c.dne_pct:.4f} %)")
-    _promote(d, candidate, "REENABLE")
+    calibration, _, _ = d.halves()
+    fixed = {layer.name: layer for layer in plan.layers if layer.name not in targets} | pins
+    moves = {unit: (plan.layer(unit).precision, target) for unit, target in targets.items()}
+    lines = "; ".join(group_units(moves))
+    candidate = assemble(d.model, _ranges(d, calibration), dict(unit_precisions(plan), **targets),
+                         model_id=work.model_id, pinned=fixed,
+                         provenance=_provenance(d, len(calibration), f"back to baseline: {lines}"))
+    verdict = validate(candidate, d.evidence(), settings.gate_pct)
+    if not verdict.passed:
+        work.reasons.append(f"after {streak} healthy days, {lines} not re-enabled: {verdict.reason}")
+        return
+    outcome = d.lifecycle.propose(candidate, d.day, Origin.REENABLE, verdict, expected_active=work.plan_version)
+    work.reasons.append(f"after {streak} healthy days, {lines}: {outcome.reason}")
+    if outcome.promoted:
+        work.action, work.new_plan_version, work.promoted = Action.REENABLE.value, outcome.version, True
 
 
 def _layer_metrics(plan, fp32_taps, quant_taps, saturation):

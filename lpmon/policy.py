@@ -3,9 +3,8 @@
 A day is DEGRADED only when the dNE interval's lower bound is above the gate,
 WARN when the point estimate is above it but the interval straddles it, and
 HEALTHY otherwise; too few labelled examples or positives is
-INSUFFICIENT_DATA, never a silent pass. DEGRADED leads to recalibration; a
-candidate plan is promoted only within the gate and better than the active
-plan, otherwise the fallback search runs.
+INSUFFICIENT_DATA, never a silent pass. DEGRADED leads to recalibration; what
+may be promoted then is lpmon.lifecycle's to decide.
 """
 
 from __future__ import annotations
@@ -17,16 +16,24 @@ from lpmon.metrics import Comparison
 
 
 class Status(str, Enum):
+    """A day's status; RUNNING and FAILED are a run's, not a verdict."""
+
     HEALTHY = "HEALTHY"
     WARN = "WARN"
     DEGRADED = "DEGRADED"
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+    RUNNING = "RUNNING"
+    FAILED = "failed"
 
 
 class Action(str, Enum):
+    """What a day did."""
+
     RECORD = "RECORD"
     RECALIBRATE = "RECALIBRATE"
     FALLBACK = "FALLBACK"
+    REENABLE = "REENABLE"
+    ONBOARD = "ONBOARD"
 
 
 @dataclass(frozen=True)
@@ -76,23 +83,3 @@ def assess(comparison: Comparison | None, gate: Gate, requirement: DataRequireme
         return Assessment(Status.WARN, Action.RECORD,
                           (f"{interval}: above the {limit} % gate, but the interval straddles it",))
     return Assessment(Status.HEALTHY, Action.RECORD, (f"{interval}: within the {limit} % gate",))
-
-
-def accept_candidate(candidate: Comparison, active: Comparison, gate: Gate) -> tuple[bool, str]:
-    """Promote a recalibrated plan only within the gate and better than the active plan
-    (both measured on the same held-out examples)."""
-    if candidate.dne_pct > gate.max_dne_pct:
-        return False, (f"candidate dNE {candidate.dne_pct:.4f} % is above the {gate.max_dne_pct} % gate")
-    if candidate.dne_pct >= active.dne_pct:
-        return False, (f"candidate dNE {candidate.dne_pct:.4f} % is no better than the active "
-                       f"plan's {active.dne_pct:.4f} %")
-    return True, (f"candidate dNE {candidate.dne_pct:.4f} % is within the gate and better than "
-                  f"the active plan's {active.dne_pct:.4f} %")
-
-
-def layers_to_retry(fallen_back: dict[str, str], healthy_streak: int, days_needed: int) -> list[str]:
-    """Layers that fell back and may try int8 again: only after days_needed healthy days
-    in a row, so that a plan does not flip-flop. fallen_back: layer -> the day it fell back."""
-    if days_needed < 1:
-        raise ValueError(f"days_needed must be at least 1, got {days_needed}")
-    return sorted(fallen_back) if healthy_streak >= days_needed else []

@@ -55,7 +55,7 @@ gate_pct = -1
 [models.a]
 traffic = "t"
 sample_size = "many"
-fallback_ladder = ["int8", "fp16"]
+cooldown_days = 0
 recipients = ["not-an-address"]
 calibration_method = "magic"
 bogus = 1
@@ -66,7 +66,7 @@ snapshot = "s"
         load(path, environ={})
     message = str(err.value)
     for expected in ["colour: unknown top-level key", "defaults.gate_pct: must be a percentage above 0",
-                     "models.a.sample_size: expected an integer", "models.a.fallback_ladder: must be",
+                     "models.a.sample_size: expected an integer", "models.a.cooldown_days: must be between 1 and",
                      "models.a.recipients: not email addresses", "models.a.calibration_method: must be one of",
                      "models.a.bogus: unknown key", "models.a.snapshot: required", "models.b.traffic: required"]:
         assert expected in message, expected

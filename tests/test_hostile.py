@@ -50,10 +50,9 @@ def toml_string(value: str) -> str:
     ("sample_size", "1.5", "sample_size: expected an integer"),
     ("sample_size", "true", "sample_size: expected int"),
     ("calibration_days", "100000", "calibration_days: must be between 1 and"),
-    ("precision_cost", "{ int8 = nan, fp16 = 2.0, fp32 = 4.0 }", "precision_cost: needs a positive cost"),
-    ("precision_cost", "{ int8 = 1.0, fp16 = inf, fp32 = 4.0 }", "precision_cost: needs a positive cost"),
-    ("precision_cost", "{ int8 = -1.0, fp16 = 2.0, fp32 = 4.0 }", "precision_cost: needs a positive cost"),
-    ("fallback_ladder", '["int8", "fp64"]', "fallback_ladder: must be precisions"),
+    ("validation_max_examples", "0", "validation_max_examples: must be between 1 and"),
+    ("validation_days", "-1", "validation_days: must be between 0 and 90"),
+    ("fallback_ladder", '["int8", "fp16"]', "fallback_ladder: unknown key"),
     ("recipients", '["a@example.com\\r\\nBcc: all@example.com"]', "recipients: not email addresses"),
     ("recipients", '["Team <a@example.com>"]', "recipients: not email addresses"),
     ("recipients", '"a@example.com"', "recipients: expected a list of strings"),
@@ -93,7 +92,7 @@ TOML_VALUE = st.one_of(st.integers(-2**63, 2**63 - 1).map(str), st.floats().map(
     st.booleans().map(lambda b: str(b).lower()), TEXT.map(toml_string),
     st.lists(TEXT.map(toml_string), max_size=3).map(lambda v: f"[{', '.join(v)}]"))
 KEYS = st.sampled_from(["gate_pct", "level", "sample_size", "sample_seed", "min_examples", "min_positives",
-                        "calibration_method", "calibration_days", "embedding_precision", "fallback_ladder",
+                        "calibration_method", "calibration_days", "embedding_precision", "cooldown_days",
                         "healthy_days_to_reenable", "recipients", "traffic", "snapshot", "unknown_key"])
 
 

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from lpmon.metrics import compare
-from lpmon.policy import (Action, DataRequirement, Gate, Status, accept_candidate, assess,
-                          layers_to_retry)
+from lpmon.policy import Action, DataRequirement, Gate, Status, assess
 
 BASE = None
 
@@ -46,21 +45,6 @@ def test_insufficient_data_is_never_a_pass():
     assert "only one class" in " ".join(assess(undefined, GATE, NEED).reasons)
 
 
-def test_candidate_acceptance():
-    active = comparison(dne_pct=0.2)
-    ok, why = accept_candidate(comparison(dne_pct=0.01), active, GATE)
-    assert ok and "better than the active plan's 0.2000" in why
-    ok, why = accept_candidate(comparison(dne_pct=0.08), active, GATE)
-    assert not ok and "above the 0.05 % gate" in why
-    ok, why = accept_candidate(comparison(dne_pct=0.03), comparison(dne_pct=0.02), GATE)
-    assert not ok and "no better" in why
-
-
-def test_reenabling_needs_a_healthy_streak():
-    fallen = {"top_l.0": "2026-11-03", "bot_l.0": "2026-11-03"}
-    assert layers_to_retry(fallen, healthy_streak=2, days_needed=3) == []
-    assert layers_to_retry(fallen, healthy_streak=3, days_needed=3) == ["bot_l.0", "top_l.0"]
-    with pytest.raises(ValueError):
-        layers_to_retry(fallen, 5, 0)
+def test_gate_must_be_positive():
     with pytest.raises(ValueError, match="gate must be positive"):
         Gate(0)

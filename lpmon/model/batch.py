@@ -48,6 +48,19 @@ class Batch:
             features.append(SparseFeature(f.indices[np.repeat(starts, counts) + within], offsets))
         return Batch(self.dense[rows], tuple(features))
 
+    @classmethod
+    def concat(cls, batches: list["Batch"]) -> "Batch":
+        """The examples of every batch, in order, as one batch (same features)."""
+        if len(batches) == 1:
+            return batches[0]
+        sparse = []
+        for t in range(len(batches[0].sparse)):
+            parts = [b.sparse[t] for b in batches]
+            starts = np.cumsum([0] + [len(p.indices) for p in parts[:-1]])
+            sparse.append(SparseFeature(np.concatenate([p.indices for p in parts]),
+                                        np.concatenate([p.offsets + s for p, s in zip(parts, starts)])))
+        return cls(np.concatenate([b.dense for b in batches]), tuple(sparse))
+
     def chunks(self, size: int):
         for start in range(0, len(self), size):
             yield self.slice(start, min(start + size, len(self)))

@@ -121,6 +121,14 @@ class Database:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def day_locked(self, model_id: str, day: str) -> bool:
+        """Whether a live run holds the (model, day) lock right now."""
+        try:
+            with self.day_lock(model_id, day, timeout_s=0):
+                return False
+        except StoreError:
+            return True
+
     def _lock_folder(self) -> Path:
         database = sa.engine.make_url(self.url).database
         if not database or database == ":memory:":

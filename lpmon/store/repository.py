@@ -71,6 +71,26 @@ class StateStore:
                       finished_at=now(), timings_json=json.dumps(timings or {}, sort_keys=True))
         self._write(connection, [_upsert("runs", ("model_id", "logical_date"), values)])
 
+    def mark_started(self, model_id: str, logical_date: str) -> None:
+        """A RUNNING row for a day that has none yet (a rerun keeps the row it has)."""
+        with self.db.transaction() as c:
+            c.execute(sa.text("INSERT INTO runs (model_id, logical_date, status, started_at) VALUES (:m, :d, "
+                              "'RUNNING', :t) ON CONFLICT (model_id, logical_date) DO NOTHING"),
+                      {"m": model_id, "d": logical_date, "t": now()})
+
+    def run(self, model_id: str, logical_date: str) -> dict | None:
+        with self.db.engine.connect() as c:
+            row = c.execute(sa.text("SELECT * FROM runs WHERE model_id = :m AND logical_date = :d"),
+                            {"m": model_id, "d": logical_date}).first()
+        return dict(row._mapping) if row else None
+
+    def days_running(self, model_id: str, before: str) -> list[str]:
+        """Days before `before` whose run row still says RUNNING (live or killed)."""
+        with self.db.engine.connect() as c:
+            return list(c.execute(sa.text("SELECT logical_date FROM runs WHERE model_id = :m AND status = 'RUNNING' "
+                                          "AND logical_date < :d ORDER BY logical_date"),
+                                  {"m": model_id, "d": before}).scalars())
+
     def record_metrics(self, model_id: str, logical_date: str, comparison: Comparison,
                        segment: str = "", connection=None) -> None:
         values = dict(model_id=model_id, logical_date=logical_date, segment=segment)
@@ -157,7 +177,7 @@ class StateStore:
     def rows(self, table: str, model_id: str) -> list[dict]:
         """Every row of a table for a model, in key order (for reports and tests)."""
         if table not in {"runs", "run_metrics", "layer_metrics", "decisions", "alerts", "plans",
-                         "calibration_histograms", "fallback_progress", "snapshots"}:
+                         "calibration_histograms", "fallback_progress", "snapshots", "plan_events", "plan_pins"}:
             raise ValueError(f"unknown table {table!r}")
         with self.db.engine.connect() as c:
             result = c.execute(sa.text(f"SELECT * FROM {table} WHERE model_id = :m ORDER BY 1, 2, 3"),
@@ -222,6 +242,68 @@ class StateStore:
             return True
         except (_LostRace, sa.exc.IntegrityError):
             return False
+
+
+    # --- the plan lifecycle (lpmon.lifecycle) -------------------------------------------------
+    def add_candidate(self, model_id: str, logical_date: str, reason: str, plan_json_for) -> int:
+        """Store a new candidate under the next free version; plan_json_for(version)
+        writes its JSON, so the version inside the plan is always the stored one."""
+        with self.db.transaction() as c:
+            version = int(c.execute(sa.text("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE model_id = :m"),
+                                    {"m": model_id}).scalar_one())
+            c.execute(sa.text("INSERT INTO plans (model_id, version, plan_json, status, logical_date, reason, "
+                              "created_at) VALUES (:m, :v, :p, 'candidate', :d, :r, :t)"),
+                      {"m": model_id, "v": version, "p": plan_json_for(version), "d": logical_date, "r": reason,
+                       "t": now()})
+        return version
+
+    def plan_record(self, model_id: str, version: int) -> PlanRecord | None:
+        with self.db.engine.connect() as c:
+            row = c.execute(sa.text("SELECT model_id, version, status, logical_date, plan_json, reason FROM plans "
+                                    "WHERE model_id = :m AND version = :v"), {"m": model_id, "v": version}).first()
+        return PlanRecord(*row) if row else None
+
+    def plans_of_day(self, model_id: str, logical_date: str) -> list[PlanRecord]:
+        """The plans stored on one logical date (a rerun finds its own candidates)."""
+        with self.db.engine.connect() as c:
+            rows = c.execute(sa.text("SELECT model_id, version, status, logical_date, plan_json, reason FROM plans "
+                                     "WHERE model_id = :m AND logical_date = :d ORDER BY version"),
+                             {"m": model_id, "d": logical_date}).all()
+        return [PlanRecord(*row) for row in rows]
+
+    def record_plan_event(self, model_id: str, version: int, logical_date: str, origin: str, reason: str, *,
+                          forced: bool = False, units: list[str] = ()) -> None:
+        self._write(None, [_upsert("plan_events", ("model_id", "version"), dict(
+            model_id=model_id, version=version, logical_date=logical_date, origin=origin, forced=int(forced),
+            units_json=json.dumps(list(units)), reason=reason, created_at=now()))])
+
+    def plan_events(self, model_id: str) -> list[dict]:
+        """Every promotion of the model, oldest first."""
+        with self.db.engine.connect() as c:
+            rows = c.execute(sa.text("SELECT * FROM plan_events WHERE model_id = :m ORDER BY version"),
+                             {"m": model_id})
+            return [dict(row._mapping) for row in rows]
+
+    def pin_layers(self, model_id: str, version: int, layers: dict[str, str]) -> None:
+        """Pin layers as they are in plan `version` (layers: name -> the layer's JSON)."""
+        self._write(None, [_upsert("plan_pins", ("model_id", "layer"), dict(
+            model_id=model_id, layer=name, version=version, layer_json=text, pinned_at=now()))
+            for name, text in sorted(layers.items())])
+
+    def unpin_layers(self, model_id: str, layers: list[str] | None = None) -> int:
+        """Unpin the named layers (every pinned layer when None); returns how many."""
+        with self.db.transaction() as c:
+            if layers is None:
+                return c.execute(sa.text("DELETE FROM plan_pins WHERE model_id = :m"), {"m": model_id}).rowcount
+            return sum(c.execute(sa.text("DELETE FROM plan_pins WHERE model_id = :m AND layer = :l"),
+                                 {"m": model_id, "l": name}).rowcount for name in layers)
+
+    def pins(self, model_id: str) -> dict[str, tuple[int, str]]:
+        """Pinned layers: name -> (the version pinned from, the layer's JSON)."""
+        with self.db.engine.connect() as c:
+            rows = c.execute(sa.text("SELECT layer, version, layer_json FROM plan_pins WHERE model_id = :m "
+                                     "ORDER BY layer"), {"m": model_id}).all()
+        return {layer: (int(version), text) for layer, version, text in rows}
 
 
 class _LostRace(Exception):

@@ -1,0 +1,80 @@
+"""Plans a user deploys: import one, promote it (through the lifecycle's
+validation unless forced, which is recorded as such), and pin layers so that
+lpmon never changes them. The CLI's `lpmon plans import|promote|pin|unpin`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from lpmon.config import Config
+from lpmon.lifecycle import Origin, Outcome, PlanLifecycle, validate
+from lpmon.model import Model
+from lpmon.model.spec import ModelSpec
+from lpmon.pipeline import PLAN_LOCK, _begin, _draw, _evidence, _export, _halves, day_lock
+from lpmon.policy import Status
+from lpmon.quant import PlanError, QuantPlan
+
+MAX_PLAN_BYTES = 64 << 20
+
+
+def read_plan(path: Path, model_id: str, spec: ModelSpec) -> QuantPlan:
+    """A plan file, checked like any plan and against the model's layers."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: not a plan file")
+    if path.stat().st_size > MAX_PLAN_BYTES:
+        raise ValueError(f"{path}: over {MAX_PLAN_BYTES >> 20} MiB: not a plan")
+    try:
+        plan = QuantPlan.from_json(path.read_text())
+    except (PlanError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    expected = {name: "linear" for name, _, _ in spec.linear_layers()} | {
+        f"emb_l.{t}": "embedding" for t in range(len(spec.tables))}
+    given = {layer.name: layer.kind for layer in plan.layers}
+    missing, unknown = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if missing or unknown:
+        raise ValueError(f"{path}: the plan does not fit {model_id}'s layers"
+                         + (f"; missing {', '.join(missing)}" if missing else "")
+                         + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+    wrong = sorted(name for name, kind in given.items() if expected[name] != kind)
+    if wrong:
+        raise ValueError(f"{path}: layers {', '.join(wrong)} have the wrong kind for {model_id}")
+    return QuantPlan(model_id, 1, plan.layers, plan.provenance)
+
+
+def import_plan(config: Config, model_id: str, path: Path) -> int:
+    """Store a user's plan as a new candidate (not active); returns its version."""
+    day, settings, store = _begin(config, model_id, dt.date.today())
+    plan = read_plan(path, model_id, ModelSpec.load(Path(settings.snapshot) / "spec.json"))
+    return PlanLifecycle(store, model_id).store_candidate(plan, day, Origin.USER)
+
+
+def promote_plan(config: Config, model_id: str, version: int, *, day=None, force: bool = False) -> Outcome:
+    """Put plan `version` in force. Unless forced, it must pass the lifecycle's
+    validation on the held-out examples of `day` (default: the last day run)."""
+    _, settings, store = _begin(config, model_id, dt.date.today())
+    lifecycle = PlanLifecycle(store, model_id)
+    candidate = lifecycle.plan(version)
+    runs = store.rows("runs", model_id)
+    if day is None and not force:
+        if not runs:
+            raise ValueError(f"{model_id} has no runs yet: say which day's traffic validates the plan (--date)")
+        day = runs[-1]["logical_date"]
+    day = str(dt.date.fromisoformat(str(day or dt.date.today())))
+    with day_lock(config, model_id, day), store.db.day_lock(model_id, PLAN_LOCK):
+        active = lifecycle.active()
+        verdict = None
+        if not force:
+            model = Model.load(settings.snapshot)
+            sample = _draw(settings, model, day)
+            _, evaluation, labels = _halves(sample.batch, sample.labels)
+            over = any(r["logical_date"] == day and r["status"] == Status.DEGRADED.value for r in runs)
+            verdict = validate(candidate, _evidence(settings, model, day, evaluation, labels), settings.gate_pct,
+                               active=active, active_over_gate=over)
+        record = store.active_plan(model_id)
+        outcome = lifecycle.propose(candidate, day, Origin.USER, verdict, forced=force, stored=version,
+                                    expected_active=record.version if record else None)
+        if outcome.promoted:
+            _export(config, model_id, lifecycle.plan(outcome.version))
+        return outcome
