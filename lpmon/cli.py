@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: a synthetic world monitored day by day through Airflow (dag.test, SQLite)")
     demo.add_argument("--root", type=Path, default=Path("demo-output"), help="where the world and state go")
     demo.add_argument("--days", type=int, default=14)
-    demo.add_argument("--examples-per-day", type=int, default=12_000)
+    demo.add_argument("--examples-per-day", type=int, default=50_000,
+                      help="traffic per day; validation draws beyond the sample from it")
     demo.add_argument("--sample-size", type=int, default=10_000)
     world = commands.add_parser("world", help="write a synthetic world: traffic, model snapshot, lpmon.toml")
     world.add_argument("--root", type=Path, required=True)

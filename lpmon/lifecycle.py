@@ -118,10 +118,10 @@ def changed_units(before: QuantPlan | None, after: QuantPlan) -> list[str]:
 
 
 def cooling_units(promotions: list[tuple[str, list[str]]], day: str, cooldown_days: int) -> set[str]:
-    """Units changed by promotions in the `cooldown_days` days before `day` (day included).
-    promotions: (logical date, changed units) of each promotion."""
+    """Units changed by promotions on the `cooldown_days - 1` days before `day` (a rerun of
+    the promotion's own day does not see it). promotions: (logical date, changed units)."""
     first = (dt.date.fromisoformat(day) - dt.timedelta(days=cooldown_days - 1)).isoformat()
-    return {unit for when, changed in promotions if first <= when <= day for unit in changed}
+    return {unit for when, changed in promotions if first <= when < day for unit in changed}
 
 
 def reenable_targets(active: dict[str, str], baseline: dict[str, str], *, pinned: set[str],

@@ -212,6 +212,10 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     where needed, promoted only once the lifecycle's validation passes. Until then
     no quantized plan is made: serving stays fp32, the reference."""
     settings = config.model(model_id)
+    short = assess(None, Gate(settings.gate_pct), DataRequirement(settings.min_examples, settings.min_positives),
+                   n=len(labels), positives=int(labels.sum()))
+    if len(labels) < settings.min_examples or int(labels.sum()) < settings.min_positives:
+        return Outcome(False, None, "onboarding: waiting for evidence: " + "; ".join(short.reasons))
     lifecycle = PlanLifecycle(store, model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
     pins = lifecycle.pins()

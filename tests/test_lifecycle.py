@@ -103,6 +103,7 @@ def test_cooldown_covers_the_units_a_recent_promotion_changed():
     assert cooling_units(promotions, "2026-11-12", 7) == {"bot_l.0"}
     assert cooling_units(promotions, "2026-11-16", 7) == {"bot_l.0"}
     assert cooling_units(promotions, "2026-11-17", 7) == set()
+    assert cooling_units(promotions, "2026-11-10", 7) == set()  # a rerun of the promotion day: not its own
 
 
 def test_reenabling_returns_units_to_their_baseline_only():
