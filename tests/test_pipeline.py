@@ -345,11 +345,11 @@ def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, mo
 def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monkeypatch):
     import lpmon.search
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=7, per_day=40_000,
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=7, per_day=60_000,
                    sample=10_000)
     config = _with_defaults(config, "min_examples = 1000")
     fresh = _with_defaults(world(tmp_path / "b", f"sqlite:///{tmp_path / 'b.db'}", scenario="outliers", days=7,
-                                 per_day=40_000, sample=10_000), "min_examples = 1000")
+                                 per_day=60_000, sample=10_000), "min_examples = 1000")
     for each in (config, fresh):
         assert run_day(each, "outliers", day(0)).promoted
     config = _with_defaults(config, "gate_pct = 1e-9")  # a gate nothing but fp32 meets: the search goes far
