@@ -110,11 +110,12 @@ def _world(args) -> int:
 
 
 def _init(args, config) -> int:
-    from lpmon.store import Database
+    """The one command that creates or upgrades a store (a damaged one is refused, never overwritten)."""
+    from lpmon.store import Database, init_store
 
-    db = Database(config.store)
-    applied = db.migrate()
-    print(f"state store {db.safe_url}: " + (f"applied migrations {applied}" if applied else "up to date"))
+    applied = init_store(config.store)
+    print(f"state store {Database(config.store).safe_url}: "
+          + (f"applied migrations {applied}" if applied else "up to date") + "; integrity ok")
     return 0
 
 
@@ -159,7 +160,9 @@ def _status(args, config) -> int:
     from lpmon.pipeline import open_store
     from lpmon.quant import QuantPlan
 
-    store = open_store(config)
+    from lpmon.export import serving_problem
+
+    store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
     report = {}
     for model_id in sorted(config.models):
         runs = store.rows("runs", model_id)
@@ -178,10 +181,15 @@ def _status(args, config) -> int:
             plan = QuantPlan.from_json(active.plan_json)
             entry["active_plan"] = {"version": active.version,
                                     "precisions": {layer.name: layer.precision for layer in plan.layers}}
+        exported = store.export_status(model_id)
+        entry["serving"] = {"problem": serving_problem(store, model_id),
+                            "version": exported["serving_version"] if exported else None,
+                            "file": exported["target"] if exported else None}
         report[model_id] = entry
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
+    print(f"state store {store.db.safe_url}: schema version {store.db.schema_version()}, integrity ok")
     for model_id, entry in report.items():
         run, plan = entry["last_run"], entry["active_plan"]
         line = f"{model_id:<16} "
@@ -191,6 +199,8 @@ def _status(args, config) -> int:
             moved = sorted(n for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2"))
             line += f"  plan v{plan['version']}" + (f" (higher precision: {', '.join(moved)})" if moved else "")
         print(line)
+        if entry["serving"]["problem"]:
+            print(f"  ! serving: {entry['serving']['problem']}")
     return 0
 
 

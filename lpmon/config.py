@@ -2,8 +2,9 @@
 environment overrides. An invalid file is rejected at load with every problem
 listed, each naming its key.
 
-    store = "sqlite:///lpmon.db"      # state store URL (env LPMON_STORE)
+    store = "sqlite:////abs/lpmon.db" # state store URL (env LPMON_STORE): sqlite or postgresql
     plans_dir = "plans"               # where active plans are exported for serving
+    file_mode = 0o644                 # mode of exported plans (default: the umask's, 0644 under 022)
     work_dir = "work"                 # a day's intermediate results between Airflow tasks
                                       # (shared by all workers, like the traffic store)
 
@@ -15,7 +16,8 @@ listed, each naming its key.
     traffic = "/data/traffic/ctr"     # store root or URI
     snapshot = "/data/models/ctr/snapshot"
 
-Relative paths are taken relative to the file's directory.
+Relative paths are taken relative to the file's directory. The file must be
+a regular file of at most MAX_CONFIG_BYTES.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import sqlalchemy as sa
+from lpmon.store_url import StoreUrlError, check_store_url
 
 PRECISIONS = ("int8", "fp16", "bf16", "fp32")
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
@@ -82,6 +86,7 @@ class Config:
     models: dict[str, ModelSettings]
     work_dir: Path = Path("work")
     airflow: AirflowSettings = AirflowSettings()
+    file_mode: int | None = None   # exported plans' mode; None: the umask's
 
     def model(self, model_id: str) -> ModelSettings:
         if model_id not in self.models:
@@ -93,6 +98,8 @@ class Config:
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no names, lists or header breaks
 # Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wrong file
+MIN_SAMPLE_SIZE = 100  # the sample is halved (calibration, evaluation) and needs both labels
 LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
           "calibration_days": 90}
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
@@ -120,14 +127,12 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
     path = Path(path) if path is not None else default_path()
     environ = os.environ if environ is None else environ
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (set --config or LPMON_CONFIG)") from None
+        data = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     problems: list[str] = []
     base = path.parent.resolve()
-    for key in sorted(set(data) - {"store", "plans_dir", "work_dir", "defaults", "models", "airflow"}):
+    for key in sorted(set(data) - {"store", "plans_dir", "work_dir", "file_mode", "defaults", "models", "airflow"}):
         problems.append(f"{key}: unknown top-level key")
     defaults = _settings(data.get("defaults", {}), ModelSettings(), "defaults", problems)
     for variable, (name, convert) in _ENV_DEFAULTS.items():
@@ -167,16 +172,63 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
             problems.append(f"{key}: must be a path")
             value = default
         dirs[key] = Path(value) if Path(value).is_absolute() else base / value
-    if not isinstance(store, str) or not store:
-        problems.append("store: must be a database URL")
-    elif "://" in store:
-        try:
-            sa.engine.make_url(store)
-        except sa.exc.ArgumentError:
-            problems.append("store: not a database URL (dialect://user@host/database)")
+    where = "LPMON_STORE" if "LPMON_STORE" in environ else "store"
+    try:
+        check_store_url(store)
+    except StoreUrlError as err:
+        problems.append(f"{where}: {err}")
+    mode = _file_mode(data.get("file_mode"), problems)
     if problems:
         raise ConfigError(f"{path}: invalid configuration:\n  - " + "\n  - ".join(problems))
-    return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow)
+    return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow, mode)
+
+
+def read_text(path: Path) -> str:
+    """A config file's text: a regular file (not a directory, device or FIFO,
+    which could hang or exhaust memory) of at most MAX_CONFIG_BYTES, UTF-8."""
+    try:
+        with open(path, "rb", opener=_open_nonblocking) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"{path}: not a regular file (a config is a TOML file)")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (set --config or LPMON_CONFIG)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a config file (set --config or LPMON_CONFIG)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes: not an lpmon config")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+
+
+def _open_nonblocking(path, flags):
+    """Open without blocking on a FIFO (its check then refuses it)."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _file_mode(value, problems: list[str]) -> int | None:
+    """file_mode: an integer (TOML 0o644) or an octal string ("0644"), at most 0o777."""
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value):
+        value = int(value.replace("o", ""), 8)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+        problems.append(f"file_mode: expected a permission mode such as 0o644 or \"0644\", got {value!r}")
+        return None
+    if not value & 0o400:
+        problems.append(f"file_mode: {value:#o} would not let even the owner read the exported plans")
+        return None
+    return value
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters in text (C0, DEL, C1, line and paragraph separators), as U+XXXX."""
+    return sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
 
 
 def airflow_settings(path: str | Path | None = None) -> AirflowSettings:
@@ -185,8 +237,8 @@ def airflow_settings(path: str | Path | None = None) -> AirflowSettings:
     file is missing or unreadable, so a parse never fails on it (the tasks
     load the whole config and report its problems)."""
     try:
-        data = tomllib.loads(Path(path or default_path()).read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        data = tomllib.loads(read_text(Path(path or default_path())))
+    except (ConfigError, tomllib.TOMLDecodeError):
         return AirflowSettings()
     problems: list[str] = []
     settings = _airflow(data.get("airflow", {}), problems)
@@ -260,6 +312,10 @@ def _check(key, value, default) -> str | None:
         return f"expected an integer, got {value!r}"
     if isinstance(default, str) and not isinstance(value, str):
         return f"expected a string, got {value!r}"
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) and key != "recipients" else []
+    bad = sorted({c for text in texts if isinstance(text, str) for c in control_characters(text)})
+    if bad:
+        return f"control characters ({', '.join(bad)}) in {value!r}"
     if isinstance(default, tuple) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         return f"expected a list of strings, got {value!r}"
     if isinstance(default, dict) and not (isinstance(value, dict) and all(
@@ -278,8 +334,10 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
     if not 0 < s.level < 1:
         bad("level", f"must be between 0 and 1, got {s.level}")
     for key, most in LIMITS.items():
-        if not 1 <= getattr(s, key) <= most:
-            bad(key, f"must be between 1 and {most:,}, got {getattr(s, key)}")
+        least = MIN_SAMPLE_SIZE if key == "sample_size" else 1
+        if not least <= getattr(s, key) <= most:
+            bad(key, f"must be between {least} and {most:,}, got {getattr(s, key)}"
+                     + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""))
     if s.min_positives < 0:
         bad("min_positives", f"must not be negative, got {s.min_positives}")
     if s.calibration_method not in METHODS:
@@ -298,6 +356,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
     missing = [p for p in s.fallback_ladder if p not in costs]
     if missing or not all(0 < v < math.inf for v in costs.values()):
         bad("precision_cost", f"needs a positive cost for every ladder precision, got {costs}")
-    bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r)]
+    bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r) or control_characters(r)]
     if bad_recipients:
-        bad("recipients", f"not email addresses: {bad_recipients}")
+        controls = sorted({c for r in bad_recipients for c in control_characters(r)})
+        bad("recipients", f"not email addresses: {bad_recipients}"
+                          + (f" (control characters {', '.join(controls)})" if controls else ""))

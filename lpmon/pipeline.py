@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +35,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from lpmon.calibrate import STORABLE, from_state, observer, to_state
-from lpmon.config import Config, ModelSettings, confined
+from lpmon import export
+from lpmon.config import Config, ModelSettings
 from lpmon.daywork import DayWork
 from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
@@ -68,13 +67,19 @@ class RunResult:
 
 
 def open_store(config: Config) -> StateStore:
-    """The state store, migrated; an unreachable database is a StoreError naming it
-    (without its password), which fails the task so that Airflow retries it."""
+    """The state store, checked (never created or migrated: only `lpmon init` does
+    that). A store that is missing, damaged, read-only, without lpmon's schema or
+    unreachable is a one-line StoreError naming it (without its password),
+    which fails the task so that Airflow retries it."""
     db = Database(config.store)
     try:
-        db.migrate()
+        db.verify()
     except sa.exc.OperationalError as err:
+        db.engine.dispose()
         raise StoreError(f"{db.safe_url}: the state store is unreachable ({err.orig})") from None
+    except StoreError:
+        db.engine.dispose()
+        raise
     return StateStore(db)
 
 
@@ -100,16 +105,6 @@ def _halves(batch: Batch, labels: np.ndarray):
     """Calibration and evaluation halves: alternate rows of the hash-ordered sample."""
     rows = np.arange(len(labels))
     return batch.take(rows[0::2]), batch.take(rows[1::2]), labels[1::2]
-
-
-def _export(config: Config, model_id: str, plan: QuantPlan) -> Path:
-    """The active plan as JSON for serving, at a stable path, replaced atomically."""
-    folder = confined(config.plans_dir, model_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".json") as tmp:
-        tmp.write(plan.to_json())
-    os.replace(tmp.name, folder / "active.json")
-    return folder / "active.json"
 
 
 def _search(model, settings, ranges, evaluation, labels, start, store, model_id, day, purpose):
@@ -148,6 +143,7 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
                     provenance=Provenance(settings.calibration_method, f"{day}: {len(labels)} examples", day,
                                           f"{purpose}; moved: {', '.join(result.moved) or 'none'}"))
     version = store.add_plan(model_id, plan.to_json(), day, reason=purpose)
+    export.check(config, model_id)  # serving's file must be writable before the plan becomes active
     store.promote(model_id, version, expected_active=active.version if active else None)
     return version
 
@@ -180,9 +176,8 @@ def _onboard_day(config: Config, model_id: str, day) -> int:
     model = Model.load(settings.snapshot)
     sample = _draw(settings, model, day)
     onboard(config, store, model_id, model, day, sample.batch, sample.labels)
-    active = store.active_plan(model_id)
-    _export(config, model_id, QuantPlan.from_json(active.plan_json))
-    return active.version
+    export.publish(config, store, model_id)
+    return store.active_plan(model_id).version
 
 
 def onboard_snapshot(config: Config, model_id: str, day) -> int:
@@ -198,9 +193,8 @@ def onboard_snapshot(config: Config, model_id: str, day) -> int:
         model = Model.load(settings.snapshot)
         sample = _draw(settings, model, day)
         onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id)
-    active = store.active_plan(model_id)
-    _export(config, model_id, QuantPlan.from_json(active.plan_json))
-    return active.version
+    export.publish(config, store, model_id)
+    return store.active_plan(model_id).version
 
 
 def snapshot_digest(uri: str) -> str:
@@ -247,9 +241,11 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
                                                day, "proactive recalibration"))
     ok, why = _validate(model, candidate, plan, evaluation, labels, settings.gate_pct)
     version = store.add_plan(model_id, candidate.to_json(), day, reason="PROACTIVE")
+    if ok:
+        export.check(config, model_id)  # before the promotion commits
     promoted = ok and store.promote(model_id, version, expected_active=active.version)
     if promoted:
-        _export(config, model_id, candidate)
+        export.publish(config, store, model_id)
     return dict(out, promoted=promoted, new_plan_version=version, old_plan_version=active.version, reason=why)
 
 
@@ -464,9 +460,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
             store.record_layer_metrics(model_id, d.day, work.layers, connection=c)
             store.record_calibration_states(model_id, d.day, work.calibration, connection=c)
         store.record_decision(model_id, d.day, work.action, work.reasons, work.new_plan_version, connection=c)
-    active = store.active_plan(model_id)
-    if active is not None:
-        _export(config, model_id, QuantPlan.from_json(active.plan_json))
+    export.publish(config, store, model_id)  # a failure is recorded, then raised (the rows are in)
     dne = work.comparison["dne_pct"] if work.comparison else None
     return RunResult(model_id, d.day, work.status, work.action, "; ".join(work.reasons), work.plan_version,
                      work.new_plan_version, dne, promoted=bool(work.promoted and work.new_plan_version))
@@ -534,6 +528,7 @@ def _promote(d: Day, candidate: QuantPlan, reason: str) -> None:
     after = _unit_precisions(candidate)
     work.moved = [f"{unit} {before[unit]}->{after[unit]}" for unit in sorted(after) if before.get(unit) != after[unit]]
     work.new_plan_version = d.store.add_plan(work.model_id, candidate.to_json(), d.day, reason=reason)
+    export.check(d.config, work.model_id)  # before the promotion commits
     work.promoted = d.store.promote(work.model_id, work.new_plan_version, expected_active=work.plan_version)
     if not work.promoted:
         current = d.store.active_plan(work.model_id)

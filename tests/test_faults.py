@@ -20,7 +20,7 @@ import pytest
 
 from lpmon.config import load
 from lpmon.pipeline import day_lock, open_store, run_day
-from lpmon.store import StoreError
+from lpmon.store import StoreError, init_store
 from lpmon.world import WorldConfig, write_world
 from world_helpers import snapshot_rows
 
@@ -39,6 +39,7 @@ def write_config(root: Path, world: Path, store: str) -> Path:
         "[defaults]\nsample_size = 10000\nmin_examples = 1000\n\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
         f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n')
+    init_store(store)  # as `lpmon init` does (a copied store: up to date already)
     return path
 
 
@@ -130,7 +131,6 @@ def test_the_day_lock_is_exclusive_and_freed_when_its_holder_is_killed(history, 
     world, _ = history
     config_path = write_config(tmp_path, world, database_url)
     config = load(config_path, environ={})
-    open_store(config).db.engine.dispose()  # migrated before two processes race on it
     holder = driver("hold", config_path, start_new_session=True)
     try:
         assert holder.stdout.readline().strip() == "locked", holder.stderr.read()

@@ -10,6 +10,7 @@ from lpmon.config import load
 from lpmon.pipeline import open_store, run_day
 from lpmon.quant import QuantPlan
 from lpmon.traffic import TrafficStore
+from lpmon.store import init_store
 from lpmon.world import WorldConfig, write_world
 
 START = dt.date(2026, 11, 1)
@@ -21,6 +22,7 @@ def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_
     text = (tmp_path / "lpmon.toml").read_text()
     text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n\n' + text.split("\n", 1)[1]
     (tmp_path / "lpmon.toml").write_text(text)
+    init_store(database_url)  # as `lpmon init` does
     return load(tmp_path / "lpmon.toml", environ={})
 
 
@@ -275,7 +277,6 @@ def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
     config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=1, per_day=500,
                    sample=500)
     db = Database(config.store)
-    db.migrate()
     with db.transaction() as c:
         c.execute(sa.text("INSERT INTO schema_migrations VALUES (99, 'future', 'x')"))
     db.engine.dispose()
