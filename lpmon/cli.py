@@ -176,7 +176,7 @@ def _status(args, config) -> int:
             entry["last_run"] = {"date": last["logical_date"], "status": last["status"],
                                  "decision": decisions.get(last["logical_date"], {}).get("action"),
                                  "dne_pct": m.get("dne_pct"), "dne_pct_lo": m.get("dne_pct_lo"),
-                                 "dne_pct_hi": m.get("dne_pct_hi")}
+                                 "dne_pct_hi": m.get("dne_pct_hi"), "message": last["message"]}
         if active:
             plan = QuantPlan.from_json(active.plan_json)
             entry["active_plan"] = {"version": active.version,
@@ -199,6 +199,8 @@ def _status(args, config) -> int:
             moved = sorted(n for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2"))
             line += f"  plan v{plan['version']}" + (f" (higher precision: {', '.join(moved)})" if moved else "")
         print(line)
+        if run and run["status"] == "failed":
+            print(f"  ! last run failed: {run['message']}")
         if entry["serving"]["problem"]:
             print(f"  ! serving: {entry['serving']['problem']}")
     return 0

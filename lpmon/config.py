@@ -62,6 +62,8 @@ class ModelSettings:
                                                           "fp32": 4.0})
     healthy_days_to_reenable: int = 3
     recipients: tuple[str, ...] = ()
+    max_ids_per_row: int = 10_000        # ids in one row of a multi-hot column (more: the day fails)
+    ts_tolerance_hours: float = 12.0     # how far `ts` may stray outside its partition's day
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no name
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wrong file
 MIN_SAMPLE_SIZE = 100  # the sample is halved (calibration, evaluation) and needs both labels
 LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
-          "calibration_days": 90}
+          "calibration_days": 90, "max_ids_per_row": 10_000_000}
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
                  "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
 
@@ -338,6 +340,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
         if not least <= getattr(s, key) <= most:
             bad(key, f"must be between {least} and {most:,}, got {getattr(s, key)}"
                      + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""))
+    if not 0 <= s.ts_tolerance_hours <= 720:
+        bad("ts_tolerance_hours", f"must be between 0 and 720 hours, got {s.ts_tolerance_hours}")
     if s.min_positives < 0:
         bad("min_positives", f"must not be negative, got {s.min_positives}")
     if s.calibration_method not in METHODS:

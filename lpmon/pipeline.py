@@ -159,7 +159,8 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
 
 def _draw(settings: ModelSettings, model: Model, day: str):
     return draw_sample(TrafficStore(settings.traffic), day, settings.sample_size, settings.sample_seed,
-                       TrafficSchema.for_model(model.spec))
+                       TrafficSchema.for_model(model.spec, settings.max_ids_per_row,
+                                               settings.ts_tolerance_hours * 3600))
 
 
 def onboard_day(config: Config, model_id: str, day) -> int:

@@ -63,7 +63,6 @@ def now() -> str:
 
 TABLES = ("models", "snapshots", "plans", "runs", "run_metrics", "layer_metrics", "decisions", "alerts",
           "calibration_histograms", "fallback_progress")
-SQLITE_MAGIC = b"SQLite format 3\x00"
 # What SQLite says about a file it cannot use, and what lpmon tells the user to do.
 _SQLITE_FAULTS = (
     ("readonly database", "the state store is read-only for this user ({error}): make the file and its "
@@ -160,14 +159,9 @@ class Database:
             raise StoreError(f"{where}: {path} is empty (0 bytes): if it held lpmon's history the file was "
                              "truncated, so restore it from a backup; to start a new store, delete it and run "
                              "`lpmon init`")
-        try:
-            with open(path, "rb") as handle:
-                header = handle.read(len(SQLITE_MAGIC))
-        except OSError as err:
-            raise StoreError(f"{where}: {path} cannot be read ({err.strerror})") from None
-        if header != SQLITE_MAGIC:
-            raise StoreError(f"{where}: {path} is not a SQLite database (damaged, or another file); it was "
-                             "left as it is: restore it from a backup or fix `store`")
+        # The file is never opened here: closing any descriptor of it would drop the
+        # POSIX locks this process's SQLite connections hold on it (SQLite's own
+        # warning), so SQLite itself reads the header ("file is not a database").
         if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
             raise StoreError(f"{where}: the state store is read-only for this user ({path} or its folder): "
                              "make both writable by the user that runs lpmon")
