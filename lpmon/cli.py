@@ -163,6 +163,7 @@ def _status(args, config) -> int:
     from lpmon.export import serving_problem
 
     store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
+    store.db.verify(thorough=True)  # the integrity check, whatever the store's size
     report = {}
     for model_id in sorted(config.models):
         runs = store.rows("runs", model_id)

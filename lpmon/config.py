@@ -176,7 +176,9 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         dirs[key] = Path(value) if Path(value).is_absolute() else base / value
     where = "LPMON_STORE" if "LPMON_STORE" in environ else "store"
     try:
-        check_store_url(store)
+        parsed = check_store_url(store)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_absolute() and where == "store":
+            store = f"sqlite:///{base / parsed.database}"  # like every path of the file: from its folder
     except StoreUrlError as err:
         problems.append(f"{where}: {err}")
     mode = _file_mode(data.get("file_mode"), problems)

@@ -372,3 +372,26 @@ def test_ts_is_checked_against_the_partitions_day(run_dir, world, shift_h, accep
     else:
         assert result.status == "failed" and f"column ts has" in result.message
         assert f"rows outside {DAY1}" in result.message and "mislabelled" in result.message
+
+
+# --- a model snapshot that is not one -------------------------------------------------------------
+
+def test_weights_that_are_not_an_npz_archive_say_so(world, tmp_path):
+    import numpy as np
+
+    from lpmon.model import Model
+    from lpmon.model.spec import SpecError
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(world / "models" / MODEL / "snapshot", snapshot)
+    weights = snapshot / "weights.npz"
+    weights.write_bytes(os.urandom(4096))
+    with pytest.raises(SpecError, match="weights.npz: not an .npz archive \\(damaged, or another kind of file\\)"):
+        Model.load(snapshot)
+    np.savez(weights, **{"emb_l.0.weight": np.array([object()], dtype=object)})
+    with pytest.raises(SpecError, match="holds an object array \\(pickled data\\), which lpmon never loads"):
+        Model.load(snapshot)
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SpecError, match="weights.npz: "):
+        Model.load(snapshot)
