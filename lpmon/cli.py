@@ -157,10 +157,9 @@ def _backfill(args, config) -> int:
 def _status(args, config) -> int:
     import json
 
+    from lpmon.export import serving_problem
     from lpmon.pipeline import open_store
     from lpmon.quant import QuantPlan
-
-    from lpmon.export import serving_problem
 
     store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
     store.db.verify(thorough=True)  # the integrity check, whatever the store's size

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from lpmon.calibrate import STORABLE, from_state, observer, to_state
 from lpmon import export
+from lpmon.calibrate import STORABLE, from_state, observer, to_state
 from lpmon.config import Config, ModelSettings
 from lpmon.daywork import DayWork
 from lpmon.metrics import Comparison, compare

@@ -17,12 +17,13 @@ START = dt.date(2026, 11, 1)
 TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
 
 
-def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000):
+def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000, init=True):
     write_world(tmp_path, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
     text = (tmp_path / "lpmon.toml").read_text()
     text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n\n' + text.split("\n", 1)[1]
     (tmp_path / "lpmon.toml").write_text(text)
-    init_store(database_url)  # as `lpmon init` does
+    if init:
+        init_store(database_url)  # as `lpmon init` does
     return load(tmp_path / "lpmon.toml", environ={})
 
 
@@ -150,10 +151,12 @@ def test_cli_init_run_backfill_status(tmp_path, capsys):
     from lpmon import cli
 
     config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=3, per_day=20_000,
-                   sample=15_000)
+                   sample=15_000, init=False)
     path = str(config.path)
+    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 1
+    assert "run `lpmon init` to create it" in capsys.readouterr().err  # only init creates a store
     assert cli.main(["init", "--config", path]) == 0
-    assert "applied migrations [1]" in capsys.readouterr().out
+    assert "applied migrations [1, " in capsys.readouterr().out
     assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
     assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-01",
                      "--end", "2026-11-03"]) == 0

@@ -395,3 +395,23 @@ def test_weights_that_are_not_an_npz_archive_say_so(world, tmp_path):
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(SpecError, match="weights.npz: "):
         Model.load(snapshot)
+
+
+# --- Airflow tasks refuse as the CLI does ---------------------------------------------------------
+
+@pytest.mark.slow
+def test_airflow_tasks_refuse_a_store_that_was_never_initialised(airflow_db, tmp_path, monkeypatch, capfd):
+    import pendulum
+    from airflow.dag_processing.dagbag import DagBag
+
+    from world_helpers import dag_world
+
+    config_path = dag_world(tmp_path, [MODEL], days=1, init=False)
+    monkeypatch.setenv("LPMON_CONFIG", str(config_path))
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags"))
+    dr = bag.dags["lpmon_monitor"].test(logical_date=pendulum.datetime(2026, 11, 1, tz="UTC"))
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
+    assert dr.state == "failed" and states[("monitor.sample", 0)] == "failed"
+    output = capfd.readouterr()
+    assert "no state store at" in output.out + output.err and "run `lpmon init`" in output.out + output.err
+    assert not (tmp_path / "state.db").exists()  # the task did not create one
