@@ -125,6 +125,7 @@ def serving(root: Path) -> Path:
 COMMANDS = (["status"], ["plans", "list", "--model", MODEL], ["run", "--model", MODEL, "--date", DAY1], ["init"])
 
 
+@pytest.mark.slow
 def test_a_store_truncated_to_zero_bytes_is_refused_by_every_command_and_left_empty(run_dir):
     db = run_dir / "state.db"
     db.write_bytes(b"")
@@ -134,6 +135,7 @@ def test_a_store_truncated_to_zero_bytes_is_refused_by_every_command_and_left_em
         assert db.stat().st_size == 0, command  # never re-created over the lost history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["half-truncated", "random bytes"])
 def test_a_damaged_store_is_refused_in_one_line_and_never_written(run_dir, damage):
     db = run_dir / "state.db"
@@ -150,6 +152,7 @@ def test_a_damaged_store_is_refused_in_one_line_and_never_written(run_dir, damag
     assert not (run_dir / "state.db-wal").exists() or damage == "half-truncated"
 
 
+@pytest.mark.slow
 def test_a_missing_store_is_not_created_except_by_init(world, tmp_path):
     path = write_config(tmp_path, world)
     for command in COMMANDS[:3]:
@@ -224,6 +227,7 @@ def test_an_unwritable_serving_folder_stops_the_promotion_before_it_commits(run_
     assert active_version(run_dir) == 2 and plan_version(serving(run_dir)) == 2
 
 
+@pytest.mark.slow
 def test_an_export_failing_after_the_commit_is_recorded_shown_and_retried(run_dir):
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         pytest.skip("running as root without setpriv: root ignores file modes")
