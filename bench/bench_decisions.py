@@ -45,7 +45,7 @@ from lpmon.model import forward_fp32, forward_quantized  # noqa: E402
 from lpmon.pipeline import open_store, run_day  # noqa: E402
 from lpmon.quant import LayerPlan, QuantPlan  # noqa: E402
 from lpmon.search import plan_bytes, units  # noqa: E402
-from lpmon.store import Database  # noqa: E402
+from lpmon.store import init_store  # noqa: E402
 from lpmon.world import World, WorldConfig, write_world  # noqa: E402
 
 GATE = 0.05
@@ -92,7 +92,7 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
     (root / "lpmon.toml").write_text(f'store = "sqlite:///{root / "state.db"}"\n[defaults]\n'
                                      f"sample_size = {sample}\nmin_examples = 1000\n" + text)
     cfg = load(root / "lpmon.toml", environ={})
-    Database(cfg.store).migrate()
+    init_store(cfg.store)
     store = open_store(cfg)
     if name == "far_off":  # a user deploys a plan with int2 tables and forces it into serving
         from lpmon.user_plans import promote_plan

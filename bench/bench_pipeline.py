@@ -34,6 +34,9 @@ write_world(root, WorldConfig("stable", days=2, seed=3, examples_per_day=n, tabl
                               bottom_mlp=(512, 256, 64), top_mlp=(512, 256, 1)))
 text = (root / "lpmon.toml").read_text()
 (root / "lpmon.toml").write_text(f"[defaults]\nsample_size = {n}\n\n" + text.split("\n", 1)[1])
+from lpmon.config import load
+from lpmon.store import init_store
+init_store(load(root / "lpmon.toml").store)
 """
 
 # One process per step, so that the peak memory measured is the daily run's own.

@@ -141,11 +141,12 @@ def _world(args) -> int:
 
 
 def _init(args, config) -> int:
-    from lpmon.store import Database
+    """The one command that creates or upgrades a store (a damaged one is refused, never overwritten)."""
+    from lpmon.store import Database, init_store
 
-    db = Database(config.store)
-    applied = db.migrate()
-    print(f"state store {db.safe_url}: " + (f"applied migrations {applied}" if applied else "up to date"))
+    applied = init_store(config.store)
+    print(f"state store {Database(config.store).safe_url}: "
+          + (f"applied migrations {applied}" if applied else "up to date") + "; integrity ok")
     return 0
 
 
@@ -187,10 +188,12 @@ def _backfill(args, config) -> int:
 def _status(args, config) -> int:
     import json
 
+    from lpmon.export import serving_problem
     from lpmon.pipeline import open_store
     from lpmon.quant import QuantPlan
 
-    store = open_store(config)
+    store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
+    store.db.verify(thorough=True)  # the integrity check, whatever the store's size
     report = {}
     for model_id in sorted(config.models):
         runs = store.rows("runs", model_id)
@@ -204,16 +207,21 @@ def _status(args, config) -> int:
             entry["last_run"] = {"date": last["logical_date"], "status": last["status"],
                                  "decision": decisions.get(last["logical_date"], {}).get("action"),
                                  "dne_pct": m.get("dne_pct"), "dne_pct_lo": m.get("dne_pct_lo"),
-                                 "dne_pct_hi": m.get("dne_pct_hi")}
+                                 "dne_pct_hi": m.get("dne_pct_hi"), "message": last["message"]}
         if active:
             plan = QuantPlan.from_json(active.plan_json)
             entry["active_plan"] = {"version": active.version,
                                     "precisions": {layer.name: layer.precision for layer in plan.layers}}
         entry["pinned"] = sorted(store.pins(model_id))
+        exported = store.export_status(model_id)
+        entry["serving"] = {"problem": serving_problem(store, model_id),
+                            "version": exported["serving_version"] if exported else None,
+                            "file": exported["target"] if exported else None}
         report[model_id] = entry
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
+    print(f"state store {store.db.safe_url}: schema version {store.db.schema_version()}, integrity ok")
     for model_id, entry in report.items():
         run, plan = entry["last_run"], entry["active_plan"]
         line = f"{model_id:<16} "
@@ -223,13 +231,17 @@ def _status(args, config) -> int:
             from lpmon.lifecycle import group_units
 
             moved = {n: ("int8", p) for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2")}
-            lines = [line.replace("int8 -> ", "") for line in group_units(moved)]
-            line += f"  plan v{plan['version']}" + (f" (higher precision: {'; '.join(lines)})" if moved else "")
+            raised = [text.replace("int8 -> ", "") for text in group_units(moved)]
+            line += f"  plan v{plan['version']}" + (f" (higher precision: {'; '.join(raised)})" if moved else "")
         elif run:
             line += "  no plan: serving fp32"
         if entry["pinned"]:
             line += f"  pinned: {', '.join(entry['pinned'])}"
         print(line)
+        if run and run["status"] == "failed":
+            print(f"  ! last run failed: {run['message']}")
+        if entry["serving"]["problem"]:
+            print(f"  ! serving: {entry['serving']['problem']}")
     return 0
 
 

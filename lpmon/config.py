@@ -2,8 +2,9 @@
 environment overrides. An invalid file is rejected at load with every problem
 listed, each naming its key.
 
-    store = "sqlite:///lpmon.db"      # state store URL (env LPMON_STORE)
+    store = "sqlite:////abs/lpmon.db" # state store URL (env LPMON_STORE): sqlite or postgresql
     plans_dir = "plans"               # where active plans are exported for serving
+    file_mode = 0o644                 # mode of exported plans (default: the umask's, 0644 under 022)
     work_dir = "work"                 # a day's intermediate results between Airflow tasks
                                       # (shared by all workers, like the traffic store)
 
@@ -15,18 +16,21 @@ listed, each naming its key.
     traffic = "/data/traffic/ctr"     # store root or URI
     snapshot = "/data/models/ctr/snapshot"
 
-Relative paths are taken relative to the file's directory.
+Relative paths are taken relative to the file's directory. The file must be
+a regular file of at most MAX_CONFIG_BYTES.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import sqlalchemy as sa
+from lpmon.store_url import StoreUrlError, check_store_url
 
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
 
@@ -56,6 +60,8 @@ class ModelSettings:
     validation_max_examples: int = 200_000  # held-out examples a validation may draw, at most
     validation_days: int = 7                 # earlier days' traffic a validation may draw from
     recipients: tuple[str, ...] = ()
+    max_ids_per_row: int = 10_000        # ids in one row of a multi-hot column (more: the day fails)
+    ts_tolerance_hours: float = 12.0     # how far `ts` may stray outside its partition's day
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ class Config:
     models: dict[str, ModelSettings]
     work_dir: Path = Path("work")
     airflow: AirflowSettings = AirflowSettings()
+    file_mode: int | None = None   # exported plans' mode; None: the umask's
 
     def model(self, model_id: str) -> ModelSettings:
         if model_id not in self.models:
@@ -91,8 +98,11 @@ class Config:
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no names, lists or header breaks
 # Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wrong file
+MIN_SAMPLE_SIZE = 100  # the sample is halved (calibration, evaluation) and needs both labels
 LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
-          "calibration_days": 90, "cooldown_days": 365, "validation_max_examples": 100_000_000}
+          "calibration_days": 90, "cooldown_days": 365, "validation_max_examples": 100_000_000,
+          "max_ids_per_row": 10_000_000}
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
                  "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
 
@@ -118,14 +128,12 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
     path = Path(path) if path is not None else default_path()
     environ = os.environ if environ is None else environ
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file (set --config or LPMON_CONFIG)") from None
+        data = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     problems: list[str] = []
     base = path.parent.resolve()
-    for key in sorted(set(data) - {"store", "plans_dir", "work_dir", "defaults", "models", "airflow"}):
+    for key in sorted(set(data) - {"store", "plans_dir", "work_dir", "file_mode", "defaults", "models", "airflow"}):
         problems.append(f"{key}: unknown top-level key")
     defaults = _settings(data.get("defaults", {}), ModelSettings(), "defaults", problems)
     for variable, (name, convert) in _ENV_DEFAULTS.items():
@@ -165,16 +173,65 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
             problems.append(f"{key}: must be a path")
             value = default
         dirs[key] = Path(value) if Path(value).is_absolute() else base / value
-    if not isinstance(store, str) or not store:
-        problems.append("store: must be a database URL")
-    elif "://" in store:
-        try:
-            sa.engine.make_url(store)
-        except sa.exc.ArgumentError:
-            problems.append("store: not a database URL (dialect://user@host/database)")
+    where = "LPMON_STORE" if "LPMON_STORE" in environ else "store"
+    try:
+        parsed = check_store_url(store)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_absolute() and where == "store":
+            store = f"sqlite:///{base / parsed.database}"  # like every path of the file: from its folder
+    except StoreUrlError as err:
+        problems.append(f"{where}: {err}")
+    mode = _file_mode(data.get("file_mode"), problems)
     if problems:
         raise ConfigError(f"{path}: invalid configuration:\n  - " + "\n  - ".join(problems))
-    return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow)
+    return Config(path, store, dirs["plans_dir"], models, dirs["work_dir"], airflow, mode)
+
+
+def read_text(path: Path) -> str:
+    """A config file's text: a regular file (not a directory, device or FIFO,
+    which could hang or exhaust memory) of at most MAX_CONFIG_BYTES, UTF-8."""
+    try:
+        with open(path, "rb", opener=_open_nonblocking) as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(f"{path}: not a regular file (a config is a TOML file)")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (set --config or LPMON_CONFIG)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a config file (set --config or LPMON_CONFIG)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes: not an lpmon config")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+
+
+def _open_nonblocking(path, flags):
+    """Open without blocking on a FIFO (its check then refuses it)."""
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _file_mode(value, problems: list[str]) -> int | None:
+    """file_mode: an integer (TOML 0o644) or an octal string ("0644"), at most 0o777."""
+    if value is None:
+        return None
+    if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value):
+        value = int(value.replace("o", ""), 8)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+        problems.append(f"file_mode: expected a permission mode such as 0o644 or \"0644\", got {value!r}")
+        return None
+    if not value & 0o400:
+        problems.append(f"file_mode: {value:#o} would not let even the owner read the exported plans")
+        return None
+    return value
+
+
+def control_characters(text: str) -> list[str]:
+    """The control characters in text (C0, DEL, C1, line and paragraph separators), as U+XXXX."""
+    return sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in ("Cc", "Zl", "Zp")})
 
 
 def airflow_settings(path: str | Path | None = None) -> AirflowSettings:
@@ -183,8 +240,8 @@ def airflow_settings(path: str | Path | None = None) -> AirflowSettings:
     file is missing or unreadable, so a parse never fails on it (the tasks
     load the whole config and report its problems)."""
     try:
-        data = tomllib.loads(Path(path or default_path()).read_text())
-    except (OSError, tomllib.TOMLDecodeError):
+        data = tomllib.loads(read_text(Path(path or default_path())))
+    except (ConfigError, tomllib.TOMLDecodeError):
         return AirflowSettings()
     problems: list[str] = []
     settings = _airflow(data.get("airflow", {}), problems)
@@ -258,6 +315,10 @@ def _check(key, value, default) -> str | None:
         return f"expected an integer, got {value!r}"
     if isinstance(default, str) and not isinstance(value, str):
         return f"expected a string, got {value!r}"
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) and key != "recipients" else []
+    bad = sorted({c for text in texts if isinstance(text, str) for c in control_characters(text)})
+    if bad:
+        return f"control characters ({', '.join(bad)}) in {value!r}"
     if isinstance(default, tuple) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         return f"expected a list of strings, got {value!r}"
     if isinstance(default, dict) and not (isinstance(value, dict) and all(
@@ -276,8 +337,12 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
     if not 0 < s.level < 1:
         bad("level", f"must be between 0 and 1, got {s.level}")
     for key, most in LIMITS.items():
-        if not 1 <= getattr(s, key) <= most:
-            bad(key, f"must be between 1 and {most:,}, got {getattr(s, key)}")
+        least = MIN_SAMPLE_SIZE if key == "sample_size" else 1
+        if not least <= getattr(s, key) <= most:
+            bad(key, f"must be between {least} and {most:,}, got {getattr(s, key)}"
+                     + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""))
+    if not 0 <= s.ts_tolerance_hours <= 720:
+        bad("ts_tolerance_hours", f"must be between 0 and 720 hours, got {s.ts_tolerance_hours}")
     if s.min_positives < 0:
         bad("min_positives", f"must not be negative, got {s.min_positives}")
     if s.calibration_method not in METHODS:
@@ -290,6 +355,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
         bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
     if not 0 <= s.validation_days <= 90:
         bad("validation_days", f"must be between 0 and 90, got {s.validation_days}")
-    bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r)]
+    bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r) or control_characters(r)]
     if bad_recipients:
-        bad("recipients", f"not email addresses: {bad_recipients}")
+        controls = sorted({c for r in bad_recipients for c in control_characters(r)})
+        bad("recipients", f"not email addresses: {bad_recipients}"
+                          + (f" (control characters {', '.join(controls)})" if controls else ""))

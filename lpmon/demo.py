@@ -134,6 +134,7 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
 
     from lpmon.config import load
     from lpmon.pipeline import open_store
+    from lpmon.store import init_store
 
     with quiet(log):
         from airflow.dag_processing.dagbag import DagBag
@@ -143,6 +144,7 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
     monitor = bag.dags["lpmon_monitor"]
     config = load(config_path)
+    init_store(config.store)  # what `lpmon init` does: only it creates a store
     store = open_store(config)
     print(f"lpmon demo: running lpmon_monitor through Airflow (dag.test), {days} days, "
           f"gate {config.model(SCENARIOS[0]).gate_pct} % relative NE\n")

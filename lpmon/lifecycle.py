@@ -173,8 +173,10 @@ class Outcome:
 class PlanLifecycle:
     """Stores and promotes candidates for one model, by the rules above."""
 
-    def __init__(self, store, model_id: str):
-        self.store, self.model_id = store, model_id
+    def __init__(self, store, model_id: str, before_promote=None):
+        """before_promote(): called just before a promotion commits; it may raise to stop
+        it (the pipeline checks there that serving's file can be written)."""
+        self.store, self.model_id, self.before_promote = store, model_id, before_promote
 
     def pins(self) -> dict[str, LayerPlan]:
         """Pinned layers, as the user pinned them."""
@@ -235,6 +237,8 @@ class PlanLifecycle:
         if current != expected_active:
             return Outcome(False, None, f"plan v{current} came into force meanwhile", lost_race=True,
                            active_version=current)
+        if self.before_promote is not None:
+            self.before_promote()
         version = stored if stored is not None else self.store.add_candidate(
             self.model_id, day, origin.value, lambda v: _numbered(candidate, v).to_json())
         if not self.store.promote(self.model_id, version, expected_active=expected_active):

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +35,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from lpmon.calibrate import STORABLE, from_state, observer, to_state
-from lpmon.config import Config, ModelSettings, confined
+from lpmon import export
+from lpmon.config import Config, ModelSettings
 from lpmon.daywork import DayWork
 from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
@@ -71,13 +70,19 @@ class RunResult:
 
 
 def open_store(config: Config) -> StateStore:
-    """The state store, migrated; an unreachable database is a StoreError naming it
-    (without its password), which fails the task so that Airflow retries it."""
+    """The state store, checked (never created or migrated: only `lpmon init` does
+    that). A store that is missing, damaged, read-only, without lpmon's schema or
+    unreachable is a one-line StoreError naming it (without its password),
+    which fails the task so that Airflow retries it."""
     db = Database(config.store)
     try:
-        db.migrate()
+        db.verify()
     except sa.exc.OperationalError as err:
+        db.engine.dispose()
         raise StoreError(f"{db.safe_url}: the state store is unreachable ({err.orig})") from None
+    except StoreError:
+        db.engine.dispose()
+        raise
     return StateStore(db)
 
 
@@ -98,14 +103,9 @@ def _halves(batch: Batch, labels: np.ndarray):
     return batch.take(rows[0::2]), batch.take(rows[1::2]), labels[1::2]
 
 
-def _export(config: Config, model_id: str, plan: QuantPlan) -> Path:
-    """The active plan as JSON for serving, at a stable path, replaced atomically."""
-    folder = confined(config.plans_dir, model_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".json") as tmp:
-        tmp.write(plan.to_json())
-    os.replace(tmp.name, folder / "active.json")
-    return folder / "active.json"
+def plan_lifecycle(config: Config, store: StateStore, model_id: str) -> PlanLifecycle:
+    """The model's lifecycle; a promotion first checks that serving's file can be written."""
+    return PlanLifecycle(store, model_id, before_promote=lambda: export.check(config, model_id))
 
 
 def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, StateStore]:
@@ -119,7 +119,8 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
 
 def _draw(settings: ModelSettings, model: Model, day: str, size: int | None = None):
     return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
-                       TrafficSchema.for_model(model.spec))
+                       TrafficSchema.for_model(model.spec, settings.max_ids_per_row,
+                                               settings.ts_tolerance_hours * 3600))
 
 
 def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
@@ -216,7 +217,7 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
                    n=len(labels), positives=int(labels.sum()))
     if len(labels) < settings.min_examples or int(labels.sum()) < settings.min_positives:
         return Outcome(False, None, "onboarding: waiting for evidence: " + "; ".join(short.reasons))
-    lifecycle = PlanLifecycle(store, model_id)
+    lifecycle = plan_lifecycle(config, store, model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
     pins = lifecycle.pins()
     start = {name: ("int8" if unit.kind == "linear" else settings.embedding_precision)
@@ -258,8 +259,7 @@ def onboard_day(config: Config, model_id: str, day) -> Outcome:
             sample = _draw(settings, model, day)
             outcome = _onboard_once(config, store, model_id, day, model, sample.batch, sample.labels)
         active = store.active_plan(model_id)
-        if active is not None:
-            _export(config, model_id, QuantPlan.from_json(active.plan_json))
+        export.publish(config, store, model_id)
         if outcome is None:
             return Outcome(False, active.version, f"already onboarded: plan v{active.version} is in force",
                            active_version=active.version)
@@ -281,11 +281,9 @@ def onboard_snapshot(config: Config, model_id: str, day) -> int | None:
             sample = _draw(settings, model, day)
             with store.db.day_lock(model_id, PLAN_LOCK):
                 onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id)
+        export.publish(config, store, model_id)
         active = store.active_plan(model_id)
-        if active is None:
-            return None
-        _export(config, model_id, QuantPlan.from_json(active.plan_json))
-        return active.version
+        return active.version if active else None
 
 
 def snapshot_digest(uri: str) -> str:
@@ -311,9 +309,10 @@ def proactive_recalibration(config: Config, model_id: str, day) -> dict:
 def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
     day, settings, store = _begin(config, model_id, day)
     out = {"model": model_id, "day": day, "promoted": False, "new_plan_version": None}
-    lifecycle = PlanLifecycle(store, model_id)
+    lifecycle = plan_lifecycle(config, store, model_id)
     earlier = [r for r in store.plans_of_day(model_id, day) if r.reason == Origin.PROACTIVE.value]
     if earlier:
+        export.publish(config, store, model_id)  # a retry after a failed export writes the file
         return dict(out, promoted=earlier[0].status != "candidate", new_plan_version=earlier[0].version,
                     reason="done already")
     active_record = store.active_plan(model_id)
@@ -349,7 +348,7 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
                                      f"{versus.dne_pct_hi:.4f}] relative to it)", verdict.n)
     outcome = lifecycle.propose(candidate, day, Origin.PROACTIVE, verdict, expected_active=active_record.version)
     if outcome.promoted:
-        _export(config, model_id, lifecycle.plan(outcome.version))
+        export.publish(config, store, model_id)
     return dict(out, promoted=outcome.promoted, new_plan_version=outcome.version if outcome.promoted else None,
                 old_plan_version=active_record.version, reason=outcome.reason)
 
@@ -383,7 +382,7 @@ class Day:
     def __init__(self, config: Config, work: DayWork):
         self.config, self.work = config, work
         self.day, self.settings, self.store = _begin(config, work.model_id, work.day)
-        self.lifecycle = PlanLifecycle(self.store, work.model_id)
+        self.lifecycle = plan_lifecycle(config, self.store, work.model_id)
         self._model = None
         self._evidence = None
 
@@ -638,9 +637,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
             store.record_calibration_states(model_id, d.day, work.calibration, connection=c)
         store.record_decision(model_id, d.day, work.action, work.reasons,
                               work.new_plan_version if work.promoted else None, connection=c)
-    active = store.active_plan(model_id)
-    if active is not None:
-        _export(config, model_id, QuantPlan.from_json(active.plan_json))
+    export.publish(config, store, model_id)  # a failure is recorded, then raised (the rows are in)
     dne = work.comparison["dne_pct"] if work.comparison else None
     return RunResult(model_id, d.day, work.status, work.action, "; ".join(work.reasons), work.plan_version,
                      work.new_plan_version if work.promoted else None, dne, promoted=work.promoted)

@@ -8,10 +8,11 @@ import datetime as dt
 from pathlib import Path
 
 from lpmon.config import Config
-from lpmon.lifecycle import Origin, Outcome, PlanLifecycle, validate
+from lpmon.lifecycle import Origin, Outcome, validate
 from lpmon.model import Model
 from lpmon.model.spec import ModelSpec
-from lpmon.pipeline import PLAN_LOCK, _begin, _draw, _evidence, _export, _halves, day_lock
+from lpmon import export
+from lpmon.pipeline import PLAN_LOCK, _begin, _draw, _evidence, _halves, day_lock, plan_lifecycle
 from lpmon.policy import Status
 from lpmon.quant import PlanError, QuantPlan
 
@@ -47,14 +48,14 @@ def import_plan(config: Config, model_id: str, path: Path) -> int:
     """Store a user's plan as a new candidate (not active); returns its version."""
     day, settings, store = _begin(config, model_id, dt.date.today())
     plan = read_plan(path, model_id, ModelSpec.load(Path(settings.snapshot) / "spec.json"))
-    return PlanLifecycle(store, model_id).store_candidate(plan, day, Origin.USER)
+    return plan_lifecycle(config, store, model_id).store_candidate(plan, day, Origin.USER)
 
 
 def promote_plan(config: Config, model_id: str, version: int, *, day=None, force: bool = False) -> Outcome:
     """Put plan `version` in force. Unless forced, it must pass the lifecycle's
     validation on the held-out examples of `day` (default: the last day run)."""
     _, settings, store = _begin(config, model_id, dt.date.today())
-    lifecycle = PlanLifecycle(store, model_id)
+    lifecycle = plan_lifecycle(config, store, model_id)
     candidate = lifecycle.plan(version)
     runs = store.rows("runs", model_id)
     if day is None and not force:
@@ -76,5 +77,5 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
         outcome = lifecycle.propose(candidate, day, Origin.USER, verdict, forced=force, stored=version,
                                     expected_active=record.version if record else None)
         if outcome.promoted:
-            _export(config, model_id, lifecycle.plan(outcome.version))
+            export.publish(config, store, model_id)
         return outcome

@@ -80,7 +80,7 @@ def test_a_mail_server_that_is_down_is_retried_recorded_and_never_raises(tmp_pat
     from lpmon.alerts import SmtpSettings, alert_day
     from lpmon.store import Database, StateStore
 
-    db = Database(f"sqlite:///{tmp_path / 's.db'}")
+    db = Database(f"sqlite:///{tmp_path / 's.db'}", create=True)
     db.migrate()
     store = StateStore(db)
     sleeps = []

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lpmon.traffic import TrafficStore
+from lpmon.store import init_store
 from lpmon.world import WorldConfig, write_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -59,6 +60,7 @@ def test_a_10m_example_day_is_sampled_and_scored_in_bounded_memory(tmp_path):
         config.write_text(f'store = "sqlite:///{root / "state.db"}"\n[defaults]\nsample_size = 100000\n\n'
                           f'[models.{MODEL}]\ntraffic = "{root / "traffic"}"\n'
                           f'snapshot = "{tmp_path / "world" / "models" / MODEL / "snapshot"}"\n')
+        init_store(f"sqlite:///{root / 'state.db'}")
         assert TrafficStore(root / "traffic").row_count(DAY) == rows
         peaks[rows] = dict(run_measured(config), written_s=round(written, 1))
         status = subprocess.run([sys.executable, "-m", "lpmon.cli", "status", "--config", str(config), "--json"],

@@ -235,7 +235,7 @@ def test_a_failing_task_sends_a_failure_email_without_the_password(dagbag, smtp_
 
     password = f"pw-{uuid.uuid4().hex}"  # made here: no secret-looking literal in the repository
     unreachable = f"postgresql+psycopg://postgres:{password}@127.0.0.1:5432/lpmon_no_such_database"
-    config_path = dag_world(tmp_path, ["stable"], days=1, store=unreachable)
+    config_path = dag_world(tmp_path, ["stable"], days=1, store=unreachable, init=False)
     dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(0))
     # The store's password is registered with Airflow's masker, and shows nowhere.
     assert password not in redact(f"connecting to {unreachable}")

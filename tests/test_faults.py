@@ -20,7 +20,7 @@ import pytest
 
 from lpmon.config import load
 from lpmon.pipeline import day_lock, open_store, run_day
-from lpmon.store import StoreError
+from lpmon.store import StoreError, init_store
 from lpmon.world import WorldConfig, write_world
 from world_helpers import snapshot_rows
 
@@ -39,6 +39,7 @@ def write_config(root: Path, world: Path, store: str) -> Path:
         "[defaults]\nsample_size = 10000\nmin_examples = 1000\n\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
         f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n')
+    init_store(store)  # as `lpmon init` does (a copied store: up to date already)
     return path
 
 
@@ -130,7 +131,6 @@ def test_the_day_lock_is_exclusive_and_freed_when_its_holder_is_killed(history, 
     world, _ = history
     config_path = write_config(tmp_path, world, database_url)
     config = load(config_path, environ={})
-    open_store(config).db.engine.dispose()  # migrated before two processes race on it
     holder = driver("hold", config_path, start_new_session=True)
     try:
         assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
@@ -246,6 +246,109 @@ def test_postgresql_down_is_a_clear_error_and_the_run_after_it_is_unaffected(pos
     finally:
         restart_postgres("start")
     run_day(postgres_history, MODEL, DEGRADED_DAY)
+    store = open_store(postgres_history)
+    assert snapshot_rows(store, MODEL) == expected
+    store.db.engine.dispose()
+
+
+# --- the day lock across a lost PostgreSQL session --------------------------------------------
+
+def held_lock():
+    """The advisory day lock this thread holds (lpmon.store.database keeps them per thread)."""
+    import threading
+
+    from lpmon.store import database
+
+    (lock,) = database._HELD[threading.get_ident()]
+    return lock
+
+
+def terminate(url: str, pid: int) -> None:
+    import psycopg
+
+    from conftest import PG_ADMIN
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # waits until it is gone
+
+
+def lock_is_held_elsewhere(store) -> bool:
+    try:
+        with store.db.day_lock(MODEL, DEGRADED_DAY, timeout_s=0.5):
+            return False
+    except StoreError:
+        return True
+
+
+def test_the_day_lock_is_re_taken_when_its_session_dies(postgres_url):
+    """The lock's session was killed (as a restart or an admin would): the next
+    commit of the run re-takes the lock first, and the run goes on holding it."""
+    import threading
+
+    init_store(postgres_url)
+    from lpmon.store import Database, StateStore
+
+    store = StateStore(Database(postgres_url))
+    with store.db.day_lock(MODEL, DEGRADED_DAY):
+        lock = held_lock()
+        first = lock.live
+        terminate(postgres_url, first.connection.dbapi_connection.info.backend_pid)
+        store.register_model(MODEL)  # a commit: the lock is checked, found lost, re-taken
+        assert lock.live is not None and lock.live is not first and not lock.lost
+        other = {}
+        thread = threading.Thread(target=lambda: other.update(held=lock_is_held_elsewhere(store)))
+        thread.start()
+        thread.join()
+        assert other["held"]  # another run of the day still has to wait
+    assert not lock_is_held_elsewhere(store)  # released at the end
+    store.db.engine.dispose()
+
+
+def test_a_run_whose_lock_was_taken_meanwhile_stops_before_writing(postgres_url):
+    import psycopg
+
+    init_store(postgres_url)
+    from lpmon.store import Database, StateStore
+
+    store = StateStore(Database(postgres_url))
+    store.register_model(MODEL)
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as rival:
+        with store.db.day_lock(MODEL, DEGRADED_DAY):
+            lock = held_lock()
+            terminate(postgres_url, lock.live.connection.dbapi_connection.info.backend_pid)
+            assert rival.execute("SELECT pg_try_advisory_lock(%s)", (lock.number,)).fetchone()[0]
+            with pytest.raises(StoreError, match=f"{MODEL}@{DEGRADED_DAY}: the day's lock was lost .*another run "
+                                                 "of the same day holds it now; this run stopped before writing"):
+                store.record_run(MODEL, DEGRADED_DAY, "RUNNING")
+            with pytest.raises(StoreError, match="the day's lock was lost"):
+                store.record_run(MODEL, DEGRADED_DAY, "RUNNING")  # and every later commit
+    assert store.rows("runs", MODEL) == []  # nothing was written without the lock
+    store.db.engine.dispose()
+
+
+def test_the_day_lock_survives_a_postgresql_restart_in_the_middle_of_a_run(postgres_history, expected, monkeypatch):
+    """A real restart between the steps of the DEGRADED day: the run completes with
+    the rows of an uninterrupted run, holding the lock again once it commits."""
+    from lpmon import pipeline
+
+    compare_step, seen = pipeline.compare_step, {}
+
+    def restart_then_compare(config, work):
+        seen["session"] = held_lock().live
+        restart_postgres()
+        return compare_step(config, work)
+
+    real_promote = pipeline._promote
+
+    def promote_and_look(d, candidate, reason):
+        real_promote(d, candidate, reason)  # commits: the lock was re-taken before them
+        lock = held_lock()
+        seen["lock"] = lock.live is not None and lock.live is not seen["session"] and not lock.lost
+
+    monkeypatch.setattr(pipeline, "compare_step", restart_then_compare)
+    monkeypatch.setattr(pipeline, "_promote", promote_and_look)
+    result = run_day(postgres_history, MODEL, DEGRADED_DAY)
+    assert result.status == "DEGRADED" and result.new_plan_version == 2 and seen["lock"]
     store = open_store(postgres_history)
     assert snapshot_rows(store, MODEL) == expected
     store.db.engine.dispose()

@@ -45,8 +45,8 @@ def toml_string(value: str) -> str:
     ("gate_pct", "-0.5", "gate_pct: must be a percentage"),
     ("gate_pct", '"0.05"', "gate_pct: expected a number"),
     ("level", "nan", "level: must be between 0 and 1"),
-    ("sample_size", "9223372036854775807", "sample_size: must be between 1 and"),
-    ("sample_size", "-1", "sample_size: must be between 1 and"),
+    ("sample_size", "9223372036854775807", "sample_size: must be between 100 and"),
+    ("sample_size", "-1", "sample_size: must be between 100 and"),
     ("sample_size", "1.5", "sample_size: expected an integer"),
     ("sample_size", "true", "sample_size: expected int"),
     ("calibration_days", "100000", "calibration_days: must be between 1 and"),
@@ -70,10 +70,10 @@ def test_hostile_settings_are_refused_naming_the_key(tmp_path, key, value, messa
 
 def test_hostile_environment_and_store_values_are_refused(tmp_path):
     path = config_file(tmp_path, 'store = "not a url://"\n[models.m]\ntraffic = "t"\nsnapshot = "s"\n')
-    with pytest.raises(ConfigError, match="store: not a database URL"):
+    with pytest.raises(ConfigError, match="store: not a url:// is not a database URL"):
         load(path, environ={})
     path = config_file(tmp_path, '[models.m]\ntraffic = "t"\nsnapshot = "s"\n')
-    with pytest.raises(ConfigError, match="LPMON_SAMPLE_SIZE.sample_size: must be between 1 and"):
+    with pytest.raises(ConfigError, match="LPMON_SAMPLE_SIZE.sample_size: must be between 100 and"):
         load(path, environ={"LPMON_SAMPLE_SIZE": str(LIMITS["sample_size"] + 1)})
     with pytest.raises(ConfigError, match="LPMON_GATE_PCT.gate_pct: must be a percentage"):
         load(path, environ={"LPMON_GATE_PCT": "nan"})
@@ -193,7 +193,7 @@ def test_nan_negative_and_huge_plan_values_are_refused(edit, field):
 def test_sql_metacharacters_are_data(database_url, text):
     """Every statement is parameterised: hostile strings round-trip exactly and
     touch nothing else (the store does not rely on the config's id check)."""
-    db = Database(database_url)
+    db = Database(database_url, create=True)
     db.migrate()
     store = StateStore(db)
     model_id = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL at all
@@ -227,9 +227,11 @@ def test_paths_stay_under_their_root(tmp_path, parts):
 
 def test_the_cli_refuses_a_hostile_model_without_touching_anything(tmp_path, capsys):
     from lpmon.cli import main
+    from lpmon.store import init_store
 
     path = config_file(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n'
                                  '[models.m]\ntraffic = "t"\nsnapshot = "s"\n')
+    init_store(f"sqlite:///{tmp_path / 's.db'}")
     before = sorted(p.name for p in tmp_path.parent.iterdir())
     assert main(["run", "--config", str(path), "--model", "../../escape", "--date", "2026-11-01"]) != 0
     assert "no model '../../escape'" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from lpmon.lifecycle import (Origin, PlanLifecycle, Verdict, changed_units, cool
                              layer_from_json, layer_to_json, reenable_targets, same_quantization, validate)
 from lpmon.metrics import compare
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan
-from lpmon.store import Database, StateStore
+from lpmon.store import Database, StateStore, init_store
 
 GATE = 0.05
 _BASE = compare(np.full(10, 0.3), np.full(10, 0.3), np.array([0, 1] * 5, np.uint8))
@@ -132,8 +132,8 @@ def test_a_pinned_layer_round_trips_with_the_plan_checks():
 
 @pytest.fixture
 def lifecycle(database_url):
+    init_store(database_url)
     db = Database(database_url)
-    db.migrate()
     store = StateStore(db)
     store.register_model("m")
     yield PlanLifecycle(store, "m")

@@ -10,17 +10,20 @@ from lpmon.config import load
 from lpmon.pipeline import open_store, run_day
 from lpmon.quant import QuantPlan
 from lpmon.traffic import TrafficStore
+from lpmon.store import init_store
 from lpmon.world import WorldConfig, write_world
 
 START = dt.date(2026, 11, 1)
 TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
 
 
-def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000):
+def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000, init=True):
     write_world(tmp_path, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
     text = (tmp_path / "lpmon.toml").read_text()
     text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n\n' + text.split("\n", 1)[1]
     (tmp_path / "lpmon.toml").write_text(text)
+    if init:
+        init_store(database_url)  # as `lpmon init` does
     return load(tmp_path / "lpmon.toml", environ={})
 
 
@@ -149,8 +152,10 @@ def test_cli_init_run_backfill_status(tmp_path, capsys):
     from lpmon import cli
 
     config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=3, per_day=60_000,
-                   sample=15_000)
+                   sample=15_000, init=False)
     path = str(config.path)
+    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 1
+    assert "run `lpmon init` to create it" in capsys.readouterr().err  # only init creates a store
     assert cli.main(["init", "--config", path]) == 0
     assert "applied migrations [1, 2" in capsys.readouterr().out
     assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
@@ -274,7 +279,6 @@ def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
     config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=1, per_day=500,
                    sample=500)
     db = Database(config.store)
-    db.migrate()
     with db.transaction() as c:
         c.execute(sa.text("INSERT INTO schema_migrations VALUES (99, 'future', 'x')"))
     db.engine.dispose()

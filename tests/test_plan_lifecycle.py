@@ -18,7 +18,7 @@ from lpmon.config import load
 from lpmon.lifecycle import Origin, PlanLifecycle
 from lpmon.pipeline import open_store, run_day
 from lpmon.quant import LayerPlan, QuantPlan
-from lpmon.store import Database
+from lpmon.store import init_store
 from lpmon.world import WorldConfig, write_world
 
 from world_helpers import snapshot_rows
@@ -36,7 +36,7 @@ def world(root: Path, store: str, scenario="stable", days=4, per_day=50_000, sam
     (root / "lpmon.toml").write_text(f'store = "{store}"\n\n[defaults]\nsample_size = {sample}\n'
                                      f"min_examples = 1000\n{extra}\n" + text)
     config = load(root / "lpmon.toml", environ={})
-    Database(config.store).migrate()
+    init_store(config.store)
     return config
 
 

@@ -23,6 +23,7 @@ from airflow_stack import Stack
 from conftest import _postgres_database, free_port
 from lpmon.config import load
 from lpmon.pipeline import open_store
+from lpmon.store import init_store
 from lpmon.world import WorldConfig, write_world
 from world_helpers import snapshot_rows
 
@@ -77,6 +78,7 @@ def world(root: Path, store: str) -> Path:
                     'recipients = ["oncall@example.com"]\n\n'
                     f'[airflow]\nstart_date = "{START}"\ntask_retries = 0\nmonitor_catchup = false\n'
                     + path.read_text().split("\n", 1)[1])
+    init_store(store)
     return path
 
 

@@ -13,7 +13,7 @@ from lpmon.store import Database, StateStore, StoreError, migrations
 
 @pytest.fixture
 def store(database_url):
-    db = Database(database_url)
+    db = Database(database_url, create=True)
     assert db.migrate() == [v for v, _, _ in migrations()]
     yield StateStore(db)
     db.engine.dispose()
@@ -27,16 +27,16 @@ def comparison():
 
 
 def test_migrations_are_recorded_and_idempotent(database_url):
-    db = Database(database_url)
+    db = Database(database_url, create=True)
     assert db.schema_version() == 0
-    assert db.migrate() == [1]
+    assert db.migrate() == [v for v, _, _ in migrations()]
     assert db.migrate() == []
-    assert db.check_version() == 1
+    assert db.check_version() == migrations()[-1][0] == db.verify()
     db.engine.dispose()
 
 
 def test_newer_database_is_refused(database_url):
-    db = Database(database_url)
+    db = Database(database_url, create=True)
     db.migrate()
     with db.transaction() as c:
         c.execute(sa.text("INSERT INTO schema_migrations VALUES (99, 'future', 'x')"))
@@ -164,7 +164,7 @@ def test_workers_migrating_a_fresh_database_at_once_apply_each_migration_once(da
     errors, barrier = [], threading.Barrier(6)
 
     def worker():
-        db = Database(database_url)
+        db = Database(database_url, create=True)
         try:
             barrier.wait()
             db.migrate()

@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+from lpmon.store import init_store
 from lpmon.world import WorldConfig, write_world
 
 
-def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra: str = "") -> Path:
-    """A synthetic world and its lpmon.toml, sized for DAG tests (small samples, no retries)."""
+def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra: str = "",
+              init: bool = True) -> Path:
+    """A synthetic world and its lpmon.toml, sized for DAG tests (small samples, no retries);
+    its store created as `lpmon init` does (init=False: left alone, e.g. unreachable)."""
     for scenario in scenarios:
         write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=12_000))
     path = root / "lpmon.toml"
@@ -17,6 +20,8 @@ def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra:
               f"{extra}\n"
               '[airflow]\nstart_date = "2026-11-01"\ntask_retries = 0\nbase_url = "http://airflow.test"\n')
     path.write_text(header + path.read_text().split("\n", 1)[1])
+    if init:
+        init_store(store)
     return path
 
 

@@ -1,13 +1,17 @@
-"""Model snapshots on disk: a directory with spec.json and weights.npz."""
+"""Model snapshots on disk: a directory with spec.json and weights.npz, written
+atomically with the umask's permissions (serving and workers may run as
+other users)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lpmon.atomic import write_atomically
 
 from .spec import ModelSpec, SpecError
 
@@ -56,10 +60,10 @@ class Model:
         """Write spec.json and weights.npz, each atomically (temp file, then rename)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(directory / SPEC_FILE, self.spec.to_json().encode())
-        with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **self.weights)
-        os.replace(tmp.name, directory / WEIGHTS_FILE)
+        write_atomically(directory / SPEC_FILE, self.spec.to_json().encode())
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.weights)
+        write_atomically(directory / WEIGHTS_FILE, buffer.getbuffer())
         return directory
 
     @classmethod
@@ -70,12 +74,24 @@ class Model:
         if not (directory / WEIGHTS_FILE).is_file():
             raise SpecError(f"{directory}: no {WEIGHTS_FILE}")
         spec = ModelSpec.load(directory / SPEC_FILE)
-        try:
-            with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as npz:
-                weights = {name: npz[name] for name in npz.files}
-        except (OSError, ValueError) as err:
-            raise SpecError(f"{directory / WEIGHTS_FILE}: cannot be read: {err}") from None
-        return cls(spec, weights)
+        return cls(spec, load_weights(directory / WEIGHTS_FILE))
+
+
+def load_weights(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a weights.npz; a file that is not one is a SpecError saying what it is instead."""
+    try:
+        if not zipfile.is_zipfile(path):
+            raise SpecError(f"{path}: not an .npz archive (damaged, or another kind of file)")
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except SpecError:
+        raise
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise SpecError(f"{path}: holds an object array (pickled data), which lpmon never loads") from None
+        raise SpecError(f"{path}: cannot be read: {err}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise SpecError(f"{path}: a damaged .npz archive ({err})") from None
 
 
 def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
@@ -96,8 +112,3 @@ def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
         if not np.isfinite(array).all():
             raise SpecError(f"weights: {name} has {np.count_nonzero(~np.isfinite(array))} NaN or inf values")
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)

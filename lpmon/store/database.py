@@ -1,9 +1,13 @@
 """The state store's connection and schema: SQLite by default, PostgreSQL in production.
 
 Migrations are the numbered files in sql/migrations (shipped as
-lpmon._sql), applied in order, each in its own transaction, and recorded in
-schema_migrations. A database whose schema is newer than this code is
-refused rather than written to.
+lpmon._sql), applied in order and recorded in schema_migrations. Only
+`lpmon init` creates or upgrades a store (Database(url, create=True).migrate());
+every other use opens an existing store and refuses, with one line naming
+the URL, a store that is missing, damaged, read-only, without lpmon's schema
+or at another version. A SQLite file is then opened read-write without
+creation, so a wrong path never becomes an empty store, and a damaged file is
+never written to.
 """
 
 from __future__ import annotations
@@ -12,13 +16,18 @@ import datetime as dt
 import fcntl
 import hashlib
 import importlib.resources
+import os
 import re
-import tempfile
+import sqlite3
+import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from lpmon.store_url import StoreUrlError, check_store_url
 
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -37,8 +46,8 @@ def migrations() -> list[tuple[int, str, str]]:
             found.append((int(match.group(1)), match.group(2), entry.read_text()))
     found.sort()
     versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(versions) + 1)):
-        raise StoreError(f"migrations must be numbered 1, 2, 3... without gaps, found {versions}")
+    if len(set(versions)) != len(versions) or not versions or versions[0] != 1:
+        raise StoreError(f"migrations must be numbered from 1, each number once, found {versions}")
     return found
 
 
@@ -52,25 +61,69 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class Database:
-    """An engine plus the schema's version management."""
+TABLES = ("models", "snapshots", "plans", "runs", "run_metrics", "layer_metrics", "decisions", "alerts",
+          "calibration_histograms", "fallback_progress")
+# What SQLite says about a file it cannot use, and what lpmon tells the user to do.
+_SQLITE_FAULTS = (
+    ("readonly database", "the state store is read-only for this user ({error}): make the file and its "
+                          "folder writable by the user that runs lpmon"),
+    ("file is not a database", "the state store is damaged ({error}); it was left as it is: restore it "
+                               "from a backup"),
+    ("malformed", "the state store is damaged ({error}); it was left as it is: restore it from a backup"),
+    ("disk i/o error", "the state store cannot be read or written ({error}): check the disk and the file"),
+    ("unable to open database file", "the state store cannot be opened ({error}): check that the file "
+                                     "and its folder exist and are readable and writable"),
+)
+_CHECKED: dict[tuple, bool] = {}  # SQLite files that passed the integrity check: (path, inode, size, mtime)
+# quick_check reads the whole file (about 8 ms a MB here): every open checks stores up to
+# this size, `lpmon status` and `lpmon init` any size; beyond it SQLite's own page checks
+# (errors explained by Database._explain) still refuse what they touch.
+QUICK_CHECK_BYTES = 256 << 20
 
-    def __init__(self, url: str):
-        if "://" not in url:  # a plain path means SQLite
-            url = f"sqlite:///{url}"
+
+class Database:
+    """An engine plus the schema's version management.
+
+    create=False (every use but `lpmon init`): a SQLite file must exist and is
+    opened without creation; create=True lets migrate() make a new store.
+    """
+
+    def __init__(self, url: str, *, create: bool = False):
+        try:
+            parsed = check_store_url(url)
+        except StoreUrlError as err:
+            raise StoreError(str(err)) from None
         self.url = url
-        self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        self.dialect = parsed.get_backend_name()
+        self.create = create
         # pool_pre_ping: a connection that died with a database restart is replaced
         # before use, instead of failing the next statement of a run.
         options = {"pool_pre_ping": True}
+        engine_url = parsed
         if self.dialect == "sqlite":
+            self.path = Path(parsed.database).expanduser().absolute()
             options["connect_args"] = {"timeout": 30}
-        self.engine = sa.create_engine(url, **options)
+            if not create:  # SQLite's URI mode=rw opens an existing file and never creates one
+                engine_url = parsed.set(database=f"file:{urllib.parse.quote(str(self.path))}?mode=rw",
+                                        query={"uri": "true"})
+        self.engine = sa.create_engine(engine_url, **options)
+        sa.event.listen(self.engine, "handle_error", self._explain)
+        sa.event.listen(self.engine, "commit", _check_locks_held)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             # Every transaction takes SQLite's write lock when it begins: concurrent
             # writers then queue (busy_timeout) instead of failing to upgrade a read lock.
             sa.event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+    def _explain(self, context) -> None:
+        """SQLite's errors about the file itself become one-line StoreErrors naming the store."""
+        error = context.original_exception
+        if self.dialect != "sqlite" or not isinstance(error, sqlite3.DatabaseError):
+            return
+        text = str(error).lower()
+        for needle, message in _SQLITE_FAULTS:
+            if needle in text:
+                raise StoreError(f"{self.safe_url}: {message.format(error=error)}") from None
 
     @contextmanager
     def transaction(self):
@@ -78,34 +131,169 @@ class Database:
         with self.engine.begin() as connection:
             yield connection
 
+    # --- is this a usable store? --------------------------------------------------------
+    def verify(self, thorough: bool = False) -> int:
+        """Refuse (StoreError) a store that cannot be used as it is; returns its schema version.
+
+        SQLite: the file exists, is a regular non-empty SQLite file that passes
+        `PRAGMA quick_check` (once per process and file state; thorough=False
+        skips it above QUICK_CHECK_BYTES) and is writable. Both engines:
+        lpmon's tables are there, at this code's schema version.
+        """
+        if self.dialect == "sqlite":
+            self._check_sqlite_file(must_exist=True, thorough=thorough)
+        version = self.check_version()
+        with self.engine.connect() as connection:
+            missing = sorted(set(TABLES) - set(sa.inspect(connection).get_table_names()))
+        if missing:
+            raise StoreError(f"{self.safe_url}: the store's schema is at version {version} but tables are "
+                             f"missing ({', '.join(missing)}): it is damaged; restore it from a backup")
+        return version
+
+    def _check_sqlite_file(self, must_exist: bool, thorough: bool = True) -> None:
+        path, where = self.path, self.safe_url
+        if not path.exists():
+            if must_exist:
+                raise StoreError(f"{where}: no state store at {path}: run `lpmon init` to create it "
+                                 "(or fix `store` / LPMON_STORE)")
+            return
+        if not path.is_file():
+            raise StoreError(f"{where}: {path} is not a regular file: point `store` at a SQLite file")
+        stat = path.stat()
+        if stat.st_size == 0:
+            raise StoreError(f"{where}: {path} is empty (0 bytes): if it held lpmon's history the file was "
+                             "truncated, so restore it from a backup; to start a new store, delete it and run "
+                             "`lpmon init`")
+        # The file is never opened here: closing any descriptor of it would drop the
+        # POSIX locks this process's SQLite connections hold on it (SQLite's own
+        # warning), so SQLite itself reads the header ("file is not a database").
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise StoreError(f"{where}: the state store is read-only for this user ({path} or its folder): "
+                             "make both writable by the user that runs lpmon")
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key not in _CHECKED and (thorough or stat.st_size <= QUICK_CHECK_BYTES):
+            problems = self.integrity_problems()
+            if problems:
+                more = f", and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+                raise StoreError(f"{where}: the state store is damaged ({problems[0]}{more}); it was left as "
+                                 "it is: restore it from a backup")
+            _CHECKED[key] = True
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's quick_check findings (empty when the file is sound; PostgreSQL: always empty)."""
+        if self.dialect != "sqlite":
+            return []
+        with self.engine.connect() as connection:
+            rows = [r[0] for r in connection.exec_driver_sql("PRAGMA quick_check").fetchall()]
+        if rows == ["ok"]:
+            return []
+        lines = [line for row in rows for line in str(row).splitlines() if line and not line.startswith("***")]
+        return lines or ["quick_check failed"]
+
+    # --- schema versions ------------------------------------------------------------------
+    def applied_versions(self) -> set[int]:
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table("schema_migrations"):
+                return set()
+            return set(connection.execute(sa.text("SELECT version FROM schema_migrations")).scalars())
+
+    def schema_version(self) -> int:
+        return max(self.applied_versions(), default=0)
+
+    def check_version(self) -> int:
+        shipped = {v for v, _, _ in migrations()}
+        applied = self.applied_versions()
+        if not applied:
+            raise StoreError(f"{self.safe_url}: no lpmon state store here (no lpmon schema): run `lpmon init` "
+                             "to create one, or fix `store` / LPMON_STORE")
+        unknown = sorted(applied - shipped)
+        if unknown:
+            raise StoreError(f"{self.safe_url}: the database is at schema version {max(applied)}, newer than "
+                             f"this lpmon knows ({max(shipped)}; unknown migrations {unknown}): upgrade lpmon "
+                             "before using it")
+        missing = sorted(shipped - applied)
+        if missing:
+            raise StoreError(f"{self.safe_url}: schema version {max(applied)}, expected {max(shipped)} "
+                             f"(migrations {missing} not applied): run `lpmon init` to upgrade it")
+        return max(applied)
+
+    def migrate(self) -> list[int]:
+        """Create or upgrade the store (`lpmon init` only): apply the shipped
+        migrations not yet recorded, in order; returns the versions applied.
+
+        A SQLite file that exists must be a sound SQLite database (an empty or
+        damaged file is refused, never overwritten). One transaction under a
+        lock, so that two inits at once apply each migration exactly once:
+        PostgreSQL takes an advisory lock (its DDL is transactional), SQLite's
+        BEGIN IMMEDIATE takes the write lock.
+        """
+        if not self.create:
+            raise StoreError(f"{self.safe_url}: only `lpmon init` creates or upgrades a store")
+        if self.dialect != "sqlite":
+            return self._migrate()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self._lock_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        # Inits at once on a new file: one creates it (empty until its first write) while
+        # the others, waiting here, would take it for a truncated store.
+        with open(folder / "init.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self._check_sqlite_file(must_exist=False)
+            return self._migrate()
+
+    def _migrate(self) -> list[int]:
+        shipped = migrations()
+        if {v for v, _, _ in shipped} <= self.applied_versions():
+            self.check_version()  # refuses a store newer than this code
+            return []  # up to date: no lock needed
+        applied = []
+        with self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.execute(sa.text(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at TEXT NOT NULL)"))
+            done = set(connection.execute(sa.text("SELECT version FROM schema_migrations")).scalars())
+            unknown = sorted(done - {v for v, _, _ in shipped})
+            if unknown:
+                raise StoreError(f"{self.safe_url}: the database is at schema version {max(done)}, newer than "
+                                 f"this lpmon knows ({shipped[-1][0]}): upgrade lpmon before using it")
+            for version, name, sql in shipped:
+                if version in done:
+                    continue
+                for statement in statements(sql):
+                    connection.execute(sa.text(statement))
+                connection.execute(sa.text(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
+                    {"v": version, "n": name, "t": now()})
+                applied.append(version)
+        return applied
+
+    # --- the (model, day) lock -------------------------------------------------------------
     @contextmanager
     def day_lock(self, model_id: str, day: str, timeout_s: float = 3600.0, poll_s: float = 0.2):
         """Hold the lock of one model's day: runs of the same (model, day) that
         overlap (a manual trigger during a backfill, a retry beside a zombie)
         take turns, so the day gets one result and at most one promotion.
 
-        PostgreSQL: a session advisory lock on a connection of its own;
-        SQLite: flock on a file beside the database. Both are released by the
-        operating system or the server when the holder dies (SIGKILL included),
-        so a killed run never blocks its retry.
+        PostgreSQL: a session advisory lock on a connection of its own (see
+        _AdvisoryLock: re-taken after a server restart, or every later commit
+        of the holder is refused); SQLite: flock on a file beside the database.
+        Both are released by the operating system or the server when the
+        holder dies (SIGKILL included), so a killed run never blocks its retry.
         """
         key = f"{model_id}@{day}"
         deadline = time.monotonic() + timeout_s
         if self.dialect == "postgresql":
-            number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-            with self.engine.connect() as connection:
-                while not connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": number}).scalar():
-                    connection.rollback()
-                    _wait(deadline, poll_s, key, timeout_s)
-                connection.commit()
-                try:
-                    yield
-                finally:
-                    try:
-                        connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": number})
-                        connection.commit()
-                    except sa.exc.DBAPIError:
-                        pass  # the session died (a server restart): the server dropped its locks with it
+            lock = _AdvisoryLock(self, key)
+            lock.take(deadline, poll_s, timeout_s)
+            held = _HELD.setdefault(threading.get_ident(), [])
+            held.append(lock)
+            try:
+                yield
+            finally:
+                held.remove(lock)
+                lock.release()
             return
         folder = self._lock_folder()
         folder.mkdir(parents=True, exist_ok=True)
@@ -130,66 +318,137 @@ class Database:
             return True
 
     def _lock_folder(self) -> Path:
-        database = sa.engine.make_url(self.url).database
-        if not database or database == ":memory:":
-            return Path(tempfile.gettempdir()) / "lpmon-locks"
-        return Path(f"{database}.locks")
-
-    def schema_version(self) -> int:
-        with self.engine.connect() as connection:
-            if not sa.inspect(connection).has_table("schema_migrations"):
-                return 0
-            return connection.execute(sa.text("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")).scalar_one()
-
-    def check_version(self) -> int:
-        latest = migrations()[-1][0]
-        version = self.schema_version()
-        if version > latest:
-            raise StoreError(f"{self.safe_url}: the database is at schema version {version}, newer than "
-                             f"this lpmon knows ({latest}): upgrade lpmon before using it")
-        if version < latest:
-            raise StoreError(f"{self.safe_url}: schema version {version}, expected {latest}: "
-                             "run `lpmon init` to upgrade it")
-        return version
-
-    def migrate(self) -> list[int]:
-        """Apply pending migrations; returns the versions applied (none when up to date).
-
-        One transaction under a lock, so that workers starting at once (two Airflow
-        tasks on a fresh database) apply each migration exactly once: PostgreSQL
-        takes an advisory lock (its DDL is transactional), SQLite's BEGIN IMMEDIATE
-        takes the write lock.
-        """
-        shipped = migrations()
-        if self.schema_version() == shipped[-1][0]:
-            return []  # up to date: no lock needed
-        applied = []
-        with self.engine.begin() as connection:
-            if self.dialect == "postgresql":
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            connection.execute(sa.text(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
-                "name TEXT NOT NULL, applied_at TEXT NOT NULL)"))
-            current = connection.execute(sa.text(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations")).scalar_one()
-            if current > shipped[-1][0]:
-                raise StoreError(f"{self.safe_url}: the database is at schema version {current}, newer than "
-                                 f"this lpmon knows ({shipped[-1][0]}): upgrade lpmon before using it")
-            for version, name, sql in shipped:
-                if version <= current:
-                    continue
-                for statement in statements(sql):
-                    connection.execute(sa.text(statement))
-                connection.execute(sa.text(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
-                    {"v": version, "n": name, "t": now()})
-                applied.append(version)
-        return applied
+        return Path(f"{self.path}.locks")
 
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+
+def init_store(url: str) -> list[int]:
+    """`lpmon init`: create the store, or upgrade it to this code's schema, then
+    check it; returns the migrations applied. The one way a store is made."""
+    db = Database(url, create=True)
+    try:
+        applied = db.migrate()
+        db.verify(thorough=True)
+        return applied
+    except sa.exc.OperationalError as err:
+        raise StoreError(f"{db.safe_url}: the state store is unreachable ({err.orig})") from None
+    finally:
+        db.engine.dispose()
+
+
+class _AdvisoryLock:
+    """A PostgreSQL session advisory lock that outlives its session.
+
+    A server restart (or a killed backend) ends the session and frees the lock
+    without telling the holder. So before every commit of the holder's thread
+    (any Database in the process: see _check_locks_held) the lock's session is
+    checked; if it died, a new session re-takes the lock at once (the
+    committing transaction is still open: nothing of it is visible yet). If
+    another run took the lock meanwhile, or the server does not answer, the
+    commit is refused with a StoreError: the run stops before writing anything
+    more, and its retry takes its turn.
+    """
+
+    def __init__(self, db: Database, key: str):
+        self.db, self.key = db, key
+        self.number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+        self.live = None       # the connection whose session holds the lock
+        self.lost = ""         # why the lock could not be re-taken
+        self.checking = False  # inside ensure_held (its own commits must not re-check)
+
+    def take(self, deadline: float, poll_s: float, timeout_s: float) -> None:
+        connection = self.db.engine.connect()
+        try:
+            while not self._try(connection):
+                _wait(deadline, poll_s, self.key, timeout_s)
+        except BaseException:
+            _close(connection)
+            raise
+        self.live = connection
+
+    def _try(self, connection) -> bool:
+        self.checking = True
+        try:
+            taken = connection.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.number}).scalar()
+            connection.commit()
+        finally:
+            self.checking = False
+        return bool(taken)
+
+    def ensure_held(self) -> None:
+        """Raise StoreError unless this process's session holds the lock (re-taking it if the session died)."""
+        if self.checking:
+            return
+        if self.lost:
+            raise StoreError(self.lost)
+        self.checking = True
+        try:
+            self.live.execute(sa.text("SELECT 1")).scalar()
+            self.live.commit()
+            return
+        except sa.exc.DBAPIError:
+            _close(self.live)
+            self.live = None
+        finally:
+            self.checking = False
+        try:
+            again = self.db.engine.connect()
+        except sa.exc.DBAPIError as err:
+            self._lose(f"the server does not answer ({err.orig})")
+        try:
+            taken = self._try(again)
+        except sa.exc.DBAPIError as err:
+            _close(again)
+            self._lose(f"the server does not answer ({err.orig})")
+        if not taken:
+            _close(again)
+            self._lose("another run of the same day holds it now")
+        self.live = again
+
+    def _lose(self, why: str):
+        self.lost = (f"{self.key}: the day's lock was lost when its PostgreSQL session ended (a server "
+                     f"restart?) and cannot be re-taken: {why}; this run stopped before writing more: "
+                     "retry the day")
+        raise StoreError(self.lost)
+
+    def release(self) -> None:
+        """Unlock and close the session (a session that died took its lock with it)."""
+        if self.live is None:
+            return
+        try:
+            self._unlock()
+        except sa.exc.DBAPIError:
+            pass  # the session died (a server restart): the server dropped its locks with it
+        _close(self.live)
+        self.live = None
+
+    def _unlock(self) -> None:
+        self.checking = True
+        try:
+            self.live.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.number})
+            self.live.commit()
+        finally:
+            self.checking = False
+
+
+def _close(connection) -> None:
+    try:
+        connection.close()
+    except sa.exc.DBAPIError:
+        pass
+
+
+_HELD: dict[int, list[_AdvisoryLock]] = {}  # thread -> the advisory day locks it holds
+
+
+def _check_locks_held(connection) -> None:
+    """Before a commit: the committing thread's day locks are still held (see _AdvisoryLock)."""
+    for lock in list(_HELD.get(threading.get_ident(), ())):
+        lock.ensure_held()
 
 
 def _wait(deadline: float, poll_s: float, key: str, timeout_s: float) -> None:

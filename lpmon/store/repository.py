@@ -243,6 +243,21 @@ class StateStore:
         except (_LostRace, sa.exc.IntegrityError):
             return False
 
+    # --- serving's copy of the active plan (lpmon.export) -------------------------------------
+    def record_export(self, model_id: str, target: str, version: int, status: str,
+                      serving_version: int | None, error: str = "") -> None:
+        """The outcome of the latest export of the model's active plan: version tried,
+        "ok" or "failed", and the version serving's file holds as far as is known."""
+        self._write(None, [_upsert("exports", ("model_id",), dict(
+            model_id=model_id, target=target, version=version, status=status,
+            serving_version=serving_version, error=error, updated_at=now()))])
+
+    def export_status(self, model_id: str) -> dict | None:
+        """The latest export's row (None: never exported)."""
+        with self.db.engine.connect() as c:
+            row = c.execute(sa.text("SELECT * FROM exports WHERE model_id = :m"), {"m": model_id}).first()
+        return None if row is None else dict(row._mapping)
+
 
     # --- the plan lifecycle (lpmon.lifecycle) -------------------------------------------------
     def add_candidate(self, model_id: str, logical_date: str, reason: str, plan_json_for) -> int:

@@ -56,7 +56,13 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
         raise ValueError(f"sample size must be positive, got {n}")
     day = as_day(day)
     partition = store.partition(day)
-    schema.check_columns(store.schema(day), partition)
+    kinds = {}
+    for path, file_schema in store.schemas(day):  # every file: a partition may mix writers
+        schema.check_columns(file_schema, path)
+        kinds.setdefault(pa.types.is_integer(file_schema.field("request_id").type), path)
+    if len(kinds) > 1:
+        raise TrafficError(f"{kinds[False]}: column request_id holds strings, but {kinds[True]} holds "
+                           "integers: one partition needs one kind of request id")
 
     # Pass 1: hashes (and labels) of every request, into arrays sized from the files'
     # metadata (9 bytes a row, nothing else of the day is held); duplicates are an error.
@@ -78,19 +84,29 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
 
     # Pass 2: every column, every row checked, rows under the threshold kept.
     kept = []
-    for record in store.batches(day, schema.columns, batch_size):
-        schema.check_batch(record, partition)
+    for path, record in store.file_batches(day, [*schema.columns, "ts"], batch_size):
+        schema.check_batch(record, path, day)
         h = request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed)
-        label = schema.labels(record, partition)
+        label = schema.labels(record, path)
+        record = record.select(schema.columns)
         keep = h <= threshold[label.clip(0, 1)]
         if keep.any():
             kept.append((h[keep], record.filter(pa.array(keep))))
     order = np.argsort(np.concatenate([h for h, _ in kept]), kind="stable")
-    table = pa.Table.from_batches([r for _, r in kept]).take(pa.array(order))
+    table = _concat([r for _, r in kept], partition).take(pa.array(order))
     del kept  # the ordered copy is all that is needed: free the filtered batches first
     return Sample(str(day), to_batch(table, schema),
                   table.column("label").to_numpy().astype(np.uint8),
                   table.column("request_id").to_numpy(), day_rows)
+
+
+def _concat(batches: list[pa.RecordBatch], partition: str) -> pa.Table:
+    """One table of batches from several files, whose types may differ where the
+    checks allow it (float32 and float64 dense values, int32 and int64 ids)."""
+    try:
+        return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise TrafficError(f"{partition}: the files' columns have types that do not combine ({err})") from None
 
 
 def _thresholds(hashes, labels, n, stratify, partition: str) -> np.ndarray:

@@ -2,12 +2,17 @@
 
 Columns: request_id (int64 or string, unique), ts (timestamp), label (0/1),
 dense_* (float), sparse_* (list<int64> of ids, or int64 for one id). Every
-problem is reported with the partition, the column and the number of bad
-rows; bad rows are never scored silently.
+file of a partition is checked (its schema, then every row); a problem is
+reported with the file, the column and the number of bad rows; bad rows are
+never scored silently. Two limits keep one hostile row from costing
+gigabytes or a mislabelled partition from passing: at most max_ids_per_row
+ids in a row of a multi-hot column, and `ts` (when present) within the
+partition's day, give or take ts_tolerance_s.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,15 +34,22 @@ class EmptyDay(TrafficError):
     """A partition without rows (the pipeline records INSUFFICIENT_DATA)."""
 
 
+MAX_IDS_PER_ROW = 10_000   # default: far above real multi-hot features, far below a hostile row
+TS_TOLERANCE_S = 12 * 3600  # default: late or early events, or a timezone, but not another day
+
+
 @dataclass(frozen=True)
 class TrafficSchema:
     dense: tuple[str, ...]
     sparse: tuple[str, ...]
     table_rows: tuple[int, ...]
+    max_ids_per_row: int = MAX_IDS_PER_ROW
+    ts_tolerance_s: float = TS_TOLERANCE_S
 
     @classmethod
-    def for_model(cls, spec: ModelSpec) -> "TrafficSchema":
-        return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables))
+    def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
+                  ts_tolerance_s: float = TS_TOLERANCE_S) -> "TrafficSchema":
+        return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s)
 
     @property
     def columns(self) -> list[str]:
@@ -65,9 +77,12 @@ class TrafficSchema:
             if not pa.types.is_integer(value):
                 raise TrafficError(f"{partition}: column {column} has type {kind}, expected "
                                    "list<int64> or int64 ids")
+        if "ts" in names and not pa.types.is_timestamp(schema.field("ts").type):
+            raise TrafficError(f"{partition}: column ts has type {schema.field('ts').type}, expected timestamp")
 
-    def check_batch(self, batch: pa.RecordBatch, partition: str) -> None:
-        """Row-level checks: labels, non-finite dense values, ids out of range, nulls."""
+    def check_batch(self, batch: pa.RecordBatch, partition: str, day: dt.date | None = None) -> None:
+        """Row-level checks: labels, non-finite dense values, list lengths, ids out of
+        range, nulls; and `ts` within the day (when the batch has it and day is given)."""
         n = batch.num_rows
         for column in batch.schema.names:
             if column in self.columns and batch.column(column).null_count:
@@ -79,6 +94,10 @@ class TrafficSchema:
             bad = np.count_nonzero(~np.isfinite(values))
             if bad:
                 raise TrafficError(f"{partition}: column {column} has {bad} rows with NaN or inf (of {n})")
+        for column in self.sparse:
+            self._check_lengths(batch.column(column), column, partition, n)
+        if day is not None and "ts" in batch.schema.names:
+            self._check_ts(batch.column("ts"), day, partition, n)
         for column, rows in zip(self.sparse, self.table_rows):
             ids, owner = sparse_ids(batch.column(column))
             outside = (ids < 0) | (ids >= rows)
@@ -87,6 +106,30 @@ class TrafficSchema:
                 raise TrafficError(f"{partition}: column {column} has {bad_rows} rows with ids "
                                    f"outside [0, {rows}) (of {n})")
 
+    def _check_lengths(self, values: pa.Array, column: str, partition: str, n: int) -> None:
+        if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
+            return
+        lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+        over = int(np.count_nonzero(lengths > self.max_ids_per_row))
+        if over:
+            raise TrafficError(f"{partition}: column {column} has {over} rows with more than "
+                               f"{self.max_ids_per_row:,} ids (the longest {int(lengths.max()):,}; "
+                               f"setting max_ids_per_row) (of {n})")
+
+    def _check_ts(self, values: pa.Array, day: dt.date, partition: str, n: int) -> None:
+        if values.null_count:
+            raise TrafficError(f"{partition}: column ts has {values.null_count} null values of {n} rows")
+        seconds = values.cast(pa.timestamp("us", tz=values.type.tz)).cast(pa.int64()).to_numpy(
+            zero_copy_only=False) / 1e6
+        start = dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() - self.ts_tolerance_s
+        end = start + 86_400 + 2 * self.ts_tolerance_s
+        outside = int(np.count_nonzero((seconds < start) | (seconds >= end)))
+        if outside:
+            first = dt.datetime.fromtimestamp(float(seconds[(seconds < start) | (seconds >= end)][0]),
+                                              dt.timezone.utc)
+            raise TrafficError(f"{partition}: column ts has {outside} rows outside {day} (give or take "
+                               f"{self.ts_tolerance_s / 3600:g} h; setting ts_tolerance_hours), e.g. "
+                               f"{first:%Y-%m-%d %H:%M:%S} UTC (of {n}): is the partition mislabelled?")
 
     @staticmethod
     def labels(batch: pa.RecordBatch, partition: str) -> np.ndarray:

@@ -87,6 +87,11 @@ class TrafficStore:
 
     def batches(self, day, columns: list[str], batch_size: int = 65_536):
         """Record batches of the day's columns, file by file (bounded memory)."""
+        for _, batch in self.file_batches(day, columns, batch_size):
+            yield batch
+
+    def file_batches(self, day, columns: list[str], batch_size: int = 65_536):
+        """(file path, record batch) of the day's columns present in each file, file by file."""
         files = self.files(day)
         if not files:
             raise EmptyDay(f"{self.partition(day)}: the partition holds no Parquet files")
@@ -94,15 +99,24 @@ class TrafficStore:
             try:
                 handle = pq.ParquetFile(self.filesystem.open_input_file(path))
                 present = [c for c in columns if c in handle.schema_arrow.names]
-                yield from handle.iter_batches(batch_size=batch_size, columns=present)
+                for batch in handle.iter_batches(batch_size=batch_size, columns=present):
+                    yield path, batch
             except (pa.ArrowInvalid, OSError) as err:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
 
     def schema(self, day) -> pa.Schema:
+        """The first file's schema (see schemas for every file's)."""
+        return self.schemas(day)[0][1]
+
+    def schemas(self, day) -> list[tuple[str, pa.Schema]]:
+        """(path, schema) of every file of the day, from the footers (no data read)."""
         files = self.files(day)
         if not files:
             raise EmptyDay(f"{self.partition(day)}: the partition holds no Parquet files")
-        try:
-            return pq.ParquetFile(self.filesystem.open_input_file(files[0])).schema_arrow
-        except (pa.ArrowInvalid, OSError) as err:
-            raise TrafficError(f"{files[0]}: unreadable Parquet ({err})") from None
+        out = []
+        for path in files:
+            try:
+                out.append((path, pq.ParquetFile(self.filesystem.open_input_file(path)).schema_arrow))
+            except (pa.ArrowInvalid, OSError) as err:
+                raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
+        return out
