@@ -216,7 +216,8 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     short = assess(None, Gate(settings.gate_pct), DataRequirement(settings.min_examples, settings.min_positives),
                    n=len(labels), positives=int(labels.sum()))
     if len(labels) < settings.min_examples or int(labels.sum()) < settings.min_positives:
-        return Outcome(False, None, "onboarding: waiting for evidence: " + "; ".join(short.reasons))
+        return Outcome(False, None, f"onboarding: waiting for evidence ({len(labels):,} examples so far): "
+                                    + "; ".join(short.reasons) + "; serving stays fp32")
     lifecycle = plan_lifecycle(config, store, model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
     pins = lifecycle.pins()

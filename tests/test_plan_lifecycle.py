@@ -47,7 +47,7 @@ def rows_with_events(store, model_id):
 
 
 def test_onboarding_waits_for_evidence_and_serving_stays_fp32(tmp_path, database_url, capsys):
-    config = world(tmp_path, database_url, days=2, per_day=3_000, sample=2_500, extra="validation_days = 0")
+    config = world(tmp_path, database_url, days=2, per_day=3_000, sample=2_500, extra="validation_days = 0\nmin_positives = 10")
     results = [run_day(config, "stable", day(i)) for i in range(2)]
     for r in results:
         assert r.status == "INSUFFICIENT_DATA" and r.plan_version is None and not r.promoted
