@@ -207,11 +207,12 @@ def _top(model: Model, fixed: dict) -> dict[str, str]:
 
 
 def onboard(config: Config, store: StateStore, model_id: str, model: Model, day: str,
-            batch: Batch, labels: np.ndarray, *, snapshot_id: str = "") -> Outcome:
+            batch: Batch, labels: np.ndarray, *, snapshot_id: str = "", replaces: int | None = None) -> Outcome:
     """Build, validate and promote a first plan for the model's snapshot: the
     configured precisions (int8 FC layers, `embedding_precision` tables), raised
     where needed, promoted only once the lifecycle's validation passes. Until then
-    no quantized plan is made: serving stays fp32, the reference."""
+    no quantized plan is made: serving stays fp32, the reference. `replaces`: the
+    version a new snapshot's plan replaces (None for a model without a plan)."""
     settings = config.model(model_id)
     short = assess(None, Gate(settings.gate_pct), DataRequirement(settings.min_examples, settings.min_positives),
                    n=len(labels), positives=int(labels.sum()))
@@ -236,7 +237,7 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     plan = assemble(model, ranges, result.precisions, model_id=model_id, pinned=pins,
                     provenance=Provenance(settings.calibration_method, f"{day}: {len(calibration)} examples", day,
                                           f"{purpose}; raised: {'; '.join(group_units(moved)) or 'none'}"))
-    return lifecycle.propose(plan, day, Origin.ONBOARD, verdict, expected_active=None)
+    return lifecycle.propose(plan, day, Origin.ONBOARD, verdict, expected_active=replaces)
 
 
 def _onboard_once(config: Config, store: StateStore, model_id: str, day: str, model: Model,
@@ -281,7 +282,9 @@ def onboard_snapshot(config: Config, model_id: str, day) -> int | None:
             model = Model.load(settings.snapshot)
             sample = _draw(settings, model, day)
             with store.db.day_lock(model_id, PLAN_LOCK):
-                onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id)
+                active = store.active_plan(model_id)
+                onboard(config, store, model_id, model, day, sample.batch, sample.labels, snapshot_id=snapshot_id,
+                        replaces=active.version if active else None)
         export.publish(config, store, model_id)
         active = store.active_plan(model_id)
         return active.version if active else None

@@ -42,13 +42,13 @@ def main(point: str, config_path: str, model_id: str, day: str) -> int:
     if point == "scoring":
         pipeline.forward_quantized = die
     elif point == "recalibration":
-        add_plan = StateStore.add_plan
+        add_candidate = StateStore.add_candidate
 
         def add_then_die(self, *args, **kwargs):
-            add_plan(self, *args, **kwargs)
+            add_candidate(self, *args, **kwargs)
             die()
 
-        StateStore.add_plan = add_then_die
+        StateStore.add_candidate = add_then_die
     elif point == "promotion":
         die_after_statement("UPDATE plans SET status = 'retired'")
     elif point == "report":

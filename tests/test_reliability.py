@@ -81,7 +81,7 @@ def write_config(root: Path, world: Path, store: str | None = None, top: str = "
     path.write_text(
         f'store = "{store}"\nplans_dir = "{root / "plans"}"\n'
         f'work_dir = "{root / "work"}"\n{top}\n'
-        f"[defaults]\nsample_size = 2500\nmin_examples = 1000\n{defaults}\n"
+        f"[defaults]\nsample_size = 5000\nmin_examples = 1000\n{defaults}\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
         f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n')
     return path
@@ -90,7 +90,7 @@ def write_config(root: Path, world: Path, store: str | None = None, top: str = "
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    write_world(root, WorldConfig(MODEL, days=2, seed=1, examples_per_day=3_000))
+    write_world(root, WorldConfig(MODEL, days=2, seed=1, examples_per_day=50_000))  # traffic to validate the plan
     return root
 
 

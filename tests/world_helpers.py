@@ -11,7 +11,7 @@ def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra:
     """A synthetic world and its lpmon.toml, sized for DAG tests (small samples, no retries);
     its store created as `lpmon init` does (init=False: left alone, e.g. unreachable)."""
     for scenario in scenarios:
-        write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=12_000))
+        write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=50_000))
     path = root / "lpmon.toml"
     store = store or f"sqlite:///{root / 'state.db'}"
     header = (f'store = "{store}"\n\n'
