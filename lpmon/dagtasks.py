@@ -323,6 +323,7 @@ def notify_failure(context) -> None:
 
 
 def _notify_failure(context) -> None:
+    import email.policy
     import html
     from email.message import EmailMessage
 
@@ -344,7 +345,7 @@ def _notify_failure(context) -> None:
     what = f"{ti.dag_id}.{ti.task_id}" + (f" for {model_id}" if model_id else "")
     error = str(context.get("exception") or "unknown error")
     mailer = notify.from_airflow(cfg.airflow.smtp_conn_id)
-    message = EmailMessage()
+    message = EmailMessage(policy=email.policy.default.clone(max_line_length=998))  # an unfolded subject
     message["Subject"] = f"[lpmon] task failed: {what} ({day})"
     message["From"] = mailer.from_email
     message["To"] = ", ".join(recipients)

@@ -218,13 +218,13 @@ def test_outliers_fall_back_through_the_dag(dagbag, smtp_server, tmp_path):
 
 @pytest.mark.slow
 def test_a_refusing_mail_server_is_recorded_and_fails_nothing(dagbag, smtp_server, tmp_path, monkeypatch):
-    import lpmon.alerts
+    import lpmon.notify
 
     config_path = dag_world(tmp_path, ["outliers"], days=7)
     config = load(config_path, environ={})
     run_day(config, "outliers", day(0))
     smtp_server.refuse = True
-    monkeypatch.setattr(lpmon.alerts.time, "sleep", lambda s: None)  # the backoff, not the behaviour
+    monkeypatch.setattr(lpmon.notify.time, "sleep", lambda s: None)  # the backoff, not the behaviour
     dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(6))
     assert dr.state == "success" and states[("monitor.alert", 0)] == "success"
     alerts = open_store(config).rows("alerts", "outliers")
@@ -347,3 +347,43 @@ def test_onboarding_from_snapshot_events_builds_one_plan_per_snapshot(tmp_path):
             dagtasks.onboard_from_events({"triggering_asset_events": {"a": [SimpleNamespace(extra={})]}})
     finally:
         del os.environ["LPMON_CONFIG"]
+
+
+@pytest.mark.slow
+def test_a_late_partition_without_smtp_is_insufficient_data_recorded_and_green(dagbag, tmp_path, monkeypatch):
+    """[airflow] partition_wait_s: a day whose partition never got its marker is
+    INSUFFICIENT_DATA once the wait is over; with no smtp_default at all, its alert
+    is recorded as not sent (with the fix), and the run is still green."""
+    from lpmon.notify import NO_CONNECTION
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    config_path = dag_world(tmp_path, ["stable"], days=2)
+    config_path.write_text(config_path.read_text().replace("[airflow]\n", "[airflow]\npartition_wait_s = 3600\n"))
+    dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(0))
+    assert dr.state == "success", states
+    assert states[("monitor.partition", 0)] == "success" and states[("monitor.alert", 0)] == "success"
+    store = open_store(load(config_path, environ={}))
+    (run,) = store.rows("runs", "stable")
+    assert run["status"] == "INSUFFICIENT_DATA" and "not complete 3600 s after the day ended (no _SUCCESS)" in run[
+        "message"]
+    (alert,) = store.rows("alerts", "stable")
+    assert alert["event"] == "INSUFFICIENT_DATA" and alert["status"] == "failed"
+    assert alert["error"].startswith(f"{NO_CONNECTION} 'smtp_default' (not defined)")
+
+
+def test_the_partition_wait_waits_for_the_marker_until_its_deadline(tmp_path, monkeypatch):
+    from lpmon import dagtasks
+    from lpmon.traffic import TrafficStore
+
+    config_path = dag_world(tmp_path, ["stable"], days=1)
+    config_path.write_text(config_path.read_text().replace("[airflow]\n", "[airflow]\npartition_wait_s = 600\n"))
+    monkeypatch.setenv("LPMON_CONFIG", str(config_path))
+    monkeypatch.setattr(dagtasks, "label", lambda model_id: None)  # no task context here
+    today = dt.date.today().isoformat()
+    assert dagtasks.partition_ready("stable", {"params": {"day": today}}) == (False, {})  # the day is not over
+    done, value = dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}})   # long over, no marker
+    assert done and not value["complete"] and "_SUCCESS" in value["message"]
+    traffic = TrafficStore(load(config_path, environ={}).model("stable").traffic)
+    Path(traffic.partition(day(0)), "_SUCCESS").write_text("")
+    assert dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}}) == (
+        True, {"complete": True, "waited": True})
