@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from lpmon.dayreport import DayReport, chart, headline, render_html, render_text
-from lpmon.notify import Mailer
+from lpmon.notify import NO_CONNECTION, Mailer
 from lpmon.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,9 @@ def alert_day(store: StateStore, report: DayReport, recipients: list[str], maile
         except Exception as err:  # noqa: BLE001 - composing failed (a bad address, a chart): record it
             error, tries = f"{type(err).__name__}: {err}", 0
         status = "failed" if error else "sent"
-        if error:
-            log.warning("lpmon alert %s/%s/%s not sent: %s", report.model_id, report.day, event, error)
+        if error:  # a missing connection is said once per run (the models task): here only at info level
+            log.log(logging.INFO if error.startswith(NO_CONNECTION) else logging.WARNING,
+                    "lpmon alert %s/%s/%s not sent: %s", report.model_id, report.day, event, error)
         store.record_alert(report.model_id, report.day, event, CHANNEL, status,
                            recipients=", ".join(recipients), error=error, attempts=tries)
         outcome[event] = status

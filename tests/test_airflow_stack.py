@@ -187,7 +187,7 @@ def the_page_through_airflows_nav(stack: Stack, config_path: Path) -> None:
             page.fill("input[name=password]", stack.admin_password)
             page.click("button[type=submit]")
             page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
-            page.click("nav a[href='/plugin/lpmon']")                      # Airflow's own nav entry
+            page.click("a[href='/plugin/lpmon']")                      # Airflow's own nav entry
             frame = page.frame_locator("iframe[title=lpmon]")
             frame.locator(f"#models a:text-is('{MODEL}')").click()
             frame.locator("#dne-chart").wait_for()
