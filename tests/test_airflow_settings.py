@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from lpmon.config import AirflowSettings, ConfigError, load
-from world_helpers import dag_world
+from world_helpers import LogLines, dag_world
 
 MODELS = '[models.m]\ntraffic = "t"\nsnapshot = "s"\n'
 
@@ -29,19 +29,20 @@ def test_no_start_date_by_default_and_the_new_keys_are_checked(tmp_path):
                                                                                          "_SUCCESS")
 
 
-def test_the_models_task_says_when_a_day_is_before_the_start_or_has_no_traffic(tmp_path, monkeypatch, capfd,
-                                                                               airflow_db):
+def test_the_models_task_says_when_a_day_is_before_the_start_or_has_no_traffic(tmp_path, monkeypatch, airflow_db):
     from lpmon import dagtasks
 
     config_path = dag_world(tmp_path, ["stable"], days=2)  # traffic 2026-11-01 and 02; start_date 2026-11-01
     monkeypatch.setenv("LPMON_CONFIG", str(config_path))
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     at = dt.datetime(2026, 10, 20, tzinfo=dt.timezone.utc)
-    assert dagtasks.models({"data_interval_start": at}) == ["stable"]
-    logged = "".join(capfd.readouterr())
+    with LogLines() as log:
+        assert dagtasks.models({"data_interval_start": at}) == ["stable"]
+    logged = log.text
     assert "2026-10-20 is before [airflow] start_date 2026-11-01" in logged
     assert "stable: no traffic partition for 2026-10-20 (the store has 2026-11-01 to 2026-11-02)" in logged
     assert "alerts of this run will be recorded as not sent: no SMTP connection 'smtp_default'" in logged
-    assert dagtasks.models({"data_interval_start": at + dt.timedelta(days=12)}) == ["stable"]
-    logged = "".join(capfd.readouterr())
+    with LogLines() as log:
+        assert dagtasks.models({"data_interval_start": at + dt.timedelta(days=12)}) == ["stable"]
+    logged = log.text
     assert "before [airflow] start_date" not in logged and "no traffic partition" not in logged

@@ -171,10 +171,10 @@ def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflo
         "mail.example.com", 2525, "lpmon@example.com", "u", "pw", False, 7.0)
 
 
-def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db, capfd):
+def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
     """No SMTP connection, or a context it cannot make sense of: logged, not raised."""
     from lpmon import dagtasks
-    from world_helpers import dag_world
+    from world_helpers import LogLines, dag_world
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     monkeypatch.setenv("LPMON_CONFIG", str(dag_world(tmp_path, ["stable"], days=1)))
@@ -182,8 +182,9 @@ def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db, ca
     ti = SimpleNamespace(dag_id="lpmon_monitor", task_id="models", map_index=-1)
     context = {"ti": ti, "data_interval_start": at, "exception": RuntimeError("boom"),
                "dag_run": SimpleNamespace(dag_id="lpmon_monitor", run_id="r1", run_after=at)}
-    dagtasks.notify_failure(context)
-    dagtasks.notify_failure({})  # nothing usable at all
-    logged = "".join(capfd.readouterr())
+    with LogLines() as log:
+        dagtasks.notify_failure(context)
+        dagtasks.notify_failure({})  # nothing usable at all
+    logged = log.text
     assert "the failure email for lpmon_monitor.models was not sent: no SMTP connection 'smtp_default'" in logged
     assert "the failure email could not be prepared" in logged
