@@ -6,7 +6,8 @@ import datetime as dt
 import pytest
 
 from lpmon.config import AirflowSettings, ConfigError, load
-from world_helpers import LogLines, dag_world
+from log_helpers import LogLines
+from world_helpers import dag_world
 
 MODELS = '[models.m]\ntraffic = "t"\nsnapshot = "s"\n'
 

@@ -174,7 +174,8 @@ def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflo
 def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
     """No SMTP connection, or a context it cannot make sense of: logged, not raised."""
     from lpmon import dagtasks
-    from world_helpers import LogLines, dag_world
+    from log_helpers import LogLines
+    from world_helpers import dag_world
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     monkeypatch.setenv("LPMON_CONFIG", str(dag_world(tmp_path, ["stable"], days=1)))
