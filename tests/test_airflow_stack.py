@@ -206,6 +206,13 @@ def the_page_through_airflows_nav(stack: Stack, config_path: Path) -> None:
             assert all(name in plan for name in ("bot_l.0", "top_l.0", "emb_l.0")) and "int8" in plan
             chart.locator("circle.day").first.hover()
             assert scored[0]["logical_date"] in frame.locator("#tip").inner_text()
+            # Airflow's dark mode (a class on the UI's <html>) switches the page to its dark colours.
+            (inner,) = [f for f in page.frames if f.url.startswith(f"{base}/lpmon/models/")]  # the iframe's page
+            light = inner.evaluate("getComputedStyle(document.body).backgroundColor")
+            page.evaluate("document.documentElement.classList.add('dark')")
+            inner.wait_for_function("light => getComputedStyle(document.body).backgroundColor !== light", arg=light)
+            page.evaluate("document.documentElement.classList.remove('dark')")
+            inner.wait_for_function("light => getComputedStyle(document.body).backgroundColor === light", arg=light)
             page.screenshot(path=str(artifacts / "lpmon-ui-model-page.png"), full_page=True)
             # A run link inside the sandboxed iframe: the UI shows that run.
             link = frame.locator("#days a[data-airflow]").first
