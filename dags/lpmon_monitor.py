@@ -5,76 +5,92 @@ For each model in the lpmon config (one mapped task group per model): sample the
 day's labelled traffic, score it with the fp32 model and the plan in force,
 compare, decide, then record (healthy), or recalibrate (and, if the candidate
 does not hold, fall back to higher precision for the most sensitive layers);
-report the day to the store and as an HTML file; email the events.
+report the day to the store and as an HTML file; email the events; announce a
+promoted plan on the `lpmon_plan_promoted` asset.
 
-The day monitored is the run's logical date (manual runs without one: the last
-complete day, or the `day` param). Runs never overlap (max_active_runs=1), so a
-model's days are processed in order; catchup and backfills give the same rows
-as the daily runs did. Config: the `lpmon_config` Variable or `$LPMON_CONFIG`.
+The day monitored is the run's data interval: the run for D covers [D 00:00,
+D+1 00:00) in `[airflow] timezone` and starts once D has ended; a backfill
+from D1 to D2 monitors D1..D2; a manual run monitors the `day` param, else the
+last complete day. With `[airflow] partition_wait_s`, each model first waits
+(a reschedule-mode sensor) for its partition's marker file; past the wait the
+day is INSUFFICIENT_DATA, alerted, and the run still succeeds. Runs never
+overlap (max_active_runs=1), so a model's days are processed in order; catchup
+and backfills give the same rows as the daily runs did. Config: the
+`lpmon_config` Variable or `$LPMON_CONFIG`.
 """
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import Param, TriggerRule, dag, task, task_group
+from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, task, task_group
 
 from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
-from lpmon.dagdefaults import default_args
+from lpmon.dagdefaults import PLAN_PROMOTED, catchup, default_args, start_date, timetable
 
 SETTINGS = airflow_settings()
+EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (see dagtasks.label)
 
 
 @dag(
     dag_id="lpmon_monitor",
-    schedule=SETTINGS.monitor_schedule,
-    start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
-    catchup=SETTINGS.monitor_catchup,
+    schedule=timetable(SETTINGS.monitor_schedule, SETTINGS),
+    start_date=start_date(SETTINGS),
+    catchup=catchup(SETTINGS),
     max_active_runs=1,
     default_args=default_args(SETTINGS),
-    params={"day": Param("", type="string", description="monitor this day (YYYY-MM-DD) instead of the run's")},
+    params={"day": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+                         description="monitor this day (YYYY-MM-DD) instead of the run's")},
     tags=["lpmon"],
     doc_md=__doc__,
 )
 def lpmon_monitor():
     @task
-    def models() -> list[str]:
+    def models(**context) -> list[str]:
         from lpmon import dagtasks
 
-        return dagtasks.models()
+        return dagtasks.models(context)
 
     @task_group(group_id="monitor")
     def monitor(model_id: str):
-        @task
-        def sample(model_id: str, **context) -> dict:
+        @task.sensor(mode="reschedule", poke_interval=SETTINGS.partition_poke_s,
+                     timeout=SETTINGS.partition_wait_s + 2 * SETTINGS.partition_poke_s + 3600,
+                     map_index_template=EACH_MODEL)
+        def partition(model_id: str, **context) -> PokeReturnValue:
             from lpmon import dagtasks
 
-            return dagtasks.sample(model_id, context)
+            done, value = dagtasks.partition_ready(model_id, context)
+            return PokeReturnValue(is_done=done, xcom_value=value)
 
-        @task
+        @task(map_index_template=EACH_MODEL)
+        def sample(model_id: str, ready: dict, **context) -> dict:
+            from lpmon import dagtasks
+
+            return dagtasks.sample(model_id, context, ready)
+
+        @task(map_index_template=EACH_MODEL)
         def score(model_id: str, **context) -> dict:
             from lpmon import dagtasks
 
             return dagtasks.score(model_id, context)
 
-        @task
+        @task(map_index_template=EACH_MODEL)
         def compare(model_id: str, **context) -> dict:
             from lpmon import dagtasks
 
             return dagtasks.compare(model_id, context)
 
-        @task.branch
+        @task.branch(map_index_template=EACH_MODEL)
         def decide(model_id: str, **context) -> str:
             from lpmon import dagtasks
 
             return f"monitor.{dagtasks.decide(model_id, context)}"
 
-        @task
+        @task(map_index_template=EACH_MODEL)
         def record(model_id: str, **context) -> dict:
             from lpmon import dagtasks
 
             return dagtasks.record(model_id, context)
 
-        @task.branch
+        @task.branch(map_index_template=EACH_MODEL)
         def recalibrate(model_id: str, **context) -> list[str]:
             from lpmon import dagtasks
 
@@ -82,31 +98,38 @@ def lpmon_monitor():
                 return ["monitor.fallback", "monitor.report"]
             return ["monitor.report"]
 
-        @task
+        @task(map_index_template=EACH_MODEL)
         def fallback(model_id: str, **context) -> dict:
             from lpmon import dagtasks
 
             return dagtasks.fallback(model_id, context)
 
-        @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, map_index_template=EACH_MODEL)
         def report(model_id: str, **context) -> dict:
             from lpmon import dagtasks
 
             return dagtasks.report(model_id, context)
 
-        @task
+        @task(map_index_template=EACH_MODEL)
         def alert(model_id: str, **context) -> dict:
             from lpmon import dagtasks
 
             return dagtasks.alert(model_id, context)
 
-        decided = sample(model_id) >> score(model_id) >> compare(model_id) >> decide(model_id)
+        @task(outlets=[PLAN_PROMOTED], map_index_template=EACH_MODEL)
+        def publish(result: dict, **context) -> dict:
+            from lpmon import dagtasks
+
+            return dagtasks.publish(result, context, PLAN_PROMOTED)
+
+        decided = sample(model_id, partition(model_id)) >> score(model_id) >> compare(model_id) >> decide(model_id)
         recorded, recalibrated, fell_back, reported = (record(model_id), recalibrate(model_id),
                                                        fallback(model_id), report(model_id))
         decided >> [recorded, recalibrated]
         recalibrated >> [fell_back, reported]
         [recorded, fell_back] >> reported
         reported >> alert(model_id)
+        publish(reported)
 
     monitor.expand(model_id=models())
 

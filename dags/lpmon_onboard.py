@@ -11,11 +11,10 @@ failures are emailed.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Asset, dag, task
 
 from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
-from lpmon.dagdefaults import default_args
+from lpmon.dagdefaults import default_args, start_date
 
 SETTINGS = airflow_settings()
 MODEL_SNAPSHOT = Asset(name="lpmon_model_snapshot", uri="lpmon://model-snapshot")
@@ -24,7 +23,7 @@ MODEL_SNAPSHOT = Asset(name="lpmon_model_snapshot", uri="lpmon://model-snapshot"
 @dag(
     dag_id="lpmon_onboard",
     schedule=[MODEL_SNAPSHOT],
-    start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
+    start_date=start_date(SETTINGS),
     catchup=False,
     max_active_runs=1,
     default_args=default_args(SETTINGS),

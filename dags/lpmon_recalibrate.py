@@ -5,45 +5,55 @@ For each model in the lpmon config: calibrate fresh activation ranges on the
 last complete day's traffic (merged with the stored statistics of the previous
 `calibration_days` days), validate the candidate on held-out examples, and
 promote it only if it holds the gate and beats the active plan; a promotion is
-emailed. Schedule: `[airflow] recalibrate_schedule` in the lpmon config.
+emailed and announced on the `lpmon_plan_promoted` asset. Schedule:
+`[airflow] recalibrate_schedule` in the lpmon config, as data intervals: the
+run for a week starts once the week has ended and calibrates on its last day
+(or on the `day` param).
 """
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
-from lpmon.dagdefaults import default_args
+from lpmon.dagdefaults import PLAN_PROMOTED, default_args, start_date, timetable
 
 SETTINGS = airflow_settings()
+EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (see dagtasks.label)
 
 
 @dag(
     dag_id="lpmon_recalibrate",
-    schedule=SETTINGS.recalibrate_schedule,
-    start_date=pendulum.parse(SETTINGS.start_date, tz="UTC"),
+    schedule=timetable(SETTINGS.recalibrate_schedule, SETTINGS),
+    start_date=start_date(SETTINGS),
     catchup=False,
     max_active_runs=1,
     default_args=default_args(SETTINGS),
-    params={"day": Param("", type="string", description="calibrate on this day (YYYY-MM-DD)")},
+    params={"day": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+                         description="calibrate on this day (YYYY-MM-DD)")},
     tags=["lpmon"],
     doc_md=__doc__,
 )
 def lpmon_recalibrate():
     @task
-    def models() -> list[str]:
+    def models(**context) -> list[str]:
         from lpmon import dagtasks
 
-        return dagtasks.models()
+        return dagtasks.models(context, dagtasks.last_day_of(context, SETTINGS.timezone))
 
-    @task(map_index_template="{{ model_id }}")
+    @task(map_index_template=EACH_MODEL)
     def recalibrate(model_id: str, **context) -> dict:
         from lpmon import dagtasks
 
         return dagtasks.proactive_recalibration(model_id, context)
 
-    recalibrate.expand(model_id=models())
+    @task(outlets=[PLAN_PROMOTED], map_index_template=EACH_MODEL)
+    def publish(result: dict, **context) -> dict:
+        from lpmon import dagtasks
+
+        return dagtasks.publish(result, context, PLAN_PROMOTED)
+
+    publish.expand(result=recalibrate.expand(model_id=models()))
 
 
 lpmon_recalibrate()

@@ -11,22 +11,27 @@ MONITOR_DAG = "lpmon_monitor"
 
 
 def monitor_run_links(days: list[str]) -> dict[str, str]:
-    """UI links to the lpmon_monitor runs of these days (the latest run per day),
-    from Airflow's metadata database."""
+    """UI links to the lpmon_monitor runs of these days (the latest run per day: the
+    one whose data interval starts on the day, in [airflow] timezone), from
+    Airflow's metadata database."""
     if not days:
         return {}
+    import zoneinfo
+
     from sqlalchemy import select
 
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from lpmon.config import airflow_settings
 
+    zone = zoneinfo.ZoneInfo(airflow_settings().timezone)
     wanted, links = set(days), {}
     with create_session() as session:
-        runs = session.execute(select(DagRun.run_id, DagRun.logical_date)
-                               .where(DagRun.dag_id == MONITOR_DAG, DagRun.logical_date.is_not(None))
+        runs = session.execute(select(DagRun.run_id, DagRun.data_interval_start)
+                               .where(DagRun.dag_id == MONITOR_DAG, DagRun.data_interval_start.is_not(None))
                                .order_by(DagRun.id)).all()
-    for run_id, logical_date in runs:
-        day = logical_date.date().isoformat()
+    for run_id, start in runs:
+        day = start.astimezone(zone).date().isoformat()
         if day in wanted:
             links[day] = f"/dags/{MONITOR_DAG}/runs/{quote(run_id, safe='')}"
     return links

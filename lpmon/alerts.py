@@ -4,42 +4,26 @@ unreadable partition, a missing snapshot, too few examples).
 
 An email is HTML with a plain-text part and the dNE chart inline (PNG). Before
 sending, the store is asked whether that (model, day, event) was sent already,
-so a retried task or a rerun day never mails twice; a failed send is retried
-with backoff, then recorded as failed with its error, and never raises: an
-alert must not fail the monitoring result it reports.
+so a retried task or a rerun day never mails twice. Sending is lpmon.notify's:
+a failed send is retried with backoff, then recorded as failed with its error
+(also when no SMTP connection exists), and never raises: an alert must not
+fail the monitoring result it reports.
 """
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-import time
-from dataclasses import dataclass
+import logging
 from email.message import EmailMessage
 from email.utils import make_msgid
 
 from lpmon.dayreport import DayReport, chart, headline, render_html, render_text
+from lpmon.notify import NO_CONNECTION, Mailer
 from lpmon.store import StateStore
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "email"
 EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA")
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Where mail goes. In Airflow these come from the smtp_default connection."""
-
-    host: str
-    port: int = 25
-    from_email: str = "lpmon@localhost"
-    user: str = ""
-    password: str = ""
-    use_ssl: bool = False
-    starttls: bool = False
-    timeout: float = 30.0
-
-    def __repr__(self) -> str:  # never print the password
-        return f"SmtpSettings(host={self.host!r}, port={self.port}, from_email={self.from_email!r})"
 
 
 def events(report: DayReport) -> list[str]:
@@ -75,20 +59,10 @@ def compose(report: DayReport, event: str, recipients: list[str], sender: str) -
     return message
 
 
-def send(message: EmailMessage, smtp: SmtpSettings) -> None:
-    cls = smtplib.SMTP_SSL if smtp.use_ssl else smtplib.SMTP
-    kwargs = {"context": ssl.create_default_context()} if smtp.use_ssl else {}
-    with cls(smtp.host, smtp.port, timeout=smtp.timeout, **kwargs) as client:
-        if smtp.starttls and not smtp.use_ssl:
-            client.starttls(context=ssl.create_default_context())
-        if smtp.user:
-            client.login(smtp.user, smtp.password)
-        client.send_message(message)
-
-
-def alert_day(store: StateStore, report: DayReport, recipients: list[str], smtp: SmtpSettings, *,
-              attempts: int = 3, backoff_s: float = 1.0, only: list[str] | None = None) -> dict[str, str]:
-    """Send the day's alerts that were not sent yet; returns {event: status}."""
+def alert_day(store: StateStore, report: DayReport, recipients: list[str], mailer: Mailer, *,
+              only: list[str] | None = None) -> dict[str, str]:
+    """Send the day's alerts that were not sent yet; returns {event: status}.
+    Never raises: a send that fails (or cannot be tried) is recorded with its error."""
     sent = {(r["event"], r["status"]) for r in store.rows("alerts", report.model_id)
             if r["logical_date"] == report.day and r["channel"] == CHANNEL}
     outcome = {}
@@ -101,17 +75,14 @@ def alert_day(store: StateStore, report: DayReport, recipients: list[str], smtp:
                                error="no recipients configured", attempts=0)
             outcome[event] = "skipped"
             continue
-        error, tries = "", 0
-        for tries in range(1, attempts + 1):
-            try:
-                send(compose(report, event, recipients, smtp.from_email), smtp)
-                error = ""
-                break
-            except (OSError, smtplib.SMTPException) as err:
-                error = f"{type(err).__name__}: {err}"
-                if tries < attempts:
-                    time.sleep(backoff_s * 2 ** (tries - 1))
+        try:
+            error, tries = mailer.send(compose(report, event, recipients, mailer.from_email))
+        except Exception as err:  # noqa: BLE001 - composing failed (a bad address, a chart): record it
+            error, tries = f"{type(err).__name__}: {err}", 0
         status = "failed" if error else "sent"
+        if error:  # a missing connection is said once per run (the models task): here only at info level
+            log.log(logging.INFO if error.startswith(NO_CONNECTION) else logging.WARNING,
+                    "lpmon alert %s/%s/%s not sent: %s", report.model_id, report.day, event, error)
         store.record_alert(report.model_id, report.day, event, CHANNEL, status,
                            recipients=", ".join(recipients), error=error, attempts=tries)
         outcome[event] = status

@@ -68,14 +68,18 @@ class ModelSettings:
 class AirflowSettings:
     """The [airflow] table: what the DAGs need beyond the models."""
 
-    monitor_schedule: str = "@daily"        # lpmon_monitor's schedule (cron or preset)
-    monitor_catchup: bool = True            # run every missed day since start_date
+    monitor_schedule: str = "@daily"        # lpmon_monitor's schedule (cron or preset): one data interval a run
+    monitor_catchup: bool = True            # with a start_date: run every missed day since it
     recalibrate_schedule: str = "@weekly"   # lpmon_recalibrate's schedule
-    start_date: str = "2026-11-01"          # the first day lpmon_monitor covers (catchup from there)
+    start_date: str = ""                    # the first day lpmon_monitor covers; none: from the last complete day
+    timezone: str = "UTC"                   # the zone whose midnights bound a monitored day
     base_url: str = "http://localhost:8080"  # for links to runs in emails and pages
     smtp_conn_id: str = "smtp_default"
     task_retries: int = 2                   # retries of every lpmon task (with exponential backoff)
     retry_delay_s: int = 20                 # the first retry's delay
+    partition_wait_s: int = 0               # wait up to this long after a day ends for its partition's marker
+    partition_marker: str = "_SUCCESS"      # the file that says a day's partition is complete
+    partition_poke_s: int = 300             # how often the wait looks for the marker
 
 
 @dataclass(frozen=True)
@@ -264,15 +268,31 @@ def _airflow(values, problems: list[str]) -> AirflowSettings:
         elif isinstance(getattr(defaults, key), int):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 problems.append(f"airflow.{key}: expected a non-negative integer, got {value!r}")
+            elif key == "partition_poke_s" and value < 1:
+                problems.append(f"airflow.partition_poke_s: expected at least 1 (seconds), got {value!r}")
             else:
                 changes[key] = value
         elif not isinstance(value, str) or not value:
             problems.append(f"airflow.{key}: expected a non-empty string, got {value!r}")
         elif key == "start_date" and not _is_date(value):
             problems.append(f"airflow.start_date: expected an ISO date (YYYY-MM-DD), got {value!r}")
+        elif key == "timezone" and not _is_zone(value):
+            problems.append(f"airflow.timezone: not a known time zone (e.g. UTC, Europe/Paris), got {value!r}")
+        elif key == "partition_marker" and ("/" in value or value in (".", "..")):
+            problems.append(f"airflow.partition_marker: a file name inside the partition, got {value!r}")
         else:
             changes[key] = value
     return replace(AirflowSettings(), **changes)
+
+
+def _is_zone(name: str) -> bool:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+        return True
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
 
 
 def _is_date(text: str) -> bool:

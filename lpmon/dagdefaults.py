@@ -1,12 +1,39 @@
-"""What every lpmon DAG file shares at parse time: the task defaults (retries
-with backoff, the failure email). Standard library only, so that parsing a DAG
-file stays fast; the failure callback imports lpmon.dagtasks when it runs."""
+"""What every lpmon DAG file shares at parse time: the timetable (one data
+interval per monitored day, in the configured zone), the start date, the task
+defaults (retries with backoff, the failure email) and the asset that
+announces a promoted plan. Only the standard library, pendulum and airflow.sdk,
+so that parsing a DAG file stays fast; the failure callback imports
+lpmon.dagtasks when it runs."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable
+
 from lpmon.config import AirflowSettings
+
+# Emitted when a model's new plan reaches serving; extra: model, version, path, day.
+PLAN_PROMOTED = Asset(name="lpmon_plan_promoted", uri="lpmon://plan-promoted")
+
+
+def timetable(expression: str, settings: AirflowSettings) -> CronDataIntervalTimetable:
+    """Data intervals, not trigger times: the run for day D covers [D 00:00, D+1
+    00:00) in the configured zone, starts after D has ended, and its logical date
+    is D (Airflow 3's default for a cron string would make it D+1's midnight)."""
+    return CronDataIntervalTimetable(expression, timezone=settings.timezone)
+
+
+def start_date(settings: AirflowSettings):
+    """[airflow] start_date in the configured zone, or None: no catchup then; the
+    first scheduled run covers the last complete day, backfills any day."""
+    return pendulum.parse(settings.start_date, tz=settings.timezone) if settings.start_date else None
+
+
+def catchup(settings: AirflowSettings) -> bool:
+    """Catchup needs somewhere to start: without a start_date it would run nothing."""
+    return settings.monitor_catchup and bool(settings.start_date)
 
 
 def notify_failure(context) -> None:

@@ -9,7 +9,9 @@ travels through the shared work directory (lpmon.daywork).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import zoneinfo
 from urllib.parse import quote
 
 from lpmon import pipeline
@@ -17,6 +19,7 @@ from lpmon.config import Config, ConfigError, load
 from lpmon.daywork import DayWork
 
 CONFIG_VARIABLE = "lpmon_config"
+log = logging.getLogger(__name__)
 
 
 def config() -> Config:
@@ -53,17 +56,47 @@ def mask_store_password(url: str) -> None:
         mask_secret(password)
 
 
-def day_of(context) -> str:
-    """The monitored day: the run's logical date (the start of its data interval);
-    a manual run without one monitors the last complete day before it ran."""
-    override = (context.get("params") or {}).get("day")
+def day_of(context, timezone: str = "UTC") -> str:
+    """The monitored day: the `day` param, else the date (in the configured zone)
+    at which the run's data interval starts: the run for D covers [D 00:00, D+1
+    00:00) and starts once D has ended. A run without an interval monitors the
+    last complete day before it ran."""
+    override = _day_param(context)
     if override:
-        return str(dt.date.fromisoformat(str(override)))
-    logical = context.get("logical_date") or context.get("data_interval_start")
-    if logical is not None:
-        return logical.date().isoformat()
+        return override
+    start = context.get("data_interval_start")
+    if start is not None:
+        return start.astimezone(zoneinfo.ZoneInfo(timezone)).date().isoformat()
     after = context.get("data_interval_end") or context["dag_run"].run_after
-    return (after.date() - dt.timedelta(days=1)).isoformat()
+    return (after.astimezone(zoneinfo.ZoneInfo(timezone)).date() - dt.timedelta(days=1)).isoformat()
+
+
+def last_day_of(context, timezone: str = "UTC") -> str:
+    """The last complete day of the run's data interval (lpmon_recalibrate's week
+    ends on it), or the `day` param."""
+    override = _day_param(context)
+    if override:
+        return override
+    end = context.get("data_interval_end") or context["dag_run"].run_after
+    return (end.astimezone(zoneinfo.ZoneInfo(timezone)).date() - dt.timedelta(days=1)).isoformat()
+
+
+def _day_param(context) -> str:
+    value = (context.get("params") or {}).get("day")
+    if not value:
+        return ""
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ConfigError(f"param day: expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def label(model_id: str) -> None:
+    """Name the running mapped task after its model: the DAGs' map_index_template
+    renders `lpmon_model` from the task's context once the task has run."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()["lpmon_model"] = model_id
 
 
 def run_url(cfg: Config, context) -> str:
@@ -71,8 +104,61 @@ def run_url(cfg: Config, context) -> str:
     return f"{cfg.airflow.base_url.rstrip('/')}/dags/{quote(run.dag_id)}/runs/{quote(run.run_id)}"
 
 
-def models() -> list[str]:
-    return sorted(config().models)
+def models(context, day: str | None = None) -> list[str]:
+    """The config's models; says once per run (in this task's log) what the run
+    cannot do: send alerts without an SMTP connection, find traffic for its day,
+    or cover a day before [airflow] start_date."""
+    from lpmon import notify
+    from lpmon.traffic import TrafficStore
+
+    cfg = config()
+    day = day or day_of(context, cfg.airflow.timezone)
+    mailer = notify.from_airflow(cfg.airflow.smtp_conn_id)
+    if mailer.problem:
+        log.warning("lpmon: alerts of this run will be recorded as not sent: %s", mailer.problem)
+    if cfg.airflow.start_date and day < cfg.airflow.start_date:
+        log.warning("lpmon: %s is before [airflow] start_date %s (a backfill or a manual run): monitoring it "
+                    "anyway", day, cfg.airflow.start_date)
+    for model_id, settings in sorted(cfg.models.items()):
+        try:
+            days = TrafficStore(settings.traffic).days()
+        except (OSError, ValueError) as err:
+            log.warning("lpmon: %s: cannot list the traffic at %s: %s", model_id, settings.traffic, err)
+            continue
+        if dt.date.fromisoformat(day) not in days:
+            covered = f"{days[0]} to {days[-1]}" if days else "no day at all"
+            log.warning("lpmon: %s: no traffic partition for %s (the store has %s): the day will be "
+                        "INSUFFICIENT_DATA", model_id, day, covered)
+    return sorted(cfg.models)
+
+
+def partition_ready(model_id: str, context) -> tuple[bool, dict]:
+    """The optional wait for late traffic ([airflow] partition_wait_s): done when the
+    day's partition has its marker file, or when the wait is over (then the day is
+    recorded as INSUFFICIENT_DATA); (done, what the sample step gets)."""
+    from pyarrow import fs as pafs
+
+    from lpmon.traffic import TrafficStore
+
+    label(model_id)
+    cfg = config()
+    settings, day = cfg.airflow, day_of(context, cfg.airflow.timezone)
+    if not settings.partition_wait_s:
+        return True, {"complete": True, "waited": False}
+    traffic = TrafficStore(cfg.model(model_id).traffic)
+    marker = f"{traffic.partition(day)}/{settings.partition_marker}"
+    if traffic.filesystem.get_file_info(marker).type == pafs.FileType.File:
+        return True, {"complete": True, "waited": True}
+    zone = zoneinfo.ZoneInfo(settings.timezone)
+    day_end = dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(), zone)
+    deadline = day_end + dt.timedelta(seconds=settings.partition_wait_s)
+    if dt.datetime.now(zone) < deadline:
+        log.info("lpmon: %s: waiting for %s (until %s)", model_id, marker, deadline.isoformat())
+        return False, {}
+    message = (f"{marker}: the partition for {day} was not complete {settings.partition_wait_s} s after the "
+               f"day ended (no {settings.partition_marker})")
+    log.warning("lpmon: %s", message)
+    return True, {"complete": False, "message": message}
 
 
 def _step(model_id: str, context, step, *, fresh: bool = False, branch: str = ""):
@@ -80,7 +166,9 @@ def _step(model_id: str, context, step, *, fresh: bool = False, branch: str = ""
     decision did not choose skips itself: branching inside mapped task groups
     does not skip in Airflow 3.2-3.3 (apache/airflow#67265), so the tasks make
     sure of it themselves."""
-    cfg, day = config(), day_of(context)
+    label(model_id)
+    cfg = config()
+    day = day_of(context, cfg.airflow.timezone)
     with pipeline.day_lock(cfg, model_id, day):  # an overlapping run of the same day waits its turn
         work = DayWork(model_id, day) if fresh else DayWork.load(cfg.work_dir, model_id, day)
         if branch and branch not in work.next_steps:
@@ -92,9 +180,21 @@ def _step(model_id: str, context, step, *, fresh: bool = False, branch: str = ""
     return work, out
 
 
-def sample(model_id: str, context) -> dict:
-    work, _ = _step(model_id, context, pipeline.sample_step, fresh=True)
+def sample(model_id: str, context, partition: dict | None = None) -> dict:
+    """Draw the day's sample, or record the day as INSUFFICIENT_DATA when its
+    partition did not complete in time (partition: what partition_ready gave)."""
+    step = pipeline.sample_step
+    if partition and not partition.get("complete", True):
+        step = lambda cfg, work: _late(work, partition["message"])  # noqa: E731
+    work, _ = _step(model_id, context, step, fresh=True)
     return {"model": model_id, "day": work.day, "examples": work.sample_size, "failure": work.failure}
+
+
+def _late(work: DayWork, message: str) -> DayWork:
+    """The day ends here, as for a missing partition: the later steps see the failure."""
+    work.failure = work.status = "INSUFFICIENT_DATA"
+    work.message, work.action, work.reasons = message, "RECORD", [message]
+    return work
 
 
 def score(model_id: str, context) -> dict:
@@ -133,7 +233,9 @@ def report(model_id: str, context) -> dict:
     """The day's rows, the exported plan, and the HTML report file."""
     from lpmon import dayreport
 
-    cfg, day = config(), day_of(context)
+    label(model_id)
+    cfg = config()
+    day = day_of(context, cfg.airflow.timezone)
     with pipeline.day_lock(cfg, model_id, day):
         work = DayWork.load(cfg.work_dir, model_id, day, arrays=False)
         result = pipeline.report_step(cfg, work)
@@ -142,47 +244,54 @@ def report(model_id: str, context) -> dict:
     path = dayreport.write_file(cfg, dayreport.build(cfg, store, model_id, day, run_url(cfg, context)))
     return {"model": model_id, "day": day, "status": result.status, "action": result.action,
             "dne_pct": result.dne_pct, "plan_version": result.plan_version,
-            "new_plan_version": result.new_plan_version, "report": str(path)}
+            "new_plan_version": result.new_plan_version, "promoted": result.promoted, "report": str(path)}
 
 
-def smtp_settings(conn_id: str):
-    """SMTP host, port, sender and credentials from the Airflow connection."""
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
+def publish(result: dict, context, asset) -> dict:
+    """The `lpmon_plan_promoted` asset event when the model's new plan reached
+    serving (extra: model, version, path of the exported plan, day), so that
+    serving-side DAGs can reload it; skipped (no event) otherwise."""
+    label(result.get("model") or "")
+    if not result.get("promoted"):
+        from airflow.sdk.exceptions import AirflowSkipException
 
-    from lpmon.alerts import SmtpSettings
-
-    hook = SmtpHook(smtp_conn_id=conn_id)
-    hook.smtp_connection = hook.get_connection(conn_id)  # what get_conn() sets, without connecting
-    return SmtpSettings(host=hook.host, port=int(hook.port or 25), from_email=hook.from_email or "lpmon@localhost",
-                        user=hook.smtp_user or "", password=hook.smtp_password or "", use_ssl=hook.use_ssl,
-                        starttls=hook.smtp_starttls, timeout=float(hook.timeout))
+        raise AirflowSkipException(f"{result.get('model')} {result.get('day')}: no plan promoted")
+    cfg = config()
+    extra = {"model": result["model"], "version": result["new_plan_version"], "day": result["day"],
+             "path": str(cfg.plans_dir / result["model"] / "active.json")}
+    context["outlet_events"][asset].extra = extra
+    return extra
 
 
 def alert(model_id: str, context) -> dict:
     """Email the day's events (once each); a failed send is recorded, never raised."""
-    from lpmon import alerts, dayreport
+    from lpmon import alerts, dayreport, notify
 
-    cfg, day = config(), day_of(context)
+    label(model_id)
+    cfg = config()
+    day = day_of(context, cfg.airflow.timezone)
     store = pipeline.open_store(cfg)
     day_report = dayreport.build(cfg, store, model_id, day, run_url(cfg, context))
     if not alerts.events(day_report):
         return {"model": model_id, "day": day, "alerts": {}}
     outcome = alerts.alert_day(store, day_report, list(cfg.model(model_id).recipients),
-                               smtp_settings(cfg.airflow.smtp_conn_id))
+                               notify.from_airflow(cfg.airflow.smtp_conn_id))
     return {"model": model_id, "day": day, "alerts": outcome}
 
 
 def proactive_recalibration(model_id: str, context) -> dict:
-    from lpmon import alerts, dayreport
+    from lpmon import alerts, dayreport, notify
 
-    cfg, day = config(), day_of(context)
+    label(model_id)
+    cfg = config()
+    day = last_day_of(context, cfg.airflow.timezone)
     outcome = pipeline.proactive_recalibration(cfg, model_id, day)
     if outcome["promoted"] and outcome.get("old_plan_version"):
         store = pipeline.open_store(cfg)
         report = dayreport.promotion(cfg, store, model_id, day, outcome["old_plan_version"],
                                      outcome["new_plan_version"], outcome["reason"], run_url(cfg, context))
         outcome["alerts"] = alerts.alert_day(store, report, list(cfg.model(model_id).recipients),
-                                             smtp_settings(cfg.airflow.smtp_conn_id), only=["PROMOTION"])
+                                             notify.from_airflow(cfg.airflow.smtp_conn_id), only=["PROMOTION"])
     return outcome
 
 
@@ -196,16 +305,29 @@ def onboard_from_events(context) -> list[dict]:
             model_id = extra.get("model_id")
             if not model_id:
                 raise ValueError(f"snapshot event {event} has no model_id in its extra")
-            day = extra.get("day") or day_of(context)
+            day = extra.get("day") or last_day_of(context, cfg.airflow.timezone)
             version = pipeline.onboard_snapshot(cfg, model_id, day)
             done.append({"model": model_id, "day": day, "active_plan": version})
     return done
 
 
 def notify_failure(context) -> None:
-    """on_failure_callback: an email through SmtpNotifier to the failed model's
-    recipients (every model's, if the task is not a model's)."""
-    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    """on_failure_callback: an email to the failed model's recipients (every
+    model's, if the task is not a model's), through the same Mailer as the
+    alerts. It never raises: a callback that fails would only hide the failure
+    it reports; whatever goes wrong is logged."""
+    try:
+        _notify_failure(context)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("lpmon: the failure email could not be prepared")
+
+
+def _notify_failure(context) -> None:
+    import email.policy
+    import html
+    from email.message import EmailMessage
+
+    from lpmon import notify
 
     cfg = config()
     ti = context["ti"]
@@ -219,14 +341,20 @@ def notify_failure(context) -> None:
         recipients = sorted({r for m in cfg.models.values() for r in m.recipients})
     if not recipients:
         return
-    import html
-
+    day = day_of(context, cfg.airflow.timezone)
     what = f"{ti.dag_id}.{ti.task_id}" + (f" for {model_id}" if model_id else "")
-    error = html.escape(str(context.get("exception") or "unknown error"))
-    SmtpNotifier(
-        to=recipients, smtp_conn_id=cfg.airflow.smtp_conn_id,
-        subject=f"[lpmon] task failed: {what} ({day_of(context)})",
-        html_content=(f"<p>Task <b>{html.escape(what)}</b> failed for {day_of(context)} after its retries.</p>"
-                      f"<pre>{error}</pre><p><a href=\"{html.escape(run_url(cfg, context))}\">The Airflow run</a>"
-                      "</p>"),
-    ).notify(context)
+    error = str(context.get("exception") or "unknown error")
+    mailer = notify.from_airflow(cfg.airflow.smtp_conn_id)
+    message = EmailMessage(policy=email.policy.default.clone(max_line_length=998))  # an unfolded subject
+    message["Subject"] = f"[lpmon] task failed: {what} ({day})"
+    message["From"] = mailer.from_email
+    message["To"] = ", ".join(recipients)
+    message.set_content(f"Task {what} failed for {day} after its retries.\n\n{error}\n\n"
+                        f"The Airflow run: {run_url(cfg, context)}\n")
+    message.add_alternative(
+        f"<p>Task <b>{html.escape(what)}</b> failed for {day} after its retries.</p>"
+        f"<pre>{html.escape(error)}</pre><p><a href=\"{html.escape(run_url(cfg, context))}\">The Airflow run</a></p>",
+        subtype="html")
+    problem, _ = mailer.send(message)
+    if problem:
+        log.warning("lpmon: the failure email for %s was not sent: %s", what, problem)

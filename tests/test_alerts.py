@@ -50,15 +50,32 @@ def test_composed_email_has_text_html_and_an_inline_chart():
 
 
 def test_the_monitored_day_comes_from_the_data_interval():
-    from lpmon.dagtasks import day_of
+    from lpmon.dagtasks import day_of, last_day_of
 
     at = dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc)
-    assert day_of({"logical_date": at}) == "2026-11-05"
+    run = {"logical_date": at, "data_interval_start": at, "data_interval_end": at + dt.timedelta(days=1)}
+    assert day_of(run) == "2026-11-05"
+    # In a zone east of UTC, the interval of the Paris day 11-05 starts at 23:00 UTC on 11-04.
+    paris = at - dt.timedelta(hours=1)
+    assert day_of({"data_interval_start": paris}, "Europe/Paris") == "2026-11-05"
     # Airflow 3 manual runs may have no logical date: the last complete day before the run.
     manual = {"logical_date": None, "data_interval_start": None, "data_interval_end": None,
               "dag_run": SimpleNamespace(run_after=at + dt.timedelta(hours=7))}
-    assert day_of(manual) == "2026-11-04"
+    assert day_of(manual) == "2026-11-04" and last_day_of(manual) == "2026-11-04"
     assert day_of(dict(manual, params={"day": "2026-10-30"})) == "2026-10-30"
+    # A weekly interval calibrates on its last day.
+    week = {"data_interval_start": at - dt.timedelta(days=7), "data_interval_end": at}
+    assert last_day_of(week) == "2026-11-04"
+
+
+def test_a_day_param_that_is_no_date_is_one_clear_error():
+    import pytest
+
+    from lpmon.config import ConfigError
+    from lpmon.dagtasks import day_of
+
+    with pytest.raises(ConfigError, match=r"param day: expected a date YYYY-MM-DD, got '2026-13-01'"):
+        day_of({"params": {"day": "2026-13-01"}})
 
 
 def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
@@ -72,25 +89,103 @@ def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
         config()
 
 
-def test_a_mail_server_that_is_down_is_retried_recorded_and_never_raises(tmp_path, monkeypatch, smtp_server):
-    """Nothing listens on the port: three tries with backoff, recorded as failed with
-    the error; a later send (the server is back) is not blocked by it."""
-    import lpmon.alerts
-    from conftest import free_port
-    from lpmon.alerts import SmtpSettings, alert_day
+def _store(tmp_path):
     from lpmon.store import Database, StateStore
 
     db = Database(f"sqlite:///{tmp_path / 's.db'}", create=True)
     db.migrate()
-    store = StateStore(db)
+    return StateStore(db)
+
+
+def test_a_mail_server_that_is_down_is_retried_recorded_and_never_raises(tmp_path, monkeypatch, smtp_server):
+    """Nothing listens on the port: three tries with backoff, recorded as failed with
+    the error; a later send (the server is back) is not blocked by it."""
+    import lpmon.notify
+    from conftest import free_port
+    from lpmon.alerts import alert_day
+    from lpmon.notify import Mailer, SmtpSettings
+
+    store = _store(tmp_path)
     sleeps = []
-    monkeypatch.setattr(lpmon.alerts.time, "sleep", sleeps.append)
-    outcome = alert_day(store, report(), ["a@example.com"], SmtpSettings("127.0.0.1", free_port(), timeout=2))
+    monkeypatch.setattr(lpmon.notify.time, "sleep", sleeps.append)
+    outcome = alert_day(store, report(), ["a@example.com"], Mailer(SmtpSettings("127.0.0.1", free_port(), timeout=2)))
     assert outcome == {"DEGRADED": "failed", "PROMOTION": "failed", "FALLBACK": "failed"}
     rows = store.rows("alerts", "ctr")
     assert all(r["attempts"] == 3 and "ConnectionRefusedError" in r["error"] for r in rows), rows
     assert sleeps == [1.0, 2.0] * 3  # exponential backoff between the tries of each event
     # The server is back: the rerun of the alert task sends what failed, once.
-    outcome = alert_day(store, report(), ["a@example.com"], SmtpSettings("127.0.0.1", smtp_server.port))
+    outcome = alert_day(store, report(), ["a@example.com"], Mailer(SmtpSettings("127.0.0.1", smtp_server.port)))
     assert outcome == {"DEGRADED": "sent", "PROMOTION": "sent", "FALLBACK": "sent"}
     assert len(smtp_server.messages) == 3 and all(r["status"] == "sent" for r in store.rows("alerts", "ctr"))
+
+
+def test_whatever_is_wrong_with_smtp_comes_back_as_an_error(tmp_path, monkeypatch):
+    """A wrong host, a server that accepts and never answers (timeout), a TLS
+    handshake against plain SMTP: each an error string, never an exception."""
+    import socket
+
+    import lpmon.notify
+    from lpmon.alerts import compose
+    from lpmon.notify import Mailer, SmtpSettings
+
+    monkeypatch.setattr(lpmon.notify.time, "sleep", lambda s: None)
+    message = compose(report(), "DEGRADED", ["a@example.com"], "lpmon@example.com")
+    error, tries = Mailer(SmtpSettings("no-such-host.invalid", 25, timeout=2)).send(message)
+    assert tries == 3 and "gaierror" in error
+    with socket.socket() as silent:  # listens, never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        error, tries = Mailer(SmtpSettings("127.0.0.1", port, timeout=0.5), attempts=1).send(message)
+        assert tries == 1 and ("timed out" in error or "Timeout" in error), error
+        error, _ = Mailer(SmtpSettings("127.0.0.1", port, timeout=0.5, use_ssl=True), attempts=1).send(message)
+        assert error
+
+
+def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path, monkeypatch, airflow_db):
+    from lpmon.alerts import alert_day
+    from lpmon.notify import NO_CONNECTION, from_airflow
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    mailer = from_airflow("smtp_default")
+    assert mailer.problem.startswith(f"{NO_CONNECTION} 'smtp_default' (not defined)")
+    assert "airflow connections add smtp_default" in mailer.problem
+    store = _store(tmp_path)
+    assert alert_day(store, report(), ["a@example.com"], mailer) == {
+        "DEGRADED": "failed", "PROMOTION": "failed", "FALLBACK": "failed"}
+    assert all(r["error"] == mailer.problem and r["attempts"] == 0 for r in store.rows("alerts", "ctr"))
+    # A malformed connection is no better, and no worse.
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_BROKEN", "smtp://127.0.0.1:notaport/")
+    assert from_airflow("smtp_broken").problem.startswith(f"{NO_CONNECTION} 'smtp_broken' (")
+
+
+def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflow_db):
+    from lpmon.notify import from_airflow
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_X", "smtp://u:pw@mail.example.com:2525/?disable_ssl=true"
+                                              "&from_email=lpmon%40example.com&timeout=7")
+    mailer = from_airflow("smtp_x")
+    assert mailer.problem == "" and "pw" not in repr(mailer.smtp)
+    smtp = mailer.smtp
+    assert (smtp.host, smtp.port, smtp.from_email, smtp.user, smtp.password, smtp.use_ssl, smtp.timeout) == (
+        "mail.example.com", 2525, "lpmon@example.com", "u", "pw", False, 7.0)
+
+
+def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
+    """No SMTP connection, or a context it cannot make sense of: logged, not raised."""
+    from lpmon import dagtasks
+    from log_helpers import LogLines
+    from world_helpers import dag_world
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    monkeypatch.setenv("LPMON_CONFIG", str(dag_world(tmp_path, ["stable"], days=1)))
+    at = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
+    ti = SimpleNamespace(dag_id="lpmon_monitor", task_id="models", map_index=-1)
+    context = {"ti": ti, "data_interval_start": at, "exception": RuntimeError("boom"),
+               "dag_run": SimpleNamespace(dag_id="lpmon_monitor", run_id="r1", run_after=at)}
+    with LogLines() as log:
+        dagtasks.notify_failure(context)
+        dagtasks.notify_failure({})  # nothing usable at all
+    logged = log.text
+    assert "the failure email for lpmon_monitor.models was not sent: no SMTP connection 'smtp_default'" in logged
+    assert "the failure email could not be prepared" in logged

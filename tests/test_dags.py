@@ -40,10 +40,26 @@ def dagbag(airflow_db, monkeypatch, tmp_path):
     return parse
 
 
-def run_dag(bag, dag_id: str, logical_day: dt.date):
-    dr = bag.dags[dag_id].test(logical_date=pendulum.datetime(logical_day.year, logical_day.month,
-                                                              logical_day.day, tz="UTC"))
+def run_dag(bag, dag_id: str, monitored: dt.date, conf: dict | None = None):
+    """A manual run made just after the monitored day ended: its data interval is that day."""
+    after = pendulum.datetime(monitored.year, monitored.month, monitored.day, tz="UTC").add(days=1)
+    dr = bag.dags[dag_id].test(logical_date=after, run_conf=conf)
+    assert (dr.data_interval_start, dr.data_interval_end) == (after.subtract(days=1), after) or conf
     return dr, {(ti.task_id, ti.map_index): ti.state for ti in dr.get_task_instances()}
+
+
+def promoted_events(dr) -> list[dict]:
+    """The extras of this run's lpmon_plan_promoted asset events, from Airflow's metadata DB."""
+    from sqlalchemy import select
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                               .where(AssetModel.name == "lpmon_plan_promoted", AssetEvent.source_run_id == dr.run_id)
+                               .order_by(AssetEvent.id)).scalars().all()
+    return [{k: v for k, v in extra.items() if k in ("model", "version", "day", "path")} for extra in rows]
 
 
 # --- parsing and shape --------------------------------------------------------------------
@@ -71,22 +87,49 @@ print(json.dumps({{"seconds": out, "heavy": heavy}}))
 def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     path = tmp_path / "lpmon.toml"
     path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\n\n[airflow]\nrecalibrate_schedule = "0 4 * * 1"\n'
-                    'start_date = "2026-10-01"\ntask_retries = 3\n')
+                    'start_date = "2026-10-01"\ntask_retries = 3\ntimezone = "Europe/Paris"\n')
     bag = dagbag(path)
     monitor, recalibrate, onboard = (bag.dags[d] for d in ("lpmon_monitor", "lpmon_recalibrate", "lpmon_onboard"))
-    assert monitor.catchup and monitor.max_active_runs == 1 and monitor.start_date.date() == dt.date(2026, 10, 1)
+    assert monitor.catchup and monitor.max_active_runs == 1
+    assert monitor.start_date == pendulum.datetime(2026, 10, 1, tz="Europe/Paris")
     assert {t.task_id for t in monitor.tasks} == {"models"} | {f"monitor.{name}" for name in (
-        "sample", "score", "compare", "decide", "record", "recalibrate", "fallback", "report", "alert")}
+        "partition", "sample", "score", "compare", "decide", "record", "recalibrate", "fallback", "report",
+        "alert", "publish")}
     task = monitor.get_task
+    assert task("monitor.partition").downstream_task_ids == {"monitor.sample"}
+    assert task("monitor.partition").mode == "reschedule"
     assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
     assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
     assert task("monitor.report").upstream_task_ids == {"models", "monitor.record", "monitor.recalibrate",
                                                         "monitor.fallback"}
+    assert task("monitor.report").downstream_task_ids == {"monitor.alert", "monitor.publish"}
     assert task("monitor.report").trigger_rule == "none_failed_min_one_success"
+    assert [a.name for a in task("monitor.publish").outlets] == ["lpmon_plan_promoted"]
     assert task("monitor.sample").get_closest_mapped_task_group().group_id == "monitor"
     assert all(t.retries == 3 and t.on_failure_callback for t in monitor.tasks)
+    assert all(t.map_index_template for t in monitor.tasks if t.task_id != "models")
     assert recalibrate.timetable.expression == "0 4 * * 1" and not recalibrate.catchup
+    assert [a.name for a in recalibrate.get_task("publish").outlets] == ["lpmon_plan_promoted"]
     assert [a.name for a in onboard.timetable.asset_condition.objects] == ["lpmon_model_snapshot"]
+    # Data intervals, not trigger times: the run for 2026-11-04 (Paris) starts once that day has ended.
+    # (the scheduler's own class, which the DAG's SDK timetable becomes once serialized)
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    assert type(monitor.timetable).__name__ == "CronDataIntervalTimetable"
+    scheduled = CronDataIntervalTimetable(monitor.timetable.expression, monitor.timetable.timezone)
+    start = pendulum.datetime(2026, 11, 4, tz="Europe/Paris")
+    interval = scheduled.infer_manual_data_interval(run_after=start.add(days=1, hours=3))
+    assert (interval.start, interval.end) == (start, start.add(days=1))
+
+
+def test_without_a_start_date_there_is_no_catchup_and_no_2026(dagbag, tmp_path):
+    """The default runs from the last complete day on (catchup would need a start);
+    backfills still cover any day: no task has a start date that hides it."""
+    path = tmp_path / "lpmon.toml"
+    path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\n')
+    monitor = dagbag(path).dags["lpmon_monitor"]
+    assert monitor.start_date is None and not monitor.catchup
+    assert all(t.start_date is None for t in monitor.tasks)
 
 
 # --- dag.test() runs ----------------------------------------------------------------------
@@ -101,6 +144,10 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
         assert dr.state == "success", states
         assert states[("monitor.record", 0)] == "success"
         assert states[("monitor.recalibrate", 0)] == "skipped" and states[("monitor.fallback", 0)] == "skipped"
+        assert states[("monitor.publish", 0)] == "skipped"  # no plan promoted: no asset event
+        rendered = {ti.rendered_map_index for ti in dr.get_task_instances() if ti.state == "success"
+                    and ti.map_index >= 0}
+        assert rendered == {"stable"}, rendered  # map indexes are model names in the UI
         run_day(load(twin_path, environ={}), "stable", day(i))
     config = load(config_path, environ={})
     assert snapshot_rows(open_store(config), "stable") == snapshot_rows(open_store(load(twin_path, environ={})),
@@ -127,6 +174,10 @@ def test_a_drifting_day_recalibrates_promotes_and_emails_once(dagbag, smtp_serve
     run = store.rows("runs", "gradual_drift")[-1]
     assert run["logical_date"] == str(day(12)) and run["status"] == "DEGRADED"
     assert store.active_plan("gradual_drift").version == 2
+    # Serving-side DAGs learn of the promotion through the lpmon_plan_promoted asset.
+    assert states[("monitor.publish", 0)] == "success"
+    assert promoted_events(dr) == [{"model": "gradual_drift", "version": 2, "day": str(day(12)),
+                                    "path": str(config.plans_dir / "gradual_drift" / "active.json")}]
     subjects = sorted(m["Subject"] for m in smtp_server.messages)
     assert len(subjects) == 2 and "NE degraded" in subjects[0] and "plan v2 promoted" in subjects[1], subjects
     message = smtp_server.messages[0]
@@ -167,13 +218,13 @@ def test_outliers_fall_back_through_the_dag(dagbag, smtp_server, tmp_path):
 
 @pytest.mark.slow
 def test_a_refusing_mail_server_is_recorded_and_fails_nothing(dagbag, smtp_server, tmp_path, monkeypatch):
-    import lpmon.alerts
+    import lpmon.notify
 
     config_path = dag_world(tmp_path, ["outliers"], days=7)
     config = load(config_path, environ={})
     run_day(config, "outliers", day(0))
     smtp_server.refuse = True
-    monkeypatch.setattr(lpmon.alerts.time, "sleep", lambda s: None)  # the backoff, not the behaviour
+    monkeypatch.setattr(lpmon.notify.time, "sleep", lambda s: None)  # the backoff, not the behaviour
     dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(6))
     assert dr.state == "success" and states[("monitor.alert", 0)] == "success"
     alerts = open_store(config).rows("alerts", "outliers")
@@ -257,14 +308,15 @@ def test_proactive_recalibration_promotes_only_a_better_plan_once(dagbag, smtp_s
     for i in (0, 11):  # calibrated on day 0; day 11's traffic has drifted (WARN, no recalibration)
         run_day(config, "gradual_drift", day(i))
     bag = dagbag(config_path)
-    dr, states = run_dag(bag, "lpmon_recalibrate", day(11))
+    dr, states = run_dag(bag, "lpmon_recalibrate", day(11), conf={"day": str(day(11))})
     assert dr.state == "success" and states[("recalibrate", 0)] == "success"
+    assert states[("publish", 0)] == "success"
     store = open_store(config)
     proactive = [p for p in store.rows("plans", "gradual_drift") if p["reason"] == "PROACTIVE"]
     assert len(proactive) == 1 and proactive[0]["status"] == "active"
     assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"gradual_drift/{day(11)}/PROMOTION"]
     assert "proactive" in smtp_server.messages[0].get_body(("plain",)).get_content().lower()
-    dr, _ = run_dag(bag, "lpmon_recalibrate", day(11))  # again: nothing new, no second email
+    dr, _ = run_dag(bag, "lpmon_recalibrate", day(11), conf={"day": str(day(11))})  # again: nothing new, no second email
     assert dr.state == "success" and len(smtp_server.messages) == 1
     assert len([p for p in store.rows("plans", "gradual_drift") if p["reason"] == "PROACTIVE"]) == 1
 
@@ -295,3 +347,43 @@ def test_onboarding_from_snapshot_events_builds_one_plan_per_snapshot(tmp_path):
             dagtasks.onboard_from_events({"triggering_asset_events": {"a": [SimpleNamespace(extra={})]}})
     finally:
         del os.environ["LPMON_CONFIG"]
+
+
+@pytest.mark.slow
+def test_a_late_partition_without_smtp_is_insufficient_data_recorded_and_green(dagbag, tmp_path, monkeypatch):
+    """[airflow] partition_wait_s: a day whose partition never got its marker is
+    INSUFFICIENT_DATA once the wait is over; with no smtp_default at all, its alert
+    is recorded as not sent (with the fix), and the run is still green."""
+    from lpmon.notify import NO_CONNECTION
+
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    config_path = dag_world(tmp_path, ["stable"], days=2)
+    config_path.write_text(config_path.read_text().replace("[airflow]\n", "[airflow]\npartition_wait_s = 3600\n"))
+    dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(0))
+    assert dr.state == "success", states
+    assert states[("monitor.partition", 0)] == "success" and states[("monitor.alert", 0)] == "success"
+    store = open_store(load(config_path, environ={}))
+    (run,) = store.rows("runs", "stable")
+    assert run["status"] == "INSUFFICIENT_DATA" and "not complete 3600 s after the day ended (no _SUCCESS)" in run[
+        "message"]
+    (alert,) = store.rows("alerts", "stable")
+    assert alert["event"] == "INSUFFICIENT_DATA" and alert["status"] == "failed"
+    assert alert["error"].startswith(f"{NO_CONNECTION} 'smtp_default' (not defined)")
+
+
+def test_the_partition_wait_waits_for_the_marker_until_its_deadline(tmp_path, monkeypatch):
+    from lpmon import dagtasks
+    from lpmon.traffic import TrafficStore
+
+    config_path = dag_world(tmp_path, ["stable"], days=1)
+    config_path.write_text(config_path.read_text().replace("[airflow]\n", "[airflow]\npartition_wait_s = 600\n"))
+    monkeypatch.setenv("LPMON_CONFIG", str(config_path))
+    monkeypatch.setattr(dagtasks, "label", lambda model_id: None)  # no task context here
+    today = dt.date.today().isoformat()
+    assert dagtasks.partition_ready("stable", {"params": {"day": today}}) == (False, {})  # the day is not over
+    done, value = dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}})   # long over, no marker
+    assert done and not value["complete"] and "_SUCCESS" in value["message"]
+    traffic = TrafficStore(load(config_path, environ={}).model("stable").traffic)
+    Path(traffic.partition(day(0)), "_SUCCESS").write_text("")
+    assert dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}}) == (
+        True, {"complete": True, "waited": True})

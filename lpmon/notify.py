@@ -1,0 +1,98 @@
+"""The one place that sends lpmon's mail: the event emails (lpmon.alerts) and the
+task-failure emails (lpmon.dagtasks.notify_failure) both go through a Mailer.
+
+A Mailer never raises. Whatever is wrong (no SMTP connection in Airflow, a
+wrong host, a refusal, a timeout, a malformed address) comes back as an error
+string, which the caller records and logs: an email must never fail the
+monitoring result it reports, nor turn a failure callback into a second failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+log = logging.getLogger(__name__)
+
+NO_CONNECTION = "no SMTP connection"   # how an error about a missing connection starts (the page looks for it)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where mail goes. In Airflow these come from the smtp_default connection."""
+
+    host: str
+    port: int = 25
+    from_email: str = "lpmon@localhost"
+    user: str = ""
+    password: str = ""
+    use_ssl: bool = False
+    starttls: bool = False
+    timeout: float = 30.0
+
+    def __repr__(self) -> str:  # never print the password
+        return f"SmtpSettings(host={self.host!r}, port={self.port}, from_email={self.from_email!r})"
+
+
+@dataclass(frozen=True)
+class Mailer:
+    """Sends with retries and backoff; `problem` says why it cannot send at all."""
+
+    smtp: SmtpSettings | None
+    problem: str = ""
+    attempts: int = 3
+    backoff_s: float = 1.0
+
+    @property
+    def from_email(self) -> str:
+        return self.smtp.from_email if self.smtp else "lpmon@localhost"
+
+    def send(self, message: EmailMessage) -> tuple[str, int]:
+        """(error, tries): error is "" once a try succeeded; tries is 0 when nothing could be tried."""
+        if self.smtp is None:
+            return self.problem, 0
+        error = ""
+        for tries in range(1, self.attempts + 1):
+            try:
+                _deliver(message, self.smtp)
+                return "", tries
+            except Exception as err:  # noqa: BLE001 - any failure to send is reported, never raised
+                error = f"{type(err).__name__}: {err}"
+                if tries < self.attempts:
+                    time.sleep(self.backoff_s * 2 ** (tries - 1))
+        return error, self.attempts
+
+
+def _deliver(message: EmailMessage, smtp: SmtpSettings) -> None:
+    cls = smtplib.SMTP_SSL if smtp.use_ssl else smtplib.SMTP
+    kwargs = {"context": ssl.create_default_context()} if smtp.use_ssl else {}
+    with cls(smtp.host, smtp.port, timeout=smtp.timeout, **kwargs) as client:
+        if smtp.starttls and not smtp.use_ssl:
+            client.starttls(context=ssl.create_default_context())
+        if smtp.user:
+            client.login(smtp.user, smtp.password)
+        client.send_message(message)
+
+
+def from_airflow(conn_id: str) -> Mailer:
+    """A Mailer for the Airflow connection conn_id (host, port, sender, credentials,
+    SSL/STARTTLS and timeout as the SMTP provider reads them); without a usable
+    connection, a Mailer whose sends all fail with `problem`, naming the fix."""
+    try:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        hook = SmtpHook(smtp_conn_id=conn_id)
+        hook.smtp_connection = hook.get_connection(conn_id)  # what get_conn() sets, without connecting
+        settings = SmtpSettings(host=hook.host or "localhost", port=int(hook.port or 25),
+                                from_email=hook.from_email or "lpmon@localhost", user=hook.smtp_user or "",
+                                password=hook.smtp_password or "", use_ssl=bool(hook.use_ssl),
+                                starttls=bool(hook.smtp_starttls), timeout=float(hook.timeout))
+    except Exception as err:  # noqa: BLE001 - AirflowNotFoundException, a malformed URI, a bad port ...
+        reason = "not defined" if type(err).__name__ == "AirflowNotFoundException" else f"{type(err).__name__}: {err}"
+        return Mailer(None, f"{NO_CONNECTION} {conn_id!r} ({reason}): create it with "
+                            f"`airflow connections add {conn_id} --conn-uri smtp://HOST:PORT/...`")
+    return Mailer(settings)
