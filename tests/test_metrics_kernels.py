@@ -88,6 +88,28 @@ def test_extreme_predictions_are_clipped():
         -np.log(1e-7) / np.log(2), rel=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_saturated_predictions_score_the_same_in_float32_and_float64(isa, dtype):
+    """Exact 0 and 1 (and values within 1e-7 of them), with both labels: the
+    complement is clipped at 1e-7, so float32 and float64 agree with the float64 reference."""
+    rng = np.random.default_rng(11)
+    n = 200_000
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(np.uint8)
+    edges = np.array([0.0, 1.0, 1e-8, 1 - 1e-8, 1 - 2.0**-24, 2.0**-30])
+    p[:12_000] = np.repeat(edges, 2_000)
+    y[:12_000] = np.tile([0, 1], 6_000)
+    want = reference.normalized_entropy(p, y)
+    assert metrics.normalized_entropy(p.astype(dtype), y) == pytest.approx(want, rel=1e-6)
+    p_q = np.clip(p + rng.normal(0, 0.01, n), 0, 1)
+    p_q[:12_000] = p[:12_000][::-1]
+    got = metrics.compare(p.astype(dtype), p_q.astype(dtype), y)
+    assert_matches_reference(got, p.astype(np.float64), p_q.astype(np.float64), y)
+    # A confident miss costs -log(1e-7) in either dtype.
+    miss = metrics.normalized_entropy(np.array([1.0, 0.0], dtype), [0, 1])
+    assert miss == pytest.approx(-np.log(1e-7) / np.log(2), rel=1e-6)
+
+
 def test_small_differences_keep_relative_accuracy():
     # d and KL come from log1p of exact differences, not from differences of
     # rounded logs: a 1e-6 perturbation still matches float64.
