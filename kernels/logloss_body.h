@@ -19,9 +19,9 @@ void LP_NAME(lp_ne_chunk)(const T *p, const uint8_t *y, int64_t n, double *out)
         const uint8_t *yb = y + start;
 #pragma omp simd
         for (int64_t i = 0; i < len; i++) {
-            T raw = pb[i], pc, cc;
+            T raw = pb[i];
             float label = yb[i];
-            LP_CLIP_PAIR(T, raw, eps, pc, cc);
+            T pc = LP_CLIP_P(T, raw, eps), cc = LP_CLIP_C(T, raw, eps);
             int positive = label != 0;
             loss[i] = lp_logloss((float)(positive ? pc : cc), (float)(positive ? cc : pc));
             invalid[i] = LP_INVALID(raw, label);
@@ -56,12 +56,15 @@ static inline void LP_NAME(lp_compare_block)(const T *p_ref, const T *p_q, const
     const T eps = (T)LP_EPS, half = (T)0.5;
 #pragma omp simd
     for (int64_t i = 0; i < len; i++) {
-        T raw_r = p_ref[i], raw_q = p_q[i], pr, cr, pq, cq;
+        T raw_r = p_ref[i], raw_q = p_q[i];
         float label = y[i];
-        LP_CLIP_PAIR(T, raw_r, eps, pr, cr);
-        LP_CLIP_PAIR(T, raw_q, eps, pq, cq);
-        /* pr - pq, from the complements when both are near 1 (they are exact there). */
-        T delta = pr >= half && pq >= half ? cq - cr : pr - pq;
+        T pr = LP_CLIP_P(T, raw_r, eps), cr = LP_CLIP_C(T, raw_r, eps);
+        T pq = LP_CLIP_P(T, raw_q, eps), cq = LP_CLIP_C(T, raw_q, eps);
+        /* pr - pq, from the complements when both are at least 1/2 (they are exact
+         * there). (Written with a min: GCC does not vectorise the same select
+         * written with two comparisons.) */
+        T low = pr < pq ? pr : pq;
+        T delta = low >= half ? cq - cr : pr - pq;
         T raw_diff = raw_r - raw_q;
         struct lp_example ex = lp_compare_one(
             (float)pr, (float)cr, (float)pq, (float)cq, (float)delta,

@@ -142,20 +142,15 @@ LP_INLINE struct lp_example lp_compare_one(float pr, float cr, float pq, float c
 }
 
 /*
- * The clipped pair (pc, cc) of a prediction raw: pc = max(raw, eps) and
- * cc = max(1 - raw, eps), computed in the input type T, then made consistent
- * where one end was clipped (the other is its complement). 1 - raw is exact
- * for raw >= 1/2, so the logarithms near 1 (which read the complement) see
- * the same value in float32 and float64. NaN stays NaN.
+ * The clipped pair (pc, cc) of a prediction raw, in its type T:
+ * pc = max(raw, eps) and cc = max(1 - raw, eps), made consistent where one
+ * end was clipped (the other is its complement). 1 - raw is exact for
+ * raw >= 1/2, so the logarithms near 1 (which read the complement) see the
+ * same value in float32 and float64. NaN stays NaN. (A macro, not a function:
+ * the log-loss bodies are written once for both float types.)
  */
-#define LP_CLIP_PAIR(T, raw, eps, pc, cc)                 \
-    do {                                                  \
-        T lp_c_ = (T)1 - (raw);                           \
-        T lp_p_ = (raw) < (eps) ? (eps) : (raw);          \
-        T lp_q_ = lp_c_ < (eps) ? (eps) : lp_c_;          \
-        (pc) = lp_c_ < (eps) ? (T)1 - lp_q_ : lp_p_;      \
-        (cc) = (raw) < (eps) ? (T)1 - lp_p_ : lp_q_;      \
-    } while (0)
+#define LP_CLIP_P(T, raw, eps) ((T)1 - (raw) < (eps) ? (T)1 - (eps) : ((raw) < (eps) ? (eps) : (raw)))
+#define LP_CLIP_C(T, raw, eps) ((raw) < (eps) ? (T)1 - (eps) : ((T)1 - (raw) < (eps) ? (eps) : (T)1 - (raw)))
 
 /* 1 when an example cannot be scored: p outside [0, 1] or NaN, or y > 1. */
 #define LP_INVALID(p, y) ((float)((((p) >= 0) & ((p) <= 1) & ((y) <= 1)) ^ 1))
