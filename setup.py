@@ -36,7 +36,7 @@ if X86_64:
 
 # extension name -> C source built once per ISA
 ISA_SOURCES = {"logloss": "kernels/logloss_isa.c", "rowwise": "kernels/rowwise_isa.c",
-               "affine": "kernels/affine_isa.c"}
+               "affine": "kernels/affine_isa.c", "calibrate": "kernels/calibrate_isa.c"}
 # Kernels that must round exactly as FBGEMM does. GCC's default
 # -ffp-contract=fast fuses a * b + c into one FMA wherever the target has one
 # (the avx2 and avx512 copies), skipping the product's rounding; off, each
