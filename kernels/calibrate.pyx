@@ -28,8 +28,11 @@ cdef extern from "calibrate_dispatch.h" nogil:
         int64_t counted
         int64_t zeros
     ctypedef int (*lp_hist_fn)(lp_hist *, const float *, int64_t)
+    ctypedef void (*lp_l2_fn)(const double *, const double *, const double *, const double *, int64_t,
+                              int64_t, int64_t, int, double *, double *)
     ctypedef struct lp_calibrate_kernels:
         lp_hist_fn observe_f32
+        lp_l2_fn l2_search_affine
     int lp_best_isa()
     lp_calibrate_kernels lp_calibrate_kernels_for(int isa)
 
@@ -189,27 +192,16 @@ def l2_search_affine(const double[::1] below_count, const double[::1] below_sum,
     (prefix sums under the histogram's within-bin-uniform model). The error of
     a range [a, b] with step D = (b - a) / (levels - 1) is D^2 / 12 per value
     inside, plus (x - a)^2 for values under a and (x - b)^2 over b. Every
-    s <= last_start and e >= max(first_end, s + 1) is tried.
+    s <= last_start and e >= max(first_end, s + 1) is tried (a vectorised C
+    loop, calibrate_hist.h); the first pair reaching the minimum wins.
     Returns (best error, s, e).
     """
-    cdef Py_ssize_t s, e, k = edges.shape[0] - 1, best_s = 0, best_e = k
-    cdef double per_level = 1.0 / ((levels - 1.0) * (levels - 1.0) * 12.0)
-    cdef double a, b, under, over, inside, err, best = INFINITY
-    cdef double total_count = below_count[k], total_sum = below_sum[k], total_sq = below_sq[k]
+    cdef double[::1] row = np.empty(edges.shape[0])
+    cdef double out[3]
     with nogil:
-        for s in range(0, last_start + 1):
-            a = edges[s]
-            under = below_sq[s] - 2.0 * a * below_sum[s] + a * a * below_count[s]
-            # The inner loop is _range_error with the start's terms hoisted.
-            for e in range(max(first_end, s + 1), k + 1):
-                b = edges[e]
-                over = (total_sq - below_sq[e]) - 2.0 * b * (total_sum - below_sum[e]) \
-                    + b * b * (total_count - below_count[e])
-                inside = (below_count[e] - below_count[s]) * (b - a) * (b - a) * per_level
-                err = under + over + inside
-                if err < best:
-                    best, best_s, best_e = err, s, e
-    return best, best_s, best_e
+        _kernels.l2_search_affine(&below_count[0], &below_sum[0], &below_sq[0], &edges[0],
+                                  edges.shape[0], last_start, first_end, levels, &row[0], out)
+    return out[0], <Py_ssize_t>out[1], <Py_ssize_t>out[2]
 
 
 def kl_threshold(const double[::1] magnitude_counts, int target_bins):

@@ -19,13 +19,19 @@ typedef struct {
 } lp_hist;
 
 typedef int (*lp_hist_fn)(lp_hist *, const float *, int64_t);
+typedef void (*lp_l2_fn)(const double *, const double *, const double *, const double *, int64_t,
+                         int64_t, int64_t, int, double *, double *);
 
 typedef struct {
     lp_hist_fn observe_f32;
+    lp_l2_fn l2_search_affine;
 } lp_calibrate_kernels;
 
-#define LP_CALIBRATE_DECLARE(isa) int lp_hist_observe_f32_##isa(lp_hist *, const float *, int64_t);
-#define LP_CALIBRATE_TABLE(isa) { lp_hist_observe_f32_##isa }
+#define LP_CALIBRATE_DECLARE(isa)                                                               \
+    int lp_hist_observe_f32_##isa(lp_hist *, const float *, int64_t);                           \
+    void lp_l2_search_affine_##isa(const double *, const double *, const double *, const double *, \
+                                   int64_t, int64_t, int64_t, int, double *, double *);
+#define LP_CALIBRATE_TABLE(isa) { lp_hist_observe_f32_##isa, lp_l2_search_affine_##isa }
 
 LP_CALIBRATE_DECLARE(base)
 #ifdef LP_X86_VARIANTS
