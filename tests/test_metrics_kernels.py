@@ -110,6 +110,27 @@ def test_saturated_predictions_score_the_same_in_float32_and_float64(isa, dtype)
     assert miss == pytest.approx(-np.log(1e-7) / np.log(2), rel=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantized_loss_keeps_accuracy_where_it_is_far_below_the_reference(isa, dtype):
+    """sum l_q is sum l_ref + sum d, but where that cancels (the quantized model far
+    surer of the label) the example gets its own logarithm: ne_q stays accurate."""
+    rng = np.random.default_rng(12)
+    n = 50_000
+    p_ref, p_q, y = paired_predictions(rng, n, dtype)
+    confident = rng.random(n) < 0.02           # a few confident reversals among normal examples
+    p_ref[confident] = np.where(y[confident] == 1, 1e-6, 1 - 1e-6)
+    p_q[confident] = np.where(y[confident] == 1, 1 - 1e-6, 1e-6)
+    assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
+    # All of them: ne_q is 1e-7-ish, and still within 1e-6 of the reference.
+    y2 = np.array([1, 0] * 500, np.uint8)
+    p_ref2, p_q2 = (np.where(y2 == 1, a, b).astype(dtype) for a, b in ((0.0, 1.0), (1.0, 0.0)))
+    got, want = metrics.compare(p_ref2, p_q2, y2), reference.compare(p_ref2, p_q2, y2)
+    assert got.ne_q == pytest.approx(want.ne_q, rel=1e-6)
+    segments = metrics.compare_by_segment(p_ref, p_q, y, confident.astype(int))
+    for key, part in reference.compare_by_segment(p_ref, p_q, y, confident.astype(int)).items():
+        assert segments[key].log_loss_q == pytest.approx(part.log_loss_q, rel=1e-6)
+
+
 def test_small_differences_keep_relative_accuracy():
     # d and KL come from log1p of exact differences, not from differences of
     # rounded logs: a 1e-6 perturbation still matches float64.
