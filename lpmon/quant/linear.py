@@ -44,10 +44,12 @@ def quantize_activation(x, qp: QParams) -> tuple[np.ndarray, Saturation]:
     """Quantize activations [rows, features] to uint8 (or int8), counting saturation."""
     x = np.asarray(x)
     shape = x.shape
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"activations have {np.count_nonzero(~np.isfinite(x))} NaN or inf values")
+    if x.dtype.itemsize > 4:  # beyond float32's range they saturate anyway
+        x = np.clip(x, -np.finfo(np.float32).max, np.finfo(np.float32).max)
     # FBGEMM quantizes float32: wider inputs are rounded to it first.
     flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
-    if not np.isfinite(flat).all():
-        raise ValueError(f"activations have {np.count_nonzero(~np.isfinite(flat))} NaN or inf values")
     out = np.empty(flat.size, dtype=np.uint8)
     below, above = _kernel.quantize_affine(flat, qp.scale, qp.zero_point, qp.qmin, qp.qmax, out)
     codes = out if qp.qmin >= 0 else out.view(np.int8)
