@@ -35,7 +35,15 @@ if X86_64:
     ISA_FLAGS.update({"avx2": ["-march=x86-64-v3"], "avx512": ["-march=x86-64-v4"]})
 
 # extension name -> C source built once per ISA
-ISA_SOURCES = {"logloss": "kernels/logloss_isa.c", "rowwise": "kernels/rowwise_isa.c"}
+ISA_SOURCES = {"logloss": "kernels/logloss_isa.c", "rowwise": "kernels/rowwise_isa.c",
+               "affine": "kernels/affine_isa.c", "calibrate": "kernels/calibrate_isa.c"}
+# Kernels that must round exactly as FBGEMM does. GCC's default
+# -ffp-contract=fast fuses a * b + c into one FMA wherever the target has one
+# (the avx2 and avx512 copies), skipping the product's rounding; off, each
+# operation rounds as written and the kernels fuse explicitly (lpmon_fma.h).
+# The log-loss kernels are accurate to a tolerance, not bit-exact, and keep
+# the contraction's speed.
+EXACT_SOURCES = {"rowwise", "affine", "calibrate"}
 
 
 class BuildPerIsa(build_ext):
@@ -52,11 +60,15 @@ class BuildPerIsa(build_ext):
                     output_dir=os.path.join(self.build_temp, "isa", isa),
                     macros=[("LP_ISA", isa)],
                     include_dirs=["kernels"],
-                    extra_postargs=COMPILE_ARGS + flags,
+                    extra_postargs=_compile_args(stem) + flags,
                     depends=[str(p) for p in Path("kernels").glob("*.h")],
                 )
             ext.extra_objects = list(ext.extra_objects or []) + objects
         super().build_extension(ext)
+
+
+def _compile_args(stem):
+    return COMPILE_ARGS + (["-ffp-contract=off"] if stem in EXACT_SOURCES else [])
 
 
 def kernel_extension(path):
@@ -66,7 +78,7 @@ def kernel_extension(path):
         [str(path)],
         include_dirs=["kernels"],
         define_macros=macros,
-        extra_compile_args=COMPILE_ARGS,
+        extra_compile_args=_compile_args(path.stem),
         extra_link_args=LINK_ARGS,
         depends=[str(p) for p in Path("kernels").glob("*.h")] + [str(p) for p in Path("kernels").glob("*.pxi")],
     )

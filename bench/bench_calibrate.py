@@ -17,10 +17,16 @@ from __future__ import annotations
 import argparse
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from lpmon.calibrate import METHODS, observer
 from lpmon.quant import QParams, fake_quantize
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import best_side_by_side, machine_banner  # noqa: E402
 
 TARGET_SPEEDUP = 10.0
 
@@ -68,12 +74,12 @@ def error_of(values: np.ndarray, qp: QParams) -> tuple[float, float]:
     return mse, 10 * np.log10(np.mean(x * x) / mse)
 
 
-def ours(values, method, repeat):
-    seconds, result = timed(lambda: observer(method).observe(values).compute(), repeat)
-    return seconds, result.qparams
+def ours(values, method):
+    """A call that observes values and computes the range, and its result as QParams."""
+    return lambda: observer(method).observe(values).compute().qparams
 
 
-def torch_observer(values, name, repeat):
+def torch_observer(values, name):
     import torch
     from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver
 
@@ -84,10 +90,10 @@ def torch_observer(values, name, repeat):
     def run():
         obs = make(dtype=torch.quint8, qscheme=torch.per_tensor_affine)
         obs(tensor)
-        return obs.calculate_qparams()
+        scale, zero_point = obs.calculate_qparams()
+        return QParams(float(scale), int(zero_point), 0, 255)
 
-    seconds, (scale, zero_point) = timed(run, repeat)
-    return seconds, QParams(float(scale), int(zero_point), 0, 255)
+    return run
 
 
 def main(argv=None):
@@ -104,17 +110,21 @@ def main(argv=None):
         print("torch is not installed: its observers are left out of the table")
     methods = [m for m in METHODS if not (args.skip_mse and m == "mse")]
     print(f"lpmon calibration benchmark: {int(args.n):,} float32 values, uint8 affine grid, "
-          f"best of {args.repeat}, one thread")
+          f"best of {args.repeat} (calls interleaved round by round), one thread")
+    print(machine_banner())
     summary = {}
     for dist, values in distributions(int(args.n)).items():
         print(f"\n{dist}")
         print(f"  {'method':<26} {'ms':>8} {'lo':>9} {'hi':>9} {'MSE':>10} {'SQNR dB':>8}")
         rows = {}
+        calls = {name: torch_observer(values, name) if name.startswith("torch") else ours(values, name)
+                 for name in methods + torch_names}
+        fast = {name: fn for name, fn in calls.items() if name != "mse"}
+        times = best_side_by_side(fast, args.repeat)
+        if "mse" in calls:
+            times["mse"] = timed(calls["mse"], 1)[0]
         for name in methods + torch_names:
-            if name.startswith("torch"):
-                seconds, qp = torch_observer(values, name, args.repeat)
-            else:
-                seconds, qp = ours(values, name, 1 if name == "mse" else args.repeat)
+            seconds, qp = times[name], calls[name]()
             mse, sqnr = error_of(values, qp)
             rows[name] = (seconds, mse)
             print(f"  {name:<26} {seconds * 1e3:>8.1f} {qp.lo:>9.3f} {qp.hi:>9.3f} "

@@ -14,7 +14,7 @@ import argparse
 import os
 
 import numpy as np
-from timing import best
+from timing import best, machine_banner
 
 from lpmon import metrics
 from lpmon._kernels import logloss as kernel
@@ -69,6 +69,7 @@ def main(argv=None):
     print(f"lpmon metrics benchmark: kernels '{kernel.current_isa()}' "
           f"(available: {', '.join(kernel.available_isas())}), {os.cpu_count()} CPUs, float32 "
           f"predictions, uint8 labels; best of {args.repeat}")
+    print(machine_banner())
     print("PERF.md anchors (ns/example): " + ", ".join(f"{k} {v}" for k, v in ANCHORS.items()))
     header = f"{'N':>11} {'implementation':<34} {'ns/ex':>8} {'vs numpy':>9}"
     results = {}

@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from timing import best  # noqa: E402
+from timing import best, best_side_by_side, machine_banner  # noqa: E402
 
 from lpmon.quant import choose_qparams  # noqa: E402
 from lpmon.quant.linear import QuantizedLinear, quantize_activation  # noqa: E402
@@ -56,20 +56,22 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     dim = 64
     table = rng.normal(0, 1, (args.rows, dim)).astype(np.float32)
-    print(f"lpmon quantization benchmark, one thread; reference: {reference}")
+    print(f"lpmon quantization benchmark, one thread; reference: {reference}; "
+          f"ours and the reference interleaved, best of {args.repeat}")
+    print(machine_banner())
 
     print("\nrow-wise prepack of a %d x %d float32 table (GB/s of float32 input)" % (args.rows, dim))
     gb = table.nbytes / 1e9
     for bits in (8, 4):
-        ours = gb / best(lambda: quantize_rows(table, bits), args.repeat)
         if torch is not None:
             prepack = ops.embedding_bag_byte_prepack if bits == 8 else ops.embedding_bag_4bit_prepack
             t = torch.from_numpy(table)
-            theirs = gb / best(lambda: prepack(t), args.repeat)
+            reference_call = lambda: prepack(t)  # noqa: E731
         else:
-            theirs = gb / best(lambda: (table - table.min(1, keepdims=True)).astype(np.uint8),
-                               args.repeat)
-        report(f"int{bits} prepack", ours, theirs, 1.0, True, "GB/s")
+            reference_call = lambda: (table - table.min(1, keepdims=True)).astype(np.uint8)  # noqa: E731
+        times = best_side_by_side({"ours": lambda: quantize_rows(table, bits), "ref": reference_call},
+                                  args.repeat)
+        report(f"int{bits} prepack", gb / times["ours"], gb / times["ref"], 1.0, True, "GB/s")
 
     print("\npooled lookups, %d bags x 20 ids, dim %d (million rows/s)" % (args.bags, dim))
     n_ids = args.bags * 20
@@ -78,17 +80,18 @@ def main(argv=None):
         packed = quantize_rows(table, bits)
         for name, ids in (("uniform", rng.integers(0, args.rows, n_ids)),
                           ("zipf", zipf_ids(rng, n_ids, args.rows))):
-            ours = n_ids / 1e6 / best(lambda: embedding_bag(packed, bits, dim, ids, offsets),
-                                      args.repeat)
             if torch is not None:
                 lookup = (ops.embedding_bag_byte_rowwise_offsets if bits == 8
                           else ops.embedding_bag_4bit_rowwise_offsets)
                 tp, ti, to = (torch.from_numpy(a) for a in (packed, ids, offsets))
-                theirs = n_ids / 1e6 / best(lambda: lookup(tp, ti, to), args.repeat)
+                reference_call = lambda: lookup(tp, ti, to)  # noqa: E731
             else:
-                theirs = n_ids / 1e6 / best(
-                    lambda: np.add.reduceat(table[ids], offsets, axis=0), args.repeat)
-            report(f"int{bits} lookup, {name} ids", ours, theirs, 0.7, True, "M rows/s")
+                reference_call = lambda: np.add.reduceat(table[ids], offsets, axis=0)  # noqa: E731
+            times = best_side_by_side(
+                {"ours": lambda: embedding_bag(packed, bits, dim, ids, offsets), "ref": reference_call},
+                args.repeat)
+            report(f"int{bits} lookup, {name} ids", n_ids / 1e6 / times["ours"],
+                   n_ids / 1e6 / times["ref"], 0.7, True, "M rows/s")
 
     print("\nlinear layers, batch %d (ms): exact int8 emulation vs float32 (NumPy BLAS)" % args.batch)
     for k, n in ((512, 512), (1024, 256)):

@@ -1,49 +1,59 @@
 """Compiled core of lpmon.quant.linear: affine quantization with saturation
-counts, and requantization of int32 accumulators (validated by the caller)."""
+counts, and requantization of int32 accumulators, as FBGEMM computes them.
 
-from cython cimport floating
-from libc.stdint cimport int32_t, int64_t, uint8_t
+The C loops (affine_body.h) are built once per instruction set and chosen at
+import, like the other per-ISA kernels. Validation happens in lpmon.quant.linear.
+"""
 
+import numpy as np
 
-ctypedef fused quantized:
-    uint8_t
-    signed char
+from lpmon._kernels import isa
 
-
-def quantize_affine(const floating[:, ::1] x, float scale, int zero_point, int qmin, int qmax,
-                    quantized[:, ::1] out):
-    """out = clamp(round_half_even(x / scale) + zero_point); returns (#below qmin, #above qmax)."""
-    cdef Py_ssize_t i, j, rows = x.shape[0], cols = x.shape[1]
-    cdef float v, magic = 12582912.0  # 1.5 * 2**23: adding and subtracting rounds half to even
-    cdef float lo = qmin, hi = qmax, limit = 4194304.0  # beyond 2**22 the trick no longer rounds
-    cdef int64_t below = 0, above = 0
-    with nogil:
-        for i in range(rows):
-            for j in range(cols):
-                v = <float>x[i, j] / scale
-                v = -limit if v < -limit else (limit if v > limit else v)
-                v = ((v + magic) - magic) + zero_point
-                below += v < lo
-                above += v > hi
-                v = lo if v < lo else (hi if v > hi else v)
-                out[i, j] = <quantized><int32_t>v
-    return below, above
+from libc.stdint cimport int64_t, uint8_t
 
 
-def requantize(const float[:, ::1] acc, const float[::1] multiplier, const float[::1] bias,
-               float inverse_out_scale, int zero_point, int qmin, int qmax, uint8_t[:, ::1] out):
-    """out[i, j] = clamp(round_half_even((acc * multiplier[j] + bias[j]) / out_scale) + zp).
+cdef extern from "affine_dispatch.h" nogil:
+    ctypedef void (*lp_quantize_fn)(const float *, int64_t, float, float, float, float, uint8_t *,
+                                    int64_t *)
+    ctypedef void (*lp_requantize_fn)(const float *, int64_t, int64_t, const float *, const float *,
+                                      float, float, float, uint8_t *)
+    ctypedef struct lp_affine_kernels:
+        lp_quantize_fn quantize
+        lp_requantize_fn requantize
+    int lp_best_isa()
+    lp_affine_kernels lp_affine_kernels_for(int isa)
 
-    acc holds exact int32 accumulators (as float32 integers); multiplier[j] is
-    the float32 product of the input and weight scales, as FBGEMM computes it.
-    """
-    cdef Py_ssize_t i, j, rows = acc.shape[0], cols = acc.shape[1]
-    cdef float v, magic = 12582912.0, lo = qmin, hi = qmax, limit = 4194304.0
-    with nogil:
-        for i in range(rows):
-            for j in range(cols):
-                v = (acc[i, j] * multiplier[j] + bias[j]) * inverse_out_scale
-                v = -limit if v < -limit else (limit if v > limit else v)
-                v = ((v + magic) - magic) + zero_point
-                v = lo if v < lo else (hi if v > hi else v)
-                out[i, j] = <uint8_t><int32_t>v
+
+cdef lp_affine_kernels _kernels
+cdef int _isa = -1
+
+
+cdef lp_affine_kernels _table_for(int index):
+    return lp_affine_kernels_for(index)
+
+
+include "isa_select.pxi"
+
+
+def quantize_affine(const float[::1] x, float scale, int zero_point, int qmin, int qmax,
+                    uint8_t[::1] out):
+    """out = clamp(round_half_even(fma(x, 1 / scale, zero_point))) as bytes (int8 codes as
+    two's complement); returns (#below qmin, #above qmax)."""
+    cdef int64_t counts[2]
+    cdef float one = 1.0
+    cdef float inverse = one / scale  # a float32 division, as FBGEMM's 1.f / scale
+    counts[0] = counts[1] = 0
+    if x.shape[0]:
+        with nogil:
+            _kernels.quantize(&x[0], x.shape[0], inverse, zero_point, qmin, qmax, &out[0], counts)
+    return counts[0], counts[1]
+
+
+def requantize(const float[:, ::1] acc, const float[::1] multiplier, const float[::1] bias_over_scale,
+               int zero_point, int lo, int hi, uint8_t[:, ::1] out):
+    """out[i, j] = clamp(round_half_even((acc + bias_over_scale[j]) * multiplier[j]) + zero_point,
+    lo, hi), FBGEMM's ReQuantizeOutput with a float bias."""
+    if acc.shape[0] and acc.shape[1]:
+        with nogil:
+            _kernels.requantize(&acc[0, 0], acc.shape[0], acc.shape[1], &multiplier[0],
+                                &bias_over_scale[0], zero_point, lo, hi, &out[0, 0])

@@ -1,5 +1,8 @@
 """Compiled core of lpmon.calibrate: range scan, histogram counting, range searches.
 
+The one-pass scan-and-count of float32 batches (calibrate_hist.h) is built
+once per instruction set and chosen at import, like the other per-ISA kernels.
+
 The kernels assume validated input (lpmon.calibrate checks it). Histograms
 here are "aligned": bin k covers [k w, (k + 1) w) with w a power of two, so
 the bin of a value is floor(x / w), computed exactly, whatever the
@@ -8,9 +11,64 @@ histogram's current offset.
 
 import numpy as np
 
+from lpmon._kernels import isa
+
 from cython cimport floating
 from libc.math cimport INFINITY, log
 from libc.stdint cimport int32_t, int64_t
+
+cdef extern from "calibrate_dispatch.h" nogil:
+    ctypedef struct lp_hist:
+        int64_t n_bins
+        int64_t *counts
+        int32_t *copies
+        int exponent
+        int64_t origin
+        double lo, hi
+        int64_t counted
+        int64_t zeros
+    ctypedef int (*lp_hist_fn)(lp_hist *, const float *, int64_t)
+    ctypedef void (*lp_l2_fn)(const double *, const double *, const double *, const double *, int64_t,
+                              int64_t, int64_t, int, double *, double *)
+    ctypedef struct lp_calibrate_kernels:
+        lp_hist_fn observe_f32
+        lp_l2_fn l2_search_affine
+    int lp_best_isa()
+    lp_calibrate_kernels lp_calibrate_kernels_for(int isa)
+
+
+cdef lp_calibrate_kernels _kernels
+cdef int _isa = -1
+
+
+cdef lp_calibrate_kernels _table_for(int index):
+    return lp_calibrate_kernels_for(index)
+
+
+include "isa_select.pxi"
+
+
+def observe_f32(const float[::1] x, int64_t[::1] counts, int exponent, int64_t origin, double lo,
+                double hi, int64_t counted):
+    """Scan and count float32 values into counts in one pass (calibrate_hist.h).
+
+    counts (the histogram's, or a copy) is updated in place. Returns None when
+    x holds NaN or inf (counts is then garbage), else the new (exponent,
+    origin, lo, hi, zeros among x).
+    """
+    cdef lp_hist h
+    cdef int32_t[::1] copies = np.zeros(4 * counts.shape[0], dtype=np.int32)
+    cdef int bad
+    h.n_bins, h.counts, h.copies = counts.shape[0], &counts[0], &copies[0]
+    h.exponent, h.origin, h.lo, h.hi, h.counted, h.zeros = exponent, origin, lo, hi, counted, 0
+    if x.shape[0] == 0:
+        return exponent, origin, lo, hi, 0
+    with nogil:
+        bad = _kernels.observe_f32(&h, &x[0], x.shape[0])
+    if bad:
+        return None
+    return h.exponent, h.origin, h.lo, h.hi, h.zeros
+
 
 # Block of values whose bin indices are computed (vectorised) before counting.
 DEF BLOCK = 2048
@@ -58,7 +116,9 @@ def count_bins(const floating[::1] x, int exponent, int64_t origin, int64_t[::1]
                     zeros += x[start + j] == 0
                     scaled = <float>x[start + j] * inv_width_f
                     truncated = <int32_t>scaled
-                    idx[j] = truncated - (scaled < <float>truncated) - origin32
+                    # A negative value whose scaled form underflowed to -0 is in bin -1 too.
+                    idx[j] = truncated - ((scaled < <float>truncated)
+                                          | ((x[start + j] < 0) & (truncated == 0))) - origin32
             else:
                 for j in range(m):
                     zeros += x[start + j] == 0
@@ -132,27 +192,16 @@ def l2_search_affine(const double[::1] below_count, const double[::1] below_sum,
     (prefix sums under the histogram's within-bin-uniform model). The error of
     a range [a, b] with step D = (b - a) / (levels - 1) is D^2 / 12 per value
     inside, plus (x - a)^2 for values under a and (x - b)^2 over b. Every
-    s <= last_start and e >= max(first_end, s + 1) is tried.
+    s <= last_start and e >= max(first_end, s + 1) is tried (a vectorised C
+    loop, calibrate_hist.h); the first pair reaching the minimum wins.
     Returns (best error, s, e).
     """
-    cdef Py_ssize_t s, e, k = edges.shape[0] - 1, best_s = 0, best_e = k
-    cdef double per_level = 1.0 / ((levels - 1.0) * (levels - 1.0) * 12.0)
-    cdef double a, b, under, over, inside, err, best = INFINITY
-    cdef double total_count = below_count[k], total_sum = below_sum[k], total_sq = below_sq[k]
+    cdef double[::1] row = np.empty(edges.shape[0])
+    cdef double out[3]
     with nogil:
-        for s in range(0, last_start + 1):
-            a = edges[s]
-            under = below_sq[s] - 2.0 * a * below_sum[s] + a * a * below_count[s]
-            # The inner loop is _range_error with the start's terms hoisted.
-            for e in range(max(first_end, s + 1), k + 1):
-                b = edges[e]
-                over = (total_sq - below_sq[e]) - 2.0 * b * (total_sum - below_sum[e]) \
-                    + b * b * (total_count - below_count[e])
-                inside = (below_count[e] - below_count[s]) * (b - a) * (b - a) * per_level
-                err = under + over + inside
-                if err < best:
-                    best, best_s, best_e = err, s, e
-    return best, best_s, best_e
+        _kernels.l2_search_affine(&below_count[0], &below_sum[0], &below_sq[0], &edges[0],
+                                  edges.shape[0], last_start, first_end, levels, &row[0], out)
+    return out[0], <Py_ssize_t>out[1], <Py_ssize_t>out[2]
 
 
 def kl_threshold(const double[::1] magnitude_counts, int target_bins):

@@ -10,7 +10,7 @@
  * width (a fused loop mixing uint8, float and double lanes spills). */
 void LP_NAME(lp_ne_chunk)(const T *p, const uint8_t *y, int64_t n, double *out)
 {
-    const T lo = (T)LP_EPS, hi = (T)(1.0 - LP_EPS);
+    const T eps = (T)LP_EPS;
     float loss[LP_BLOCK], invalid[LP_BLOCK];
     double total_loss = 0.0, total_pos = 0.0, total_bad = 0.0;
     for (int64_t start = 0; start < n; start += LP_BLOCK) {
@@ -21,8 +21,7 @@ void LP_NAME(lp_ne_chunk)(const T *p, const uint8_t *y, int64_t n, double *out)
         for (int64_t i = 0; i < len; i++) {
             T raw = pb[i];
             float label = yb[i];
-            T pc = LP_CLIP(raw, lo, hi);
-            T cc = (T)1 - pc;
+            T pc = LP_CLIP_P(T, raw, eps), cc = LP_CLIP_C(T, raw, eps);
             int positive = label != 0;
             loss[i] = lp_logloss((float)(positive ? pc : cc), (float)(positive ? cc : pc));
             invalid[i] = LP_INVALID(raw, label);
@@ -54,15 +53,21 @@ struct LP_NAME(lp_block) {
 static inline void LP_NAME(lp_compare_block)(const T *p_ref, const T *p_q, const uint8_t *y,
                                              int64_t len, struct LP_NAME(lp_block) *b)
 {
-    const T lo = (T)LP_EPS, hi = (T)(1.0 - LP_EPS);
+    const T eps = (T)LP_EPS, half = (T)0.5;
 #pragma omp simd
     for (int64_t i = 0; i < len; i++) {
         T raw_r = p_ref[i], raw_q = p_q[i];
         float label = y[i];
-        T pr = LP_CLIP(raw_r, lo, hi), pq = LP_CLIP(raw_q, lo, hi);
+        T pr = LP_CLIP_P(T, raw_r, eps), cr = LP_CLIP_C(T, raw_r, eps);
+        T pq = LP_CLIP_P(T, raw_q, eps), cq = LP_CLIP_C(T, raw_q, eps);
+        /* pr - pq, from the complements when both are at least 1/2 (they are exact
+         * there). (Written with a min: GCC does not vectorise the same select
+         * written with two comparisons.) */
+        T low = pr < pq ? pr : pq;
+        T delta = low >= half ? cq - cr : pr - pq;
         T raw_diff = raw_r - raw_q;
         struct lp_example ex = lp_compare_one(
-            (float)pr, (float)((T)1 - pr), (float)pq, (float)((T)1 - pq), (float)(pr - pq),
+            (float)pr, (float)cr, (float)pq, (float)cq, (float)delta,
             (float)(raw_diff < 0 ? -raw_diff : raw_diff), label != 0);
         b->loss[i] = ex.loss_ref;
         b->loss_q[i] = ex.loss_q;

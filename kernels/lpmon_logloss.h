@@ -25,8 +25,10 @@
 /* Examples per block: per-example values of a block stay in L1. */
 #define LP_BLOCK 512
 
-/* Predictions are clipped to [LP_EPS, 1 - LP_EPS] (the upper bound rounded to
- * the input dtype) before any logarithm: a confident miss costs -log(1e-7). */
+/* Predictions p and their complements 1 - p are both clipped at LP_EPS before
+ * any logarithm: a confident miss costs -log(1e-7) = 16.12, in float32 as in
+ * float64 (clipping p itself at 1 - 1e-7 would round that bound to 1 - 1.19e-7
+ * in float32, a loss of 15.94). */
 #define LP_EPS 1e-7
 
 /* Layout of the partial sums written by the chunk functions. */
@@ -139,7 +141,16 @@ LP_INLINE struct lp_example lp_compare_one(float pr, float cr, float pq, float c
     return ex;
 }
 
-#define LP_CLIP(x, lo, hi) ((x) < (lo) ? (lo) : ((x) > (hi) ? (hi) : (x)))
+/*
+ * The clipped pair (pc, cc) of a prediction raw, in its type T:
+ * pc = max(raw, eps) and cc = max(1 - raw, eps), made consistent where one
+ * end was clipped (the other is its complement). 1 - raw is exact for
+ * raw >= 1/2, so the logarithms near 1 (which read the complement) see the
+ * same value in float32 and float64. NaN stays NaN. (A macro, not a function:
+ * the log-loss bodies are written once for both float types.)
+ */
+#define LP_CLIP_P(T, raw, eps) ((T)1 - (raw) < (eps) ? (T)1 - (eps) : ((raw) < (eps) ? (eps) : (raw)))
+#define LP_CLIP_C(T, raw, eps) ((raw) < (eps) ? (T)1 - (eps) : ((T)1 - (raw) < (eps) ? (eps) : (T)1 - (raw)))
 
 /* 1 when an example cannot be scored: p outside [0, 1] or NaN, or y > 1. */
 #define LP_INVALID(p, y) ((float)((((p) >= 0) & ((p) <= 1) & ((y) <= 1)) ^ 1))

@@ -4,11 +4,16 @@
  *   n-bit rows (4, 2): [ceil(dim * n / 8) bytes, element c in bits
  *                       (c % (8/n)) * n of byte c / (8/n)][fp16 scale][fp16 bias]
  * Included by rowwise_isa.c with LP_NAME(base) defined. Inputs are validated
- * by the caller (finite values; fp16-representable for n-bit rows; indices in
- * range).
+ * by the caller (finite values; fp16-representable for n-bit rows).
+ *
+ * Bit-exactness rests on doing FBGEMM's roundings and no others: this file is
+ * compiled with -ffp-contract=off, so (x - lo) * inverse_scale is rounded
+ * before it is rounded to an integer, exactly as FBGEMM's unfused AVX2 code
+ * does; where FBGEMM fuses (dequantizing 8-bit rows, lookups) lp_fma says so.
  */
 
-/* Round half to even for |v| < 2**22 with default rounding: no libm call, vectorises. */
+/* Round half to even for |v| < 2**22 with default rounding: no libm call, vectorises.
+ * (Needs v rounded to float first: contraction off, see above.) */
 LP_INLINE float lp_round_even(float v)
 {
     const float magic = 12582912.0f; /* 1.5 * 2**23 */
@@ -119,13 +124,15 @@ int64_t LP_NAME(lp_quantize_rows_nbit)(int bits, const float *table, int64_t row
     return -1;
 }
 
-/* One row's values, dequantized: q * scale + bias, as FBGEMM's reference does. */
+/* One row's values, dequantized: as FBGEMM, 8-bit codes with one fused
+ * q * scale + bias (its AVX2 kernel's vfmadd); n-bit codes with a product
+ * that is exact (at most 4 bits times fp16's 11), so fused or not agree. */
 static inline void LP_NAME(lp_row_values)(const uint8_t *row, int bits, int64_t dim, float *v)
 {
     if (bits == 8) {
         float scale = lp_load_f32(row + dim), bias = lp_load_f32(row + dim + 4);
 #pragma omp simd
-        for (int64_t c = 0; c < dim; c++) v[c] = row[c] * scale + bias;
+        for (int64_t c = 0; c < dim; c++) v[c] = lp_fma((float)row[c], scale, bias);
         return;
     }
     const int64_t per_byte = 8 / bits, data_bytes = (dim + per_byte - 1) / per_byte;
@@ -146,59 +153,163 @@ void LP_NAME(lp_dequantize_rows)(const uint8_t *packed, int bits, int64_t rows, 
 }
 
 /*
- * Pooled lookup straight from packed rows. Bag b sums rows indices[offsets[b]
- * : offsets[b + 1]] (the last bag runs to n_indices), each times its
- * per-sample weight if given; mean divides by the bag's size (an empty bag
- * gives zeros). Rows a few lookups ahead are prefetched: with a table far
- * larger than the caches, lookups are memory-latency bound. Returns the
- * position of the first index outside [0, n_rows) (and stops there), or -1.
+ * Pooled lookups, as FBGEMM's EmbeddingSpMDM computes them: per looked-up
+ * row, a = scale * w and b = bias * w, then out = fma(a, q, out + b) for
+ * every element, rows in bag order; mean multiplies by 1 / size.
+ *
+ * With tables far larger than the caches, lookups wait on memory: every
+ * cache line of the row LP_AHEAD lookups ahead is prefetched. On AVX2 the
+ * bag's sums stay in registers, LP_BAG_VECTORS vectors of 8 columns at a time.
+ */
+#define LP_AHEAD 16
+
+LP_INLINE void lp_prefetch_row(const uint8_t *row, int64_t row_bytes)
+{
+    for (int64_t line = 0; line < row_bytes; line += 64) __builtin_prefetch(row + line, 0, 3);
+    __builtin_prefetch(row + row_bytes - 1, 0, 3);
+}
+
+/* One bag's sum (or mean) over columns [0, dim), any ISA: the reference loop. */
+LP_INLINE void lp_bag_generic(const uint8_t *packed, int bits, int64_t dim, int64_t row_bytes,
+                              const int64_t *indices, int64_t start, int64_t stop,
+                              const float *weights, float *o)
+{
+    const int64_t per_byte = 8 / bits, data_bytes = (dim + per_byte - 1) / per_byte;
+    const int mask = (1 << bits) - 1;
+    for (int64_t c = 0; c < dim; c++) o[c] = 0.0f;
+    for (int64_t i = start; i < stop; i++) {
+        const uint8_t *row = packed + indices[i] * row_bytes;
+        float w = weights ? weights[i] : 1.0f, a, b;
+        if (bits == 8) {
+            a = lp_load_f32(row + dim) * w;
+            b = lp_load_f32(row + dim + 4) * w;
+#pragma omp simd
+            for (int64_t c = 0; c < dim; c++) o[c] = lp_fma(a, (float)row[c], o[c] + b);
+        } else {
+            a = lp_load_f16(row + data_bytes) * w;
+            b = lp_load_f16(row + data_bytes + 2) * w;
+#pragma omp simd
+            for (int64_t c = 0; c < dim; c++) {
+                int q = (row[c / per_byte] >> ((c % per_byte) * bits)) & mask;
+                o[c] = lp_fma(a, (float)q, o[c] + b);
+            }
+        }
+    }
+}
+
+#ifdef __AVX2__
+#define LP_BAG_VECTORS 8
+
+/* Codes of 8 columns starting at column c of a row, as floats. The loads stay
+ * inside the row: its scale and bias follow the codes. */
+LP_INLINE __m256 lp_codes8(const uint8_t *row, int bits, int64_t c)
+{
+    if (bits == 8)
+        return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + c))));
+    int32_t packed;
+    memcpy(&packed, row + c / 2, 4);
+    __m128i b = _mm_cvtsi32_si128(packed), low = _mm_set1_epi8(15);
+    __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(b, low), _mm_and_si128(_mm_srli_epi16(b, 4), low));
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes));
+}
+
+/* Columns [c0, c0 + 8 * nv) of one bag; nv is a constant after inlining, so
+ * the sums are registers. Lanes past dim are computed and never stored. */
+LP_INLINE void lp_bag_block(const uint8_t *packed, int bits, int64_t dim, int64_t row_bytes,
+                            int64_t scale_at, const int64_t *indices, int64_t start, int64_t stop,
+                            int64_t n_indices, const float *weights, int64_t c0, const int nv,
+                            int prefetch, float inv, float *o)
+{
+    __m256 acc[LP_BAG_VECTORS];
+    for (int v = 0; v < nv; v++) acc[v] = _mm256_setzero_ps();
+    for (int64_t i = start; i < stop; i++) {
+        if (prefetch && i + LP_AHEAD < n_indices)
+            lp_prefetch_row(packed + indices[i + LP_AHEAD] * row_bytes, row_bytes);
+        const uint8_t *row = packed + indices[i] * row_bytes;
+        float w = weights ? weights[i] : 1.0f, a, b;
+        if (bits == 8) {
+            a = lp_load_f32(row + scale_at) * w;
+            b = lp_load_f32(row + scale_at + 4) * w;
+        } else {
+            a = lp_load_f16(row + scale_at) * w;
+            b = lp_load_f16(row + scale_at + 2) * w;
+        }
+        __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+        for (int v = 0; v < nv; v++)
+            acc[v] = _mm256_fmadd_ps(va, lp_codes8(row, bits, c0 + 8 * v), _mm256_add_ps(acc[v], vb));
+    }
+    __m256 vinv = _mm256_set1_ps(inv);
+    for (int v = 0; v < nv; v++) {
+        int64_t c = c0 + 8 * v;
+        __m256 sum = inv != 1.0f ? _mm256_mul_ps(acc[v], vinv) : acc[v];
+        if (c + 8 <= dim) {
+            _mm256_storeu_ps(o + c, sum);
+        } else {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, sum);
+            for (int64_t k = 0; c + k < dim; k++) o[c + k] = lanes[k];
+        }
+    }
+}
+
+LP_INLINE void lp_bag_avx2(const uint8_t *packed, int bits, int64_t dim, int64_t row_bytes,
+                           const int64_t *indices, int64_t start, int64_t stop, int64_t n_indices,
+                           const float *weights, float inv, float *o)
+{
+    const int64_t scale_at = bits == 8 ? dim : (dim + 1) / 2;
+    const int64_t vectors = (dim + 7) / 8;
+    for (int64_t v0 = 0; v0 < vectors; v0 += LP_BAG_VECTORS) {
+        int64_t left = vectors - v0;
+        int prefetch = v0 == 0;  /* later blocks read rows the first one brought in */
+#define LP_BLOCK_CASE(n)                                                                         \
+        case n:                                                                                   \
+            lp_bag_block(packed, bits, dim, row_bytes, scale_at, indices, start, stop, n_indices, \
+                         weights, 8 * v0, n, prefetch, inv, o);                                   \
+            break;
+        switch (left < LP_BAG_VECTORS ? left : LP_BAG_VECTORS) {
+            LP_BLOCK_CASE(1) LP_BLOCK_CASE(2) LP_BLOCK_CASE(3) LP_BLOCK_CASE(4)
+            LP_BLOCK_CASE(5) LP_BLOCK_CASE(6) LP_BLOCK_CASE(7) LP_BLOCK_CASE(8)
+        }
+#undef LP_BLOCK_CASE
+    }
+}
+#endif
+
+/*
+ * Bag b sums rows indices[offsets[b] : offsets[b + 1]] (the last bag runs to
+ * n_indices), each times its per-sample weight if given; mean divides by the
+ * bag's size (an empty bag gives zeros). Returns the position of the first
+ * index outside [0, n_rows) (nothing is computed then), or -1.
  */
 int64_t LP_NAME(lp_embedding_bag)(const uint8_t *packed, int64_t n_rows, int bits, int64_t dim,
                                   int64_t row_bytes, const int64_t *indices, int64_t n_indices,
                                   const int64_t *offsets, int64_t n_bags,
                                   const float *weights, int mean, float *out)
 {
-    const int64_t ahead = 16, per_byte = 8 / bits;
-    const int64_t data_bytes = (dim + per_byte - 1) / per_byte;
-    const int mask = (1 << bits) - 1;
+    int64_t bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t i = 0; i < n_indices; i++) bad |= (uint64_t)indices[i] >= (uint64_t)n_rows;
+    if (bad) {
+        for (int64_t i = 0; i < n_indices; i++)
+            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;
+    }
+    for (int64_t i = 0; i < n_indices && i < LP_AHEAD; i++)
+        lp_prefetch_row(packed + indices[i] * row_bytes, row_bytes);
     for (int64_t b = 0; b < n_bags; b++) {
         int64_t start = offsets[b], stop = b + 1 < n_bags ? offsets[b + 1] : n_indices;
         float *o = out + b * dim;
-        for (int64_t c = 0; c < dim; c++) o[c] = 0.0f;
-        for (int64_t i = start; i < stop; i++) {
-            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;  /* out of range */
-            if (i + ahead < n_indices && (uint64_t)indices[i + ahead] < (uint64_t)n_rows)
-                __builtin_prefetch(packed + indices[i + ahead] * row_bytes, 0, 0);
-            const uint8_t *row = packed + indices[i] * row_bytes;
-            float w = weights ? weights[i] : 1.0f;
-            /* As FBGEMM: fold the weight into scale and bias, then q * a + b. */
-            if (bits == 8) {
-                float a = lp_load_f32(row + dim) * w, bias = lp_load_f32(row + dim + 4) * w;
-#pragma omp simd
-                for (int64_t c = 0; c < dim; c++) o[c] += row[c] * a + bias;
-            } else {
-                float a = lp_load_f16(row + data_bytes) * w;
-                float bias = lp_load_f16(row + data_bytes + 2) * w;
-                if (bits == 4) {  /* a fixed layout vectorises: two codes per byte */
-#pragma omp simd
-                    for (int64_t k = 0; k < dim / 2; k++) {
-                        o[2 * k] += (row[k] & 15) * a + bias;
-                        o[2 * k + 1] += (row[k] >> 4) * a + bias;
-                    }
-                    if (dim & 1) o[dim - 1] += (row[dim / 2] & 15) * a + bias;
-                } else {
-#pragma omp simd
-                    for (int64_t c = 0; c < dim; c++) {
-                        int q = (row[c / per_byte] >> ((c % per_byte) * bits)) & mask;
-                        o[c] += q * a + bias;
-                    }
-                }
-            }
+        float inv = mean && stop > start ? 1.0f / (float)(stop - start) : 1.0f;
+#ifdef __AVX2__
+        if (bits != 2) {
+            lp_bag_avx2(packed, bits, dim, row_bytes, indices, start, stop, n_indices, weights, inv, o);
+            continue;
         }
-        if (mean && stop > start) {
-            float inv = 1.0f / (float)(stop - start);
+#endif
+        for (int64_t i = start; i < stop && i + LP_AHEAD < n_indices; i++)
+            lp_prefetch_row(packed + indices[i + LP_AHEAD] * row_bytes, row_bytes);
+        lp_bag_generic(packed, bits, dim, row_bytes, indices, start, stop, weights, o);
+        if (inv != 1.0f)
             for (int64_t c = 0; c < dim; c++) o[c] *= inv;
-        }
     }
     return -1;
 }

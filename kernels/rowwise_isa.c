@@ -2,6 +2,11 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#include "lpmon_fma.h"
 
 #define LP_INLINE static inline __attribute__((always_inline))
 

@@ -65,3 +65,52 @@ def test_property_merge_and_order_do_not_matter(values, cuts, seed):
         assert (other.exponent, other.origin, other.count, other.zeros) == \
             (whole.exponent, whole.origin, whole.count, whole.zeros)
         assert (other.counts == whole.counts).all()
+
+
+def two_pass(*batches, bins=2048):
+    """Scan then count (AlignedHistogram.add): the path the one-pass kernel must equal."""
+    hist = AlignedHistogram(bins)
+    for batch in batches:
+        hist.add(batch, *scan(batch))
+    return hist
+
+
+@pytest.mark.parametrize("case", ["normal", "growing", "tiny negatives", "far from zero", "huge range",
+                                  "constant", "zeros", "one value"])
+def test_one_pass_scan_and_count_equals_two_passes(isa, case):
+    rng = np.random.default_rng(5)
+    f32 = np.float32
+    batches = {
+        "normal": [rng.normal(0, 1, 100_001)],
+        "growing": [rng.normal(0, 0.01, 5_000), rng.normal(3, 1, 7_000), rng.normal(-300, 5, 9_000)],
+        "tiny negatives": [np.concatenate([-rng.random(3_000) * 1e-44, rng.random(3_000) * 1e30])],
+        "far from zero": [1e7 + rng.normal(0, 1, 50_000)],
+        "huge range": [rng.normal(0, 1e30, 50_000), np.array([-3e38, 3e38])],
+        "constant": [np.full(10_000, 2.5)],
+        "zeros": [np.zeros(4_000), rng.normal(0, 1, 4_000)],
+        "one value": [np.array([-7.0])],
+    }[case]
+    batches = [np.asarray(b, f32) for b in batches]
+    fused = AlignedHistogram(2048)
+    for batch in batches:
+        fused.observe(batch)
+    want = two_pass(*batches)
+    everything = np.concatenate(batches)
+    assert (want.counts == reference.histogram_counts(everything, want.edges())).all()
+    assert (fused.exponent, fused.origin, fused.lo, fused.hi, fused.count, fused.zeros) == \
+        (want.exponent, want.origin, want.lo, want.hi, want.count, want.zeros)
+    np.testing.assert_array_equal(fused.counts, want.counts)
+
+
+def test_one_pass_rejects_nan_and_inf_leaving_the_histogram_as_it_was(isa):
+    hist = AlignedHistogram(256)
+    hist.observe(np.linspace(-1, 1, 5_000, dtype=np.float32))
+    before = hist.copy()
+    for bad in (np.nan, np.inf, -np.inf):
+        batch = np.random.default_rng(0).normal(0, 50, 9_000).astype(np.float32)
+        batch[7_777] = bad
+        with pytest.raises(ValueError, match="1 (NaN|inf)"):
+            hist.observe(batch)
+        assert (hist.exponent, hist.origin, hist.lo, hist.hi, hist.count, hist.zeros) == \
+            (before.exponent, before.origin, before.lo, before.hi, before.count, before.zeros)
+        np.testing.assert_array_equal(hist.counts, before.counts)

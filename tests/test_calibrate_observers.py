@@ -30,7 +30,7 @@ def samples():
     }
 
 
-def test_l2_search_kernels_match_brute_force():
+def test_l2_search_kernels_match_brute_force(isa):
     rng = np.random.default_rng(3)
     values = np.concatenate([rng.standard_t(3, 20_000), [40.0, -35.0]])
     hist = AlignedHistogram(128)
@@ -42,6 +42,13 @@ def test_l2_search_kernels_match_brute_force():
     assert got[1:] == want[1:] and got[0] == pytest.approx(want[0], rel=1e-9)
     greedy = kernel.l2_search_greedy(below, sums, squares, edges, zero, zero, 256)
     assert want[0] <= greedy[0] <= 1.05 * want[0]  # greedy is close, never better
+    # All-positive data (the start pinned at 0) and a start range wider than the end's.
+    edges[0] = 0.0
+    assert kernel.l2_search_affine(below, sums, squares, edges, 0, 1, 256)[1:] == \
+        reference.l2_search_affine(below, sums, squares, edges, 0, 1, 256)[1:]
+    last = len(edges) - 2
+    got = kernel.l2_search_affine(below, sums, squares, edges, last, 3, 16)
+    assert got[1:] == reference.l2_search_affine(below, sums, squares, edges, last, 3, 16)[1:]
 
 
 def test_kl_kernel_matches_reference():

@@ -88,6 +88,49 @@ def test_extreme_predictions_are_clipped():
         -np.log(1e-7) / np.log(2), rel=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_saturated_predictions_score_the_same_in_float32_and_float64(isa, dtype):
+    """Exact 0 and 1 (and values within 1e-7 of them), with both labels: the
+    complement is clipped at 1e-7, so float32 and float64 agree with the float64 reference."""
+    rng = np.random.default_rng(11)
+    n = 200_000
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(np.uint8)
+    edges = np.array([0.0, 1.0, 1e-8, 1 - 1e-8, 1 - 2.0**-24, 2.0**-30])
+    p[:12_000] = np.repeat(edges, 2_000)
+    y[:12_000] = np.tile([0, 1], 6_000)
+    want = reference.normalized_entropy(p, y)
+    assert metrics.normalized_entropy(p.astype(dtype), y) == pytest.approx(want, rel=1e-6)
+    p_q = np.clip(p + rng.normal(0, 0.01, n), 0, 1)
+    p_q[:12_000] = p[:12_000][::-1]
+    got = metrics.compare(p.astype(dtype), p_q.astype(dtype), y)
+    assert_matches_reference(got, p.astype(np.float64), p_q.astype(np.float64), y)
+    # A confident miss costs -log(1e-7) in either dtype.
+    miss = metrics.normalized_entropy(np.array([1.0, 0.0], dtype), [0, 1])
+    assert miss == pytest.approx(-np.log(1e-7) / np.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantized_loss_keeps_accuracy_where_it_is_far_below_the_reference(isa, dtype):
+    """sum l_q is sum l_ref + sum d, but where that cancels (the quantized model far
+    surer of the label) the example gets its own logarithm: ne_q stays accurate."""
+    rng = np.random.default_rng(12)
+    n = 50_000
+    p_ref, p_q, y = paired_predictions(rng, n, dtype)
+    confident = rng.random(n) < 0.02           # a few confident reversals among normal examples
+    p_ref[confident] = np.where(y[confident] == 1, 1e-6, 1 - 1e-6)
+    p_q[confident] = np.where(y[confident] == 1, 1 - 1e-6, 1e-6)
+    assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
+    # All of them: ne_q is 1e-7-ish, and still within 1e-6 of the reference.
+    y2 = np.array([1, 0] * 500, np.uint8)
+    p_ref2, p_q2 = (np.where(y2 == 1, a, b).astype(dtype) for a, b in ((0.0, 1.0), (1.0, 0.0)))
+    got, want = metrics.compare(p_ref2, p_q2, y2), reference.compare(p_ref2, p_q2, y2)
+    assert got.ne_q == pytest.approx(want.ne_q, rel=1e-6)
+    segments = metrics.compare_by_segment(p_ref, p_q, y, confident.astype(int))
+    for key, part in reference.compare_by_segment(p_ref, p_q, y, confident.astype(int)).items():
+        assert segments[key].log_loss_q == pytest.approx(part.log_loss_q, rel=1e-6)
+
+
 def test_small_differences_keep_relative_accuracy():
     # d and KL come from log1p of exact differences, not from differences of
     # rounded logs: a 1e-6 perturbation still matches float64.

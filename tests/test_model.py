@@ -170,3 +170,24 @@ def test_batch_errors():
     bad = Batch(batch.dense, (SparseFeature(ids, batch.sparse[0].offsets),) + batch.sparse[1:])
     with pytest.raises(ValueError, match="sparse_0: 1 ids outside the table's 50 rows"):
         forward_fp32(model, bad)
+
+
+@pytest.mark.parametrize("method", ["l2", "minmax", "kl"])
+def test_scoring_pass_feeds_calibration_observers(method):
+    """observe/observe_every=2 on the fp32 scoring pass gives the same observer
+    states as a second pass over the calibration half (rows 0, 2, 4, ...)."""
+    from lpmon.calibrate import to_state
+    from lpmon.search import observe
+
+    spec = small_spec()
+    model = Model.initialise(spec, seed=4)
+    batch = random_batch(spec, 3001, np.random.default_rng(4))
+    names = [name for name, _, _ in spec.linear_layers()]
+    fed = {name: observer(method) for name in names}
+    scored = forward_fp32(model, batch, batch_size=37,
+                          observe=lambda name, x: fed[name].observe(x), observe_every=2)
+    np.testing.assert_array_equal(scored.probabilities, forward_fp32(model, batch, batch_size=37).probabilities)
+    second_pass = observe(model, batch.take(np.arange(len(batch))[0::2]), method)
+    assert {n: to_state(o) for n, o in fed.items()} == {n: to_state(o) for n, o in second_pass.items()}
+    with pytest.raises(ValueError, match="observe_every must be at least 1"):
+        forward_fp32(model, batch, observe=lambda name, x: None, observe_every=0)

@@ -28,8 +28,9 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
     (sdist,) = (tmp_path / "dist").glob("lpmon-*.tar.gz")
     names = {Path(n).name for n in tarfile.open(sdist).getnames()}
     assert {"logloss.pyx", "logloss_isa.c", "logloss_body.h", "lpmon_logloss.h",
-            "logloss_dispatch.h", "lpmon_isa.h", "constraints.txt"} <= names
-    assert "logloss.c" not in names  # generated, not shipped
+            "logloss_dispatch.h", "lpmon_isa.h", "lpmon_fma.h", "affine_isa.c", "affine_body.h",
+            "affine_dispatch.h", "rowwise_isa.c", "constraints.txt"} <= names
+    assert not {"logloss.c", "affine.c", "rowwise.c", "calibrate.c"} & names  # generated, not shipped
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                     "-w", str(tmp_path / "wheels"), str(sdist)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheels").glob("lpmon-*.whl")

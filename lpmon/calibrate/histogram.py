@@ -104,6 +104,21 @@ class AlignedHistogram:
         self.zeros += _kernel.count_bins(values, self.exponent, self.origin, self.counts)
         self.count += values.size
 
+    def observe(self, values: np.ndarray, name: str = "batch") -> None:
+        """Validate and count values; a float32 batch is scanned and counted in one
+        pass. ValueError (counting NaN and inf) leaves the histogram as it was."""
+        if values.size == 0:
+            return
+        if values.dtype != np.float32:
+            self.add(values, *scan(values, name))
+            return
+        counts = self.counts.copy()
+        grid = _kernel.observe_f32(values, counts, self.exponent, self.origin, self.lo, self.hi, self.count)
+        if grid is None:
+            scan(values, name)  # raises, counting what was wrong
+        self.exponent, self.origin, self.lo, self.hi, zeros = grid
+        self.counts, self.count, self.zeros = counts, self.count + values.size, self.zeros + zeros
+
     def merge(self, other: "AlignedHistogram") -> None:
         """Add other's counts into this histogram (exact; other is unchanged)."""
         if other.n_bins != self.n_bins:

@@ -64,10 +64,14 @@ class Observer:
     def observe(self, batch) -> "Observer":
         values = as_values(batch)
         if values.size:
-            lo, hi = scan(values)
-            self._observe(values, lo, hi)
+            self._observe_values(values)
             self.count += values.size
         return self
+
+    def _observe_values(self, values: np.ndarray) -> None:
+        """Validate (raising before any change) and take in a non-empty batch."""
+        lo, hi = scan(values)
+        self._observe(values, lo, hi)
 
     def merge(self, other: "Observer") -> "Observer":
         if type(other) is not type(self) or other._options() != self._options():
@@ -152,6 +156,9 @@ class HistogramObserver(Observer):
     def __init__(self, bins: int = DEFAULT_BINS):
         super().__init__()
         self.histogram = AlignedHistogram(bins)
+
+    def _observe_values(self, values):
+        self.histogram.observe(values)  # one pass for float32: scan and count together
 
     def _observe(self, values, lo, hi):
         self.histogram.add(values, lo, hi)

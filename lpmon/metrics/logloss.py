@@ -10,9 +10,9 @@ from lpmon._kernels import logloss as _kernel
 from . import inputs
 from .comparison import Comparison, ComparisonSums, binary_entropy, comparison_from_sums
 
-#: Predictions are clipped to [EPS, 1 - EPS] (the upper bound rounded to the
-#: input dtype) before the logarithm, so a confident miss costs -log(1e-7) = 16.1
-#: rather than infinity.
+#: Predictions p and their complements 1 - p are both clipped at EPS before
+#: the logarithm, so a confident miss costs -log(1e-7) = 16.1 rather than
+#: infinity, the same for float32 and float64 predictions.
 EPS = _kernel.EPS
 
 

@@ -2,7 +2,8 @@
 
 Written for clarity, not speed: one array per quantity, textbook formulas
 (log of ratios for KL, the sample variance of the linearised ratio for the
-interval). Clipping follows the kernels: [EPS, 1 - EPS] in the input dtype.
+interval). Clipping follows the kernels: p and 1 - p both at EPS, which in
+float64 is p clipped to [EPS, 1 - EPS], whatever the input dtype.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ EPS = 1e-7
 
 
 def clipped(p: np.ndarray) -> np.ndarray:
-    """p clipped to [EPS, 1 - EPS] in its own dtype, then widened to float64."""
-    hi = p.dtype.type(1.0 - EPS)
-    return np.clip(p, p.dtype.type(EPS), hi).astype(np.float64)
+    """p widened to float64 (exactly), then clipped to [EPS, 1 - EPS]."""
+    return np.clip(p.astype(np.float64), EPS, 1.0 - EPS)
 
 
 def log_losses(p: np.ndarray, y: np.ndarray) -> np.ndarray:

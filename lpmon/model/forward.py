@@ -8,6 +8,7 @@ counts, per int8 layer, the activations its static range clipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,9 @@ from .batch import Batch, SparseFeature
 from .snapshot import Model
 
 DEFAULT_BATCH_SIZE = 4096
+
+#: observe(layer name, input rows): sees what an FC layer consumed (see Executor.forward).
+LayerObserver = Callable[[str, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,9 @@ class Executor:
             return "fp32"
         return self.plan.layer(name).precision
 
-    def _linear(self, name, x, relu, result):
+    def _linear(self, name, x, relu, result, observe=None):
+        if observe is not None:
+            observe(name, x)
         entry = self.linears[name]
         if entry[0] == "int8":
             _, layer, qp = entry
@@ -117,12 +123,13 @@ class Executor:
             y = x @ weight_t + bias
         return np.maximum(y, 0) if relu else y
 
-    def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None):
+    def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None,
+                       observe: LayerObserver | None = None):
         spec = self.model.spec
         x = np.ascontiguousarray(batch.dense, dtype=np.float32)
         for i in range(len(spec.bottom_mlp)):
             name = f"bot_l.{2 * i}"
-            y = self._linear(name, x, True, result)
+            y = self._linear(name, x, True, result, observe)
             if taps is not None:
                 taps.setdefault(name, []).append((x, y))
             x = y
@@ -144,21 +151,36 @@ class Executor:
         for i in range(len(spec.top_mlp)):
             name = f"top_l.{2 * i}"
             last = i == len(spec.top_mlp) - 1
-            y = self._linear(name, x, not last, result)
+            y = self._linear(name, x, not last, result, observe)
             if taps is not None:
                 taps.setdefault(name, []).append((x, y))
             x = y
         return sigmoid(x[:, 0])
 
-    def forward(self, batch: Batch, *, taps: bool = False,
-                batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
-        """Probabilities for every example, streaming over chunks of batch_size."""
+    def forward(self, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+                observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
+        """Probabilities for every example, streaming over chunks of batch_size.
+
+        observe, if given, is called chunk by chunk with each FC layer's input
+        (float32, [rows, features]) for examples 0, k, 2k, ... of the batch
+        (k = observe_every), e.g. to feed calibration observers from the
+        scoring pass itself rather than from a second forward pass: with k = 2
+        they see exactly the rows of batch.take(arange(n)[0::2]). Histogram
+        and min/max observers do not depend on how rows are split into calls.
+        """
         check_batch(self.model, batch)
+        if observe_every < 1:
+            raise ValueError(f"observe_every must be at least 1, got {observe_every}")
         result = ForwardResult(np.empty(len(batch), np.float32))
         collected = {} if taps else None
         done = 0
         for chunk in batch.chunks(batch_size):
-            result.probabilities[done:done + len(chunk)] = self._forward_chunk(chunk, result, collected)
+            sampled = None
+            if observe is not None:
+                first = -done % observe_every  # the chunk's first row with a global index divisible by k
+                sampled = (observe if observe_every == 1
+                           else lambda name, x, first=first: observe(name, x[first::observe_every]))
+            result.probabilities[done:done + len(chunk)] = self._forward_chunk(chunk, result, collected, sampled)
             done += len(chunk)
         if taps:
             result.taps = {name: LayerTap(np.concatenate([a for a, _ in parts]),
@@ -167,9 +189,11 @@ class Executor:
         return result
 
 
-def forward_fp32(model: Model, batch: Batch, *, taps: bool = False,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
-    return Executor(model).forward(batch, taps=taps, batch_size=batch_size)
+def forward_fp32(model: Model, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+                 observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
+    """fp32 probabilities; observe / observe_every: see Executor.forward."""
+    return Executor(model).forward(batch, taps=taps, batch_size=batch_size, observe=observe,
+                                   observe_every=observe_every)
 
 
 def forward_quantized(model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False,

@@ -1,14 +1,16 @@
-"""int8 fully-connected layers, emulated exactly as int8 hardware computes them.
+"""int8 fully-connected layers, emulated exactly as FBGEMM computes them.
 
 Weights: per-output-channel symmetric int8 (zero point 0). Activations:
-per-tensor affine uint8 with static ranges. The product accumulates in
-int32: acc[b, n] = sum_k (x_q[b, k] - zp_x) * w_q[n, k]. The emulation runs
-that product through float32 BLAS, which is exact as long as every partial
-sum stays below 2**24 in magnitude: each term is at most 255 * 128 = 32640,
-so blocks of at most 512 terms are exact in any summation order, and blocks
-are added in float64 (exact too). The output is requantized as FBGEMM does
-with a float bias: round((acc * s_x s_w[n] + bias[n]) / s_y) + zp_y, clamped
-(fused ReLU clamps at zp_y).
+per-tensor affine uint8 with static ranges, quantized as FBGEMM's Quantize
+does: round_half_even(fma(x, 1 / scale, zero_point)) in float32, the zero
+point added before rounding. The product accumulates in int32: acc[b, n] =
+sum_k (x_q[b, k] - zp_x) * w_q[n, k]. The emulation runs that product
+through float32 BLAS, which is exact as long as every partial sum stays below
+2**24 in magnitude: each term is at most 255 * 128 = 32640, so blocks of at
+most 512 terms are exact in any summation order, and blocks are added in
+float64 (exact too). The output is requantized as FBGEMM does with a float
+bias: with s = s_x * s_w[n] (float32), round((float(acc) + bias[n] / s) *
+(s / s_y)) + zp_y, clamped (a fused ReLU clamps at zp_y).
 """
 
 from __future__ import annotations
@@ -42,14 +44,16 @@ def quantize_activation(x, qp: QParams) -> tuple[np.ndarray, Saturation]:
     """Quantize activations [rows, features] to uint8 (or int8), counting saturation."""
     x = np.asarray(x)
     shape = x.shape
-    x2 = np.ascontiguousarray(x.reshape(-1, shape[-1]) if x.ndim else x.reshape(1, 1))
-    if x2.dtype not in (np.float32, np.float64):
-        x2 = x2.astype(np.float32)
-    if not np.isfinite(x2).all():
-        raise ValueError(f"activations have {np.count_nonzero(~np.isfinite(x2))} NaN or inf values")
-    out = np.empty(x2.shape, dtype=np.uint8 if qp.qmin >= 0 else np.int8)
-    below, above = _kernel.quantize_affine(x2, qp.scale, qp.zero_point, qp.qmin, qp.qmax, out)
-    return out.reshape(shape), Saturation(int(below), int(above), x2.size)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ValueError(f"activations have {np.count_nonzero(~np.isfinite(x))} NaN or inf values")
+    if x.dtype.itemsize > 4:  # beyond float32's range they saturate anyway
+        x = np.clip(x, -np.finfo(np.float32).max, np.finfo(np.float32).max)
+    # FBGEMM quantizes float32: wider inputs are rounded to it first.
+    flat = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty(flat.size, dtype=np.uint8)
+    below, above = _kernel.quantize_affine(flat, qp.scale, qp.zero_point, qp.qmin, qp.qmax, out)
+    codes = out if qp.qmin >= 0 else out.view(np.int8)
+    return codes.reshape(shape), Saturation(int(below), int(above), flat.size)
 
 
 def dequantize(q: np.ndarray, qp: QParams) -> np.ndarray:
@@ -111,10 +115,12 @@ class QuantizedLinear:
     def forward(self, x_q: np.ndarray, x_qp: QParams, out_qp: QParams, relu: bool = False):
         """uint8 outputs [batch, out] from uint8 inputs."""
         acc = self.accumulate(x_q, x_qp.zero_point)
-        multiplier = (np.float32(x_qp.scale) * self.weight_scale).astype(np.float32)
+        # torch's fbgemm Linear: act_times_w_scale and the output multiplier in float32.
+        act_times_w = (np.float32(x_qp.scale) * self.weight_scale).astype(np.float32)
+        multiplier = (act_times_w / np.float32(out_qp.scale)).astype(np.float32)
+        bias_over_scale = (self.bias / act_times_w).astype(np.float32)
         out = np.empty(acc.shape, dtype=np.uint8)
         lo = out_qp.zero_point if relu else out_qp.qmin
-        _kernel.requantize(np.ascontiguousarray(acc, dtype=np.float32), multiplier, self.bias,
-                           np.float32(1.0) / np.float32(out_qp.scale), out_qp.zero_point, lo,
-                           out_qp.qmax, out)
+        _kernel.requantize(np.ascontiguousarray(acc, dtype=np.float32), multiplier, bias_over_scale,
+                           out_qp.zero_point, lo, out_qp.qmax, out)
         return out

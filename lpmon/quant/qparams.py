@@ -1,4 +1,4 @@
-"""Affine quantization parameters: q = clamp(round(x / scale) + zero_point, qmin, qmax).
+"""Affine quantization parameters: q = clamp(round(x / scale + zero_point), qmin, qmax).
 
 Affine parameters are chosen as FBGEMM's ChooseQuantizationParams does: the
 range is first extended to include 0 (so that 0 is exactly representable),
@@ -72,8 +72,37 @@ def choose_qparams(lo: float, hi: float, bits: int = 8, signed: bool = False,
     return QParams(scale=scale, zero_point=zero_point, qmin=qmin, qmax=qmax)
 
 
+def quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
+    """Integer codes of x (as float64), as FBGEMM's Quantize computes them in float32:
+    round_half_even(fma(x, 1 / scale, zero_point)), clamped. The zero point is
+    added before rounding and the product is not rounded on its own; either
+    change moves values that land on a tie by one code."""
+    inverse = np.float32(1) / np.float32(qp.scale)
+    v = fma32(np.asarray(x, np.float32), inverse, np.float32(qp.zero_point))
+    return np.clip(np.rint(v.astype(np.float64)), qp.qmin, qp.qmax)
+
+
 def fake_quantize(x: np.ndarray, qp: QParams) -> np.ndarray:
-    """Quantize then dequantize x (float32 arithmetic, round half to even)."""
+    """Quantize (as FBGEMM does, see quantize) then dequantize x, in float32."""
     scale = np.float32(qp.scale)
-    q = np.clip(np.rint(np.asarray(x, np.float32) / scale) + qp.zero_point, qp.qmin, qp.qmax)
-    return ((q - qp.zero_point) * scale).astype(np.float32)
+    return ((quantize(x, qp) - qp.zero_point) * scale).astype(np.float32)
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """float32 a * b + c rounded once (NumPy has no fused multiply-add).
+
+    The product of two float32 values is exact in float64; the sum is rounded
+    to odd (the float64 sum, moved one ulp toward the exact value when inexact
+    and even), which makes the final rounding to float32 correct (Boldo and
+    Melquiond). The same emulation as the kernels' copy without FMA.
+    """
+    f64 = np.float64
+    p = np.asarray(a, np.float32).astype(f64) * np.asarray(b, np.float32).astype(f64)
+    d = np.asarray(c, np.float32).astype(f64)
+    s = p + d
+    v = s - p
+    err = (p - (s - v)) + (d - v)
+    bits = np.asarray(s, f64).view(np.int64)
+    toward = np.where((err > 0) == (s > 0), 1, -1)
+    bits = bits + np.where((err != 0) & ((bits & 1) == 0), toward, 0)
+    return bits.view(f64).astype(np.float32)

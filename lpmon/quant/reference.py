@@ -1,12 +1,15 @@
 """Plain NumPy versions of the row-wise and int8 kernels: the test oracle.
 
 Written row by row from FBGEMM's reference code's definitions, in float32
-arithmetic (NumPy does not contract a * b + c into one rounding).
+arithmetic (NumPy does not contract a * b + c into one rounding; where FBGEMM
+fuses one, fma32 does it).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .qparams import fma32
 
 f32 = np.float32
 
@@ -44,32 +47,42 @@ def quantize_rows(table: np.ndarray, bits: int) -> np.ndarray:
     return np.array(out, dtype=np.uint8).reshape(rows, -1)
 
 
-def dequantize_rows(packed: np.ndarray, bits: int, dim: int) -> np.ndarray:
+def codes_scale_bias(packed: np.ndarray, bits: int, dim: int):
+    """Each row's codes [rows, dim] and its scale and bias [rows, 1], as float32."""
     if bits == 8:
         scale = packed[:, dim:dim + 4].copy().view(f32)
         bias = packed[:, dim + 4:dim + 8].copy().view(f32)
-        return packed[:, :dim].astype(f32) * scale + bias
+        return packed[:, :dim].astype(f32), scale, bias
     per_byte = 8 // bits
     data = -(-dim // per_byte)
     scale = packed[:, data:data + 2].copy().view(np.float16).astype(f32)
     bias = packed[:, data + 2:data + 4].copy().view(np.float16).astype(f32)
     codes = np.stack([(packed[:, :data] >> (k * bits)) & ((1 << bits) - 1)
                       for k in range(per_byte)], axis=2).reshape(len(packed), -1)[:, :dim]
-    return codes.astype(f32) * scale + bias
+    return codes.astype(f32), scale, bias
+
+
+def dequantize_rows(packed: np.ndarray, bits: int, dim: int) -> np.ndarray:
+    """q * scale + bias: fused for 8-bit rows (FBGEMM's AVX2 kernel); for n-bit rows
+    the product is exact, so fused or not is the same."""
+    codes, scale, bias = codes_scale_bias(packed, bits, dim)
+    return fma32(codes, scale, bias) if bits == 8 else codes * scale + bias
 
 
 def embedding_bag(packed, bits, dim, indices, offsets, mode="sum", per_sample_weights=None):
-    values = dequantize_rows(packed, bits, dim).astype(np.float64)
+    """FBGEMM's EmbeddingSpMDM: per row a = scale * w, b = bias * w, then
+    out = fma(a, q, out + b) in bag order, in float32; mean times 1 / size."""
+    codes, scale, bias = codes_scale_bias(packed, bits, dim)
     bounds = list(offsets) + [len(indices)]
-    out = np.zeros((len(offsets), dim))
+    out = np.zeros((len(offsets), dim), f32)
     for b in range(len(offsets)):
-        ids = indices[bounds[b]:bounds[b + 1]]
-        rows = values[ids]
-        if per_sample_weights is not None:
-            rows = rows * np.asarray(per_sample_weights, np.float64)[bounds[b]:bounds[b + 1], None]
-        out[b] = rows.sum(axis=0)
-        if mode == "mean" and len(ids):
-            out[b] /= len(ids)
+        for i in range(bounds[b], bounds[b + 1]):
+            row = indices[i]
+            w = f32(1) if per_sample_weights is None else f32(per_sample_weights[i])
+            a, bias_w = f32(scale[row, 0] * w), f32(bias[row, 0] * w)
+            out[b] = fma32(a, codes[row], (out[b] + bias_w).astype(f32))
+        if mode == "mean" and bounds[b + 1] > bounds[b]:
+            out[b] *= f32(1) / f32(bounds[b + 1] - bounds[b])
     return out
 
 
