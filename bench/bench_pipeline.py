@@ -37,7 +37,8 @@ from pathlib import Path
 from lpmon.world import WorldConfig, write_world
 
 root, n, rows = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-write_world(root, WorldConfig("stable", days=2, seed=3, examples_per_day=n, table_rows=rows, dim=64,
+# Twice the sample a day: onboarding validates its plan on the day's continuation.
+write_world(root, WorldConfig("stable", days=2, seed=3, examples_per_day=2 * n, table_rows=rows, dim=64,
                               bottom_mlp=(512, 256, 64), top_mlp=(512, 256, 1)))
 text = (root / "lpmon.toml").read_text()
 (root / "lpmon.toml").write_text(f"[defaults]\nsample_size = {n}\n\n" + text.split("\n", 1)[1])

@@ -482,19 +482,20 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         store.record_run(work.model_id, d.day, Status.RUNNING.value, plan_version=work.plan_version,
                          sample_size=work.sample_size, positives=work.positives)
     plan = d.plan(work.plan_version)
-    fp32 = forward_fp32(model, work.batch)
+    method = d.settings.calibration_method
+    # The calibration half's FC inputs are observed in the scoring pass itself
+    # (rows 0, 2, 4, ... are the calibration half), not in a second forward pass.
+    fed = {name: observer(method) for name, _, _ in model.spec.linear_layers()} if method in STORABLE else None
+    fp32 = forward_fp32(model, work.batch, observe=(lambda name, x: fed[name].observe(x)) if fed else None,
+                        observe_every=2)
     quant = forward_quantized(model, work.batch, plan)   # saturation counted over every example
     work.p_ref, work.p_q = fp32.probabilities, quant.probabilities
     probe = work.batch.slice(0, min(work.sample_size, SQNR_EXAMPLES))
     work.layers = _layer_metrics(plan, forward_fp32(model, probe, taps=True).taps,
                                  forward_quantized(model, probe, plan, taps=True).taps, quant.saturation)
+    if fed is not None:
+        work.calibration = {name: to_state(obs) for name, obs in fed.items()}
     _timed(work, "score", started)
-    started = time.perf_counter()
-    if d.settings.calibration_method in STORABLE:
-        calibration, _, _ = d.halves()
-        observers = observe(model, calibration, d.settings.calibration_method)
-        work.calibration = {name: to_state(obs) for name, obs in observers.items()}
-    _timed(work, "observe", started)
     return work
 
 

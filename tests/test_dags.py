@@ -144,7 +144,8 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
         assert dr.state == "success", states
         assert states[("monitor.record", 0)] == "success"
         assert states[("monitor.recalibrate", 0)] == "skipped" and states[("monitor.fallback", 0)] == "skipped"
-        assert states[("monitor.publish", 0)] == "skipped"  # no plan promoted: no asset event
+        # The first day onboards (serving loads the new plan: an asset event); later days promote nothing.
+        assert states[("monitor.publish", 0)] == ("success" if i == 0 else "skipped")
         rendered = {ti.rendered_map_index for ti in dr.get_task_instances() if ti.state == "success"
                     and ti.map_index >= 0}
         assert rendered == {"stable"}, rendered  # map indexes are model names in the UI
@@ -162,40 +163,40 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
 
 @pytest.mark.slow
 def test_a_drifting_day_recalibrates_promotes_and_emails_once(dagbag, smtp_server, tmp_path):
-    config_path = dag_world(tmp_path, ["gradual_drift"], days=14)
+    config_path = dag_world(tmp_path, ["sudden_shift"], days=14)
     config = load(config_path, environ={})
-    for i in range(12):  # the quiet days, through the library
-        run_day(config, "gradual_drift", day(i))
+    for i in range(7):  # the quiet days, through the library; traffic shifts on day 7
+        run_day(config, "sudden_shift", day(i))
     bag = dagbag(config_path)
-    dr, states = run_dag(bag, "lpmon_monitor", day(12))
+    dr, states = run_dag(bag, "lpmon_monitor", day(7))
     assert dr.state == "success", states
     assert states[("monitor.recalibrate", 0)] == "success" and states[("monitor.record", 0)] == "skipped"
     store = open_store(config)
-    run = store.rows("runs", "gradual_drift")[-1]
-    assert run["logical_date"] == str(day(12)) and run["status"] == "DEGRADED"
-    assert store.active_plan("gradual_drift").version == 2
+    run = store.rows("runs", "sudden_shift")[-1]
+    assert run["logical_date"] == str(day(7)) and run["status"] == "DEGRADED"
+    assert store.active_plan("sudden_shift").version == 2
     # Serving-side DAGs learn of the promotion through the lpmon_plan_promoted asset.
     assert states[("monitor.publish", 0)] == "success"
-    assert promoted_events(dr) == [{"model": "gradual_drift", "version": 2, "day": str(day(12)),
-                                    "path": str(config.plans_dir / "gradual_drift" / "active.json")}]
+    assert promoted_events(dr) == [{"model": "sudden_shift", "version": 2, "day": str(day(7)),
+                                    "path": str(config.plans_dir / "sudden_shift" / "active.json")}]
     subjects = sorted(m["Subject"] for m in smtp_server.messages)
     assert len(subjects) == 2 and "NE degraded" in subjects[0] and "plan v2 promoted" in subjects[1], subjects
     message = smtp_server.messages[0]
     assert sorted(message.envelope_to) == ["ml-infra@example.com", "oncall@example.com"]
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    dne = store.rows("run_metrics", "gradual_drift")[-1]["dne_pct"]
+    dne = store.rows("run_metrics", "sudden_shift")[-1]["dne_pct"]
     assert f"{dne:.4f} %" in text and f"{dne:.4f} %" in html and "against the 0.05 % gate" in text
     assert "http://airflow.test/dags/lpmon_monitor/runs/" in html and "worst layers by SQNR" in text
     images = [part for part in message.walk() if part.get_content_type() == "image/png"]
     assert len(images) == 1 and images[0].get_content()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"cid:{images[0]['Content-ID'][1:-1]}" in html
     # A rerun of the day (a retry, a clear in the UI) leaves the rows and sends nothing again.
-    before = snapshot_rows(store, "gradual_drift")
-    dr, _ = run_dag(bag, "lpmon_monitor", day(12))
+    before = snapshot_rows(store, "sudden_shift")
+    dr, _ = run_dag(bag, "lpmon_monitor", day(7))
     assert dr.state == "success" and len(smtp_server.messages) == 2
-    assert snapshot_rows(store, "gradual_drift") == before
-    assert {(a["event"], a["status"]) for a in store.rows("alerts", "gradual_drift")} == {
+    assert snapshot_rows(store, "sudden_shift") == before
+    assert {(a["event"], a["status"]) for a in store.rows("alerts", "sudden_shift")} == {
         ("DEGRADED", "sent"), ("PROMOTION", "sent")}
 
 
