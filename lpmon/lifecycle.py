@@ -93,15 +93,30 @@ def judge(candidate: Comparison, gate_pct: float, *, versus_active: Comparison |
 
 def validate(candidate: QuantPlan, evidence: Evidence, gate_pct: float, *,
              active: QuantPlan | None = None, active_over_gate: bool = False) -> Verdict:
-    """Rule 1, drawing more evidence while the verdict is inconclusive."""
+    """Rule 1, drawing more evidence while the verdict is inconclusive. Being better
+    than a plan in force that is over the gate counts only once the evidence is all
+    drawn: a candidate is shown within the gate whenever the traffic allows it."""
     while True:
-        versus = evidence.paired(candidate, active) if active is not None and active_over_gate else None
-        verdict = judge(evidence.compare(candidate), gate_pct, versus_active=versus)
+        verdict = judge(evidence.compare(candidate), gate_pct)
         if verdict.passed or verdict.degraded:
             return verdict
         if not evidence.extend():
-            return Verdict(False, verdict.reason + f" (all the evidence available: {evidence.n:,} examples)",
-                           verdict.n, comparison=verdict.comparison)
+            break
+    if active is not None and active_over_gate:
+        versus = judge(evidence.compare(candidate), gate_pct, versus_active=evidence.paired(candidate, active))
+        if versus.passed:
+            return versus
+    return Verdict(False, verdict.reason + f" (all the evidence available: {evidence.n:,} examples)",
+                   verdict.n, comparison=verdict.comparison)
+
+
+def significantly_better(candidate: QuantPlan, active: QuantPlan, evidence: Evidence) -> tuple[bool, Comparison]:
+    """Whether the candidate beats the plan in force on the same examples (upper end of
+    its dNE relative to it below zero), drawing more evidence while that is unsettled."""
+    while True:
+        versus = evidence.paired(candidate, active)
+        if versus.dne_pct_hi < 0 or versus.dne_pct_lo > 0 or not evidence.extend():
+            return versus.dne_pct_hi < 0, versus
 
 
 def same_quantization(a: QuantPlan, b: QuantPlan) -> bool:

@@ -43,7 +43,7 @@ from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
 from lpmon.evidence import HeldOut
 from lpmon.lifecycle import (Origin, Outcome, PlanLifecycle, Verdict, cooling_units, group_units,
-                             reenable_targets, validate)
+                             reenable_targets, significantly_better, validate)
 from lpmon.policy import Action, DataRequirement, Gate, Status, assess
 from lpmon.quant import Provenance, QuantPlan
 from lpmon.search import (Ranges, SearchResult, Step, assemble, fallback_search, merge_stored, observe,
@@ -345,8 +345,8 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
     evidence = _evidence(settings, model, day, evaluation, labels)
     verdict = validate(candidate, evidence, settings.gate_pct)
     if verdict.passed:
-        versus = evidence.paired(candidate, active)
-        if not versus.dne_pct_hi < 0:
+        better, versus = significantly_better(candidate, active, evidence)
+        if not better:
             verdict = Verdict(False, f"{verdict.reason}, but not significantly better than plan "
                                      f"v{active_record.version} ({versus.dne_pct:.4f} % [{versus.dne_pct_lo:.4f}, "
                                      f"{versus.dne_pct_hi:.4f}] relative to it)", verdict.n)

@@ -189,3 +189,17 @@ def test_pins_keep_layers_as_pinned(lifecycle):
     with pytest.raises(ValueError, match="no layer top_l.9"):
         lifecycle.pin(1, ["top_l.9"])
     assert lifecycle.store.unpin_layers("m") == 1 and lifecycle.pins() == {}
+
+
+def test_better_than_the_plan_in_force_draws_evidence_until_it_is_settled():
+    from lpmon.lifecycle import significantly_better
+
+    class Paired(FakeEvidence):
+        def paired(self, _candidate, _active):
+            return comparison(*self.intervals[self.drawn], n=self.n)
+
+    unsettled = Paired([(-0.1, -0.3, 0.1), (-0.1, -0.2, -0.01)])
+    better, versus = significantly_better(plan(2), plan(1), unsettled)
+    assert better and unsettled.drawn == 1 and versus.dne_pct_hi == -0.01
+    worse = Paired([(0.2, 0.1, 0.3), (-0.1, -0.2, -0.01)])
+    assert significantly_better(plan(2), plan(1), worse) == (False, comparison(0.2, 0.1, 0.3, n=5_000))
