@@ -70,9 +70,12 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
             moved = _precision_changes(plans[run["plan_version"]]["plan_json"], plans[new_version]["plan_json"])
     history = [r for r in run_report(store.db, "dne_history", model_id=model_id) if r["logical_date"] <= day]
     with_sqnr = [r for r in layers if r["sqnr_db"] is not None]
+    from lpmon.export import serving_problem
+
+    serving = serving_problem(store, model_id)
     return DayReport(
         model_id=model_id, day=day, status=run["status"], action=decision.get("action", ""),
-        reasons=json.loads(decision.get("reasons_json") or "[]"), gate_pct=config.model(model_id).gate_pct,
+        reasons=([f"serving: {serving}"] if serving else []) + json.loads(decision.get("reasons_json") or "[]"), gate_pct=config.model(model_id).gate_pct,
         dne_pct=metrics.get("dne_pct"), dne_pct_lo=metrics.get("dne_pct_lo"), dne_pct_hi=metrics.get("dne_pct_hi"),
         plan_version=run["plan_version"], new_plan_version=new_version, promoted=promoted, moved=moved,
         worst_sqnr=[{"layer": r["layer"], "precision": r["layer_precision"], "sqnr_db": r["sqnr_db"]}

@@ -25,6 +25,12 @@ from lpmon.webpage import index_page, model_page
 HISTORY_DAYS = 60
 
 
+def serving_problem(store, model_id: str) -> str:
+    from lpmon.export import serving_problem as problem
+
+    return problem(store, model_id)
+
+
 def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
     """Everything the page shows for one model, from the state store."""
     settings = config.model(model_id)
@@ -66,6 +72,8 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
                     "recipients": a["recipients"], "error": a["error"]}
                    for a in alerts][-10:],
         "mail_problem": last_error if (last_error or "").startswith(NO_CONNECTION) else "",
+        "serving_problem": serving_problem(store, model_id),
+        "pinned": sorted(store.pins(model_id)),
     }
 
 

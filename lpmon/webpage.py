@@ -143,6 +143,10 @@ def model_page(data: dict) -> str:
                      for a in reversed(data["alerts"])) or "<li>none</li>"
     notice = (f'<p class="notice" id="mail-notice">Alert emails are not being sent: {e(data["mail_problem"])}</p>'
               if data.get("mail_problem") else "")
+    if data.get("serving_problem"):
+        notice += f'<p class="notice" id="serving-notice">Serving: {e(data["serving_problem"])}</p>'
+    pinned = (f' &middot; pinned by the user (lpmon never changes them): {e(", ".join(data["pinned"]))}'
+              if data.get("pinned") else "")
     title = f"lpmon: {data['model']}"
     return page(title, f"""{notice}
 <p><a href="../">all models</a> &middot; gate {data['gate_pct']:g} % relative NE &middot;
@@ -151,7 +155,8 @@ def model_page(data: dict) -> str:
 <section><h2>Days</h2><table id="days"><thead><tr><th>day</th><th>dNE %</th><th>interval</th><th>status</th>
 <th>decision</th><th>plan</th><th>Airflow</th></tr></thead><tbody>{rows}</tbody></table></section>
 <section><h2>Decisions</h2><ul id="decisions">{decisions}</ul></section>
-<section><h2>Active plan {f"v{plan['version']} (since {e(plan['since'])})" if plan else "(none)"}</h2>
+<section><h2>Active plan {f"v{plan['version']} (since {e(plan['since'])})" if plan else "(none: serving fp32)"}</h2>
+<p id="pins">{pinned[len(" &middot; "):] if pinned else ""}</p>
 <table id="plan"><thead><tr><th>layer</th><th>precision</th><th>range</th><th>SQNR dB</th><th>saturated %</th></tr>
 </thead><tbody>{layers}</tbody></table></section>
 <section><h2>Last alerts</h2><ul id="alerts">{alerts}</ul></section>""")
