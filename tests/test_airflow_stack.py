@@ -259,7 +259,10 @@ def test_backfill_with_the_local_executor_on_postgresql(deployment, tmp_path, sm
                         300, "lpmon_onboard run")
     assert run["state"] == "success"
     active = open_store(config).active_plan(MODEL)
-    assert active.reason == f"onboarding {snapshot_digest(config.model(MODEL).snapshot)}"
+    from lpmon.quant import QuantPlan
+
+    notes = QuantPlan.from_json(active.plan_json).provenance.notes
+    assert active.reason == "ONBOARD" and f"onboarding {snapshot_digest(config.model(MODEL).snapshot)}" in notes
 
 
 @pytest.mark.slow
