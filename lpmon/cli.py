@@ -152,7 +152,8 @@ def _init(args, config) -> int:
 
 def _print_result(r) -> None:
     dne = "-" if r.dne_pct is None else f"{r.dne_pct:.4f} %"
-    plan = f"v{r.plan_version}" + (f" -> v{r.new_plan_version}" if r.new_plan_version else "")
+    plan = f"v{r.plan_version}" + (f" -> v{r.new_plan_version}" if r.new_plan_version not in (None, r.plan_version)
+                                    else "")
     print(f"{r.model_id:<16} {r.logical_date} {r.status:<18} {r.action:<12} dNE {dne:>10}  plan {plan}")
 
 

@@ -172,7 +172,7 @@ def _row(store, model_id: str, day: str, dag_state: str, seconds: float) -> str:
     dne = "-" if metrics.get("dne_pct") is None else f"{metrics['dne_pct']:.4f}"
     interval = "" if metrics.get("dne_pct") is None else f"[{metrics['dne_pct_lo']:.3f}, {metrics['dne_pct_hi']:.3f}]"
     plan = f"v{run['plan_version']}" if run["plan_version"] else "-"
-    if decision.get("new_plan_version"):
-        plan += f"->v{decision['new_plan_version']}"
+    if decision.get("new_plan_version") and decision["new_plan_version"] != run["plan_version"]:
+        plan += f"->v{decision['new_plan_version']}"  # (an onboarding day is judged under the plan it made)
     return (f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {run['status']:<18} "
             f"{decision.get('action', '-'):<11} {plan:<5} {dag_state} ({seconds:.0f} s)")
