@@ -155,6 +155,8 @@ def _print_result(r) -> None:
     plan = f"v{r.plan_version}" + (f" -> v{r.new_plan_version}" if r.new_plan_version not in (None, r.plan_version)
                                     else "")
     print(f"{r.model_id:<16} {r.logical_date} {r.status:<18} {r.action:<12} dNE {dne:>10}  plan {plan}")
+    if r.status in ("failed", "INSUFFICIENT_DATA"):
+        print(f"  {r.message}")  # why the day could not be judged
 
 
 def _run(args, config) -> int:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lpmon.atomic import write_atomically
 from lpmon.config import Config, confined
 from lpmon.store import StateStore
 from lpmon.store.reports import run_report
@@ -184,9 +183,7 @@ def write_file(config: Config, report: DayReport) -> Path:
     <work_dir>/reports/<model>/<day>.html."""
     png = base64.b64encode(chart(report)).decode("ascii")
     path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp", encoding="utf-8") as tmp:
-        tmp.write(render_html(report, f"data:image/png;base64,{png}"))
-    os.replace(tmp.name, path)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The umask's mode (or file_mode), like the plans: people other than the worker read reports.
+    return write_atomically(path, render_html(report, f"data:image/png;base64,{png}").encode("utf-8"),
+                            config.file_mode)
