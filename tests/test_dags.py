@@ -153,7 +153,8 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
     config = load(config_path, environ={})
     assert snapshot_rows(open_store(config), "stable") == snapshot_rows(open_store(load(twin_path, environ={})),
                                                                         "stable")
-    assert smtp_server.messages == []
+    # The one email: onboarding put plan v1 in force (serving loads it); healthy days send nothing.
+    assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"stable/{day(0)}/PROMOTION"]
     report = config.work_dir / "reports" / "stable" / f"{day(1)}.html"
     status = open_store(config).rows("runs", "stable")[-1]["status"]
     assert f"stable 2026-11-02: {status}" in report.read_text() and "data:image/png;base64," in report.read_text()
