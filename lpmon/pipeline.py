@@ -469,6 +469,10 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         if any(e["origin"] == Origin.ONBOARD.value and e["logical_date"] == d.day and e["version"] == work.plan_version
                for e in store.plan_events(work.model_id)):  # this day onboarded the model
             work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, work.plan_version, True
+    elif previous and _waited_for_onboarding(previous, store.plan_events(work.model_id)):
+        # No plan was in force that day (serving was fp32): the plan a later day
+        # onboarded does not judge it after the fact.
+        return _fail(work, Status.INSUFFICIENT_DATA, previous["message"])
     else:
         _wait_for_earlier_days(d)
         if store.active_plan(work.model_id) is None:
@@ -497,6 +501,14 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         work.calibration = {name: to_state(obs) for name, obs in fed.items()}
     _timed(work, "score", started)
     return work
+
+
+def _waited_for_onboarding(previous: dict, events: list[dict]) -> bool:
+    """Whether a day's first run found the model without a plan and waited for
+    onboarding's evidence, the model's first plan being promoted on a later day."""
+    return (previous["plan_version"] is None and previous["status"] == Status.INSUFFICIENT_DATA.value
+            and (previous["message"] or "").startswith("onboarding: waiting")
+            and bool(events) and events[0]["logical_date"] > previous["logical_date"])
 
 
 def _wait_for_earlier_days(d: Day, poll_s: float = 0.2, timeout_s: float = 3600.0) -> None:

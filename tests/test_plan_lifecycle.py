@@ -152,3 +152,17 @@ def test_overlapping_backfills_leave_the_rows_of_a_single_one(tmp_path, database
     for table in together:
         assert together[table] == alone[table], table
     store.db.engine.dispose()
+
+
+def test_rerunning_the_days_onboarding_waited_on_keeps_their_verdicts(tmp_path):
+    """Days before the model's first plan stay as they were (serving was fp32):
+    the plan a later day onboarded does not judge them when they are reprocessed."""
+    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", days=8, per_day=3_000, sample=2_500)
+    first = [run_day(config, "stable", day(i)) for i in range(8)]
+    onboarded = next(i for i, r in enumerate(first) if r.promoted)
+    assert onboarded > 0 and first[0].status == "INSUFFICIENT_DATA", [(r.status, r.message) for r in first]
+    store = open_store(config)
+    rows = rows_with_events(store, "stable")
+    again = [run_day(config, "stable", day(i)) for i in range(8)]
+    assert [(r.status, r.plan_version) for r in again] == [(r.status, r.plan_version) for r in first]
+    assert rows_with_events(store, "stable") == rows
