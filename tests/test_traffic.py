@@ -127,6 +127,12 @@ def test_missing_empty_and_corrupt_days(tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated file
     with pytest.raises(TrafficError, match="unreadable Parquet"):
         sample(store, DAY, 10, 1, SCHEMA)
+    # A flipped byte in a column name of the footer: not UTF-8 any more (found by tests/test_fuzz.py).
+    store.write_day(DAY, day_table(100))
+    path = Path(store.files(DAY)[0])
+    path.write_bytes(path.read_bytes().replace(b"dense_0", b"\xf3ense_0"))
+    with pytest.raises(TrafficError, match=f"{path}: unreadable Parquet"):
+        sample(store, DAY, 10, 1, SCHEMA)
 
 
 CRITEO_LINES = [

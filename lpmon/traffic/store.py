@@ -12,6 +12,10 @@ import pyarrow.parquet as pq
 
 from .schema import EmptyDay, MissingDay, TrafficError
 
+# What a damaged file can raise while its footer or pages are decoded (a
+# flipped byte in a column name surfaces as a UnicodeDecodeError, a ValueError).
+UNREADABLE = (pa.ArrowException, OSError, ValueError)
+
 
 def as_day(day) -> dt.date:
     if isinstance(day, dt.datetime):
@@ -81,7 +85,7 @@ class TrafficStore:
         for path in self.files(day):
             try:
                 total += pq.ParquetFile(self.filesystem.open_input_file(path)).metadata.num_rows
-            except (pa.ArrowInvalid, OSError) as err:
+            except UNREADABLE as err:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
         return total
 
@@ -101,7 +105,7 @@ class TrafficStore:
                 present = [c for c in columns if c in handle.schema_arrow.names]
                 for batch in handle.iter_batches(batch_size=batch_size, columns=present):
                     yield path, batch
-            except (pa.ArrowInvalid, OSError) as err:
+            except UNREADABLE as err:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
 
     def schema(self, day) -> pa.Schema:
@@ -117,6 +121,6 @@ class TrafficStore:
         for path in files:
             try:
                 out.append((path, pq.ParquetFile(self.filesystem.open_input_file(path)).schema_arrow))
-            except (pa.ArrowInvalid, OSError) as err:
+            except UNREADABLE as err:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
         return out
