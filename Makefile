@@ -17,8 +17,11 @@ BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx
 demo: $(STAMP)
 	$(BIN)/lpmon demo
 
+# On every core (pytest-xdist, a test file per worker), then the tests that must
+# run alone (they restart PostgreSQL).
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 # Everything but the tests marked slow.
 test-fast: $(STAMP)

@@ -25,7 +25,8 @@ from lpmon.store import StoreError, init_store
 from lpmon.world import WorldConfig, write_world
 from world_helpers import snapshot_rows
 
-pytestmark = pytest.mark.faults
+# serial: these tests restart PostgreSQL and SIGKILL runs (make test runs them alone, last).
+pytestmark = [pytest.mark.faults, pytest.mark.serial]
 
 MODEL, DAYS = "sudden_shift", [f"2026-11-{d:02d}" for d in range(1, 9)]
 DEGRADED_DAY = DAYS[7]
