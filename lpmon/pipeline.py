@@ -53,6 +53,7 @@ from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, Tra
 from lpmon.traffic import sample as draw_sample
 
 SQNR_EXAMPLES = 4096  # one forward chunk: enough for a per-layer SQNR, small in memory
+ONBOARDING_WAITS = "onboarding: waiting for evidence"  # how a day without a plan yet begins its message
 PLAN_LOCK = "plan"   # the model-wide lock onboarding holds (Database.day_lock with this in place of a day)
 
 
@@ -217,7 +218,7 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     short = assess(None, Gate(settings.gate_pct), DataRequirement(settings.min_examples, settings.min_positives),
                    n=len(labels), positives=int(labels.sum()))
     if len(labels) < settings.min_examples or int(labels.sum()) < settings.min_positives:
-        return Outcome(False, None, f"onboarding: waiting for evidence ({len(labels):,} examples so far): "
+        return Outcome(False, None, f"{ONBOARDING_WAITS} ({len(labels):,} examples so far): "
                                     + "; ".join(short.reasons) + "; serving stays fp32")
     lifecycle = plan_lifecycle(config, store, model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
@@ -231,7 +232,7 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     quantized = [name for name, p in result.precisions.items() if p != "fp32"]
     if not result.passed or verdict is None or not quantized:
         why = result.reason if not result.passed else "only whole-model fp32 passed"
-        return Outcome(False, None, f"onboarding: waiting for evidence ({evidence.n:,} examples so far): {why}; "
+        return Outcome(False, None, f"{ONBOARDING_WAITS} ({evidence.n:,} examples so far): {why}; "
                                     "serving stays fp32")
     moved = {n: (start[n], p) for n, p in result.precisions.items() if p != start[n]}
     plan = assemble(model, ranges, result.precisions, model_id=model_id, pinned=pins,
@@ -507,7 +508,7 @@ def _waited_for_onboarding(previous: dict, events: list[dict]) -> bool:
     """Whether a day's first run found the model without a plan and waited for
     onboarding's evidence, the model's first plan being promoted on a later day."""
     return (previous["plan_version"] is None and previous["status"] == Status.INSUFFICIENT_DATA.value
-            and (previous["message"] or "").startswith("onboarding: waiting")
+            and (previous["message"] or "").startswith(ONBOARDING_WAITS)
             and bool(events) and events[0]["logical_date"] > previous["logical_date"])
 
 
