@@ -152,7 +152,21 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--scenarios", nargs="+", default=["outliers", "far_off", "stable", "gradual_drift"])
+    parser.add_argument("--evidence", action="store_true",
+                        help="evidence across days instead (bench/evidence_world.py): near-gate and small-excess "
+                             "worlds at --sizes (default 2000 10000 200000), --reps model-runs of --days each")
+    parser.add_argument("--reps", type=int, nargs="+", help="repetitions per size (default 100 100 20)")
     args = parser.parse_args(argv)
+    if args.evidence:
+        from evidence_world import print_rows, run
+
+        sizes = args.sizes if "--sizes" in (argv or sys.argv) else [2_000, 10_000, 200_000]
+        reps = args.reps or [100 if n <= 20_000 else 20 for n in sizes]
+        if len(reps) == 1:
+            reps = reps * len(sizes)
+        print(f"evidence across days, gate {GATE} %, defaults of lpmon.policy.Rules, {args.days} days a run")
+        print_rows(run(sizes, args.days, dict(zip(sizes, reps))))
+        return 0
     print(f"decision quality, gate {GATE} %, truth on {TRUTH_EXAMPLES:,} fresh examples a day")
     header = (f"{'scenario':<14} {'sample':>7} {'days':>4} {'verdicts':>8} {'degraded':>8} {'over':>4} "
               f"{'promotions':>10} {'right':>5} {'wrong':>5} {'final dNE %':>11} {'bytes':>6} {'time':>6}")

@@ -50,8 +50,12 @@ class ModelSettings:
     sample_seed: int = 0
     gate_pct: float = 0.05
     level: float = 0.95
-    min_examples: int = 10_000
+    min_examples: int = 2_000                # labelled examples a verdict needs at least (one day or pooled)
     min_positives: int = 100
+    max_halfwidth_gates: float = 2.0         # a verdict's interval: +- at most this many gates, unless it decides
+    window_days: int = 7                     # a small day pools the trailing days under its plan, up to this many
+    sequential_run_length_days: float = 1000.0  # days between false DEGRADED verdicts at a dNE at the gate, on average
+    segments: tuple[str, ...] = ()           # traffic columns whose values are judged one by one (country, surface)
     calibration_method: str = "l2"
     calibration_days: int = 1
     embedding_precision: str = "int8"
@@ -106,7 +110,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wron
 MIN_SAMPLE_SIZE = 100  # the sample is halved (calibration, evaluation) and needs both labels
 LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
           "calibration_days": 90, "cooldown_days": 365, "validation_max_examples": 100_000_000,
-          "max_ids_per_row": 10_000_000}
+          "max_ids_per_row": 10_000_000, "window_days": 90}
 _ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
                  "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
 
@@ -373,6 +377,14 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
                         "days: use 1 day or a histogram method (l2, kl, percentile, ...)")
     if s.embedding_precision not in ("int8", "int4", "int2", "fp16", "fp32"):
         bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
+    if not 0 < s.max_halfwidth_gates <= 100:
+        bad("max_halfwidth_gates", f"must be above 0 and at most 100 (gates), got {s.max_halfwidth_gates}")
+    if not 10 <= s.sequential_run_length_days <= 1_000_000:
+        bad("sequential_run_length_days", f"must be between 10 and 1,000,000 days, got {s.sequential_run_length_days}")
+    reserved = {"request_id", "label", "ts"}
+    bad_segments = [c for c in s.segments if not c or c in reserved]
+    if bad_segments or len(set(s.segments)) != len(s.segments):
+        bad("segments", f"traffic column names, each once, not request_id, label or ts: got {list(s.segments)}")
     if not 0 <= s.validation_days <= 90:
         bad("validation_days", f"must be between 0 and 90, got {s.validation_days}")
     bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r) or control_characters(r)]

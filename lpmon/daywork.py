@@ -27,6 +27,7 @@ from lpmon.model import Batch
 from lpmon.model.batch import SparseFeature
 
 STATE, ARRAYS = "state.json", "arrays.npz"
+SEGMENT_PREFIX = "segment__"
 
 
 class WorkMissing(RuntimeError):
@@ -53,15 +54,18 @@ class DayWork:
     moved: list = field(default_factory=list)           # "layer int8->fp16" for every precision change
     layers: dict = field(default_factory=dict)          # per-layer SQNR and saturation
     calibration: dict = field(default_factory=dict)     # today's observer state per FC layer
+    segment_values: dict = field(default_factory=dict)  # segment column -> its values (codes index them)
+    segment_results: dict = field(default_factory=dict)  # "column=value" -> Comparison.as_dict()
     # in memory only; saved in arrays.npz
     batch: Batch | None = None
     labels: np.ndarray | None = None
     p_ref: np.ndarray | None = None
     p_q: np.ndarray | None = None
+    segment_codes: dict = field(default_factory=dict)   # segment column -> int32 code per example
     # the step context (store, loaded model) shared by steps in one process; never saved
     context: object = field(default=None, repr=False, compare=False)
 
-    _TRANSIENT = ("batch", "labels", "p_ref", "p_q", "context")
+    _TRANSIENT = ("batch", "labels", "p_ref", "p_q", "segment_codes", "context")
 
     @staticmethod
     def folder(work_dir: Path, model_id: str, day: str) -> Path:
@@ -80,6 +84,8 @@ class DayWork:
         for name in ("labels", "p_ref", "p_q"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
+        for column, codes in self.segment_codes.items():
+            arrays[SEGMENT_PREFIX + column] = codes
         if arrays:
             _atomic(folder / ARRAYS, lambda path: np.savez(path, **arrays))
 
@@ -101,6 +107,8 @@ class DayWork:
                 for name in ("labels", "p_ref", "p_q"):
                     if name in z:
                         setattr(work, name, z[name])
+                work.segment_codes = {key[len(SEGMENT_PREFIX):]: z[key] for key in z.files
+                                      if key.startswith(SEGMENT_PREFIX)}
         return work
 
     def drop_arrays(self, work_dir: Path) -> None:

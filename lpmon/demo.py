@@ -167,7 +167,8 @@ def _row(store, model_id: str, day: str, dag_state: str, seconds: float) -> str:
     run = next((r for r in store.rows("runs", model_id) if r["logical_date"] == day), None)
     if run is None:
         return f"{day:<11} {model_id:<14} {'-':>8} {'':>20}  {'(no run)':<18} {'-':<11} -     {dag_state}"
-    metrics = next((r for r in store.rows("run_metrics", model_id) if r["logical_date"] == day), {})
+    metrics = next((r for r in store.rows("run_metrics", model_id) if r["logical_date"] == day and r["segment"] == ""),
+                   {})
     decision = next((r for r in store.rows("decisions", model_id) if r["logical_date"] == day), {})
     dne = "-" if metrics.get("dne_pct") is None else f"{metrics['dne_pct']:.4f}"
     interval = "" if metrics.get("dne_pct") is None else f"[{metrics['dne_pct_lo']:.3f}, {metrics['dne_pct_hi']:.3f}]"

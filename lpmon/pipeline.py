@@ -32,19 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from lpmon.calibrate import STORABLE, from_state, observer, to_state
 from lpmon import export
 from lpmon.config import Config, ModelSettings
 from lpmon.daywork import DayWork
-from lpmon.metrics import Comparison, compare
+from lpmon.metrics import Comparison, compare, compare_by_segment
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
 from lpmon.evidence import HeldOut
 from lpmon.lifecycle import (Origin, Outcome, PlanLifecycle, Verdict, cooling_units, group_units,
                              reenable_targets, significantly_better, validate)
-from lpmon.policy import Action, DataRequirement, Gate, Status, assess
+from lpmon.policy import Action, Rules, Status, assess
+from lpmon.verdict import DayEvidence, judge_segments, label_free_jumps
 from lpmon.quant import Provenance, QuantPlan
 from lpmon.search import (Ranges, SearchResult, Step, assemble, fallback_search, merge_stored, observe,
                           unit_precisions, units)
@@ -121,7 +123,7 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
 def _draw(settings: ModelSettings, model: Model, day: str, size: int | None = None):
     return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
                        TrafficSchema.for_model(model.spec, settings.max_ids_per_row,
-                                               settings.ts_tolerance_hours * 3600))
+                                               settings.ts_tolerance_hours * 3600, settings.segments))
 
 
 def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
@@ -215,11 +217,10 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     no quantized plan is made: serving stays fp32, the reference. `replaces`: the
     version a new snapshot's plan replaces (None for a model without a plan)."""
     settings = config.model(model_id)
-    short = assess(None, Gate(settings.gate_pct), DataRequirement(settings.min_examples, settings.min_positives),
-                   n=len(labels), positives=int(labels.sum()))
-    if len(labels) < settings.min_examples or int(labels.sum()) < settings.min_positives:
-        return Outcome(False, None, f"{ONBOARDING_WAITS} ({len(labels):,} examples so far): "
-                                    + "; ".join(short.reasons) + "; serving stays fp32")
+    n = len(labels)
+    if n < settings.min_examples:  # calibration needs examples; validation then draws what it needs
+        return Outcome(False, None, f"{ONBOARDING_WAITS} ({n:,} examples so far): {n:,} labelled examples, fewer "
+                                    f"than the {settings.min_examples:,} required; serving stays fp32")
     lifecycle = plan_lifecycle(config, store, model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
     pins = lifecycle.pins()
@@ -439,6 +440,11 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
     work.failure, work.message = None, ""
     work.batch, work.labels = sample.batch, sample.labels
     work.sample_size, work.positives = len(sample), int(sample.labels.sum())
+    work.segment_values, work.segment_codes = {}, {}
+    for column, values in sample.extras.items():
+        codes, uniques = pd.factorize(values, sort=True)
+        work.segment_values[column] = [str(v) for v in uniques]
+        work.segment_codes[column] = codes.astype(np.int32)
     _timed(work, "sample", started)
     return work
 
@@ -532,6 +538,11 @@ def compare_step(config: Config, work: DayWork) -> DayWork:
         work.comparison = compare(work.p_ref, work.p_q, work.labels, level=level).as_dict()
     except ValueError:  # one class only: the policy turns this into INSUFFICIENT_DATA
         work.comparison = None
+    work.segment_results = {}
+    for column, codes in work.segment_codes.items():
+        values = work.segment_values[column]
+        for code, comparison in compare_by_segment(work.p_ref, work.p_q, work.labels, codes, level=level).items():
+            work.segment_results[f"{column}={values[code]}"] = comparison.as_dict()
     return work
 
 
@@ -541,10 +552,7 @@ def decide_step(config: Config, work: DayWork) -> str:
         work.next_steps = ["record"]
         return "record"
     settings = config.model(work.model_id)
-    comparison = Comparison(**work.comparison) if work.comparison else None
-    assessment = assess(comparison, Gate(settings.gate_pct),
-                        DataRequirement(settings.min_examples, settings.min_positives),
-                        n=work.sample_size, positives=work.positives)
+    assessment = _assess(config, settings, work)
     onboarded = work.action == Action.ONBOARD.value
     work.status, work.reasons = assessment.status.value, list(assessment.reasons)
     if onboarded:
@@ -554,6 +562,44 @@ def decide_step(config: Config, work: DayWork) -> str:
     branch = "recalibrate" if assessment.action is Action.RECALIBRATE and not onboarded else "record"
     work.next_steps = [branch]
     return branch
+
+
+def _assess(config: Config, settings: ModelSettings, work: DayWork):
+    """The policy's verdict on the day, with the plan's earlier days (pooling, the
+    CUSUM, label-free baselines) and the day's segments."""
+    rules = Rules.of(settings)
+    history = _day(config, work).store.plan_days(work.model_id, work.day, work.plan_version)
+    earlier = [DayEvidence.from_metrics(r["logical_date"], r, settings.level) for r in history if r["n"] is not None]
+    today = (DayEvidence.from_metrics(work.day, work.comparison, settings.level)
+             if work.comparison is not None else None)
+    if today is None and work.sample_size:
+        today = DayEvidence(work.day, work.sample_size, work.positives, None, None, 0.0)
+    segments = judge_segments(
+        {tuple(name.split("=", 1)): DayEvidence.from_metrics(work.day, c, settings.level)
+         for name, c in work.segment_results.items()},
+        settings.gate_pct, settings.min_examples, settings.min_positives, warn_q=1 - settings.level,
+        degraded_q=1 / (2 * settings.sequential_run_length_days), level=settings.level)
+    signals = [_label_free_signals(r, {}, r["saturation"]) for r in history]
+    jumps = label_free_jumps(_label_free_signals(work.comparison or {}, work.layers), signals, settings.gate_pct)
+    comparable = None
+    if jumps:  # the traffic changed: the window pools only the days since (those with a jump too)
+        since = len(history)
+        while since > 0 and label_free_jumps(signals[since - 1], signals[:since - 1], settings.gate_pct):
+            since -= 1
+        days = {r["logical_date"] for r in history[since:]}
+        comparable = [e for e in earlier if e.day in days]
+    return assess(today, earlier, rules, segments=segments, label_free=jumps, comparable=comparable)
+
+
+def _label_free_signals(metrics: dict, layers: dict, saturation: float | None = None) -> dict:
+    """The label-free signals of a day (from its comparison and its FC layers' saturation)."""
+    def finite(v):
+        return None if v is None or v != v else float(v)
+
+    if layers:
+        saturation = max(v["saturation_below"] + v["saturation_above"] for v in layers.values())
+    return {"KL gap %": finite(metrics.get("kl_gap_pct")), "mean |p_fp32 - p_q|": finite(metrics.get("mean_abs_diff")),
+            "saturation": finite(saturation)}
 
 
 def record_step(config: Config, work: DayWork) -> DayWork:
@@ -651,6 +697,8 @@ def report_step(config: Config, work: DayWork) -> RunResult:
                              positives=work.positives, timings=work.timings, connection=c)
             if work.comparison is not None:
                 store.record_metrics(model_id, d.day, Comparison(**work.comparison), connection=c)
+            for segment, comparison in sorted(work.segment_results.items()):
+                store.record_metrics(model_id, d.day, Comparison(**comparison), segment=segment, connection=c)
             store.record_layer_metrics(model_id, d.day, work.layers, connection=c)
             store.record_calibration_states(model_id, d.day, work.calibration, connection=c)
         store.record_decision(model_id, d.day, work.action, work.reasons,

@@ -134,12 +134,17 @@ class World:
             "request_id": np.arange(len(p), dtype=np.int64) + day * 10_000_000_000,
             "ts": pa.array(np.datetime64(dt.datetime.combine(date, dt.time()), "s") + seconds),
             "label": labels,
+            # a segment column (config `segments`): independent of everything else
+            "country": np.array(COUNTRIES)[rng.integers(0, len(COUNTRIES), len(p))],
         }
         for i, name in enumerate(config.spec().dense):
             columns[name] = batch.dense[:, i]
         for t, name in enumerate(config.spec().sparse):
             columns[name] = batch.sparse[t].indices
         return pa.table(columns)
+
+
+COUNTRIES = ("BR", "DE", "IN", "US")
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,18 @@ START = dt.date(2026, 11, 1)
 TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
 
 
-def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000, init=True):
+# The test worlds drift within days: a false-alarm budget of 20 days puts the single
+# look at 1.96 standard errors (the single-day 95 % test lpmon used before), so their
+# drift is DEGRADED within a test's dozen days. The default budget (1000 days) is
+# exercised in test_policy.py and test_evidence_days.py.
+FAST_ALARMS = "sequential_run_length_days = 20"
+
+
+def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000, init=True,
+          extra=FAST_ALARMS):
     write_world(tmp_path, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
     text = (tmp_path / "lpmon.toml").read_text()
-    text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n\n' + text.split("\n", 1)[1]
+    text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n{extra}\n\n' + text.split("\n", 1)[1]
     (tmp_path / "lpmon.toml").write_text(text)
     if init:
         init_store(database_url)  # as `lpmon init` does

@@ -15,7 +15,8 @@ def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra:
     path = root / "lpmon.toml"
     store = store or f"sqlite:///{root / 'state.db'}"
     header = (f'store = "{store}"\n\n'
-              "[defaults]\nsample_size = 10000\nmin_examples = 1000\n"
+              # the worlds drift within days: a 20-day false-alarm budget (see test_pipeline.FAST_ALARMS)
+              "[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n"
               'recipients = ["oncall@example.com", "ml-infra@example.com"]\n'
               f"{extra}\n"
               '[airflow]\nstart_date = "2026-11-01"\ntask_retries = 0\nbase_url = "http://airflow.test"\n')

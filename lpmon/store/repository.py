@@ -98,6 +98,38 @@ class StateStore:
         values["n"], values["positives"] = comparison.n, comparison.positives
         self._write(connection, [_upsert("run_metrics", ("model_id", "logical_date", "segment"), values)])
 
+    def plan_days(self, model_id: str, before: str, plan_version: int) -> list[dict]:
+        """The days before `before` since plan `plan_version` last came into force,
+        oldest first: each run's overall metrics (None where it has none) and the
+        largest saturated share of any FC layer. Days without a plan (failed,
+        missing traffic) are skipped; a day under another plan ends the tenure."""
+        sql = sa.text(
+            "SELECT r.logical_date, r.status, r.plan_version, m.n, m.positives, m.ne_ref, m.dne_pct, m.dne_pct_lo, "
+            "m.dne_pct_hi, m.kl_gap_pct, m.mean_abs_diff, s.saturation FROM runs r "
+            "LEFT JOIN run_metrics m ON m.model_id = r.model_id AND m.logical_date = r.logical_date "
+            "AND m.segment = '' "
+            "LEFT JOIN (SELECT logical_date, MAX(COALESCE(saturation_below, 0) + COALESCE(saturation_above, 0)) "
+            "AS saturation FROM layer_metrics WHERE model_id = :m GROUP BY logical_date) s "
+            "ON s.logical_date = r.logical_date "
+            "WHERE r.model_id = :m AND r.logical_date < :d ORDER BY r.logical_date DESC")
+        with self.db.engine.connect() as c:
+            rows = [dict(row._mapping) for row in c.execute(sql, {"m": model_id, "d": before})]
+        tenure = []
+        for row in rows:
+            if row["plan_version"] is None:
+                continue
+            if row["plan_version"] != plan_version:
+                break
+            tenure.append(row)
+        return tenure[::-1]
+
+    def segment_metrics(self, model_id: str, logical_date: str) -> list[dict]:
+        """A day's per-segment metrics ("column=value" segments), in segment order."""
+        with self.db.engine.connect() as c:
+            result = c.execute(sa.text("SELECT * FROM run_metrics WHERE model_id = :m AND logical_date = :d "
+                                       "AND segment <> '' ORDER BY segment"), {"m": model_id, "d": logical_date})
+            return [dict(row._mapping) for row in result]
+
     def record_layer_metrics(self, model_id: str, logical_date: str, layers: dict[str, dict],
                              connection=None) -> None:
         statements = [

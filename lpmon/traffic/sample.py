@@ -10,7 +10,7 @@ and checking every row of the day on the way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,7 @@ class Sample:
     labels: np.ndarray        # uint8
     request_ids: np.ndarray
     day_rows: int             # rows in the day's partition (for the model)
+    extras: dict = field(default_factory=dict)   # column -> values of the schema's extra columns
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -97,7 +98,8 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     del kept  # the ordered copy is all that is needed: free the filtered batches first
     return Sample(str(day), to_batch(table, schema),
                   table.column("label").to_numpy().astype(np.uint8),
-                  table.column("request_id").to_numpy(), day_rows)
+                  table.column("request_id").to_numpy(), day_rows,
+                  {c: table.column(c).to_numpy(zero_copy_only=False) for c in schema.extra})
 
 
 def _concat(batches: list[pa.RecordBatch], partition: str) -> pa.Table:

@@ -45,15 +45,18 @@ class TrafficSchema:
     table_rows: tuple[int, ...]
     max_ids_per_row: int = MAX_IDS_PER_ROW
     ts_tolerance_s: float = TS_TOLERANCE_S
+    extra: tuple[str, ...] = ()   # further columns carried into the sample as they are (segments)
 
     @classmethod
     def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
-                  ts_tolerance_s: float = TS_TOLERANCE_S) -> "TrafficSchema":
-        return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s)
+                  ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
+        return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s,
+                   tuple(extra))
 
     @property
     def columns(self) -> list[str]:
-        return ["request_id", "label", *self.dense, *self.sparse]
+        base = ["request_id", "label", *self.dense, *self.sparse]
+        return base + [c for c in self.extra if c not in base]
 
     def check_columns(self, schema: pa.Schema, partition: str) -> None:
         names = set(schema.names)
@@ -61,6 +64,14 @@ class TrafficSchema:
         if missing:
             raise TrafficError(f"{partition}: missing column {missing[0]}"
                                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        for column in self.extra:
+            kind = schema.field(column).type
+            if pa.types.is_dictionary(kind):
+                kind = kind.value_type
+            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+                    or pa.types.is_boolean(kind)):
+                raise TrafficError(f"{partition}: segment column {column} has type {kind}, expected strings "
+                                   "or integers (one value per segment)")
         rid = schema.field("request_id").type
         if not (pa.types.is_integer(rid) or pa.types.is_string(rid) or pa.types.is_large_string(rid)):
             raise TrafficError(f"{partition}: column request_id has type {rid}, expected int64 or string")
