@@ -305,7 +305,10 @@ def _mailer(args, config):
     from lpmon import notify
 
     if getattr(args, "_mailer", None) is None:  # once per command (a backfill asks every day)
-        args._mailer = notify.from_airflow(config.airflow.smtp_conn_id)
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout as it loads: keep --json clean
+            args._mailer = notify.from_airflow(config.airflow.smtp_conn_id)
         if args._mailer.problem:
             note(args, f"lpmon: alerts recorded as not sent: {args._mailer.problem}")
     return args._mailer
