@@ -129,6 +129,10 @@ def deliver_day(config, store: StateStore, model_id: str, day: str, *, run_url: 
     report = dayreport.build(config, store, model_id, day, run_url)
     out = {"report": str(dayreport.write_file(config, report)) if write_report else None, "alerts": {}}
     if mailer is not None and events(report):
-        mailer = mailer if isinstance(mailer, Mailer) else mailer()
-        out["alerts"] = alert_day(store, report, list(config.model(model_id).recipients), mailer)
+        recipients = list(config.model(model_id).recipients)
+        if not recipients:   # recorded as skipped; no need to look up the SMTP connection
+            mailer = Mailer(None, "no recipients configured")
+        elif not isinstance(mailer, Mailer):
+            mailer = mailer()
+        out["alerts"] = alert_day(store, report, recipients, mailer)
     return out

@@ -9,6 +9,7 @@ command quietly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -155,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    _logging(args.verbose)
+    with _logging(args.verbose):
+        return _command(args)
+
+
+def _command(args) -> int:
     if args.command == "demo":
         from lpmon import demo
 
@@ -194,17 +199,25 @@ def _main(argv: list[str] | None) -> int:
     return EXIT_USAGE
 
 
-def _logging(verbose: int) -> None:
+@contextlib.contextmanager
+def _logging(verbose: int):
     """lpmon's log on stderr (warnings; -v info, -vv debug), never on stdout: importing
-    Airflow (for its SMTP connection) would otherwise route it to stdout, into --json."""
+    Airflow (for its SMTP connection) would otherwise route it to stdout, into --json.
+    Put back as it was afterwards (main may run inside another program, or a test)."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("lpmon %(levelname)s: %(message)s"))
     logger = logging.getLogger("lpmon")
+    saved = logger.handlers[:], logger.propagate, logger.level
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
 
 
 def emit(args, data, text: str | list[str] | None = None) -> None:
@@ -305,8 +318,6 @@ def _mailer(args, config):
     from lpmon import notify
 
     if getattr(args, "_mailer", None) is None:  # once per command (a backfill asks every day)
-        import contextlib
-
         with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout as it loads: keep --json clean
             args._mailer = notify.from_airflow(config.airflow.smtp_conn_id)
         if args._mailer.problem:
@@ -431,7 +442,7 @@ def _onboard(args, config) -> int:
     if outcome.promoted:
         text = f"{args.model}: plan v{outcome.version} onboarded and promoted: {outcome.reason}"
     elif outcome.active_version is not None:
-        text = f"{args.model}: nothing done: {outcome.reason}"
+        text = f"{args.model}: nothing done, {outcome.reason}"
     else:
         text = f"{args.model}: no plan promoted: {outcome.reason}"
     emit(args, data, text)
