@@ -386,7 +386,12 @@ def _status(args, config) -> int:
         decisions = {d["logical_date"]: d for d in store.rows("decisions", model_id)}
         last = runs[-1] if runs else None
         active = store.active_plan(model_id)
-        entry = {"last_run": None, "active_plan": None}
+        entry = {"last_run": None, "active_plan": None, "last_judged": None}
+        judged = [r for r in runs if r["status"] in ("HEALTHY", "WARN", "DEGRADED")]
+        if judged:  # the last day with a verdict (a later day may have had no traffic)
+            j = judged[-1]
+            entry["last_judged"] = {"date": j["logical_date"], "status": j["status"],
+                                    "dne_pct": metrics.get(j["logical_date"], {}).get("dne_pct")}
         if last:
             m = metrics.get(last["logical_date"], {})
             entry["last_run"] = {"date": last["logical_date"], "status": last["status"],
@@ -423,8 +428,10 @@ def _status(args, config) -> int:
         if entry["pinned"]:
             line += f"  pinned: {', '.join(entry['pinned'])}"
         print(line)
-        if run and run["status"] == "failed":
-            print(f"  ! last run failed: {run['message']}")
+        if run and run["status"] in ("failed", "INSUFFICIENT_DATA"):
+            print(f"  ! last run {'failed' if run['status'] == 'failed' else 'not judged'}: {run['message']}")
+            judged = entry["last_judged"]
+            print(f"  last judged day: {judged['date']} {judged['status']}" if judged else "  no day judged yet")
         if entry["serving"]["problem"]:
             print(f"  ! serving: {entry['serving']['problem']}")
     return 0
@@ -472,7 +479,7 @@ def _plans(args, config) -> int:
         old, new = (QuantPlan.from_json(_plan_row(rows, v)["plan_json"]) for v in args.versions)
         changes = plan_diff(old, new)
         emit(args, {"model": args.model, "from": args.versions[0], "to": args.versions[1], "changes": changes},
-             "\n".join(changes) or "no differences")
+             "\n".join(grouped_diff(changes)) or "no differences")
         return EXIT_OK
     version = args.version or next((v for v, r in rows.items() if r["status"] == "active"), None)
     text = QuantPlan.from_json(_plan_row(rows, version)["plan_json"]).to_json()
@@ -484,6 +491,28 @@ def _plans(args, config) -> int:
     else:
         print(text)  # the plan's own JSON, with or without --json
     return EXIT_OK
+
+
+def grouped_diff(changes: list[str]) -> list[str]:
+    """plan_diff's lines for people: embedding tables with the same precision move on one
+    line ("26 embedding tables (emb_l.0..emb_l.25): precision int8 -> fp16")."""
+    import re
+
+    from lpmon.lifecycle import _natural
+
+    moves, out = {}, []
+    for line in changes:
+        match = re.fullmatch(r"(emb_l\.\d+): precision (\S+) -> (\S+)", line)
+        if match:
+            moves.setdefault((match[2], match[3]), []).append(match[1])
+        else:
+            out.append(line)
+    out.sort(key=lambda line: _natural(line.split(":")[0]))
+    for (before, after), names in moves.items():
+        names.sort(key=_natural)
+        out.append(f"{names[0]}: precision {before} -> {after}" if len(names) == 1 else
+                   f"{len(names)} embedding tables ({names[0]}..{names[-1]}): precision {before} -> {after}")
+    return out
 
 
 def _plan_lifecycle(args, config, store) -> int:

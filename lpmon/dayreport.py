@@ -83,7 +83,6 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     from lpmon.export import serving_problem
 
     serving = serving_problem(store, model_id)
-    active = store.active_plan(model_id)
     days = [r["logical_date"] for r in store.rows("runs", model_id)]
     earlier, later = [d for d in days if d < day], [d for d in days if d > day]
     judged = [h for h in history if h["logical_date"] < day and h["status"] in ("HEALTHY", "DEGRADED")]
@@ -92,7 +91,7 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     return DayReport(
         model_id=model_id, day=day, status=run["status"], action=decision.get("action", ""),
         reasons=([f"serving: {serving}"] if serving else []) + json.loads(decision.get("reasons_json") or "[]"), gate_pct=config.model(model_id).gate_pct,
-        message=run.get("message") or "", active_version=active.version if active else None,
+        message=run.get("message") or "", active_version=_in_force(plans, day),
         **links(config, model_id, day), serving_problem=serving,
         resolved_from=judged[-1]["logical_date"] if run["status"] == "HEALTHY" and judged
         and judged[-1]["status"] == "DEGRADED" else "",
@@ -122,6 +121,12 @@ def promotion(config: Config, store: StateStore, model_id: str, day: str, old: i
                      new_plan_version=new, promoted=True,
                      moved=_precision_changes(plans[old]["plan_json"], plans[new]["plan_json"]),
                      history=history[-HISTORY_DAYS:], run_url=run_url)
+
+
+def _in_force(plans: dict, day: str) -> int | None:
+    """The plan serving had after the day: the newest promoted by then (None: fp32)."""
+    return max((v for v, r in plans.items() if r["status"] in ("active", "retired") and r["logical_date"] <= day),
+               default=None)
 
 
 def links(config: Config, model_id: str, day: str) -> dict:
@@ -181,6 +186,11 @@ def summary(report: DayReport, event: str = "") -> str:
     if "FAILED" in events:
         return (f"the day could not be checked ({report.message or 'see the reasons'}): ACTION NEEDED: fix it, "
                 f"then `lpmon run --model {report.model_id} --date {report.day}`")
+    from lpmon.pipeline import ONBOARDING_WAITS
+
+    if "INSUFFICIENT_DATA" in events and report.message.startswith(ONBOARDING_WAITS):
+        return (f"{report.message}: no action needed; lpmon tries again with the next days' traffic, "
+                f"and serving stays on {_v(report.active_version)} until a plan passes")
     if "INSUFFICIENT_DATA" in events:
         return (f"not enough traffic to judge the day ({report.message or 'see the reasons'}): check the "
                 f"traffic for {report.day}; serving keeps {_v(report.active_version)}")

@@ -116,6 +116,17 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     assert f"active plan v{active['version']} (not scored)" in text
     assert len(smtp_server.messages) == len(mailed)
     assert (config.parent / "work" / "reports" / MODEL / "2026-12-25.html").is_file()
+    status = lpmon("status", "--config", config).stdout  # the last run had no traffic: the last verdict too
+    assert "not judged: " in status and "last judged day: 2026-11-03" in status
+    assert json.loads(lpmon("status", "--json", "--config", config).stdout)[MODEL]["last_judged"]["date"] == \
+        "2026-11-03"
+    # the real day report, drawn by Chromium: status colour, navigation to the neighbouring days
+    from test_email_reports import screenshot
+
+    page = (config.parent / "work" / "reports" / MODEL / "2026-11-02.html").read_text()
+    assert 'id="previous-day" href="2026-11-01.html"' in page and 'id="next-day" href="2026-11-03.html"' in page
+    assert "no action needed" in page and "serving stays on fp32 (no plan) until a plan passes" in page
+    screenshot(page, "cli-day-report")
 
     # onboard on an onboarded model says nothing was done; --json everywhere
     if True:
@@ -220,24 +231,30 @@ def test_import_dlrm_matches_the_traffic_columns_or_says_which_do_not(tmp_path):
     from lpmon.model import Model
 
     ckpt = _checkpoint(tmp_path / "model.pt")
-    traffic = _traffic(tmp_path / "traffic", ["cat_a", "cat_b", "cat_c"], ["x0", "x1", "x2"])
+    traffic = _traffic(tmp_path / "traffic", ["sparse_a", "sparse_b", "sparse_c"],
+                       ["dense_x0", "dense_x1", "dense_x2"])
     out = json.loads(lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap", "--from-traffic", traffic,
                            "--json").stdout)
-    assert out["tables"] == ["cat_a", "cat_b", "cat_c"] and out["dense"] == ["x0", "x1", "x2"]
+    assert out["tables"] == ["sparse_a", "sparse_b", "sparse_c"] and out["dense"] == ["dense_x0", "dense_x1",
+                                                                                      "dense_x2"]
     assert "in the traffic's order" in out["matched"] and out["interaction"] == "dot"
-    assert [t.name for t in Model.load(tmp_path / "snap").spec.tables] == ["cat_a", "cat_b", "cat_c"]
+    assert [t.name for t in Model.load(tmp_path / "snap").spec.tables] == ["sparse_a", "sparse_b", "sparse_c"]
     # named on the command line
-    named = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap2", "--sparse-names", "a", "b", "c")
+    named = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap2", "--sparse-names", "sparse_a", "sparse_b", "sparse_c")
     assert "3 tables" in named.stdout
     # defaults: a note that the traffic needs the sparse_0.. columns
     plain = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap3")
     assert "sparse_0..sparse_2" in plain.stderr
     # a traffic with two sparse columns: which names have no column
-    short = _traffic(tmp_path / "short", ["cat_a", "cat_b"], ["x0", "x1", "x2"])
+    short = _traffic(tmp_path / "short", ["sparse_a", "sparse_b"], ["dense_0", "dense_1", "dense_2"])
     bad = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap4", "--from-traffic", short, check=False)
     assert bad.returncode == 1 and "3 embedding tables" in bad.stderr and "2 sparse columns" in bad.stderr
-    assert "no column for sparse_0, sparse_1, sparse_2" in bad.stderr and "cat_a, cat_b" in bad.stderr
+    assert "no column for sparse_0, sparse_1, sparse_2" in bad.stderr and "sparse_a, sparse_b" in bad.stderr
     assert not (tmp_path / "snap4").exists()
+    # columns lpmon cannot read as features are named
+    other = _traffic(tmp_path / "other", ["cat_a", "cat_b", "cat_c"], ["dense_0", "dense_1", "dense_2"])
+    bad = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap6", "--from-traffic", other, check=False)
+    assert bad.returncode == 1 and "columns named sparse_*: rename cat_a, cat_b, cat_c" in bad.stderr
     wrong = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap5", "--sparse-names", "a", check=False)
     assert wrong.returncode == 1 and "1 sparse names for the checkpoint's 3 embedding tables" in wrong.stderr
     both = lpmon("import-dlrm", ckpt, "--out", tmp_path / "s", "--sparse-names", "a", "--from-traffic", short,

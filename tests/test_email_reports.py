@@ -123,6 +123,20 @@ def test_first_lines_say_when_action_is_needed():
     missing = report(status="INSUFFICIENT_DATA", action="RECORD", new_plan_version=None, promoted=False,
                      message="no traffic for 2026-11-05", dne_pct=None)
     assert summary(missing, "INSUFFICIENT_DATA").startswith("not enough traffic to judge the day (no traffic")
+    waiting = report(status="INSUFFICIENT_DATA", action="ONBOARD", new_plan_version=None, promoted=False,
+                     active_version=None, dne_pct=None, message="onboarding: waiting for evidence (9 examples so far)")
+    assert summary(waiting, "INSUFFICIENT_DATA") == (
+        "onboarding: waiting for evidence (9 examples so far): no action needed; lpmon tries again with the next "
+        "days' traffic, and serving stays on fp32 (no plan) until a plan passes")
+
+
+def test_the_plan_in_force_is_the_one_serving_had_after_the_day():
+    from lpmon.dayreport import _in_force
+
+    plans = {1: {"status": "retired", "logical_date": "2026-11-03"}, 2: {"status": "active", "logical_date":
+             "2026-11-07"}, 3: {"status": "candidate", "logical_date": "2026-11-08"}}
+    assert [_in_force(plans, d) for d in ("2026-11-02", "2026-11-03", "2026-11-06", "2026-11-09")] == [
+        None, 1, 1, 2]
 
 
 def test_runbook_url_is_a_checked_model_setting(tmp_path):
@@ -153,3 +167,25 @@ def test_day_report_colours_status_marks_plan_changes_and_navigates():
     assert png != dne_chart_png([{**h, "status": None, "new_plan_version": None, "plan_version": 3}
                                  for h in day.history], day.gate_pct, "outliers")
     screenshot(html, "day-report")
+
+
+def test_plan_diffs_group_embedding_tables_in_natural_order():
+    from lpmon.cli import grouped_diff
+
+    lines = ["top_l.0: precision int8 -> fp16"] + [f"emb_l.{i}: precision int8 -> fp16" for i in range(26)] + [
+        "bot_l.10: precision int8 -> fp32", "bot_l.2: precision int8 -> fp32"]
+    assert grouped_diff(lines) == ["bot_l.2: precision int8 -> fp32", "bot_l.10: precision int8 -> fp32",
+                                   "top_l.0: precision int8 -> fp16",
+                                   "26 embedding tables (emb_l.0..emb_l.25): precision int8 -> fp16"]
+
+
+def test_the_page_has_an_anchor_per_day_for_the_mail_links():
+    from lpmon.webpage import model_page
+
+    data = {"model": "m", "gate_pct": 0.05, "decisions": [], "active_plan": None, "alerts": [], "pinned": [],
+            "history": [{"day": "2026-11-05", "status": "DEGRADED", "action": "RECALIBRATE", "dne_pct": 0.9,
+                         "dne_pct_lo": 0.5, "dne_pct_hi": 1.3, "plan_version": 1, "new_plan_version": 2,
+                         "airflow_run": None}]}
+    page = model_page(data)
+    assert 'id="day-2026-11-05"' in page and "tr.day-row:target" in page
+    assert report().page_url.endswith("#day-2026-11-05")

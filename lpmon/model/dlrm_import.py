@@ -132,6 +132,11 @@ def names_from_traffic(state: dict[str, np.ndarray], schema, where: str = "the t
             out[kind] = defaults
             how.append(f"{count} {kind} columns by name ({defaults[0]}..{defaults[-1]})")
         elif len(columns) == count:
+            unnamed = [c for c in columns if not c.startswith(default)]
+            if unnamed:
+                problems.append(f"{where}: lpmon reads {kind} features from columns named {default}*: rename "
+                                f"{_few(unnamed)}")
+                continue
             out[kind] = columns
             how.append(f"{count} {kind} columns in the traffic's order ({columns[0]}..{columns[-1]})")
         else:
