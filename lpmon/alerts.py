@@ -129,7 +129,8 @@ def deliver_day(config, store: StateStore, model_id: str, day: str, *, run_url: 
     report = dayreport.build(config, store, model_id, day, run_url)
     out = {"report": str(dayreport.write_file(config, report)) if write_report else None, "alerts": {}}
     if write_report and report.previous_day:  # the day before now has a next day to link to
-        before = dayreport.build(config, store, model_id, report.previous_day)
+        before = dayreport.build(config, store, model_id, report.previous_day,
+                                 dayreport.run_link_of(config, model_id, report.previous_day))
         if before.next_day == day:
             dayreport.write_file(config, before)
     if mailer is not None and events(report):

@@ -334,6 +334,19 @@ def chart(report: DayReport) -> bytes:
     return dne_chart_png(report.history, report.gate_pct, f"{report.model_id}: dNE by day", colours=COLOURS)
 
 
+def run_link_of(config: Config, model_id: str, day: str) -> str:
+    """The Airflow run link an existing report file of the day holds ("" if none), so
+    that rewriting it (for its next-day link) keeps it."""
+    import re
+
+    try:
+        text = confined(config.work_dir, "reports", model_id, f"{day}.html").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return ""
+    match = re.search(r'<a [^>]*href="([^"]+)">Airflow run</a>', text)
+    return html.unescape(match.group(1)) if match else ""
+
+
 def write_file(config: Config, report: DayReport) -> Path:
     """The report as one self-contained HTML file (chart inlined), written atomically:
     <work_dir>/reports/<model>/<day>.html."""

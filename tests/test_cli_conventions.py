@@ -187,6 +187,10 @@ def test_import_criteo_reads_gz_and_stdin(tmp_path):
     piped = lpmon("import-criteo", "-", "--store", tmp_path / "t", "--day", "2026-11-02", "--table-rows", 1000,
                   input=text)
     assert "imported 300 rows" in piped.stdout and "\r" not in piped.stderr
+    assert piped.stderr.splitlines() == ["import-criteo -: 300 rows"]
+    quiet = lpmon("-q", "import-criteo", "-", "--store", tmp_path / "t", "--day", "2026-11-04", "--table-rows", 1000,
+                  input=text)
+    assert quiet.stderr == "" and "imported 300 rows" in quiet.stdout
     store = TrafficStore(tmp_path / "t")
     assert store.row_count("2026-11-01") == store.row_count("2026-11-02") == 300
     broken = tmp_path / "broken.gz"

@@ -189,3 +189,15 @@ def test_the_page_has_an_anchor_per_day_for_the_mail_links():
     page = model_page(data)
     assert 'id="day-2026-11-05"' in page and "tr.day-row:target" in page
     assert report().page_url.endswith("#day-2026-11-05")
+
+
+def test_a_rewritten_report_keeps_its_airflow_run_link(tmp_path):
+    from types import SimpleNamespace
+
+    from lpmon.dayreport import run_link_of, write_file
+
+    config = SimpleNamespace(work_dir=tmp_path, file_mode=None)
+    url = "https://airflow.example.com/dags/lpmon_monitor/runs/scheduled__2026-11-05?x=1&y=2"
+    write_file(config, report(run_url=url))
+    assert run_link_of(config, "outliers", "2026-11-05") == url
+    assert run_link_of(config, "outliers", "2026-11-04") == ""
