@@ -338,7 +338,7 @@ def _run(args, config) -> int:
     from lpmon.progress import progress
 
     config.model(args.model)
-    with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet) as advance:
+    with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet, plain=False) as advance:
         result = run_day(config, args.model, args.date, on_step=advance)
     data = _result_data(result, _active_version(config, args.model),
                         _day_outputs(args, config, args.model, result.logical_date))

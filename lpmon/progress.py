@@ -1,6 +1,7 @@
 """Progress for long CLI work, on stderr: a bar (rich) on a terminal; off a
 terminal (a log, a pipe, cron) one plain line per unit of work, never lines
-joined by carriage returns. Quiet (-q): nothing."""
+joined by carriage returns (or nothing, for `run`'s steps: its result line says
+it all). Quiet (-q): nothing."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ def _is_terminal(stream) -> bool:
 
 
 @contextmanager
-def progress(total: int, description: str, stream=None, quiet: bool = False):
-    """Yields advance(label): call it as each of `total` units of work starts."""
+def progress(total: int, description: str, stream=None, quiet: bool = False, plain: bool = True):
+    """Yields advance(label): call it as each of `total` units of work starts.
+    plain=False: nothing off a terminal (for steps too small to be worth a line each)."""
     stream = stream or sys.stderr
-    if quiet:
+    if quiet or not (plain or _is_terminal(stream)):
         yield lambda label="": None
         return
     if not _is_terminal(stream):

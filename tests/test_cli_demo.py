@@ -43,4 +43,8 @@ def test_progress_draws_on_a_terminal_and_prints_plain_lines_in_pipes():
             for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
                 advance(day)
     assert pipe.getvalue().splitlines() == [f"backfill m: 2026-11-0{i} ({i}/3)" for i in (1, 2, 3)]
+    quiet = io.StringIO()
+    with progress(3, "m 2026-11-01", stream=quiet, plain=False) as advance:  # run's steps: a bar or nothing
+        advance("sample")
+    assert quiet.getvalue() == ""
     assert "backfill m" in terminal.getvalue() and "2026-11-0" in terminal.getvalue()
