@@ -173,7 +173,9 @@ def summary(report: DayReport, event: str = "") -> str:
     events = set(event.split("+")) if event else set()
     dne = "" if report.dne_pct is None else f"dNE {report.dne_pct:.4f} %"
     if "PROMOTION" in events:
-        change = "; ".join(report.moved) if report.moved else "recalibrated activation ranges"
+        change = ("; ".join(report.moved) if report.moved
+                  else "the first quantized plan (onboarding), replacing fp32" if report.action == "ONBOARD"
+                  else "recalibrated activation ranges" + (" (proactive)" if report.action == "PROACTIVE" else ""))
         serving = (f"ACTION NEEDED: serving's file still holds the old plan ({report.serving_problem})"
                    if report.serving_problem else f"serving reloads {report.plans_file}; no action needed")
         before = f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)}; " \
@@ -232,7 +234,9 @@ def render_text(report: DayReport, event: str = "") -> str:
              f"decision: {report.action or '-'}"]
     lines += [f"  - {reason}" for reason in labelled_reasons(report)]
     plan = _v(report.plan_version)
-    if report.new_plan_version:
+    if report.new_plan_version == report.plan_version:  # onboarded today, the day scored under it
+        plan += " (promoted today)"
+    elif report.new_plan_version:
         plan += f" -> v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
     lines.append(f"plan:     {plan}")
     if report.moved:
@@ -278,7 +282,9 @@ def render_html(report: DayReport, chart_src: str, event: str = "", navigation: 
     e = html.escape
     colour = COLOURS.get(report.status, "#868e96")
     plan = e(_v(report.plan_version))
-    if report.new_plan_version:
+    if report.new_plan_version == report.plan_version:
+        plan += " (promoted today)"
+    elif report.new_plan_version:
         plan += f" &rarr; v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
     rows = [[f'<b>status</b>', _badge(report.status)], ["<b>dNE</b>", e(report.dne_text)],
             ["<b>decision</b>", e(report.action or "-")], ["<b>plan</b>", plan]]

@@ -3,6 +3,7 @@ options on either side, --version, --json, named argument errors, exit codes,
 closed pipes, plain progress lines, the day reports and alert mails of `run` and
 `backfill`, `import-dlrm` and gzipped or piped Criteo files."""
 
+import base64
 import gzip
 import json
 import os
@@ -101,6 +102,25 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     assert mailed and all(set(d["alerts"].values()) == {"sent"} for d in mailed)
     assert len(smtp_server.messages) == len(mailed)
     assert [m["X-Lpmon-Event"].split("/")[1] for m in smtp_server.messages] == [d["date"] for d in mailed]
+    # a real day's mail: the first line says what happened, the headers thread the model's mails
+    from test_email_reports import screenshot
+
+    from lpmon.alerts import thread_id
+
+    last = smtp_server.messages[-1]
+    assert last["References"] == thread_id(MODEL) and last["Date"] and last["Message-ID"]
+    assert "\n" not in last["Subject"] and last["List-Id"].endswith(f"<{MODEL}.lpmon>")
+    text = last.get_body(("plain",)).get_content()
+    assert days[-1]["promoted"], days[-1]
+    assert text.splitlines()[0].startswith(f"v{days[-1]['new_plan_version']} now serving: the first quantized "
+                                               "plan (onboarding)"), text
+    assert f"serving reloads {config.parent / 'plans' / MODEL / 'active.json'}; no action needed" in text
+    assert "runbook: https://wiki.example.com/lpmon-runbook" in text
+    assert f"lpmon page: http://localhost:8080/lpmon/models/{MODEL}#day-" in text  # [airflow] base_url's default
+    (png,) = [p for p in last.walk() if p.get_content_type() == "image/png"]
+    html = last.get_body(("html",)).get_content().replace(
+        f"cid:{png['Content-ID'][1:-1]}", "data:image/png;base64," + base64.b64encode(png.get_content()).decode())
+    screenshot(html, "cli-backfill-mail")
     # plain-line progress off a terminal, one line a day
     assert [line for line in out.stderr.splitlines() if line.startswith("backfill ")] == [
         f"backfill {MODEL}: 2026-11-0{i} ({i}/3)" for i in (1, 2, 3)]
@@ -129,20 +149,19 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     screenshot(page, "cli-day-report")
 
     # onboard on an onboarded model says nothing was done; --json everywhere
-    if True:
-        said = lpmon("onboard", "--config", config, "--model", MODEL, "--date", "2026-11-03")
-        assert "nothing done" in said.stdout
-        data = json.loads(lpmon("--json", "onboard", "--config", config, "--model", MODEL,
-                                "--date", "2026-11-03").stdout)
-        assert data["outcome"] == "nothing done" and data["active_plan"] == active["version"]
-        listed = json.loads(lpmon("plans", "list", "--json", "--config", config, "--model", MODEL).stdout)
-        assert listed[0]["version"] == 1 and {"status", "date", "reason", "pinned"} <= set(listed[0])
-        diff = json.loads(lpmon("plans", "diff", "v1", "1", "--json", "--config", config, "--model", MODEL).stdout)
-        assert diff == {"model": MODEL, "from": 1, "to": 1, "changes": []}
-        assert lpmon("plans", "diff", "v1", "1", "--config", config, "--model", MODEL).stdout.strip() == \
-            "no differences"
-        shown = json.loads(lpmon("plans", "show", "v1", "--json", "--config", config, "--model", MODEL).stdout)
-        assert shown["version"] == 1
+    said = lpmon("onboard", "--config", config, "--model", MODEL, "--date", "2026-11-03")
+    assert "nothing done" in said.stdout
+    data = json.loads(lpmon("--json", "onboard", "--config", config, "--model", MODEL,
+                            "--date", "2026-11-03").stdout)
+    assert data["outcome"] == "nothing done" and data["active_plan"] == active["version"]
+    listed = json.loads(lpmon("plans", "list", "--json", "--config", config, "--model", MODEL).stdout)
+    assert listed[0]["version"] == 1 and {"status", "date", "reason", "pinned"} <= set(listed[0])
+    diff = json.loads(lpmon("plans", "diff", "v1", "1", "--json", "--config", config, "--model", MODEL).stdout)
+    assert diff == {"model": MODEL, "from": 1, "to": 1, "changes": []}
+    assert lpmon("plans", "diff", "v1", "1", "--config", config, "--model", MODEL).stdout.strip() == \
+        "no differences"
+    shown = json.loads(lpmon("plans", "show", "v1", "--json", "--config", config, "--model", MODEL).stdout)
+    assert shown["version"] == 1
     history = json.loads(lpmon("report", "--json", "--config", config, "--model", MODEL).stdout)
     assert [h["logical_date"] for h in history][-1] == "2026-12-25"
     assert json.loads(lpmon("init", "--json", "--config", config).stdout)["integrity"] == "ok"
