@@ -162,6 +162,20 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
         "no differences"
     shown = json.loads(lpmon("plans", "show", "v1", "--json", "--config", config, "--model", MODEL).stdout)
     assert shown["version"] == 1
+    # long layer lists are grouped: every table raised to fp16 in a user's plan
+    plan = json.loads(lpmon("plans", "show", "--config", config, "--model", MODEL).stdout)
+    for name, layer in plan["layers"].items():
+        if name.startswith("emb_l."):
+            layer.update(precision="fp16", scheme="weight_fp16")
+    mine = config.parent / "all-tables-fp16.json"
+    mine.write_text(json.dumps(plan))
+    imported = json.loads(lpmon("plans", "import", mine, "--json", "--config", config, "--model", MODEL).stdout)
+    version = imported["version"]
+    lpmon("plans", "promote", f"v{version}", "--force", "--config", config, "--model", MODEL)
+    tables = sum(name.startswith("emb_l.") for name in plan["layers"])
+    assert f"{tables} embedding tables fp16" in lpmon("status", "--config", config).stdout
+    assert lpmon("plans", "diff", "1", f"v{version}", "--config", config, "--model", MODEL).stdout.splitlines() == [
+        f"{tables} embedding tables (emb_l.0..emb_l.{tables - 1}): precision int8 -> fp16"]
     history = json.loads(lpmon("report", "--json", "--config", config, "--model", MODEL).stdout)
     assert [h["logical_date"] for h in history][-1] == "2026-12-25"
     assert json.loads(lpmon("init", "--json", "--config", config).stdout)["integrity"] == "ok"
