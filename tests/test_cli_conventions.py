@@ -297,3 +297,38 @@ def test_import_dlrm_matches_the_traffic_columns_or_says_which_do_not(tmp_path):
     both = lpmon("import-dlrm", ckpt, "--out", tmp_path / "s", "--sparse-names", "a", "--from-traffic", short,
                  check=False)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+@pytest.mark.slow
+def test_a_degraded_day_exits_3_with_fail_on_degraded_mails_the_fix_then_resolved(tmp_path, smtp_server):
+    """~40 s: the demo's outliers world: v1 onboarded on day 1, day 3 DEGRADED and fixed by a
+    fallback (one mail), day 4 back under the gate (a RESOLVED mail in the same thread)."""
+    from lpmon.alerts import thread_id
+
+    root = tmp_path / "w"
+    lpmon("-q", "world", "--root", root, "--scenario", MODEL, "--days", 4, "--seed", 1, "--examples-per-day", 50000)
+    config = root / "lpmon.toml"
+    with open(config, "a") as f:
+        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 1000\nrecipients = ["oncall@example.com"]\n')
+    lpmon("init", "--config", config)
+    lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-01", "--fail-on-degraded", "--no-alerts")
+    degraded = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-03", "--fail-on-degraded",
+                     "--json", check=False)
+    day = json.loads(degraded.stdout)
+    assert degraded.returncode == 3 and day["status"] == "DEGRADED" and day["promoted"], degraded.stderr
+    assert day["alerts"] == {"DEGRADED": "sent", "PROMOTION": "sent", "FALLBACK": "sent"}
+    (mail,) = smtp_server.messages
+    text = mail.get_body(("plain",)).get_content()
+    first = text.splitlines()[0]
+    assert first.startswith(f"dNE {day['dne_pct']:.4f} % over the 0.05 % gate under v1; v2 now serving: ")
+    assert first.endswith(f"serving reloads {root / 'plans' / MODEL / 'active.json'}; no action needed")
+    assert "the day's sample under v1: dNE" in text
+    healthy = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-04", "--fail-on-degraded",
+                    "--json")
+    assert json.loads(healthy.stdout)["alerts"] == {"RESOLVED": "sent"}
+    resolved = smtp_server.messages[1]
+    assert resolved["Subject"].startswith(f"[lpmon] {MODEL} 2026-11-04: resolved")
+    assert resolved.get_body(("plain",)).get_content().startswith("back under the 0.05 % gate: dNE ")
+    assert "(DEGRADED on 2026-11-03); no action needed" in resolved.get_body(("plain",)).get_content()
+    assert resolved["References"] == mail["References"] == thread_id(MODEL)
+    assert resolved["Message-ID"] != mail["Message-ID"]
