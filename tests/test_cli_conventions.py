@@ -264,7 +264,9 @@ def _traffic(root, sparse, dense):
     return root
 
 
+@pytest.mark.slow
 def test_import_dlrm_matches_the_traffic_columns_or_says_which_do_not(tmp_path):
+    """~20 s: seven processes that each import PyTorch."""
     from lpmon.model import Model
 
     ckpt = _checkpoint(tmp_path / "model.pt")
