@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 
 
-def dne_chart_png(history: list[dict], gate_pct: float, title: str) -> bytes:
+def dne_chart_png(history: list[dict], gate_pct: float, title: str, colours: dict | None = None) -> bytes:
     """history: rows with logical_date, dne_pct, dne_pct_lo, dne_pct_hi (None where
-    a day has no comparison), oldest first."""
+    a day has no comparison), and optionally status, plan_version, new_plan_version,
+    oldest first. Points are coloured by status (colours: status -> colour), and a
+    dotted line marks each day whose plan changed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +25,16 @@ def dne_chart_png(history: list[dict], gate_pct: float, title: str) -> bytes:
         lo = [row["dne_pct_lo"] if row["dne_pct_lo"] is not None else row["dne_pct"] for row in days]
         hi = [row["dne_pct_hi"] if row["dne_pct_hi"] is not None else row["dne_pct"] for row in days]
         ax.fill_between(x, lo, hi, color="#9ecae1", alpha=0.6, label="interval")
-        ax.plot(x, dne, marker="o", markersize=3, color="#08519c", label="dNE %")
+        ax.plot(x, dne, color="#08519c", linewidth=1, label="dNE %")
+        ax.scatter(x, dne, s=16, zorder=3, c=[(colours or {}).get(row.get("status"), "#08519c") for row in days])
+        previous = None
+        for i, row in enumerate(days):
+            version = row.get("new_plan_version") or row.get("plan_version")
+            if row.get("new_plan_version") or (previous is not None and version != previous):
+                ax.axvline(i, color="#7048e8", linestyle=":", linewidth=1)
+                ax.text(i, 1.0, f" v{version}", color="#7048e8", fontsize=7, va="top",
+                        transform=ax.get_xaxis_transform())
+            previous = version
         step = max(1, len(days) // 8)
         ax.set_xticks(x[::step], [row["logical_date"][5:] for row in days][::step], fontsize=8)
     else:

@@ -66,6 +66,7 @@ class ModelSettings:
     recipients: tuple[str, ...] = ()
     max_ids_per_row: int = 10_000        # ids in one row of a multi-hot column (more: the day fails)
     ts_tolerance_hours: float = 12.0     # how far `ts` may stray outside its partition's day
+    runbook_url: str = ""                # linked from the model's alert emails (http:// or https://)
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
         bad("segments", f"traffic column names, each once, not request_id, label or ts: got {list(s.segments)}")
     if not 0 <= s.validation_days <= 90:
         bad("validation_days", f"must be between 0 and 90, got {s.validation_days}")
+    if s.runbook_url and not re.fullmatch(r"https?://[^\s<>\"]+", s.runbook_url):
+        bad("runbook_url", f"must be an http:// or https:// URL, got {s.runbook_url!r}")
     bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r) or control_characters(r)]
     if bad_recipients:
         controls = sorted({c for r in bad_recipients for c in control_characters(r)})

@@ -231,7 +231,7 @@ def fallback(model_id: str, context) -> dict:
 
 def report(model_id: str, context) -> dict:
     """The day's rows, the exported plan, and the HTML report file."""
-    from lpmon import dayreport
+    from lpmon import alerts
 
     label(model_id)
     cfg = config()
@@ -241,7 +241,7 @@ def report(model_id: str, context) -> dict:
         result = pipeline.report_step(cfg, work)
         work.drop_arrays(cfg.work_dir)
     store = work.context.store  # the step's own store, already open
-    path = dayreport.write_file(cfg, dayreport.build(cfg, store, model_id, day, run_url(cfg, context)))
+    path = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context))["report"]
     return {"model": model_id, "day": day, "status": result.status, "action": result.action,
             "dne_pct": result.dne_pct, "plan_version": result.plan_version,
             "new_plan_version": result.new_plan_version, "promoted": result.promoted, "report": str(path)}
@@ -264,19 +264,16 @@ def publish(result: dict, context, asset) -> dict:
 
 
 def alert(model_id: str, context) -> dict:
-    """Email the day's events (once each); a failed send is recorded, never raised."""
-    from lpmon import alerts, dayreport, notify
+    """Email the day's events (one mail, each event once); a failed send is recorded, never raised."""
+    from lpmon import alerts, notify
 
     label(model_id)
     cfg = config()
     day = day_of(context, cfg.airflow.timezone)
     store = pipeline.open_store(cfg)
-    day_report = dayreport.build(cfg, store, model_id, day, run_url(cfg, context))
-    if not alerts.events(day_report):
-        return {"model": model_id, "day": day, "alerts": {}}
-    outcome = alerts.alert_day(store, day_report, list(cfg.model(model_id).recipients),
-                               notify.from_airflow(cfg.airflow.smtp_conn_id))
-    return {"model": model_id, "day": day, "alerts": outcome}
+    out = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context), write_report=False,
+                             mailer=lambda: notify.from_airflow(cfg.airflow.smtp_conn_id))
+    return {"model": model_id, "day": day, "alerts": out["alerts"]}
 
 
 def proactive_recalibration(model_id: str, context) -> dict:

@@ -41,6 +41,17 @@ class DayReport:
     worst_saturation: list[dict] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)        # the last HISTORY_DAYS of dne_history
     run_url: str = ""
+    message: str = ""                  # why a day could not be judged (failed, INSUFFICIENT_DATA)
+    active_version: int | None = None  # the plan in force now (after the day)
+    page_url: str = ""                 # the model's lpmon page
+    report_path: str = ""              # the day's HTML report file
+    plans_file: str = ""               # what serving loads: plans/<model>/active.json
+    serving_problem: str = ""          # the serving file is not the active plan, and why
+    runbook_url: str = ""
+    resolved_from: str = ""            # the last DEGRADED day, when this day is back under the gate
+    segments: list[dict] = field(default_factory=list)       # segment, n, dne_pct, lo, hi
+    previous_day: str = ""             # neighbouring days with a report (navigation)
+    next_day: str = ""
 
     @property
     def dne_text(self) -> str:
@@ -72,9 +83,21 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     from lpmon.export import serving_problem
 
     serving = serving_problem(store, model_id)
+    days = [r["logical_date"] for r in store.rows("runs", model_id)]
+    earlier, later = [d for d in days if d < day], [d for d in days if d > day]
+    judged = [h for h in history if h["logical_date"] < day and h["status"] in ("HEALTHY", "DEGRADED")]
+    segments = sorted((r for r in store.rows("run_metrics", model_id) if r["logical_date"] == day and r["segment"]),
+                      key=lambda r: r["segment"])
     return DayReport(
         model_id=model_id, day=day, status=run["status"], action=decision.get("action", ""),
         reasons=([f"serving: {serving}"] if serving else []) + json.loads(decision.get("reasons_json") or "[]"), gate_pct=config.model(model_id).gate_pct,
+        message=run.get("message") or "", active_version=_in_force(plans, day),
+        **links(config, model_id, day), serving_problem=serving,
+        resolved_from=judged[-1]["logical_date"] if run["status"] == "HEALTHY" and judged
+        and judged[-1]["status"] == "DEGRADED" else "",
+        segments=[{"segment": r["segment"], "n": r.get("n"), "dne_pct": r["dne_pct"], "dne_pct_lo": r["dne_pct_lo"],
+                   "dne_pct_hi": r["dne_pct_hi"]} for r in segments],
+        previous_day=max(earlier, default=""), next_day=min(later, default=""),
         dne_pct=metrics.get("dne_pct"), dne_pct_lo=metrics.get("dne_pct_lo"), dne_pct_hi=metrics.get("dne_pct_hi"),
         plan_version=run["plan_version"], new_plan_version=new_version, promoted=promoted, moved=moved,
         worst_sqnr=[{"layer": r["layer"], "precision": r["layer_precision"], "sqnr_db": r["sqnr_db"]}
@@ -94,88 +117,240 @@ def promotion(config: Config, store: StateStore, model_id: str, day: str, old: i
     history = [r for r in run_report(store.db, "dne_history", model_id=model_id) if r["logical_date"] <= day]
     return DayReport(model_id=model_id, day=day, status=run.get("status", "-"), action="PROACTIVE",
                      reasons=[reason], gate_pct=config.model(model_id).gate_pct, plan_version=old,
+                     active_version=new, **links(config, model_id, day),
                      new_plan_version=new, promoted=True,
                      moved=_precision_changes(plans[old]["plan_json"], plans[new]["plan_json"]),
                      history=history[-HISTORY_DAYS:], run_url=run_url)
 
 
+def _in_force(plans: dict, day: str) -> int | None:
+    """The plan serving had after the day: the newest promoted by then (None: fp32)."""
+    return max((v for v, r in plans.items() if r["status"] in ("active", "retired") and r["logical_date"] <= day),
+               default=None)
+
+
+def links(config: Config, model_id: str, day: str) -> dict:
+    """Where people find the model's page (the configured [airflow] base_url), the
+    day's report, serving's file and the model's runbook."""
+    from urllib.parse import quote
+
+    base = config.airflow.base_url.rstrip("/")
+    return {"page_url": f"{base}/lpmon/models/{quote(model_id)}#day-{day}",
+            "report_path": str(config.work_dir / "reports" / model_id / f"{day}.html"),
+            "plans_file": str(config.plans_dir / model_id / "active.json"),
+            "runbook_url": config.model(model_id).runbook_url}
+
+
 def _precision_changes(old_json: str, new_json: str) -> list[str]:
+    """Grouped and in natural order: "bot_l.0 int8 -> fp16", "26 embedding tables int8 -> fp16"."""
+    from lpmon.lifecycle import group_units
     from lpmon.quant import QuantPlan
 
     old = {layer.name: layer.precision for layer in QuantPlan.from_json(old_json).layers}
     new = {layer.name: layer.precision for layer in QuantPlan.from_json(new_json).layers}
-    return [f"{name}: {old.get(name, '-')} -> {p}" for name, p in sorted(new.items()) if old.get(name) != p]
+    return group_units({name: (old.get(name, "-"), p) for name, p in new.items() if old.get(name) != p})
+
+
+COLOURS = {"HEALTHY": "#2f9e44", "WARN": "#e8a317", "DEGRADED": "#e03131", "INSUFFICIENT_DATA": "#868e96",
+           "failed": "#5f3dc4"}
+NAMES = {"DEGRADED": "NE degraded", "PROMOTION": "new plan promoted", "FALLBACK": "layers raised to higher precision",
+         "FAILED": "day not checked", "INSUFFICIENT_DATA": "not enough traffic", "RESOLVED": "resolved"}
 
 
 def headline(report: DayReport, event: str = "") -> str:
-    what = {"DEGRADED": "NE degraded", "PROMOTION": f"plan v{report.new_plan_version} promoted",
-            "FALLBACK": "layers fell back to higher precision",
-            "FAILED": "the day could not be checked",
-            "INSUFFICIENT_DATA": "not enough traffic to judge the day"}.get(event, report.status)
+    """The subject's words: the model, the day, the day's events."""
+    events = [e for e in event.split("+") if e] if event else []
+    what = ", ".join(NAMES.get(e, e) for e in events) or report.status
     return f"{report.model_id} {report.day}: {what}"
 
 
+def _v(version) -> str:
+    return f"v{version}" if version else "fp32 (no plan)"
+
+
+def summary(report: DayReport, event: str = "") -> str:
+    """The first line of a mail: what happened and what, if anything, is needed."""
+    events = set(event.split("+")) if event else set()
+    dne = "" if report.dne_pct is None else f"dNE {report.dne_pct:.4f} %"
+    if "PROMOTION" in events:
+        change = ("; ".join(report.moved) if report.moved
+                  else "the first quantized plan (onboarding), replacing fp32" if report.action == "ONBOARD"
+                  else "recalibrated activation ranges" + (" (proactive)" if report.action == "PROACTIVE" else ""))
+        serving = (f"ACTION NEEDED: serving's file still holds the old plan ({report.serving_problem})"
+                   if report.serving_problem else f"serving reloads {report.plans_file}; no action needed")
+        before = f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)}; " \
+            if "DEGRADED" in events and dne else ""
+        return f"{before}v{report.new_plan_version} now serving: {change}; {serving}"
+    if "DEGRADED" in events:
+        return (f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)} and no better plan "
+                f"passed validation: ACTION NEEDED (serving keeps {_v(report.active_version)}; see the reasons"
+                + (" and the runbook" if report.runbook_url else "") + ")")
+    if "FAILED" in events:
+        return (f"the day could not be checked ({report.message or 'see the reasons'}): ACTION NEEDED: fix it, "
+                f"then `lpmon run --model {report.model_id} --date {report.day}`")
+    from lpmon.pipeline import ONBOARDING_WAITS
+
+    if "INSUFFICIENT_DATA" in events and report.message.startswith(ONBOARDING_WAITS):
+        return (f"{report.message}: no action needed; lpmon tries again with the next days' traffic, "
+                f"and serving stays on {_v(report.active_version)} until a plan passes")
+    if "INSUFFICIENT_DATA" in events:
+        return (f"not enough traffic to judge the day ({report.message or 'see the reasons'}): check the "
+                f"traffic for {report.day}; serving keeps {_v(report.active_version)}")
+    if "RESOLVED" in events:
+        return (f"back under the {report.gate_pct:g} % gate: {dne} under {_v(report.plan_version)} "
+                f"(DEGRADED on {report.resolved_from}); no action needed")
+    return f"{report.status}: {dne or 'no comparison'}"
+
+
+def labelled_reasons(report: DayReport) -> list[str]:
+    """The reasons, each dNE said to be the day's or a candidate's (and on which plan)."""
+    out = []
+    for reason in report.reasons:
+        if reason.startswith("dNE "):
+            reason = f"the day's sample under {_v(report.plan_version)}: {reason}"
+        elif reason.startswith("candidate dNE") and report.new_plan_version:
+            reason = f"candidate v{report.new_plan_version} on held-out traffic: {reason[len('candidate '):]}"
+        out.append(reason)
+    return out
+
+
+def _link_lines(report: DayReport) -> list[tuple[str, str]]:
+    out = []
+    if report.page_url:
+        out.append(("lpmon page", report.page_url))
+    if report.report_path:
+        out.append(("day report", report.report_path))
+    if report.runbook_url:
+        out.append(("runbook", report.runbook_url))
+    if report.run_url:
+        out.append(("Airflow run", report.run_url))
+    return out
+
+
 def render_text(report: DayReport, event: str = "") -> str:
-    lines = [headline(report, event), "",
-             f"status:   {report.status}", f"dNE:      {report.dne_text}",
+    lines = [summary(report, event), "", headline(report, event), "",
+             f"status:   {report.status}", f"dNE:      {report.dne_text}"
+             + (f" (the day's sample under {_v(report.plan_version)})" if report.dne_pct is not None else ""),
              f"decision: {report.action or '-'}"]
-    lines += [f"  - {reason}" for reason in report.reasons]
-    plan = f"v{report.plan_version}" if report.plan_version else "-"
-    if report.new_plan_version:
+    lines += [f"  - {reason}" for reason in labelled_reasons(report)]
+    plan = _v(report.plan_version)
+    if report.new_plan_version == report.plan_version:  # onboarded today, the day scored under it
+        plan += " (promoted today)"
+    elif report.new_plan_version:
         plan += f" -> v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
     lines.append(f"plan:     {plan}")
     if report.moved:
         lines.append("precision changes:")
         lines += [f"  - {m}" for m in report.moved]
+    if report.segments:
+        lines.append("segments (dNE %):")
+        lines += [f"  - {s['segment']}: {s['dne_pct']:.4f} [{s['dne_pct_lo']:.4f}, {s['dne_pct_hi']:.4f}]"
+                  for s in report.segments if s["dne_pct"] is not None]
     if report.worst_sqnr:
-        lines.append("worst layers by SQNR:")
+        lines.append(f"worst layers by SQNR (under {_v(report.plan_version)}, the day's plan):")
         lines += [f"  - {r['layer']} ({r['precision']}): {r['sqnr_db']:.1f} dB" for r in report.worst_sqnr]
     if report.worst_saturation:
-        lines.append("worst layers by saturation:")
+        lines.append(f"worst layers by saturation (under {_v(report.plan_version)}):")
         lines += [f"  - {r['layer']} ({r['precision']}): {100 * r['saturation']:.3f} %"
                   for r in report.worst_saturation]
-    if report.run_url:
-        lines.append(f"Airflow run: {report.run_url}")
+    lines.append("")
+    lines += [f"{name}: {url}" for name, url in _link_lines(report)]
     return "\n".join(lines) + "\n"
 
 
-def render_html(report: DayReport, chart_src: str, event: str = "") -> str:
-    """chart_src: "cid:..." in an email, a data: URI in a file."""
+# Inline styles only: mail clients drop <style> blocks and external sheets.
+TH = "text-align:left;color:#555;font-weight:600;padding:3px 12px 3px 0;border-bottom:1px solid #e2e8f0"
+TD = "padding:3px 12px 3px 0;border-bottom:1px solid #e2e8f0"
+H3 = "font-size:15px;margin:18px 0 6px"
+
+
+def _badge(status: str) -> str:
+    colour = COLOURS.get(status, "#868e96")
+    return (f'<span class="status" style="background:{colour};color:#fff;border-radius:10px;padding:1px 9px;'
+            f'font-size:12px;font-weight:600">{html.escape(status)}</span>')
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f'<th style="{TH}">{h}</th>' for h in header)
+    body = "".join("<tr>" + "".join(f'<td style="{TD}">{c}</td>' for c in row) + "</tr>" for row in rows)
+    return f'<table cellspacing="0" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
+
+
+def render_html(report: DayReport, chart_src: str, event: str = "", navigation: bool = False) -> str:
+    """chart_src: "cid:..." in an email, a data: URI in a file; navigation: links to
+    the neighbouring days' report files (in a file, not in mail)."""
     e = html.escape
-    rows = [("status", e(report.status)), ("dNE", e(report.dne_text)), ("decision", e(report.action or "-"))]
-    plan = f"v{report.plan_version}" if report.plan_version else "-"
-    if report.new_plan_version:
+    colour = COLOURS.get(report.status, "#868e96")
+    plan = e(_v(report.plan_version))
+    if report.new_plan_version == report.plan_version:
+        plan += " (promoted today)"
+    elif report.new_plan_version:
         plan += f" &rarr; v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
-    rows.append(("plan", plan))
-    table = "".join(f"<tr><th align='left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    parts = [f"<h2>{e(headline(report, event))}</h2>", f"<table>{table}</table>"]
+    rows = [[f'<b>status</b>', _badge(report.status)], ["<b>dNE</b>", e(report.dne_text)],
+            ["<b>decision</b>", e(report.action or "-")], ["<b>plan</b>", plan]]
+    parts = [f'<p id="summary" style="font-size:15px;font-weight:600;border-left:5px solid {colour};'
+             f'padding:6px 10px;background:#f7fafc;margin:0 0 12px">{e(summary(report, event))}</p>',
+             f'<h2 style="font-size:18px;margin:0 0 8px">{e(headline(report, event))}</h2>',
+             _table(["", ""], rows).replace(f'<tr><th style="{TH}"></th><th style="{TH}"></th></tr>', "")]
+    if navigation and (report.previous_day or report.next_day):
+        nav = []
+        if report.previous_day:
+            nav.append(f'<a id="previous-day" href="{e(report.previous_day)}.html">&larr; {e(report.previous_day)}</a>')
+        if report.next_day:
+            nav.append(f'<a id="next-day" href="{e(report.next_day)}.html">{e(report.next_day)} &rarr;</a>')
+        parts.insert(0, f'<p id="nav" style="margin:0 0 10px">{" &middot; ".join(nav)}</p>')
     if report.reasons:
-        parts.append("<h3>Why</h3><ul>" + "".join(f"<li>{e(r)}</li>" for r in report.reasons) + "</ul>")
+        parts.append(f'<h3 style="{H3}">Why</h3><ul>' + "".join(f"<li>{e(r)}</li>" for r in labelled_reasons(report))
+                     + "</ul>")
     if report.moved:
-        parts.append("<h3>Precision changes</h3><ul>" + "".join(f"<li>{e(m)}</li>" for m in report.moved) + "</ul>")
+        parts.append(f'<h3 style="{H3}">Precision changes</h3><ul>'
+                     + "".join(f"<li>{e(m)}</li>" for m in report.moved) + "</ul>")
+    if report.segments:
+        parts.append(f'<h3 style="{H3}">Segments</h3><div id="segments">' + _table(
+            ["segment", "examples", "dNE %", "interval"],
+            [[e(s["segment"]), f"{s['n']:,}" if s.get("n") is not None else "-",
+              "-" if s["dne_pct"] is None else f"{s['dne_pct']:.4f}",
+              "-" if s["dne_pct_lo"] is None else f"[{s['dne_pct_lo']:.4f}, {s['dne_pct_hi']:.4f}]"]
+             for s in report.segments]) + "</div>")
     if report.worst_sqnr:
-        parts.append("<h3>Worst layers by SQNR</h3><table><tr><th>layer</th><th>precision</th><th>SQNR (dB)</th></tr>"
-                     + "".join(f"<tr><td>{e(r['layer'])}</td><td>{e(r['precision'])}</td>"
-                               f"<td>{r['sqnr_db']:.1f}</td></tr>" for r in report.worst_sqnr) + "</table>")
+        parts.append(f'<h3 style="{H3}">Worst layers by SQNR (under {e(_v(report.plan_version))}, the day\'s plan)</h3>'
+                     + _table(["layer", "precision", "SQNR (dB)"],
+                              [[e(r["layer"]), e(r["precision"]), f"{r['sqnr_db']:.1f}"] for r in report.worst_sqnr]))
     if report.worst_saturation:
-        parts.append("<h3>Worst layers by saturation</h3><table><tr><th>layer</th><th>precision</th>"
-                     "<th>saturated (%)</th></tr>"
-                     + "".join(f"<tr><td>{e(r['layer'])}</td><td>{e(r['precision'])}</td>"
-                               f"<td>{100 * r['saturation']:.3f}</td></tr>" for r in report.worst_saturation)
-                     + "</table>")
-    parts.append(f"<h3>dNE, last {len(report.history)} days</h3>"
+        parts.append(f'<h3 style="{H3}">Worst layers by saturation (under {e(_v(report.plan_version))})</h3>'
+                     + _table(["layer", "precision", "saturated (%)"],
+                              [[e(r["layer"]), e(r["precision"]), f"{100 * r['saturation']:.3f}"]
+                               for r in report.worst_saturation]))
+    parts.append(f'<h3 style="{H3}">dNE, last {len(report.history)} days</h3>'
                  f"<img src=\"{e(chart_src)}\" alt=\"dNE of {e(report.model_id)} over the last days, "
-                 f"with the gate\" width=\"700\">")
-    if report.run_url:
-        parts.append(f"<p><a href=\"{e(report.run_url)}\">The Airflow run</a></p>")
+                 f"with the gate\" width=\"700\" style=\"max-width:100%;height:auto\">")
+    links = _link_lines(report)
+    if links:
+        parts.append('<p id="links">' + " &middot; ".join(
+            f'<a style="color:#3c6ea5" href="{e(url)}">{e(name)}</a>' if "://" in url else f"{e(name)}: {e(url)}"
+            for name, url in links) + "</p>")
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + e(headline(report, event))
-            + "</title></head><body style=\"font-family: sans-serif\">" + "\n".join(parts) + "</body></html>\n")
+            + "</title></head><body style=\"font-family:-apple-system,'Segoe UI',Roboto,Arial,sans-serif;"
+              "font-size:14px;color:#1a202c;margin:16px\">" + "\n".join(parts) + "</body></html>\n")
 
 
 def chart(report: DayReport) -> bytes:
     from lpmon.chart import dne_chart_png
 
-    return dne_chart_png(report.history, report.gate_pct, f"{report.model_id}: dNE by day")
+    return dne_chart_png(report.history, report.gate_pct, f"{report.model_id}: dNE by day", colours=COLOURS)
+
+
+def run_link_of(config: Config, model_id: str, day: str) -> str:
+    """The Airflow run link an existing report file of the day holds ("" if none), so
+    that rewriting it (for its next-day link) keeps it."""
+    import re
+
+    try:
+        text = confined(config.work_dir, "reports", model_id, f"{day}.html").read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return ""
+    match = re.search(r'<a [^>]*href="([^"]+)">Airflow run</a>', text)
+    return html.unescape(match.group(1)) if match else ""
 
 
 def write_file(config: Config, report: DayReport) -> Path:
@@ -185,5 +360,8 @@ def write_file(config: Config, report: DayReport) -> Path:
     path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
     path.parent.mkdir(parents=True, exist_ok=True)
     # The umask's mode (or file_mode), like the plans: people other than the worker read reports.
-    return write_atomically(path, render_html(report, f"data:image/png;base64,{png}").encode("utf-8"),
+    from lpmon.alerts import events
+
+    return write_atomically(path, render_html(report, f"data:image/png;base64,{png}", "+".join(events(report)),
+                                              navigation=True).encode("utf-8"),
                             config.file_mode)

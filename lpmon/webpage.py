@@ -123,7 +123,7 @@ def _badge(status: str | None) -> str:
 def model_page(data: dict) -> str:
     e = html.escape
     rows = "".join(
-        f'<tr class="day-row" data-day="{e(h["day"])}"><td>{e(h["day"])}</td><td class="num">{_cell(h["dne_pct"])}</td>'
+        f'<tr class="day-row" id="day-{e(h["day"])}" data-day="{e(h["day"])}"><td>{e(h["day"])}</td><td class="num">{_cell(h["dne_pct"])}</td>'
         f'<td class="num">[{_cell(h["dne_pct_lo"])}, {_cell(h["dne_pct_hi"])}]</td><td>{_badge(h["status"])}</td>'
         f'<td>{e(h["action"] or "-")}</td><td>v{h["plan_version"] or "-"}'
         f'{"&rarr;v" + str(h["new_plan_version"]) if h["new_plan_version"] else ""}</td>'
@@ -185,7 +185,7 @@ h1{font-size:20px;font-weight:600;margin:0 0 12px}h2{font-size:15px;font-weight:
 a{color:var(--brand);text-decoration:none}a:hover{text-decoration:underline}
 section{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:4px 16px 12px;margin:12px 0}
 table{border-collapse:collapse;width:100%}th{color:var(--muted);font-weight:500;text-align:left}
-td,th{border-bottom:1px solid var(--line);padding:4px 10px}td.num{font-variant-numeric:tabular-nums}
+td,th{border-bottom:1px solid var(--line);padding:4px 10px}tr.day-row:target{background:var(--band)}td.num{font-variant-numeric:tabular-nums}
 .badge{border:1px solid;border-radius:10px;padding:0 8px;font-size:12px;font-weight:500}
 .notice{border:1px solid #e8a317;background:rgba(232,163,23,.12);border-radius:6px;padding:8px 12px}
 #dne-chart{max-width:980px;display:block}#dne-chart .grid{stroke:var(--line)}

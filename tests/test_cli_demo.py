@@ -28,7 +28,7 @@ def test_demo_rejects_bad_arguments(capsys):
     assert cli.main(["demo", "--sample-size", "10"]) == 2
 
 
-def test_progress_draws_on_a_terminal_and_stays_silent_in_pipes():
+def test_progress_draws_on_a_terminal_and_prints_plain_lines_in_pipes():
     import io
 
     from lpmon.progress import progress
@@ -42,5 +42,9 @@ def test_progress_draws_on_a_terminal_and_stays_silent_in_pipes():
         with progress(3, "backfill m", stream=stream) as advance:
             for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
                 advance(day)
-    assert pipe.getvalue() == ""
+    assert pipe.getvalue().splitlines() == [f"backfill m: 2026-11-0{i} ({i}/3)" for i in (1, 2, 3)]
+    quiet = io.StringIO()
+    with progress(3, "m 2026-11-01", stream=quiet, plain=False) as advance:  # run's steps: a bar or nothing
+        advance("sample")
+    assert quiet.getvalue() == ""
     assert "backfill m" in terminal.getvalue() and "2026-11-0" in terminal.getvalue()

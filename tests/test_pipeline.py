@@ -170,7 +170,11 @@ def test_cli_init_run_backfill_status(tmp_path, capsys):
     assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-01",
                      "--end", "2026-11-03"]) == 0
     out = capsys.readouterr().out
-    assert out.count("stable") == 4 and "plan v1" in out
+    days = [line for line in out.splitlines() if line.startswith("stable ")]
+    assert len(days) == 4 and "plan v1" in out
+    # the DAG's outputs too: a report file for each day (no recipients: no mail)
+    assert sorted(p.name for p in (config.work_dir / "reports" / "stable").glob("*.html")) == [
+        "2026-11-01.html", "2026-11-02.html", "2026-11-03.html"]
     assert cli.main(["status", "--config", path, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)["stable"]
     assert status["last_run"]["date"] == "2026-11-03" and status["active_plan"]["version"] == 1

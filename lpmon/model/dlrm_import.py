@@ -33,7 +33,7 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             if hasattr(v, "detach")}
 
 
-def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None) -> Model:
+def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None, dense_names=None) -> Model:
     groups: dict[str, dict[int, dict[str, np.ndarray]]] = {"emb_l": {}, "bot_l": {}, "top_l": {}}
     for key, value in state.items():
         match = _KEY.match(key)
@@ -46,6 +46,8 @@ def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None) -> Mo
             raise SpecError(f"state dict has no {part}.* tensors: not a DLRM checkpoint")
     tables = [groups["emb_l"][t]["weight"] for t in sorted(groups["emb_l"])]
     names = list(sparse_names or [f"sparse_{t}" for t in range(len(tables))])
+    if len(names) != len(tables):
+        raise SpecError(f"{len(names)} sparse names for the checkpoint's {len(tables)} embedding tables")
     bottom = [groups["bot_l"][i] for i in sorted(groups["bot_l"])]
     top = [groups["top_l"][i] for i in sorted(groups["top_l"])]
     dims = {t.shape[1] for t in tables}
@@ -59,7 +61,7 @@ def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None) -> Mo
         raise SpecError(f"top_l.0 takes {top_in} inputs: neither a dot nor a cat interaction of "
                         f"{len(tables)} tables over a {bottom_out}-wide bottom MLP")
     spec = ModelSpec(
-        dense=tuple(f"dense_{i}" for i in range(bottom[0]["weight"].shape[1])),
+        dense=_dense_names(dense_names, bottom[0]["weight"].shape[1]),
         tables=tuple(TableSpec(name, t.shape[0], t.shape[1]) for name, t in zip(names, tables)),
         bottom_mlp=tuple(layer["weight"].shape[0] for layer in bottom),
         top_mlp=tuple(layer["weight"].shape[0] for layer in top),
@@ -75,6 +77,78 @@ def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None) -> Mo
     return Model(spec, weights)
 
 
-def import_dlrm(path: str | Path, sparse_names=None) -> Model:
-    """A Model from a facebookresearch/dlrm checkpoint file."""
-    return model_from_state_dict(load_torch_state_dict(path), sparse_names)
+def _dense_names(names, width: int) -> tuple[str, ...]:
+    names = tuple(names or (f"dense_{i}" for i in range(width)))
+    if len(names) != width:
+        raise SpecError(f"{len(names)} dense names for bot_l.0's {width} inputs")
+    return names
+
+
+def import_dlrm(path: str | Path, sparse_names=None, dense_names=None) -> Model:
+    """A Model from a facebookresearch/dlrm checkpoint file. sparse_names: the
+    traffic's column of each table emb_l.0, emb_l.1, ... (default sparse_0, ...);
+    dense_names: the bottom MLP's input columns (default dense_0, ...)."""
+    return model_from_state_dict(load_torch_state_dict(path), sparse_names, dense_names)
+
+
+ID_COLUMNS = ("request_id", "label", "ts", "model_id")
+
+
+def traffic_columns(schema) -> tuple[list[str], list[str]]:
+    """(dense, sparse) feature columns of a traffic schema, in file order: floating
+    columns are dense; integer and list-of-integer columns are sparse."""
+    import pyarrow as pa
+
+    dense, sparse = [], []
+    for f in schema:
+        if f.name in ID_COLUMNS:
+            continue
+        kind = f.type.value_type if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) else f.type
+        if pa.types.is_floating(f.type):
+            dense.append(f.name)
+        elif pa.types.is_integer(kind):
+            sparse.append(f.name)
+    return dense, sparse
+
+
+def names_from_traffic(state: dict[str, np.ndarray], schema, where: str = "the traffic") \
+        -> tuple[list[str], list[str], str]:
+    """The sparse and dense names that match the traffic's columns, and how they were
+    matched: the default names when the traffic has them all, else the traffic's
+    columns in order when the counts agree; otherwise a SpecError saying which
+    tables (or inputs) have no column and which columns no table."""
+    tables = sorted(int(m.group(2)) for m in map(_KEY.match, state) if m and m.group(1) == "emb_l"
+                    and m.group(3) == "weight")
+    width = next((np.shape(v)[1] for k, v in state.items() if k == "bot_l.0.weight"), None)
+    if not tables or width is None:
+        raise SpecError("state dict has no emb_l.* or bot_l.0.weight tensors: not a DLRM checkpoint")
+    dense, sparse = traffic_columns(schema)
+    problems, how = [], []
+    out = {}
+    for kind, count, columns, default in (("sparse", len(tables), sparse, "sparse_"),
+                                          ("dense", width, dense, "dense_")):
+        defaults = [f"{default}{i}" for i in range(count)]
+        if set(defaults) <= set(columns):
+            out[kind] = defaults
+            how.append(f"{count} {kind} columns by name ({defaults[0]}..{defaults[-1]})")
+        elif len(columns) == count:
+            unnamed = [c for c in columns if not c.startswith(default)]
+            if unnamed:
+                problems.append(f"{where}: lpmon reads {kind} features from columns named {default}*: rename "
+                                f"{_few(unnamed)}")
+                continue
+            out[kind] = columns
+            how.append(f"{count} {kind} columns in the traffic's order ({columns[0]}..{columns[-1]})")
+        else:
+            missing = [n for n in defaults if n not in columns]
+            unused = [c for c in columns if c not in defaults]
+            what = "embedding tables" if kind == "sparse" else "bot_l.0 inputs"
+            problems.append(f"the checkpoint has {count} {what}, {where} has {len(columns)} {kind} columns; "
+                            f"no column for {_few(missing)}; no table or input for {_few(unused) or 'none'}")
+    if problems:
+        raise SpecError("; ".join(problems) + " (name them with --sparse-names)")
+    return out["sparse"], out["dense"], "; ".join(how)
+
+
+def _few(names: list[str], most: int = 6) -> str:
+    return ", ".join(names[:most]) + (f" (and {len(names) - most} more)" if len(names) > most else "")

@@ -9,10 +9,12 @@ sizes (id 0 is kept for a missing category). Streams in chunks.
 from __future__ import annotations
 
 import csv
+import gzip
 import datetime as dt
 import io
 import itertools
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -57,16 +59,16 @@ def import_criteo(tsv: str | Path, store: TrafficStore, day, *, table_rows: int 
     path = str(tsv)
     midnight = np.datetime64(dt.datetime.combine(day, dt.time()), "s")
     parts, rows = [], 0
-    try:
-        handle = open(path, encoding="utf-8", errors="strict")
-    except FileNotFoundError:
-        raise TrafficError(f"{path}: no such file") from None
+    handle = _open_text(path)
+    terminal = progress is not None and getattr(progress, "isatty", lambda: False)()
     with handle:
         while True:
             try:
                 lines = list(itertools.islice(handle, chunk_rows))
             except UnicodeDecodeError as err:
                 raise TrafficError(f"{path}: not UTF-8 text near line {rows + 1} ({err.reason})") from None
+            except (OSError, EOFError, zlib.error) as err:  # a damaged or truncated .gz
+                raise TrafficError(f"{path}: not a readable gzip file near line {rows + 1} ({err})") from None
             if not lines:
                 break
             first_line = rows + 1
@@ -80,14 +82,28 @@ def import_criteo(tsv: str | Path, store: TrafficStore, day, *, table_rows: int 
                                 keep_default_na=False, na_values=[""])
             parts.append(_convert(chunk, path, first_line, table_rows, first_request_id + rows, midnight))
             rows += len(chunk)
-            if progress is not None:
-                print(f"\rimport-criteo {Path(path).name}: {rows:,} rows", end="", file=progress)
-    if progress is not None:
+            if progress is not None:  # one line per chunk off a terminal, a line redrawn on one
+                print(f"{chr(13) if terminal else ''}import-criteo {Path(path).name}: {rows:,} rows",
+                      end="" if terminal else "\n", file=progress, flush=True)
+    if terminal:
         print(file=progress)
     if rows == 0:
         raise TrafficError(f"{path}: no rows")
     store.write_day(day, pa.concat_tables(parts))
     return rows
+
+
+def _open_text(path: str):
+    """The TSV as UTF-8 text: `-` is standard input; a name ending in .gz is gunzipped
+    (Criteo ships its day files gzipped)."""
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
+    try:
+        if path.endswith(".gz"):
+            return gzip.open(path, "rt", encoding="utf-8", errors="strict")
+        return open(path, encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise TrafficError(f"{path}: no such file") from None
 
 
 def _convert(chunk: pd.DataFrame, path, first_line, table_rows, first_id, midnight) -> pa.Table:

@@ -1,0 +1,141 @@
+"""The alert mail an on-call engineer reads: parsed with
+`email` from a real SMTP server, and rendered in headless Chromium (screenshots
+kept in artifacts/, git-ignored)."""
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lpmon.alerts import alert_day, events, thread_id
+from lpmon.dayreport import DayReport, summary
+from lpmon.notify import Mailer, SmtpSettings
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "mail"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HISTORY = [{"logical_date": f"2026-11-0{d}", "status": s, "dne_pct": v, "dne_pct_lo": v - 0.1,
+            "dne_pct_hi": v + 0.1, "plan_version": 3 if d < 5 else 4, "new_plan_version": 4 if d == 5 else None}
+           for d, s, v in ((1, "HEALTHY", 0.01), (2, "WARN", 0.1), (3, "HEALTHY", 0.02), (4, "WARN", 0.2),
+                           (5, "DEGRADED", 0.9))]
+
+
+def report(**changes):
+    values = dict(model_id="outliers", day="2026-11-05", status="DEGRADED", action="FALLBACK",
+                  reasons=["dNE 0.9000 % [0.5000, 1.3000]: the whole interval is above the 0.05 % gate",
+                           "candidate dNE 0.0100 % [-0.0300, 0.0400] on 20,000 held-out examples: within the 0.05 "
+                           "% gate with confidence"], gate_pct=0.05, dne_pct=0.9, dne_pct_lo=0.5, dne_pct_hi=1.3,
+                  plan_version=3, new_plan_version=4, promoted=True, active_version=4,
+                  moved=["bot_l.0 int8 -> fp16", "26 embedding tables int8 -> fp16"],
+                  worst_sqnr=[{"layer": "bot_l.0", "precision": "int8", "sqnr_db": 12.5}],
+                  worst_saturation=[{"layer": "bot_l.0", "precision": "int8", "saturation": 0.0123}],
+                  history=HISTORY, page_url="https://airflow.example.com/lpmon/models/outliers#day-2026-11-05",
+                  report_path="/srv/lpmon/work/reports/outliers/2026-11-05.html",
+                  plans_file="plans/outliers/active.json", runbook_url="https://wiki.example.com/lpmon",
+                  segments=[{"segment": "US", "n": 6000, "dne_pct": 0.8, "dne_pct_lo": 0.3, "dne_pct_hi": 1.3},
+                            {"segment": "FR", "n": 4000, "dne_pct": 1.0, "dne_pct_lo": 0.2, "dne_pct_hi": 1.8}],
+                  previous_day="2026-11-04", next_day="2026-11-06")
+    values.update(changes)
+    return DayReport(**values)
+
+
+def _store(tmp_path):
+    from lpmon.store import Database, StateStore
+
+    db = Database(f"sqlite:///{tmp_path / 's.db'}", create=True)
+    db.migrate()
+    return StateStore(db)
+
+
+def screenshot(html: str, name: str) -> Path:
+    """The page as Chromium draws it, kept as an artifact."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium (apt-get install -y chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page, png = ARTIFACTS / f"{name}.html", ARTIFACTS / f"{name}.png"
+    page.write_text(html)
+    png.unlink(missing_ok=True)
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={png}", "--window-size=900,1400", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
+    return png
+
+
+def test_one_mail_per_day_with_threading_headers_and_what_is_needed(tmp_path, smtp_server):
+    store = _store(tmp_path)
+    day = report()
+    assert events(day) == ["DEGRADED", "PROMOTION", "FALLBACK"]
+    outcome = alert_day(store, day, ["oncall@example.com"], Mailer(SmtpSettings("127.0.0.1", smtp_server.port)))
+    assert outcome == {"DEGRADED": "sent", "PROMOTION": "sent", "FALLBACK": "sent"}
+    (mail,) = smtp_server.messages
+    raw = mail.as_bytes()
+    subject_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"Subject:"))
+    assert b"dNE 0.9000 % vs gate 0.05 %" in subject_line   # one line, not folded
+    assert mail["Subject"].startswith("[lpmon] outliers 2026-11-05: NE degraded") and "\n" not in mail["Subject"]
+    assert mail["Date"] and mail["Message-ID"].startswith("<") and "outliers.2026-11-05" in mail["Message-ID"]
+    assert mail["List-Id"] == "lpmon alerts for outliers <outliers.lpmon>"
+    assert mail["References"] == mail["In-Reply-To"] == thread_id("outliers")
+    text = mail.get_body(("plain",)).get_content()
+    first = text.splitlines()[0]
+    assert first == ("dNE 0.9000 % over the 0.05 % gate under v3; v4 now serving: bot_l.0 int8 -> fp16; "
+                     "26 embedding tables int8 -> fp16; serving reloads plans/outliers/active.json; no action needed")
+    assert "the day's sample under v3: dNE 0.9000 %" in text           # which dNE is which
+    assert "candidate v4 on held-out traffic: dNE 0.0100 %" in text
+    assert "worst layers by SQNR (under v3, the day's plan)" in text
+    assert "lpmon page: https://airflow.example.com/lpmon/models/outliers#day-2026-11-05" in text
+    assert "runbook: https://wiki.example.com/lpmon" in text and "day report: /srv/lpmon/work" in text
+    assert "localhost" not in text and "manual__" not in text
+    html = mail.get_body(("html",)).get_content()
+    assert "<style" not in html and 'style="' in html and 'href="https://wiki.example.com/lpmon"' in html
+    (png,) = [p for p in mail.walk() if p.get_content_type() == "image/png"]
+    rendered = html.replace(f"cid:{png['Content-ID'][1:-1]}",
+                            "data:image/png;base64," + base64.b64encode(png.get_content()).decode())
+    screenshot(rendered, "degraded-fallback")
+    # a rerun sends nothing; the next mail of the model threads with this one
+    assert alert_day(store, day, ["oncall@example.com"], Mailer(SmtpSettings("127.0.0.1", smtp_server.port))) \
+        == outcome and len(smtp_server.messages) == 1
+
+
+def test_resolved_mail_when_a_degraded_model_is_back_under_the_gate(tmp_path, smtp_server):
+    store = _store(tmp_path)
+    back = report(day="2026-11-06", status="HEALTHY", action="RECORD", dne_pct=0.01, dne_pct_lo=-0.02,
+                  dne_pct_hi=0.04, plan_version=4, new_plan_version=None, promoted=False, moved=[],
+                  reasons=["dNE 0.0100 % [-0.0200, 0.0400]: within the 0.05 % gate"], resolved_from="2026-11-05")
+    assert events(back) == ["RESOLVED"] and events(report(status="HEALTHY", action="RECORD", new_plan_version=None,
+                                                          promoted=False)) == []
+    alert_day(store, back, ["oncall@example.com"], Mailer(SmtpSettings("127.0.0.1", smtp_server.port)))
+    (mail,) = smtp_server.messages
+    assert mail["Subject"].startswith("[lpmon] outliers 2026-11-06: resolved")
+    assert mail.get_body(("plain",)).get_content().splitlines()[0] == (
+        "back under the 0.05 % gate: dNE 0.0100 % under v4 (DEGRADED on 2026-11-05); no action needed")
+    assert mail["References"] == thread_id("outliers")
+
+
+def test_first_lines_say_when_action_is_needed():
+    stuck = report(action="FALLBACK", new_plan_version=None, promoted=False, active_version=3, moved=[])
+    assert events(stuck) == ["DEGRADED", "FALLBACK"]
+    assert "ACTION NEEDED" in summary(stuck, "DEGRADED+FALLBACK") and "serving keeps v3" in summary(
+        stuck, "DEGRADED+FALLBACK") and "runbook" in summary(stuck, "DEGRADED")
+    broken = report(serving_problem="permission denied on plans/outliers")
+    assert "ACTION NEEDED: serving's file still holds the old plan" in summary(broken, "PROMOTION")
+    missing = report(status="INSUFFICIENT_DATA", action="RECORD", new_plan_version=None, promoted=False,
+                     message="no traffic for 2026-11-05", dne_pct=None)
+    assert summary(missing, "INSUFFICIENT_DATA").startswith("not enough traffic to judge the day (no traffic")
+    waiting = report(status="INSUFFICIENT_DATA", action="ONBOARD", new_plan_version=None, promoted=False,
+                     active_version=None, dne_pct=None, message="onboarding: waiting for evidence (9 examples so far)")
+    assert summary(waiting, "INSUFFICIENT_DATA") == (
+        "onboarding: waiting for evidence (9 examples so far): no action needed; lpmon tries again with the next "
+        "days' traffic, and serving stays on fp32 (no plan) until a plan passes")
+
+
+def test_runbook_url_is_a_checked_model_setting(tmp_path):
+    from lpmon.config import ConfigError, load
+
+    path = tmp_path / "lpmon.toml"
+    path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\nrunbook_url = "https://wiki/x"\n')
+    assert load(path, environ={}).model("m").runbook_url == "https://wiki/x"
+    path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\nrunbook_url = "javascript:alert(1)"\n')
+    with pytest.raises(ConfigError, match="runbook_url: must be an http"):
+        load(path, environ={})
