@@ -55,6 +55,8 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
                            "hi": layer.activation.hi if layer.activation else None,
                            "sqnr_db": metrics.get("sqnr_db"), "saturation": saturation})
     links = run_links([row["logical_date"] for row in history]) if run_links else {}
+    last_day = history[-1]["logical_date"] if history else None
+    last_decision = next((d for d in reversed(decisions) if d["logical_date"] == last_day), None)
     alerts = sorted(store.rows("alerts", model_id), key=lambda a: a["logical_date"])
     last_error = alerts[-1]["error"] if alerts else ""
     return {
@@ -74,6 +76,12 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
         "mail_problem": last_error if (last_error or "").startswith(NO_CONNECTION) else "",
         "serving_problem": serving_problem(store, model_id),
         "pinned": sorted(store.pins(model_id)),
+        "last_day": {"day": last_day, "status": history[-1]["status"],
+                     "reasons": json.loads(last_decision["reasons_json"]) if last_decision else [],
+                     "segments": [{"segment": r["segment"], "n": r["n"], "dne_pct": r["dne_pct"],
+                                   "dne_pct_lo": r["dne_pct_lo"], "dne_pct_hi": r["dne_pct_hi"]}
+                                  for r in store.segment_metrics(model_id, last_day)]}
+        if last_day else None,
     }
 
 

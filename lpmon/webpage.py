@@ -147,10 +147,24 @@ def model_page(data: dict) -> str:
         notice += f'<p class="notice" id="serving-notice">Serving: {e(data["serving_problem"])}</p>'
     pinned = (f' &middot; pinned by the user (lpmon never changes them): {e(", ".join(data["pinned"]))}'
               if data.get("pinned") else "")
+    last = data.get("last_day")
+    last_section = ""
+    if last:
+        reasons = "".join(f'<li class="{"label-free" if r.startswith("label-free:") else "reason"}">{e(r)}</li>'
+                          for r in last["reasons"]) or "<li>none</li>"
+        segments = "".join(f'<tr class="segment-row"><td>{e(s["segment"])}</td><td class="num">{s["n"]:,}</td>'
+                           f'<td class="num">{_cell(s["dne_pct"])}</td><td class="num">[{_cell(s["dne_pct_lo"])}, '
+                           f'{_cell(s["dne_pct_hi"])}]</td></tr>' for s in last["segments"])
+        last_section = (f'<section><h2>Last day: {e(last["day"])} {_badge(last["status"])}</h2>'
+                        f'<ul id="last-reasons">{reasons}</ul>'
+                        + (f'<table id="segments"><thead><tr><th>segment</th><th>examples</th><th>dNE %</th>'
+                           f'<th>interval</th></tr></thead><tbody>{segments}</tbody></table>' if segments else "")
+                        + "</section>")
     title = f"lpmon: {data['model']}"
     return page(title, f"""{notice}
 <p><a href="../">all models</a> &middot; gate {data['gate_pct']:g} % relative NE &middot;
 {_airflow_link("/dags/lpmon_monitor", "lpmon_monitor in Airflow")}</p>
+{last_section}
 <section><h2>dNE by day</h2>{svg_chart(data['history'], data['gate_pct'])}</section>
 <section><h2>Days</h2><table id="days"><thead><tr><th>day</th><th>dNE %</th><th>interval</th><th>status</th>
 <th>decision</th><th>plan</th><th>Airflow</th></tr></thead><tbody>{rows}</tbody></table></section>

@@ -49,6 +49,13 @@ def test_segments_are_computed_stored_and_named(tmp_path):
     overall = [r for r in store.rows("run_metrics", "stable") if r["segment"] == ""]
     assert len(overall) == 1 and overall[0]["n"] == 30_000
     assert result.status in VERDICTS
+    # The page's last day shows the verdict's reasons and the segment table.
+    from lpmon.webapp import model_data
+    from lpmon.webpage import model_page
+
+    page = model_page(model_data(config, store, "stable"))
+    assert 'id="segments"' in page and page.count('class="segment-row"') == len(COUNTRIES)
+    assert "country=DE" in page and result.message.split(";")[-1].strip()[:20] in page
 
 
 def test_a_missing_or_bad_segment_column_is_named(tmp_path):
