@@ -118,10 +118,14 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
     return day, settings, store
 
 
-def _draw(settings: ModelSettings, model: Model, day: str, size: int | None = None):
+def _draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None):
+    if settings.scorer == "logged":  # no model: serving logged both predictions beside the label
+        schema = TrafficSchema.logged(settings.p_ref_column, settings.p_q_column, settings.max_ids_per_row,
+                                      settings.ts_tolerance_hours * 3600)
+    else:
+        schema = TrafficSchema.for_model(model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600)
     return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
-                       TrafficSchema.for_model(model.spec, settings.max_ids_per_row,
-                                               settings.ts_tolerance_hours * 3600))
+                       schema)
 
 
 def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
@@ -427,7 +431,7 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
     d = _day(config, work)
     d.store.mark_started(work.model_id, d.day)  # later days of the model wait for this one (see score_step)
     try:
-        model = d.model
+        model = d.model if d.settings.scorer != "logged" else None
     except (SpecError, OSError) as err:
         return _fail(work, Status.FAILED, f"model snapshot: {err}")
     try:
@@ -438,6 +442,8 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
         return _fail(work, Status.FAILED, str(err))
     work.failure, work.message = None, ""
     work.batch, work.labels = sample.batch, sample.labels
+    if sample.predictions:  # logged: the day is scored already
+        work.p_ref, work.p_q = (sample.predictions[c] for c in (d.settings.p_ref_column, d.settings.p_q_column))
     work.sample_size, work.positives = len(sample), int(sample.labels.sum())
     _timed(work, "sample", started)
     return work
@@ -462,6 +468,11 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         return work
     started = time.perf_counter()
     d = _day(config, work)
+    if d.settings.scorer == "logged":  # serving's own two predictions, read with the sample
+        if work.p_ref is None or work.p_q is None:
+            work.require_sample()
+        _timed(work, "score", started)
+        return work
     work.require_sample()
     model, store = d.model, d.store
     previous = store.run(work.model_id, d.day)
@@ -552,14 +563,30 @@ def decide_step(config: Config, work: DayWork) -> str:
     else:
         work.action = assessment.action.value
     branch = "recalibrate" if assessment.action is Action.RECALIBRATE and not onboarded else "record"
+    if settings.scorer == "logged" and branch == "recalibrate":
+        work.action, branch = Action.RECORD.value, "record"
+        work.reasons.append(logged_degraded_reason(settings, comparison))
     work.next_steps = [branch]
     return branch
+
+
+def logged_degraded_reason(settings: ModelSettings, c: Comparison) -> str:
+    """Why a DEGRADED day of a logged-predictions model changes nothing, and its evidence."""
+    return (f"recalibration and fallback are not available: the model's predictions are logged by serving "
+            f"(scorer = \"logged\", columns {settings.p_ref_column} and {settings.p_q_column}), lpmon has no "
+            f"model to re-quantize; fix the served model. Evidence: dNE {c.dne_pct:.4f} % "
+            f"[{c.dne_pct_lo:.4f}, {c.dne_pct_hi:.4f}] ({c.level:.0%} interval) against the {settings.gate_pct:g} % "
+            f"gate on {c.n:,} examples ({c.positives:,} positives), the whole sample as one segment; "
+            f"label-free signals: mean |p_ref - p_q| {c.mean_abs_diff:.3g}, max {c.max_abs_diff:.3g}, "
+            f"KL gap {c.kl_gap_pct:.4f} %, calibration (mean prediction / positive rate) "
+            f"{c.calibration_ref:.4f} reference, {c.calibration_q:.4f} served")
 
 
 def record_step(config: Config, work: DayWork) -> DayWork:
     """The path without recalibration; on a HEALTHY day, units serving above their
     baseline may go back to it after enough healthy days in a row."""
-    if work.failure or work.status != Status.HEALTHY.value or work.action == Action.ONBOARD.value:
+    if (work.failure or work.status != Status.HEALTHY.value or work.action == Action.ONBOARD.value
+            or config.model(work.model_id).scorer == "logged"):
         return work
     d = _day(config, work)
     streak = 1 + _healthy_streak(d.store, work.model_id, d.day, work.plan_version)

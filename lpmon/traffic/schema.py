@@ -45,15 +45,22 @@ class TrafficSchema:
     table_rows: tuple[int, ...]
     max_ids_per_row: int = MAX_IDS_PER_ROW
     ts_tolerance_s: float = TS_TOLERANCE_S
+    predictions: tuple[str, ...] = ()   # logged probabilities (scorer = "logged"): floats in [0, 1]
 
     @classmethod
     def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
                   ts_tolerance_s: float = TS_TOLERANCE_S) -> "TrafficSchema":
         return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s)
 
+    @classmethod
+    def logged(cls, p_ref: str, p_q: str, max_ids_per_row: int = MAX_IDS_PER_ROW,
+               ts_tolerance_s: float = TS_TOLERANCE_S) -> "TrafficSchema":
+        """Traffic whose serving logged both models' predictions beside the label."""
+        return cls((), (), (), max_ids_per_row, ts_tolerance_s, (p_ref, p_q))
+
     @property
     def columns(self) -> list[str]:
-        return ["request_id", "label", *self.dense, *self.sparse]
+        return ["request_id", "label", *self.dense, *self.sparse, *self.predictions]
 
     def check_columns(self, schema: pa.Schema, partition: str) -> None:
         names = set(schema.names)
@@ -71,6 +78,11 @@ class TrafficSchema:
             kind = schema.field(column).type
             if not pa.types.is_floating(kind):
                 raise TrafficError(f"{partition}: column {column} has type {kind}, expected float32")
+        for column in self.predictions:
+            kind = schema.field(column).type
+            if not pa.types.is_floating(kind):
+                raise TrafficError(f"{partition}: column {column} has type {kind}, expected float "
+                                   "probabilities in [0, 1]")
         for column in self.sparse:
             kind = schema.field(column).type
             value = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else kind
@@ -94,6 +106,15 @@ class TrafficSchema:
             bad = np.count_nonzero(~np.isfinite(values))
             if bad:
                 raise TrafficError(f"{partition}: column {column} has {bad} rows with NaN or inf (of {n})")
+        for column in self.predictions:
+            values = batch.column(column).to_numpy(zero_copy_only=False)
+            bad = np.count_nonzero(np.isnan(values))
+            if bad:
+                raise TrafficError(f"{partition}: column {column} has {bad} rows with NaN (of {n})")
+            bad = np.count_nonzero((values < 0) | (values > 1))
+            if bad:
+                raise TrafficError(f"{partition}: column {column} has {bad} rows outside [0, 1] (of {n}): "
+                                   "not probabilities")
         for column in self.sparse:
             self._check_lengths(batch.column(column), column, partition, n)
         if day is not None and "ts" in batch.schema.names:
