@@ -65,6 +65,7 @@ class ModelSettings:
     scorer: str = "model"                # "logged": serving logs both predictions beside label (no snapshot)
     p_ref_column: str = "p_ref"          # (scorer = "logged") the reference (fp32) model's logged prediction
     p_q_column: str = "p_q"              # (scorer = "logged") the served (quantized) model's logged prediction
+    segment_column: str = ""             # (scorer = "logged") a DEGRADED day's alert names its worst segments
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
 def _draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None):
     if settings.scorer == "logged":  # no model: serving logged both predictions beside the label
         schema = TrafficSchema.logged(settings.p_ref_column, settings.p_q_column, settings.max_ids_per_row,
-                                      settings.ts_tolerance_hours * 3600)
+                                      settings.ts_tolerance_hours * 3600,
+                                      (settings.segment_column,) if settings.segment_column else ())
     else:
         schema = TrafficSchema.for_model(model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600)
     return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
@@ -565,19 +566,36 @@ def decide_step(config: Config, work: DayWork) -> str:
     branch = "recalibrate" if assessment.action is Action.RECALIBRATE and not onboarded else "record"
     if settings.scorer == "logged" and branch == "recalibrate":
         work.action, branch = Action.RECORD.value, "record"
-        work.reasons.append(logged_degraded_reason(settings, comparison))
+        work.reasons.append(logged_degraded_reason(settings, comparison, _worst_segments(settings, work.day)))
     work.next_steps = [branch]
     return branch
 
 
-def logged_degraded_reason(settings: ModelSettings, c: Comparison) -> str:
+def _worst_segments(settings: ModelSettings, day: str, count: int = 3) -> str:
+    """The segments (segment_column) with the largest dNE on the day's sample, drawn again
+    (the same rows: the draw is deterministic); "" without a segment column."""
+    if not settings.segment_column:
+        return ""
+    from lpmon.metrics import compare_by_segment
+
+    s = _draw(settings, None, day)
+    p_ref, p_q = (s.predictions[c] for c in (settings.p_ref_column, settings.p_q_column))
+    by = compare_by_segment(p_ref, p_q, s.labels, s.extra[settings.segment_column], level=settings.level)
+    judged = sorted(((k, c) for k, c in by.items() if not c.undefined_reason), key=lambda kc: -kc[1].dne_pct)
+    lines = [f"{k} dNE {c.dne_pct:.4f} % [{c.dne_pct_lo:.4f}, {c.dne_pct_hi:.4f}] on {c.n:,} examples"
+             for k, c in judged[:count]]
+    return f"worst segments by {settings.segment_column} (of {len(by)}): " + "; ".join(lines)
+
+
+def logged_degraded_reason(settings: ModelSettings, c: Comparison, segments: str = "") -> str:
     """Why a DEGRADED day of a logged-predictions model changes nothing, and its evidence."""
     return (f"recalibration and fallback are not available: the model's predictions are logged by serving "
             f"(scorer = \"logged\", columns {settings.p_ref_column} and {settings.p_q_column}), lpmon has no "
             f"model to re-quantize; fix the served model. Evidence: dNE {c.dne_pct:.4f} % "
             f"[{c.dne_pct_lo:.4f}, {c.dne_pct_hi:.4f}] ({c.level:.0%} interval) against the {settings.gate_pct:g} % "
-            f"gate on {c.n:,} examples ({c.positives:,} positives), the whole sample as one segment; "
-            f"label-free signals: mean |p_ref - p_q| {c.mean_abs_diff:.3g}, max {c.max_abs_diff:.3g}, "
+            f"gate on {c.n:,} examples ({c.positives:,} positives); "
+            + (f"{segments}; " if segments else "no segment_column configured, so no segments; ")
+            + f"label-free signals: mean |p_ref - p_q| {c.mean_abs_diff:.3g}, max {c.max_abs_diff:.3g}, "
             f"KL gap {c.kl_gap_pct:.4f} %, calibration (mean prediction / positive rate) "
             f"{c.calibration_ref:.4f} reference, {c.calibration_q:.4f} served")
 

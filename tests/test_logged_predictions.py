@@ -24,13 +24,15 @@ def logged_day(day: int, n: int = 20_000, shift: float = 0.0, seed: int = 0, p_r
     rng = np.random.default_rng([seed, day])
     logit = rng.normal(-3.0, 1.2, n)
     ref = 1 / (1 + np.exp(-logit))
-    served = 1 / (1 + np.exp(-(logit + shift * rng.normal(1.0, 0.5, n))))
+    country = rng.choice(np.array(["DE", "FR", "US"]), n)
+    worse = np.where(country == "DE", 2.0, 1.0)  # the served model is off most in one segment
+    served = 1 / (1 + np.exp(-(logit + worse * shift * rng.normal(1.0, 0.5, n))))
     date = START + dt.timedelta(days=day)
     seconds = np.sort(rng.integers(0, 86_400, n))
     return pa.table({"request_id": np.arange(n, dtype=np.int64) + day * 10**9,
                      "ts": pa.array(np.datetime64(dt.datetime.combine(date, dt.time()), "s") + seconds),
                      "label": (rng.random(n) < ref).astype(np.int8),
-                     p_ref: ref.astype(np.float32), p_q: served.astype(np.float32)})
+                     p_ref: ref.astype(np.float32), p_q: served.astype(np.float32), "country": country})
 
 
 def logged_world(root, days, extra="") -> "Path":  # noqa: F821
@@ -92,7 +94,7 @@ def test_configurable_columns_through_the_library(tmp_path):
 
 
 def test_logged_days_through_the_dag_healthy_then_degraded_with_its_evidence(dagbag, smtp_server, tmp_path):  # noqa: F811
-    path = logged_world(tmp_path, [logged_day(0), logged_day(1, shift=0.8)])
+    path = logged_world(tmp_path, [logged_day(0), logged_day(1, shift=0.5)], extra='segment_column = "country"\n')
     bag = dagbag(path)
     dr, states = run_dag(bag, "lpmon_monitor", START)
     assert dr.state == "success", states
@@ -116,6 +118,7 @@ def test_logged_days_through_the_dag_healthy_then_degraded_with_its_evidence(dag
     assert "recalibration and fallback are not available" in text and 'scorer = "logged"' in text
     assert f"dNE {metrics['dne_pct']:.4f} % [{metrics['dne_pct_lo']:.4f}, {metrics['dne_pct_hi']:.4f}]" in text
     assert "mean |p_ref - p_q|" in text and "KL gap" in text and "calibration" in text
+    assert "worst segments by country (of 3): DE dNE" in text
     report = config.work_dir / "reports" / "served" / f"{START + dt.timedelta(days=1)}.html"
     assert "recalibration and fallback are not available" in report.read_text()
     assert not (config.plans_dir / "served" / "active.json").exists()  # nothing to serve from lpmon

@@ -33,6 +33,7 @@ class Sample:
     request_ids: np.ndarray
     day_rows: int             # rows in the day's partition (for the model)
     predictions: dict | None = None  # logged probabilities by column (float32), when the schema has them
+    extra: dict | None = None        # the schema's extra columns, as NumPy arrays
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -98,8 +99,9 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     del kept  # the ordered copy is all that is needed: free the filtered batches first
     batch = to_batch(table, schema) if schema.dense or schema.sparse else None
     predictions = {c: table.column(c).to_numpy().astype(np.float32) for c in schema.predictions} or None
+    extra = {c: table.column(c).to_numpy() for c in schema.extra} or None
     return Sample(str(day), batch, table.column("label").to_numpy().astype(np.uint8),
-                  table.column("request_id").to_numpy(), day_rows, predictions)
+                  table.column("request_id").to_numpy(), day_rows, predictions, extra)
 
 
 def _concat(batches: list[pa.RecordBatch], partition: str) -> pa.Table:

@@ -46,6 +46,7 @@ class TrafficSchema:
     max_ids_per_row: int = MAX_IDS_PER_ROW
     ts_tolerance_s: float = TS_TOLERANCE_S
     predictions: tuple[str, ...] = ()   # logged probabilities (scorer = "logged"): floats in [0, 1]
+    extra: tuple[str, ...] = ()         # columns returned as they are (e.g. a segment), checked for nulls
 
     @classmethod
     def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
@@ -54,13 +55,13 @@ class TrafficSchema:
 
     @classmethod
     def logged(cls, p_ref: str, p_q: str, max_ids_per_row: int = MAX_IDS_PER_ROW,
-               ts_tolerance_s: float = TS_TOLERANCE_S) -> "TrafficSchema":
+               ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
         """Traffic whose serving logged both models' predictions beside the label."""
-        return cls((), (), (), max_ids_per_row, ts_tolerance_s, (p_ref, p_q))
+        return cls((), (), (), max_ids_per_row, ts_tolerance_s, (p_ref, p_q), extra)
 
     @property
     def columns(self) -> list[str]:
-        return ["request_id", "label", *self.dense, *self.sparse, *self.predictions]
+        return ["request_id", "label", *self.dense, *self.sparse, *self.predictions, *self.extra]
 
     def check_columns(self, schema: pa.Schema, partition: str) -> None:
         names = set(schema.names)
