@@ -52,7 +52,7 @@ def export_torchscript(args, config, version: int, plan_json: str) -> int:
     model = Model.load(config.model(args.model).snapshot)
     plan = QuantPlan.from_json(plan_json)
     probe, day = probe_sample(config, args.model, model)
-    info = torchscript.export(model, plan, args.out, probe)
+    info = torchscript.export(model, plan, args.out, probe, checked_day=day if probe is not None else None)
     checked = info["checked_on"]
     line = (f"plan v{version} of {args.model} written to {args.out} as TorchScript "
             f"(manifest {torchscript.manifest_path(args.out)})")
@@ -70,7 +70,8 @@ def score(args, config) -> int:
 
     scores = score_day(config, args.model, args.date, plan_version=args.plan, fp32=args.fp32)
     scores.write(args.out)
-    what = "fp32" if scores.plan_version is None else f"plan v{scores.plan_version}"
+    what = ("logged" if scores.logged else "fp32" if scores.plan_version is None
+            else f"plan v{scores.plan_version}")
     print(f"{len(scores.labels):,} examples of {args.model} {scores.day} scored (p_q: {what}) "
           f"written to {args.out}")
     return 0

@@ -138,3 +138,24 @@ def test_a_bad_logged_day_fails_naming_the_column(tmp_path):
                                                     pa.array(values))])
     result = run_day(load(path, environ={}), "served", START)
     assert result.status == "failed" and "column p_ref has 7 rows with NaN" in result.message
+
+
+def test_score_writes_the_logged_predictions(tmp_path):
+    import pyarrow.parquet as pq
+
+    from lpmon.cli import main
+    from lpmon.serving.scores import read_metadata
+
+    table = logged_day(0)
+    path = logged_world(tmp_path, [table])
+    out = tmp_path / "scores.parquet"
+    assert main(["score", "--config", str(path), "--model", "served", "--date", str(START), "--out", str(out)]) == 0
+    scores = pq.read_table(out)
+    assert scores.column_names == ["request_id", "label", "p_fp32", "p_q"] and scores.num_rows == 10_000
+    assert read_metadata(out)["p_q"] == "logged"
+    rows = {r: i for i, r in enumerate(table.column("request_id").to_numpy())}
+    at = [rows[r] for r in scores.column("request_id").to_numpy()]
+    np.testing.assert_array_equal(scores.column("p_q").to_numpy(), table.column("p_q").to_numpy()[at])
+    np.testing.assert_array_equal(scores.column("p_fp32").to_numpy(), table.column("p_ref").to_numpy()[at])
+    assert main(["score", "--config", str(path), "--model", "served", "--date", str(START), "--fp32",
+                 "--out", str(out)]) == 1

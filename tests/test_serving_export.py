@@ -89,6 +89,7 @@ def test_world_export_through_the_cli_is_exact_in_a_fresh_process(world, tmp_pat
     assert "checked on 4,096 examples of 2026-11-01: largest difference from lpmon's p_q 0 ulp" in printed
     manifest = json.loads(out.with_name("stable.pt.manifest.json").read_text())
     assert manifest["plan_version"] == 1 and manifest["checked_on"]["max_ulp"] == 0
+    assert manifest["checked_on"]["traffic_day"] == str(DAY) and manifest["checked_on"]["examples"] == 4096
     assert manifest["checked_on"]["torch"] == torch.__version__ and manifest["checked_on"]["isa"]
     fc = manifest["layers"]["bot_l.0"]
     plan = open_store(config).active_plan("stable")

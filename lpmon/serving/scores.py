@@ -24,17 +24,19 @@ PROBE_EXAMPLES = 4096  # what `plans export` checks a TorchScript module on
 class Scores:
     model_id: str
     day: str
-    plan_version: int | None      # None: p_q is the fp32 model's (--fp32)
+    plan_version: int | None      # None: p_q is the fp32 model's (--fp32), or serving's logged one
     request_ids: np.ndarray
     labels: np.ndarray
     p_fp32: np.ndarray
     p_q: np.ndarray
+    logged: bool = False          # scorer = "logged": p_fp32 and p_q are the traffic's logged columns
 
     def table(self) -> pa.Table:
         table = pa.table({"request_id": self.request_ids, "label": self.labels.astype(np.int8),
                           "p_fp32": self.p_fp32.astype(np.float32), "p_q": self.p_q.astype(np.float32)})
         meta = {"model_id": self.model_id, "day": self.day, "plan_version": self.plan_version,
-                "p_q": "fp32" if self.plan_version is None else f"plan v{self.plan_version}"}
+                "p_q": "logged" if self.logged else "fp32" if self.plan_version is None
+                       else f"plan v{self.plan_version}"}
         return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
 
     def write(self, path: str | Path) -> Path:
@@ -78,6 +80,12 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
 
     day = str(as_day(day))
     settings = config.model(model_id)
+    if settings.scorer == "logged":  # nothing to score: serving's two logged predictions, as compared
+        if plan_version or fp32:
+            raise ValueError(f"{model_id}: a logged-predictions model has no plans: drop --plan / --fp32")
+        s = _draw(settings, None, day)
+        return Scores(model_id, day, None, s.request_ids, s.labels, s.predictions[settings.p_ref_column],
+                      s.predictions[settings.p_q_column], logged=True)
     store = open_store(config)
     try:
         if fp32:

@@ -347,7 +347,8 @@ def _last(spec) -> str:
     return spec.linear_layers()[-1][0]
 
 
-def export(model: Model, plan: QuantPlan | None, out, probe: Batch | None = None) -> dict:
+def export(model: Model, plan: QuantPlan | None, out, probe: Batch | None = None,
+           checked_day: str | None = None) -> dict:
     """Write the module to `out` (.pt) and its manifest beside it (<out>.manifest.json);
     probe: examples to check the module on against lpmon's executor (recorded in
     the manifest). Returns the manifest."""
@@ -358,6 +359,8 @@ def export(model: Model, plan: QuantPlan | None, out, probe: Batch | None = None
     out = Path(out)
     module = build_module(model, plan)
     checked = check(module, model, plan, probe) if probe is not None and len(probe) else None
+    if checked is not None and checked_day:
+        checked["traffic_day"] = checked_day
     out.parent.mkdir(parents=True, exist_ok=True)
     import io
 
