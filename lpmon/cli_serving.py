@@ -49,7 +49,9 @@ def export_torchscript(args, config, version: int, plan_json: str) -> int:
     except ImportError as err:  # says which extra to install
         raise ValueError(str(err)) from None
 
-    model = Model.load(config.model(args.model).snapshot)
+    from lpmon.pipeline import load_model
+
+    model = load_model(config.model(args.model))
     plan = QuantPlan.from_json(plan_json)
     probe, day = probe_sample(config, args.model, model)
     info = torchscript.export(model, plan, args.out, probe, checked_day=day if probe is not None else None)

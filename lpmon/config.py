@@ -62,6 +62,7 @@ class ModelSettings:
     recipients: tuple[str, ...] = ()
     max_ids_per_row: int = 10_000        # ids in one row of a multi-hot column (more: the day fails)
     ts_tolerance_hours: float = 12.0     # how far `ts` may stray outside its partition's day
+    backend: str = "numpy"               # "torch": score with PyTorch/FBGEMM (pip install 'lpmon[torch]')
     scorer: str = "model"                # "logged": serving logs both predictions beside label (no snapshot)
     p_ref_column: str = "p_ref"          # (scorer = "logged") the reference (fp32) model's logged prediction
     p_q_column: str = "p_q"              # (scorer = "logged") the served (quantized) model's logged prediction
@@ -375,6 +376,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
             "calibration_days" in changed or "calibration_method" in changed):
         problems.append(f"{where}.calibration_days: mse keeps raw values, so it cannot combine stored "
                         "days: use 1 day or a histogram method (l2, kl, percentile, ...)")
+    if s.backend not in ("numpy", "torch"):
+        bad("backend", f"must be \"numpy\" or \"torch\", got {s.backend!r}")
     if s.scorer not in ("model", "logged"):
         bad("scorer", f"must be \"model\" or \"logged\", got {s.scorer!r}")
     columns = {"p_ref_column": s.p_ref_column, "p_q_column": s.p_q_column}

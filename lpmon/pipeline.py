@@ -118,6 +118,16 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
     return day, settings, store
 
 
+def load_model(settings: ModelSettings) -> Model:
+    """The model's snapshot, scored by the configured back end (numpy, or torch)."""
+    model = Model.load(settings.snapshot)
+    if model.backend != settings.backend:
+        import dataclasses
+
+        model = dataclasses.replace(model, backend=settings.backend)
+    return model
+
+
 def _draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None):
     if settings.scorer == "logged":  # no model: serving logged both predictions beside the label
         schema = TrafficSchema.logged(settings.p_ref_column, settings.p_q_column, settings.max_ids_per_row,
@@ -260,7 +270,7 @@ def onboard_day(config: Config, model_id: str, day) -> Outcome:
     """Onboard a model from one day's sample (if it has no active plan)."""
     with day_lock(config, model_id, day):
         day, settings, store = _begin(config, model_id, day)
-        model = Model.load(settings.snapshot)
+        model = load_model(settings)
         active = store.active_plan(model_id)
         outcome = None
         if active is None:
@@ -285,7 +295,7 @@ def onboard_snapshot(config: Config, model_id: str, day) -> int | None:
                 and f"onboarding {snapshot_id}" in QuantPlan.from_json(r["plan_json"]).provenance.notes]
         if not done:
             store.register_snapshot(model_id, snapshot_id, settings.snapshot)
-            model = Model.load(settings.snapshot)
+            model = load_model(settings)
             sample = _draw(settings, model, day)
             with store.db.day_lock(model_id, PLAN_LOCK):
                 active = store.active_plan(model_id)
@@ -301,7 +311,8 @@ def snapshot_digest(uri: str) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for name in ("spec.json", "weights.npz"):
+    names = ("spec.json", "weights.npz") if (Path(uri) / "spec.json").exists() else ("model.pt", "inputs.json")
+    for name in names:
         with open(Path(uri) / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -336,7 +347,7 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
         return dict(out, old_plan_version=active_record.version,
                     reason=f"cooling down: {', '.join(sorted(int8 & cooling))} changed in the last "
                            f"{settings.cooldown_days} days")
-    model = Model.load(settings.snapshot)
+    model = load_model(settings)
     sample = _draw(settings, model, day)
     calibration, evaluation, labels = _halves(sample.batch, sample.labels)
     observers = observe(model, calibration, settings.calibration_method)
@@ -399,7 +410,7 @@ class Day:
     @property
     def model(self) -> Model:
         if self._model is None:
-            self._model = Model.load(self.settings.snapshot)
+            self._model = load_model(self.settings)
         return self._model
 
     def plan(self, version: int) -> QuantPlan:

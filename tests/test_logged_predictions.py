@@ -93,6 +93,7 @@ def test_configurable_columns_through_the_library(tmp_path):
     assert result.status == "HEALTHY" and result.dne_pct == 0.0 and result.plan_version is None
 
 
+@pytest.mark.slow
 def test_logged_days_through_the_dag_healthy_then_degraded_with_its_evidence(dagbag, smtp_server, tmp_path):  # noqa: F811
     path = logged_world(tmp_path, [logged_day(0), logged_day(1, shift=0.5)], extra='segment_column = "country"\n')
     bag = dagbag(path)

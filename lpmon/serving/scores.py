@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lpmon.config import Config
-from lpmon.model import Executor, Model
+from lpmon.model import Model, forward_fp32, forward_quantized
 from lpmon.quant import QuantPlan
 
 METADATA_KEY = b"lpmon"
@@ -97,10 +97,12 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
             plan = load_plan(store, model_id, version)
     finally:
         store.db.engine.dispose()
-    model = Model.load(settings.snapshot)
+    from lpmon.pipeline import load_model
+
+    model = load_model(settings)
     sample = _draw(settings, model, day)
-    p_fp32 = Executor(model).forward(sample.batch).probabilities
-    p_q = p_fp32 if plan is None else Executor(model, plan).forward(sample.batch).probabilities
+    p_fp32 = forward_fp32(model, sample.batch).probabilities   # the configured back end's
+    p_q = p_fp32 if plan is None else forward_quantized(model, sample.batch, plan).probabilities
     return Scores(model_id, day, None if plan is None else plan.version, sample.request_ids,
                   sample.labels, p_fp32, p_q)
 

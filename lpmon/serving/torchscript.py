@@ -190,6 +190,11 @@ def _packed_linear(dtype):
 def build_module(model: Model, plan: QuantPlan | None) -> torch.jit.ScriptModule:
     """The model under the plan (None: every layer fp32) as a scripted DLRM module.
     Built from the tensors lpmon's executor prepares, so both run the same bytes."""
+    return torch.jit.script(build_eager(model, plan))
+
+
+def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
+    """The same module, not scripted (forward hooks work on its layers)."""
     torch.backends.quantized.engine = "fbgemm"
     spec = model.spec
     executor = Executor(model, plan)
@@ -238,7 +243,7 @@ def build_module(model: Model, plan: QuantPlan | None) -> torch.jit.ScriptModule
     module = DLRM([linears[f"bot_l.{2 * i}"] for i in range(len(spec.bottom_mlp))], tables,
                   [linears[f"top_l.{2 * i}"] for i in range(len(spec.top_mlp))], spec.interaction,
                   rows.tolist(), cols.tolist())
-    return torch.jit.script(module.eval())
+    return module.eval()
 
 
 def torch_inputs(batch: Batch):
