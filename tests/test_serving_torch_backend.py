@@ -160,3 +160,15 @@ def test_backend_config(tmp_path):
     paths.config.write_text(paths.config.read_text() + 'backend = "jax"\n')
     with pytest.raises(Exception, match='backend: must be "numpy" or "torch"'):
         load(paths.config, environ={})
+
+
+@pytest.mark.slow
+def test_bench_pipeline_prints_the_torch_back_end_beside_numpy():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "bench_pipeline.py"
+    done = subprocess.run([sys.executable, str(bench), "--sizes", "3000", "--rows", "1000", "--backend", "torch"],
+                          capture_output=True, text=True, timeout=600, check=True)
+    assert "torch back end: daily run" in done.stdout and "torch / NumPy" in done.stdout
