@@ -248,3 +248,28 @@ def test_without_torch_the_error_names_the_extra(world, tmp_path, monkeypatch, c
     assert main(["plans", "export", "--config", str(world), "--model", "stable", "--format", "torchscript",
                  "--out", str(tmp_path / "x.pt")]) == 1
     assert "pip install 'lpmon[torch]'" in capsys.readouterr().err
+
+
+def test_int8_float_output_is_fused_even_where_float64_lands_on_a_float32_midpoint():
+    """acc * m + b in float64 then float32 rounds twice; where the float64 sum is a
+    float32 midpoint (here 2**24 + 1, the exact value just above it) the fused
+    result is redone: 2**24 + 2, not the round-to-even 2**24."""
+    from lpmon.model.forward import int8_float_output
+    from lpmon.quant import QParams
+    from lpmon.quant.qparams import fma32
+
+    f32 = np.float32
+
+    class Layer:
+        weight_scale = np.array([1 + 2.0 ** -23, 0.5], f32)
+        bias = np.array([2.0 ** -23 * (1 + 2.0 ** -17), 0.25], f32)
+
+        def accumulate(self, x_q, zero_point):
+            return np.array([[2.0 ** 24 - 1, 3.0], [-5.0, 7.0]], f32)
+
+    out = int8_float_output(Layer(), None, QParams(1.0, 0, 0, 255))
+    assert out[0, 0] == f32(2.0 ** 24 + 2)
+    acc = Layer().accumulate(None, 0)
+    np.testing.assert_array_equal(out, fma32(acc, (f32(1.0) * Layer.weight_scale).astype(f32), Layer.bias))
+    naive = (acc.astype(np.float64) * Layer.weight_scale + Layer.bias).astype(f32)
+    assert naive[0, 0] == f32(2.0 ** 24)  # what a single float64 pass would have given
