@@ -40,7 +40,6 @@ def _version(text):
 def export_torchscript(args, config, version: int, plan_json: str) -> int:
     if args.out is None:
         raise ValueError("--format torchscript writes a binary file: give --out FILE.pt")
-    from lpmon.model import Model
     from lpmon.quant import QuantPlan
     from lpmon.serving.scores import probe_sample
 

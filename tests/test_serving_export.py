@@ -20,7 +20,7 @@ import pytest
 from lpmon.cli import main
 from lpmon.config import load
 from lpmon.model import Executor, Model
-from lpmon.pipeline import _draw, open_store, run_day
+from lpmon.pipeline import _draw, open_store
 from lpmon.search import Ranges, assemble
 from lpmon.serving.scores import read_metadata
 from lpmon.store import init_store

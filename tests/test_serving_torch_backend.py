@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 
-from lpmon.calibrate import to_state
 from lpmon.config import load
 from lpmon.model import Model, forward_fp32, forward_quantized
 from lpmon.model.dlrm_import import import_dlrm
