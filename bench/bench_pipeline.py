@@ -1,6 +1,6 @@
 """Benchmark one daily run of the pipeline: time per step and peak memory, by sample size.
 
-    python bench/bench_pipeline.py [--sizes 100000 1000000] [--rows 100000]
+    python bench/bench_pipeline.py [--sizes 100000 1000000] [--rows 100000] [--backend torch]
 
 The default Criteo-like model (13 dense, 26 tables, dim 64, bottom 512-256-64,
 top 512-256-1) on synthetic traffic from lpmon.world. For each size, a child
@@ -16,6 +16,9 @@ did before) and the same observers fed from the scoring pass itself
 (forward_fp32(..., observe=..., observe_every=2)), and checks that both give
 the same observer states. Targets (issue 18): the daily run within 2.2x one
 fp32 forward of its sample, peak under 1.5 GB, flat from 1M to 10M examples.
+--backend torch: the same day is run again (a rerun: same sample, same plan)
+with the model on the torch back end (PyTorch/FBGEMM, lpmon.torch_backend), and
+its daily run time and peak are printed beside the NumPy executor's.
 """
 
 from __future__ import annotations
@@ -70,6 +73,9 @@ from lpmon.pipeline import open_store, run_day
 
 cfg = load(Path(sys.argv[1]) / "lpmon.toml", environ={})
 day = dt.date.fromisoformat(sys.argv[2])
+if len(sys.argv) > 3:  # the back end to run the model on
+    import dataclasses
+    cfg.models["stable"] = dataclasses.replace(cfg.models["stable"], backend=sys.argv[3])
 t = time.perf_counter(); result = run_day(cfg, "stable", day); seconds = time.perf_counter() - t
 run = [r for r in open_store(cfg).rows("runs", "stable") if r["logical_date"] == str(day)][0]
 print(json.dumps({"seconds": seconds, "steps": json.loads(run["timings_json"]), "status": result.status,
@@ -114,6 +120,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of each embedding table")
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                        help="torch: also rerun the day on the torch back end, times side by side")
     args = parser.parse_args(argv)
     print("lpmon pipeline benchmark: Criteo-like model, one daily run under an all-int8 plan")
     print(machine_banner())
@@ -128,12 +136,17 @@ def main(argv=None):
             first = _child(RUN, tmp, "2026-11-01")
             r = _child(RUN, tmp, "2026-11-02")
             f = _child(FORWARD, tmp, "2026-11-02")
+            t = _child(RUN, tmp, "2026-11-02", "torch") if args.backend == "torch" else None
         ratio = r["seconds"] / f["forward_s"]
         met = ratio <= TARGET_RATIO and r["peak_rss_gb"] <= TARGET_GB
         print(f"{n:>10,} {r['seconds']:>12.1f} {r['steps']['sample_s']:>9.1f} {r['steps']['score_s']:>8.1f} "
               f"{r['peak_rss_gb']:>8.2f} {f['forward_s']:>11.1f} {ratio:>6.2f} {first['seconds']:>12.1f}  "
               f"{'met' if met else 'MISSED'}")
         saving.append((n, f))
+        if t is not None:
+            print(f"{'':>10} torch back end: daily run {t['seconds']:.1f} s (sample {t['steps']['sample_s']:.1f}, "
+                  f"score {t['steps']['score_s']:.1f}), peak {t['peak_rss_gb']:.2f} GB, {t['status']}; NumPy "
+                  f"executor {r['seconds']:.1f} s, {r['status']}: torch / NumPy {t['seconds'] / r['seconds']:.2f}")
     print("\nobserving the calibration half: a second forward pass vs the scoring pass's own taps")
     for n, f in saving:
         print(f"{n:>10,}  fp32 forward + second pass {f['second_pass_s']:.1f} s, forward with observe= "
@@ -141,8 +154,8 @@ def main(argv=None):
               f"observer states {'identical' if f['same_states'] else 'DIFFER'}")
 
 
-def _child(script, root, day):
-    done = subprocess.run([sys.executable, "-c", script, root, day], capture_output=True, text=True)
+def _child(script, root, day, *extra):
+    done = subprocess.run([sys.executable, "-c", script, root, day, *extra], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"benchmark child failed on {day}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

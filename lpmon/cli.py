@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("version", nargs="?", type=plan_version)
         if name == "export":
             sub.add_argument("--out", type=Path, help="write here instead of standard output")
+            from lpmon.cli_serving import export_arguments
+            export_arguments(sub)
     diff = plan_action("diff", "what changed between two versions, layer by layer")
     diff.add_argument("versions", nargs=2, type=plan_version, metavar="VERSION")
     imported = plan_action("import", "store a plan file as a new version (not active)")
@@ -118,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = with_config(commands.add_parser("report", help="daily dNE history of a model"))
     report.add_argument("--model", required=True)
     with_config(commands.add_parser("status", help="the last run and active plan of every model"))
+    from lpmon.cli_serving import score_parser
+    score_parser(commands, with_config)
 
     criteo = commands.add_parser("import-criteo", help="import a Criteo TSV file as one day of traffic")
     criteo.add_argument("tsv", help="the TSV file; .gz is gunzipped; - reads standard input")
@@ -177,12 +181,14 @@ def _command(args) -> int:
             return _import_criteo(args)
         if args.command == "import-dlrm":
             return _import_dlrm(args)
-        if args.command in ("init", "onboard", "run", "backfill", "status", "plans", "report"):
+        if args.command in ("init", "onboard", "run", "backfill", "status", "plans", "report", "score"):
             from lpmon import config as config_module
 
             config = config_module.load(args.config)
             handlers = {"init": _init, "onboard": _onboard, "run": _run, "backfill": _backfill,
                         "status": _status, "plans": _plans, "report": _report}
+            from lpmon.cli_serving import score
+            handlers["score"] = score
             return handlers[args.command](args, config)
     except (BrokenPipeError, KeyError):
         raise
@@ -481,7 +487,11 @@ def _plans(args, config) -> int:
         emit(args, {"model": args.model, "from": args.versions[0], "to": args.versions[1], "changes": changes},
              "\n".join(grouped_diff(changes)) or "no differences")
         return EXIT_OK
-    version = args.version or next((v for v, r in rows.items() if r["status"] == "active"), None)
+    version = args.version or getattr(args, "version_flag", None) or next(
+        (v for v, r in rows.items() if r["status"] == "active"), None)
+    if args.action == "export" and args.format == "torchscript":
+        from lpmon.cli_serving import export_torchscript
+        return export_torchscript(args, config, version, _plan_row(rows, version)["plan_json"])
     text = QuantPlan.from_json(_plan_row(rows, version)["plan_json"]).to_json()
     if args.action == "export" and args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,10 @@ class ModelSettings:
     max_ids_per_row: int = 10_000        # ids in one row of a multi-hot column (more: the day fails)
     ts_tolerance_hours: float = 12.0     # how far `ts` may stray outside its partition's day
     runbook_url: str = ""                # linked from the model's alert emails (http:// or https://)
+    backend: str = "numpy"               # "torch": score with PyTorch/FBGEMM (pip install 'lpmon[torch]')
+    scorer: str = "model"                # "logged": serving logs both predictions beside label (no snapshot)
+    p_ref_column: str = "p_ref"          # (scorer = "logged") the reference (fp32) model's logged prediction
+    p_q_column: str = "p_q"              # (scorer = "logged") the served (quantized) model's logged prediction
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
                             "(it names folders and report files)")
             continue
         settings = _settings(values, defaults, f"models.{model_id}", problems)
-        for key in ("traffic", "snapshot"):
+        for key in ("traffic",) + (() if settings.scorer == "logged" else ("snapshot",)):
             value = getattr(settings, key)
             if not value:
                 problems.append(f"models.{model_id}.{key}: required")
@@ -376,6 +380,16 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
             "calibration_days" in changed or "calibration_method" in changed):
         problems.append(f"{where}.calibration_days: mse keeps raw values, so it cannot combine stored "
                         "days: use 1 day or a histogram method (l2, kl, percentile, ...)")
+    if s.backend not in ("numpy", "torch"):
+        bad("backend", f"must be \"numpy\" or \"torch\", got {s.backend!r}")
+    if s.scorer not in ("model", "logged"):
+        bad("scorer", f"must be \"model\" or \"logged\", got {s.scorer!r}")
+    columns = {"p_ref_column": s.p_ref_column, "p_q_column": s.p_q_column}
+    for key, column in columns.items():
+        if not column or column in ("request_id", "label", "ts") or column.startswith(("dense_", "sparse_")):
+            bad(key, f"must name a prediction column (not request_id, label, ts, dense_* or sparse_*), got {column!r}")
+    if s.p_ref_column == s.p_q_column and ("p_ref_column" in changed or "p_q_column" in changed):
+        problems.append(f"{where}.p_q_column: must differ from p_ref_column ({s.p_ref_column!r})")
     if s.embedding_precision not in ("int8", "int4", "int2", "fp16", "fp32"):
         bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
     if not 0 < s.max_halfwidth_gates <= 100:

@@ -120,10 +120,25 @@ def _begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, Stat
     return day, settings, store
 
 
-def _draw(settings: ModelSettings, model: Model, day: str, size: int | None = None):
+def load_model(settings: ModelSettings) -> Model:
+    """The model's snapshot, scored by the configured back end (numpy, or torch)."""
+    model = Model.load(settings.snapshot)
+    if model.backend != settings.backend:
+        import dataclasses
+
+        model = dataclasses.replace(model, backend=settings.backend)
+    return model
+
+
+def _draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None):
+    if settings.scorer == "logged":  # no model: serving logged both predictions beside the label
+        schema = TrafficSchema.logged(settings.p_ref_column, settings.p_q_column, settings.max_ids_per_row,
+                                      settings.ts_tolerance_hours * 3600, settings.segments)
+    else:
+        schema = TrafficSchema.for_model(model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600,
+                                         settings.segments)
     return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
-                       TrafficSchema.for_model(model.spec, settings.max_ids_per_row,
-                                               settings.ts_tolerance_hours * 3600, settings.segments))
+                       schema)
 
 
 def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
@@ -256,7 +271,7 @@ def onboard_day(config: Config, model_id: str, day) -> Outcome:
     """Onboard a model from one day's sample (if it has no active plan)."""
     with day_lock(config, model_id, day):
         day, settings, store = _begin(config, model_id, day)
-        model = Model.load(settings.snapshot)
+        model = load_model(settings)
         active = store.active_plan(model_id)
         outcome = None
         if active is None:
@@ -281,7 +296,7 @@ def onboard_snapshot(config: Config, model_id: str, day) -> int | None:
                 and f"onboarding {snapshot_id}" in QuantPlan.from_json(r["plan_json"]).provenance.notes]
         if not done:
             store.register_snapshot(model_id, snapshot_id, settings.snapshot)
-            model = Model.load(settings.snapshot)
+            model = load_model(settings)
             sample = _draw(settings, model, day)
             with store.db.day_lock(model_id, PLAN_LOCK):
                 active = store.active_plan(model_id)
@@ -297,7 +312,8 @@ def snapshot_digest(uri: str) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for name in ("spec.json", "weights.npz"):
+    names = ("spec.json", "weights.npz") if (Path(uri) / "spec.json").exists() else ("model.pt", "inputs.json")
+    for name in names:
         with open(Path(uri) / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -332,7 +348,7 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
         return dict(out, old_plan_version=active_record.version,
                     reason=f"cooling down: {', '.join(sorted(int8 & cooling))} changed in the last "
                            f"{settings.cooldown_days} days")
-    model = Model.load(settings.snapshot)
+    model = load_model(settings)
     sample = _draw(settings, model, day)
     calibration, evaluation, labels = _halves(sample.batch, sample.labels)
     observers = observe(model, calibration, settings.calibration_method)
@@ -395,7 +411,7 @@ class Day:
     @property
     def model(self) -> Model:
         if self._model is None:
-            self._model = Model.load(self.settings.snapshot)
+            self._model = load_model(self.settings)
         return self._model
 
     def plan(self, version: int) -> QuantPlan:
@@ -428,7 +444,7 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
     d = _day(config, work)
     d.store.mark_started(work.model_id, d.day)  # later days of the model wait for this one (see score_step)
     try:
-        model = d.model
+        model = d.model if d.settings.scorer != "logged" else None
     except (SpecError, OSError) as err:
         return _fail(work, Status.FAILED, f"model snapshot: {err}")
     try:
@@ -439,6 +455,8 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
         return _fail(work, Status.FAILED, str(err))
     work.failure, work.message = None, ""
     work.batch, work.labels = sample.batch, sample.labels
+    if sample.predictions:  # logged: the day is scored already
+        work.p_ref, work.p_q = (sample.predictions[c] for c in (d.settings.p_ref_column, d.settings.p_q_column))
     work.sample_size, work.positives = len(sample), int(sample.labels.sum())
     work.segment_values, work.segment_codes = {}, {}
     for column, values in sample.extras.items():
@@ -468,6 +486,11 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         return work
     started = time.perf_counter()
     d = _day(config, work)
+    if d.settings.scorer == "logged":  # serving's own two predictions, read with the sample
+        if work.p_ref is None or work.p_q is None:
+            work.require_sample()
+        _timed(work, "score", started)
+        return work
     work.require_sample()
     model, store = d.model, d.store
     previous = store.run(work.model_id, d.day)
@@ -560,6 +583,10 @@ def decide_step(config: Config, work: DayWork) -> str:
     else:
         work.action = assessment.action.value
     branch = "recalibrate" if assessment.action is Action.RECALIBRATE and not onboarded else "record"
+    if settings.scorer == "logged" and branch == "recalibrate":
+        work.action, branch = Action.RECORD.value, "record"
+        if work.comparison is not None:
+            work.reasons.append(logged_degraded_reason(settings, Comparison(**work.comparison), _worst_segments(work)))
     work.next_steps = [branch]
     return branch
 
@@ -602,10 +629,33 @@ def _label_free_signals(metrics: dict, layers: dict, saturation: float | None = 
             "saturation": finite(saturation)}
 
 
+def _worst_segments(work: DayWork, count: int = 3) -> str:
+    """The day's segments (config `segments`) with the largest dNE; "" without segments."""
+    judged = sorted(((k, Comparison(**c)) for k, c in work.segment_results.items() if not c["undefined_reason"]),
+                    key=lambda kc: -kc[1].dne_pct)
+    lines = [f"{k} dNE {c.dne_pct:.4f} % [{c.dne_pct_lo:.4f}, {c.dne_pct_hi:.4f}] on {c.n:,} examples"
+             for k, c in judged[:count]]
+    return f"worst segments (of {len(work.segment_results)}): " + "; ".join(lines) if lines else ""
+
+
+def logged_degraded_reason(settings: ModelSettings, c: Comparison, segments: str = "") -> str:
+    """Why a DEGRADED day of a logged-predictions model changes nothing, and its evidence."""
+    return (f"recalibration and fallback are not available: the model's predictions are logged by serving "
+            f"(scorer = \"logged\", columns {settings.p_ref_column} and {settings.p_q_column}), lpmon has no "
+            f"model to re-quantize; fix the served model. Evidence: dNE {c.dne_pct:.4f} % "
+            f"[{c.dne_pct_lo:.4f}, {c.dne_pct_hi:.4f}] ({c.level:.0%} interval) against the {settings.gate_pct:g} % "
+            f"gate on {c.n:,} examples ({c.positives:,} positives); "
+            + (f"{segments}; " if segments else "no segments configured (segments = [...]); ")
+            + f"label-free signals: mean |p_ref - p_q| {c.mean_abs_diff:.3g}, max {c.max_abs_diff:.3g}, "
+            f"KL gap {c.kl_gap_pct:.4f} %, calibration (mean prediction / positive rate) "
+            f"{c.calibration_ref:.4f} reference, {c.calibration_q:.4f} served")
+
+
 def record_step(config: Config, work: DayWork) -> DayWork:
     """The path without recalibration; on a HEALTHY day, units serving above their
     baseline may go back to it after enough healthy days in a row."""
-    if work.failure or work.status != Status.HEALTHY.value or work.action == Action.ONBOARD.value:
+    if (work.failure or work.status != Status.HEALTHY.value or work.action == Action.ONBOARD.value
+            or config.model(work.model_id).scorer == "logged"):
         return work
     d = _day(config, work)
     streak = 1 + _healthy_streak(d.store, work.model_id, d.day, work.plan_version)

@@ -16,6 +16,7 @@ import numpy as np
 from lpmon.quant import QParams, integer_range
 from lpmon.quant.halfprec import round_weight, to_fp16
 from lpmon.quant.linear import QuantizedLinear, Saturation, quantize_activation
+from lpmon.quant.qparams import fma32
 from lpmon.quant.plan import QuantPlan
 from lpmon.quant.rowwise import embedding_bag, quantize_rows
 
@@ -46,16 +47,25 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndarray:
-    """Sum (or mean) of table rows per bag; an empty bag gives zeros."""
+    """Sum (or mean) of table rows per bag; an empty bag gives zeros.
+
+    Each bag is summed in its ids' order, one row after another (as torch's
+    embedding_bag and FBGEMM do), so that serving's module agrees to the bit:
+    step k adds the k-th row of every bag that has one (bags sorted by length,
+    so those are a prefix), which costs one pass over the ids in all.
+    """
     n, bags = len(feature.indices), len(feature.offsets)
     out = np.zeros((bags, table.shape[1]), table.dtype)
     if n == 0:
         return out
     counts = np.diff(np.append(feature.offsets, n))
-    filled = counts > 0
-    # Over the non-empty bags only, each one's range runs to the next one's start.
-    out[filled] = np.add.reduceat(table[feature.indices], feature.offsets[filled], axis=0)
+    longest_first = np.argsort(-counts, kind="stable")
+    ordered = counts[longest_first]
+    for k in range(int(ordered[0])):
+        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
+        out[live] += table[feature.indices[feature.offsets[live] + k]]
     if mode == "mean":
+        filled = counts > 0
         out[filled] /= counts[filled, None]
     return out
 
@@ -63,10 +73,38 @@ def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndar
 def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
     if kind == "cat":
         return np.concatenate([bottom] + pooled, axis=1)
-    vectors = np.stack([bottom] + pooled, axis=1)                 # [batch, V, d]
-    z = vectors @ vectors.transpose(0, 2, 1)                      # [batch, V, V]
+    # In float64, rounded once: float32 products are exact there, so any summation
+    # order (NumPy's, torch's bmm) gives the same float32 dot products (but for sums
+    # within 2**-50 of a rounding boundary), and serving's module can agree exactly.
+    vectors = np.stack([bottom] + pooled, axis=1).astype(np.float64)   # [batch, V, d]
+    z = (vectors @ vectors.transpose(0, 2, 1)).astype(np.float32)      # [batch, V, V]
     rows, cols = np.tril_indices(vectors.shape[1], k=-1)          # i > j: DLRM without self-interaction
     return np.concatenate([bottom, z[:, rows, cols]], axis=1)
+
+
+def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams) -> np.ndarray:
+    """float32 outputs of an int8 layer as FBGEMM's float output stage computes them
+    (ReQuantizeForFloat, torch's linear_with_input_q_dq_qweight_dq_output_fp32):
+    fma(acc, s_x * s_w[n], bias[n]), one rounding. A product rounded before the
+    bias is added differs by an ulp in about 1 output in 20.
+
+    acc (a float32 integer) times the float32 multiplier is exact in float64; the
+    float64 sum with the bias, rounded to float32, is the fused result unless that
+    sum fell exactly on a midpoint between two float32 values (double rounding; or
+    a float32 subnormal): those few are redone with fma32.
+    """
+    acc = layer.accumulate(x_q, qp.zero_point)
+    multiplier = (np.float32(qp.scale) * layer.weight_scale).astype(np.float32)
+    total = acc.astype(np.float64)
+    total *= multiplier.astype(np.float64)
+    total += layer.bias.astype(np.float64)
+    out = total.astype(np.float32)
+    low = total.view(np.int64) & 0x1FFFFFFF               # the 29 bits float32 drops
+    redo = (low == 0x10000000) | (np.abs(total) < 2.0 ** -125)
+    if redo.any():
+        rows, cols = np.nonzero(redo)
+        out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], layer.bias[cols])
+    return out
 
 
 class Executor:
@@ -111,7 +149,7 @@ class Executor:
         if entry[0] == "int8":
             _, layer, qp = entry
             x_q, saturation = quantize_activation(x, qp)
-            y = layer.forward_float(x_q, qp)
+            y = int8_float_output(layer, x_q, qp)
             previous = result.saturation.get(name)
             if previous is not None:
                 saturation = Saturation(previous.below + saturation.below,
@@ -120,7 +158,12 @@ class Executor:
             result.saturation[name] = saturation
         else:
             _, weight_t, bias = entry
-            y = x @ weight_t + bias
+            if weight_t.shape[1] == 1:
+                # One output (the logit): a dot product per example, in float64 and
+                # rounded once, so that it does not depend on the BLAS's GEMV order.
+                y = (x.astype(np.float64) @ weight_t.astype(np.float64) + bias).astype(np.float32)
+            else:
+                y = x @ weight_t + bias
         return np.maximum(y, 0) if relu else y
 
     def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None,
@@ -192,13 +235,22 @@ class Executor:
 def forward_fp32(model: Model, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
                  observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
     """fp32 probabilities; observe / observe_every: see Executor.forward."""
-    return Executor(model).forward(batch, taps=taps, batch_size=batch_size, observe=observe,
+    return _executor(model, None).forward(batch, taps=taps, batch_size=batch_size, observe=observe,
                                    observe_every=observe_every)
 
 
 def forward_quantized(model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False,
                       batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
-    return Executor(model, plan).forward(batch, taps=taps, batch_size=batch_size)
+    return _executor(model, plan).forward(batch, taps=taps, batch_size=batch_size)
+
+
+def _executor(model: Model, plan: QuantPlan | None):
+    """The NumPy executor, or the torch back end's for a model with backend "torch"."""
+    if model.backend == "torch":
+        from lpmon.torch_backend import TorchExecutor
+
+        return TorchExecutor(model, plan)
+    return Executor(model, plan)
 
 
 def check_batch(model: Model, batch: Batch) -> None:

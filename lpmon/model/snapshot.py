@@ -24,9 +24,12 @@ class Model:
 
     spec: ModelSpec
     weights: dict[str, np.ndarray]
+    backend: str = "numpy"   # "torch": scored by lpmon.torch_backend (config: backend)
 
     def __post_init__(self):
         check_weights(self.spec, self.weights)
+        if self.backend not in ("numpy", "torch"):
+            raise SpecError(f"backend: must be numpy or torch, got {self.backend!r}")
 
     @classmethod
     def initialise(cls, spec: ModelSpec, seed: int = 0) -> "Model":
@@ -69,6 +72,10 @@ class Model:
     @classmethod
     def load(cls, directory: str | Path) -> "Model":
         directory = Path(directory)
+        if not (directory / SPEC_FILE).is_file() and (directory / "model.pt").is_file():
+            from lpmon.torch_backend import load_snapshot  # a TorchScript program (backend "torch")
+
+            return load_snapshot(directory)
         if not (directory / SPEC_FILE).is_file():
             raise SpecError(f"{directory}: no {SPEC_FILE} (is this a model snapshot?)")
         if not (directory / WEIGHTS_FILE).is_file():

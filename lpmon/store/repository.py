@@ -102,7 +102,9 @@ class StateStore:
         """The days before `before` since plan `plan_version` last came into force,
         oldest first: each run's overall metrics (None where it has none) and the
         largest saturated share of any FC layer. Days without a plan (failed,
-        missing traffic) are skipped; a day under another plan ends the tenure."""
+        missing traffic) are skipped; a day under another plan ends the tenure.
+        plan_version None (a model monitored from logged predictions, which has no
+        plans): every earlier day with metrics."""
         sql = sa.text(
             "SELECT r.logical_date, r.status, r.plan_version, m.n, m.positives, m.ne_ref, m.dne_pct, m.dne_pct_lo, "
             "m.dne_pct_hi, m.kl_gap_pct, m.mean_abs_diff, s.saturation FROM runs r "
@@ -116,6 +118,12 @@ class StateStore:
             rows = [dict(row._mapping) for row in c.execute(sql, {"m": model_id, "d": before})]
         tenure = []
         for row in rows:
+            if plan_version is None:  # a model without plans (logged predictions): every judged day
+                if row["plan_version"] is not None:
+                    break
+                if row["n"] is not None:
+                    tenure.append(row)
+                continue
             if row["plan_version"] is None:
                 continue
             if row["plan_version"] != plan_version:

@@ -32,6 +32,7 @@ class Sample:
     labels: np.ndarray        # uint8
     request_ids: np.ndarray
     day_rows: int             # rows in the day's partition (for the model)
+    predictions: dict | None = None  # logged probabilities by column (float32), when the schema has them
     extras: dict = field(default_factory=dict)   # column -> values of the schema's extra columns
 
     def __len__(self) -> int:
@@ -96,10 +97,11 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     order = np.argsort(np.concatenate([h for h, _ in kept]), kind="stable")
     table = _concat([r for _, r in kept], partition).take(pa.array(order))
     del kept  # the ordered copy is all that is needed: free the filtered batches first
-    return Sample(str(day), to_batch(table, schema),
-                  table.column("label").to_numpy().astype(np.uint8),
-                  table.column("request_id").to_numpy(), day_rows,
-                  {c: table.column(c).to_numpy(zero_copy_only=False) for c in schema.extra})
+    batch = to_batch(table, schema) if schema.dense or schema.sparse else None
+    predictions = {c: table.column(c).to_numpy().astype(np.float32) for c in schema.predictions} or None
+    extras = {c: table.column(c).to_numpy(zero_copy_only=False) for c in schema.extra}
+    return Sample(str(day), batch, table.column("label").to_numpy().astype(np.uint8),
+                  table.column("request_id").to_numpy(), day_rows, predictions, extras)
 
 
 def _concat(batches: list[pa.RecordBatch], partition: str) -> pa.Table:

@@ -45,7 +45,8 @@ class TrafficSchema:
     table_rows: tuple[int, ...]
     max_ids_per_row: int = MAX_IDS_PER_ROW
     ts_tolerance_s: float = TS_TOLERANCE_S
-    extra: tuple[str, ...] = ()   # further columns carried into the sample as they are (segments)
+    predictions: tuple[str, ...] = ()   # logged probabilities (scorer = "logged"): floats in [0, 1]
+    extra: tuple[str, ...] = ()         # further columns carried into the sample as they are (segments)
 
     @classmethod
     def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
@@ -53,9 +54,15 @@ class TrafficSchema:
         return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s,
                    tuple(extra))
 
+    @classmethod
+    def logged(cls, p_ref: str, p_q: str, max_ids_per_row: int = MAX_IDS_PER_ROW,
+               ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
+        """Traffic whose serving logged both models' predictions beside the label."""
+        return cls((), (), (), max_ids_per_row, ts_tolerance_s, (p_ref, p_q), extra)
+
     @property
     def columns(self) -> list[str]:
-        base = ["request_id", "label", *self.dense, *self.sparse]
+        base = ["request_id", "label", *self.dense, *self.sparse, *self.predictions]
         return base + [c for c in self.extra if c not in base]
 
     def check_columns(self, schema: pa.Schema, partition: str) -> None:
@@ -82,6 +89,11 @@ class TrafficSchema:
             kind = schema.field(column).type
             if not pa.types.is_floating(kind):
                 raise TrafficError(f"{partition}: column {column} has type {kind}, expected float32")
+        for column in self.predictions:
+            kind = schema.field(column).type
+            if not pa.types.is_floating(kind):
+                raise TrafficError(f"{partition}: column {column} has type {kind}, expected float "
+                                   "probabilities in [0, 1]")
         for column in self.sparse:
             kind = schema.field(column).type
             value = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else kind
@@ -105,6 +117,15 @@ class TrafficSchema:
             bad = np.count_nonzero(~np.isfinite(values))
             if bad:
                 raise TrafficError(f"{partition}: column {column} has {bad} rows with NaN or inf (of {n})")
+        for column in self.predictions:
+            values = batch.column(column).to_numpy(zero_copy_only=False)
+            bad = np.count_nonzero(np.isnan(values))
+            if bad:
+                raise TrafficError(f"{partition}: column {column} has {bad} rows with NaN (of {n})")
+            bad = np.count_nonzero((values < 0) | (values > 1))
+            if bad:
+                raise TrafficError(f"{partition}: column {column} has {bad} rows outside [0, 1] (of {n}): "
+                                   "not probabilities")
         for column in self.sparse:
             self._check_lengths(batch.column(column), column, partition, n)
         if day is not None and "ts" in batch.schema.names:
