@@ -52,13 +52,13 @@ class TrafficSchema:
     def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
                   ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
         return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s,
-                   tuple(extra))
+                   extra=tuple(extra))
 
     @classmethod
     def logged(cls, p_ref: str, p_q: str, max_ids_per_row: int = MAX_IDS_PER_ROW,
                ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
         """Traffic whose serving logged both models' predictions beside the label."""
-        return cls((), (), (), max_ids_per_row, ts_tolerance_s, (p_ref, p_q), extra)
+        return cls((), (), (), max_ids_per_row, ts_tolerance_s, predictions=(p_ref, p_q), extra=tuple(extra))
 
     @property
     def columns(self) -> list[str]:
