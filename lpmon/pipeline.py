@@ -232,10 +232,14 @@ def onboard(config: Config, store: StateStore, model_id: str, model: Model, day:
     no quantized plan is made: serving stays fp32, the reference. `replaces`: the
     version a new snapshot's plan replaces (None for a model without a plan)."""
     settings = config.model(model_id)
-    n = len(labels)
-    if n < settings.min_examples:  # calibration needs examples; validation then draws what it needs
-        return Outcome(False, None, f"{ONBOARDING_WAITS} ({n:,} examples so far): {n:,} labelled examples, fewer "
-                                    f"than the {settings.min_examples:,} required; serving stays fp32")
+    n, positives = len(labels), int(labels.sum())
+    short = ([f"{n:,} labelled examples, fewer than the {settings.min_examples:,} required"]
+             if n < settings.min_examples else []) + \
+            ([f"{positives:,} positives, fewer than the {settings.min_positives:,} required"]
+             if positives < settings.min_positives else [])
+    if short:
+        return Outcome(False, None, f"{ONBOARDING_WAITS} ({n:,} examples so far): "
+                                    + "; ".join(short) + "; serving stays fp32")
     lifecycle = plan_lifecycle(config, store, model_id)
     calibration, evaluation, eval_labels = _halves(batch, labels)
     pins = lifecycle.pins()

@@ -122,7 +122,7 @@ def test_bad_days_are_recorded_and_change_nothing_else(tmp_path, database_url):
 @pytest.mark.slow
 def test_a_crash_during_promotion_keeps_the_old_plan(tmp_path, database_url, monkeypatch):
     config = world(tmp_path, database_url, days=12, sample=40_000)
-    for i in range(11):
+    for i in range(9):
         run_day(config, "gradual_drift", day(i))
     store = open_store(config)
     active_before = store.active_plan("gradual_drift").version
@@ -136,7 +136,7 @@ def test_a_crash_during_promotion_keeps_the_old_plan(tmp_path, database_url, mon
 
     monkeypatch.setattr(StateStore, "promote", crash)
     with pytest.raises(RuntimeError, match="worker killed"):
-        run_day(config, "gradual_drift", day(11))  # a DEGRADED day: recalibration promotes
+        run_day(config, "gradual_drift", day(9))  # a DEGRADED day: recalibration promotes
     assert attempts, "the day did not reach promotion"
     assert store.active_plan("gradual_drift").version == active_before
     assert sum(r["status"] == "active" for r in store.rows("plans", "gradual_drift")) == 1
