@@ -163,3 +163,23 @@ def pytest_collection_modifyitems(config, items):
     first keeps one worker from getting a 15-minute file at the end."""
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.fixture
+def without_torch(monkeypatch):
+    """Imports of torch fail, as on a machine without the lpmon[torch] extra; the
+    serving module that imported it is forgotten, so it is imported again."""
+    import builtins
+    import sys
+
+    real = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.delitem(sys.modules, "lpmon.serving.torchscript", raising=False)
+    if hasattr(sys.modules.get("lpmon.serving"), "torchscript"):
+        monkeypatch.delattr(sys.modules["lpmon.serving"], "torchscript")

@@ -3,7 +3,6 @@ run in a fresh process that imports only torch, gives lpmon's own p_q to the ulp
 on the synthetic world (through the CLI) and on an imported facebookresearch/dlrm
 checkpoint, for int8/int4/int2 tables and int8/fp16 FC layers."""
 
-import builtins
 import dataclasses
 import datetime as dt
 import importlib
@@ -232,17 +231,7 @@ def test_readme_serving_example_runs(world, tmp_path):
     assert len(p) == 4 and all(0 < v < 1 for v in p), result.stdout
 
 
-def test_without_torch_the_error_names_the_extra(world, tmp_path, monkeypatch, capsys):
-    real = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
-    monkeypatch.delitem(sys.modules, "lpmon.serving.torchscript")
-    monkeypatch.delattr(sys.modules["lpmon.serving"], "torchscript")
+def test_without_torch_the_error_names_the_extra(world, tmp_path, without_torch, capsys):
     with pytest.raises(ImportError, match=r"pip install 'lpmon\[torch\]'"):
         importlib.import_module("lpmon.serving.torchscript")
     assert main(["plans", "export", "--config", str(world), "--model", "stable", "--format", "torchscript",

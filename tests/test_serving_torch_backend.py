@@ -173,21 +173,9 @@ def test_bench_pipeline_prints_the_torch_back_end_beside_numpy():
     assert "torch back end: daily run" in done.stdout and "torch / NumPy" in done.stdout
 
 
-def test_without_torch_the_back_end_says_what_to_install(tmp_path, monkeypatch):
-    import builtins
-    import sys
-
+def test_without_torch_the_back_end_says_what_to_install(tmp_path, request):
     _, torch_model = both_ways(tmp_path)
     batch = random_batch(torch_model.spec, 10, np.random.default_rng(0))
-    real = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
-    monkeypatch.delitem(sys.modules, "lpmon.serving.torchscript")
-    monkeypatch.delattr(sys.modules["lpmon.serving"], "torchscript")
+    request.getfixturevalue("without_torch")  # after the model is built with torch
     with pytest.raises(ImportError, match=r"pip install 'lpmon\[torch\]'"):
         forward_fp32(torch_model, batch)
