@@ -44,6 +44,7 @@ class DayReport:
     message: str = ""                  # why a day could not be judged (failed, INSUFFICIENT_DATA)
     active_version: int | None = None  # the plan in force now (after the day)
     page_url: str = ""                 # the model's lpmon page
+    report_url: str = ""               # the day's HTML report, served by the lpmon page
     report_path: str = ""              # the day's HTML report file
     plans_file: str = ""               # what serving loads: plans/<model>/active.json
     serving_problem: str = ""          # the serving file is not the active plan, and why
@@ -136,6 +137,7 @@ def links(config: Config, model_id: str, day: str) -> dict:
 
     base = config.airflow.base_url.rstrip("/")
     return {"page_url": f"{base}/lpmon/models/{quote(model_id)}#day-{day}",
+            "report_url": f"{base}/lpmon/models/{quote(model_id)}/reports/{day}.html",
             "report_path": str(config.work_dir / "reports" / model_id / f"{day}.html"),
             "plans_file": str(config.plans_dir / model_id / "active.json"),
             "runbook_url": config.model(model_id).runbook_url}
@@ -218,8 +220,10 @@ def _link_lines(report: DayReport) -> list[tuple[str, str]]:
     out = []
     if report.page_url:
         out.append(("lpmon page", report.page_url))
+    if report.report_url:
+        out.append(("day report", report.report_url))
     if report.report_path:
-        out.append(("day report", report.report_path))
+        out.append(("day report file", report.report_path))
     if report.runbook_url:
         out.append(("runbook", report.runbook_url))
     if report.run_url:

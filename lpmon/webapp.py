@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from lpmon.config import Config, load
+from lpmon.config import Config, confined, load
 from lpmon.notify import NO_CONNECTION
 from lpmon.store.reports import run_report
 from lpmon.webpage import index_page, model_page
@@ -128,5 +128,18 @@ def create_app(config_loader=load, run_links=None):
     def page(model_id: str) -> str:
         config, store = context(model_id)
         return model_page(model_data(config, store, model_id, run_links))
+
+    @app.get("/models/{model_id}/reports/{day}.html", response_class=HTMLResponse)
+    def day_report(model_id: str, day: str) -> str:
+        """The day's report file (the link in alert mails; its previous/next links are relative)."""
+        import datetime as dt
+
+        config, store = context(model_id)
+        store.db.engine.dispose()
+        try:
+            day = dt.date.fromisoformat(day).isoformat()
+            return confined(config.work_dir, "reports", model_id, f"{day}.html").read_text(encoding="utf-8")
+        except (ValueError, OSError):
+            raise HTTPException(status_code=404, detail=f"no report of {model_id} for {day}") from None
 
     return app

@@ -32,6 +32,7 @@ def report(**changes):
                   worst_saturation=[{"layer": "bot_l.0", "precision": "int8", "saturation": 0.0123}],
                   history=HISTORY, page_url="https://airflow.example.com/lpmon/models/outliers#day-2026-11-05",
                   report_path="/srv/lpmon/work/reports/outliers/2026-11-05.html",
+                  report_url="http://airflow.test/lpmon/models/outliers/reports/2026-11-05.html",
                   plans_file="plans/outliers/active.json", runbook_url="https://wiki.example.com/lpmon",
                   segments=[{"segment": "US", "n": 6000, "dne_pct": 0.8, "dne_pct_lo": 0.3, "dne_pct_hi": 1.3},
                             {"segment": "FR", "n": 4000, "dne_pct": 1.0, "dne_pct_lo": 0.2, "dne_pct_hi": 1.8}],
@@ -85,7 +86,8 @@ def test_one_mail_per_day_with_threading_headers_and_what_is_needed(tmp_path, sm
     assert "candidate v4 on held-out traffic: dNE 0.0100 %" in text
     assert "worst layers by SQNR (under v3, the day's plan)" in text
     assert "lpmon page: https://airflow.example.com/lpmon/models/outliers#day-2026-11-05" in text
-    assert "runbook: https://wiki.example.com/lpmon" in text and "day report: /srv/lpmon/work" in text
+    assert "runbook: https://wiki.example.com/lpmon" in text and "day report file: /srv/lpmon/work" in text
+    assert "day report: http://airflow.test/lpmon/models/outliers/reports/2026-11-05.html" in text
     assert "localhost" not in text and "manual__" not in text
     html = mail.get_body(("html",)).get_content()
     assert "<style" not in html and 'style="' in html and 'href="https://wiki.example.com/lpmon"' in html
