@@ -156,6 +156,8 @@ def main(argv=None) -> int:
                         help="evidence across days instead (bench/evidence_world.py): near-gate and small-excess "
                              "worlds at --sizes (default 2000 10000 200000), --reps model-runs of --days each")
     parser.add_argument("--reps", type=int, nargs="+", help="repetitions per size (default 100 100 20)")
+    parser.add_argument("--truth-examples", type=int, default=4_000_000,
+                        help="examples that set each world's true dNE (fewer: a rougher world, for smoke tests)")
     args = parser.parse_args(argv)
     if args.evidence:
         from evidence_world import print_rows, run
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
         if len(reps) == 1:
             reps = reps * len(sizes)
         print(f"evidence across days, gate {GATE} %, defaults of lpmon.policy.Rules, {args.days} days a run")
-        print_rows(run(sizes, args.days, dict(zip(sizes, reps))))
+        print_rows(run(sizes, args.days, dict(zip(sizes, reps)), truth_examples=args.truth_examples))
         return 0
     print(f"decision quality, gate {GATE} %, truth on {TRUTH_EXAMPLES:,} fresh examples a day")
     header = (f"{'scenario':<14} {'sample':>7} {'days':>4} {'verdicts':>8} {'degraded':>8} {'over':>4} "

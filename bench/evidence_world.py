@@ -37,19 +37,19 @@ def _draw(rng, n: int, sigma: float):
     return p, q, (rng.random(n) < p).astype(np.uint8)
 
 
-def true_dne(sigma: float) -> float:
+def true_dne(sigma: float, examples: int = TRUTH_EXAMPLES) -> float:
     """The expected dNE % at sigma: mean KL over mean reference loss (labels follow p_fp32)."""
-    p, q, _ = _draw(np.random.default_rng(12345), TRUTH_EXAMPLES, sigma)
+    p, q, _ = _draw(np.random.default_rng(12345), examples, sigma)
     kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
     loss = -(p * np.log(p) + (1 - p) * np.log(1 - p))
     return 100 * kl.mean() / loss.mean()
 
 
-def sigma_for(target_pct: float) -> float:
+def sigma_for(target_pct: float, examples: int = TRUTH_EXAMPLES) -> float:
     lo, hi = 0.0, 1.0
     for _ in range(30):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if true_dne(mid) < target_pct else (lo, mid)
+        lo, hi = (mid, hi) if true_dne(mid, examples) < target_pct else (lo, mid)
     return (lo + hi) / 2
 
 
@@ -66,10 +66,11 @@ def simulate(sigma: float, n: int, days: int, seed: int, rules: Rules) -> dict:
     return {"statuses": statuses, "old": old}
 
 
-def run(sizes, days: int, reps: dict[int, int], rules: Rules = Rules()) -> list[dict]:
+def run(sizes, days: int, reps: dict[int, int], rules: Rules = Rules(),
+        truth_examples: int = TRUTH_EXAMPLES) -> list[dict]:
     rows = []
     for world, ratio in WORLDS.items():
-        sigma = sigma_for(ratio * rules.gate_pct)
+        sigma = sigma_for(ratio * rules.gate_pct, truth_examples)
         for n in sizes:
             runs = [simulate(sigma, n, days, seed, rules) for seed in range(reps[n])]
             degraded = [[s == "DEGRADED" for s in r["statuses"]] for r in runs]
@@ -77,7 +78,7 @@ def run(sizes, days: int, reps: dict[int, int], rules: Rules = Rules()) -> list[
             delays = [next((i + 1 for i, d in enumerate(ds) if d), None) for ds in degraded]
             old_delays = [next((i + 1 for i, d in enumerate(r["old"]) if d), None) for r in runs]
             rows.append({
-                "world": world, "true_dne": true_dne(sigma), "n": n, "reps": len(runs), "days": days,
+                "world": world, "true_dne": true_dne(sigma, truth_examples), "n": n, "reps": len(runs), "days": days,
                 "false_per_30": 30 * np.mean(degraded) if world == "near_gate" else None,
                 "old_false_per_30": 30 * np.mean([r["old"] for r in runs]) if world == "near_gate" else None,
                 "median_delay": _median(delays) if world == "small_excess" else None,

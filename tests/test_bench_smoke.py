@@ -52,3 +52,12 @@ def test_bench_pipeline_runs():
         capture_output=True, text=True, timeout=600, check=True,
     )
     assert "3,000" in done.stdout
+
+
+def test_bench_decisions_evidence_runs():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_decisions.py"), "--evidence", "--sizes", "2000", "--reps", "2",
+         "--days", "8", "--truth-examples", "100000"],
+        capture_output=True, text=True, timeout=300, check=True,
+    )
+    assert "near_gate" in done.stdout and "small_excess" in done.stdout and "false DEG/30d" in done.stdout
