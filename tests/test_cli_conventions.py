@@ -30,7 +30,10 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli") / "w"
     made = lpmon("world", "--root", root, "--scenario", MODEL, "--days", 3, "--examples-per-day", 30000)
     with open(root / "lpmon.toml", "a") as f:
-        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 2000\nrecipients = ["oncall@example.com"]\n'
+        # days of 10,000 examples: a verdict may rest on an interval up to +-5 gates (the default, 2,
+        # would pool days, and this world's first plan has only one day)
+        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 2000\nmax_halfwidth_gates = 5\n'
+                'recipients = ["oncall@example.com"]\n'
                 'runbook_url = "https://wiki.example.com/lpmon-runbook"\n')
     lpmon("init", "--config", root / "lpmon.toml")
     return root / "lpmon.toml", made
@@ -311,7 +314,9 @@ def test_a_degraded_day_exits_3_with_fail_on_degraded_mails_the_fix_then_resolve
     lpmon("-q", "world", "--root", root, "--scenario", MODEL, "--days", 4, "--seed", 1, "--examples-per-day", 50000)
     config = root / "lpmon.toml"
     with open(config, "a") as f:
-        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 1000\nrecipients = ["oncall@example.com"]\n')
+        # the single look at 1.96 SE (a 20-day false-alarm budget), as in the other test worlds
+        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n'
+                'recipients = ["oncall@example.com"]\n')
     lpmon("init", "--config", config)
     lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-01", "--fail-on-degraded", "--no-alerts")
     degraded = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-03", "--fail-on-degraded",
