@@ -290,7 +290,7 @@ def render_html(report: DayReport, chart_src: str, event: str = "", navigation: 
         plan += " (promoted today)"
     elif report.new_plan_version:
         plan += f" &rarr; v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
-    rows = [[f'<b>status</b>', _badge(report.status)], ["<b>dNE</b>", e(report.dne_text)],
+    rows = [['<b>status</b>', _badge(report.status)], ["<b>dNE</b>", e(report.dne_text)],
             ["<b>decision</b>", e(report.action or "-")], ["<b>plan</b>", plan]]
     parts = [f'<p id="summary" style="font-size:15px;font-weight:600;border-left:5px solid {colour};'
              f'padding:6px 10px;background:#f7fafc;margin:0 0 12px">{e(summary(report, event))}</p>',
