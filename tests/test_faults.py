@@ -38,7 +38,8 @@ def write_config(root: Path, world: Path, store: str) -> Path:
     path = root / "lpmon.toml"
     path.write_text(
         f'store = "{store}"\nplans_dir = "{root / "plans"}"\nwork_dir = "{root / "work"}"\n\n'
-        "[defaults]\nsample_size = 10000\nmin_examples = 1000\n\n"
+        # the test worlds' 20-day false-alarm budget (single look at 1.96 SE): the shift is DEGRADED on its day
+        "[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
         f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n')
     init_store(store)  # as `lpmon init` does (a copied store: up to date already)
