@@ -35,7 +35,7 @@ install: $(STAMP)
 $(STAMP): $(BUILD_INPUTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) setuptools wheel Cython
-	$(PIP) -e '.[airflow,test]' --no-build-isolation
+	$(PIP) -e '.[airflow,demo,test]' --no-build-isolation
 	$(PIP) torch==$(TORCH_VERSION)
 	touch $@
 

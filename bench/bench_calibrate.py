@@ -4,7 +4,7 @@
 
 For 10M float32 activations drawn from a normal, a Student-t (df=3) and a
 ReLU-ed normal distribution, and for the real inputs of two layers of the
-synthetic world's model (lpmon.world) on its traffic, prints per method:
+synthetic world's model (lpmon.demo.world) on its traffic, prints per method:
 time (observe + compute,
 best of --repeat, one thread), chosen range, int8 quantize-dequantize MSE and
 SQNR. torch's MinMaxObserver and HistogramObserver (2048 bins) join the table
@@ -44,7 +44,7 @@ def distributions(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 def model_activations(n: int, seed: int) -> dict[str, np.ndarray]:
     """Inputs of the world model's bot_l.2 (post-ReLU) and top_l.0 (dot interaction) layers."""
     from lpmon.model import forward_fp32
-    from lpmon.world import World, WorldConfig
+    from lpmon.demo.world import World, WorldConfig
 
     world = World(WorldConfig("gradual_drift", seed=seed))
     layers = {"bot_l.2": [], "top_l.0": []}

@@ -39,14 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lpmon.config import load  # noqa: E402
-from lpmon.lifecycle import PlanLifecycle  # noqa: E402
+from lpmon.pipeline.lifecycle import PlanLifecycle  # noqa: E402
 from lpmon.metrics import compare  # noqa: E402
 from lpmon.model import forward_fp32, forward_quantized  # noqa: E402
 from lpmon.pipeline import open_store, run_day  # noqa: E402
 from lpmon.quant import LayerPlan, QuantPlan  # noqa: E402
-from lpmon.search import plan_bytes, units  # noqa: E402
+from lpmon.pipeline.search import plan_bytes, units  # noqa: E402
 from lpmon.store import init_store  # noqa: E402
-from lpmon.world import World, WorldConfig, write_world  # noqa: E402
+from lpmon.demo.world import World, WorldConfig, write_world  # noqa: E402
 
 GATE = 0.05
 TRUTH_EXAMPLES = 50_000
@@ -95,7 +95,7 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
     init_store(cfg.store)
     store = open_store(cfg)
     if name == "far_off":  # a user deploys a plan with int2 tables and forces it into serving
-        from lpmon.user_plans import promote_plan
+        from lpmon.pipeline.user_plans import promote_plan
 
         run_day(cfg, name, START)  # onboarding makes the model's first plan
         plan = QuantPlan.from_json(store.active_plan(name).plan_json)
@@ -142,7 +142,7 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
 
 
 def _user():
-    from lpmon.lifecycle import Origin
+    from lpmon.pipeline.lifecycle import Origin
 
     return Origin.USER
 

@@ -23,7 +23,7 @@ from timing import best  # noqa: E402
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec  # noqa: E402
 from lpmon.model import Executor  # noqa: E402
 from lpmon.quant import QuantPlan  # noqa: E402
-from lpmon.search import EMBEDDINGS, Ranges, assemble  # noqa: E402
+from lpmon.pipeline.search import EMBEDDINGS, Ranges, assemble  # noqa: E402
 
 TARGET = 1.5
 
@@ -41,7 +41,7 @@ def batch_of(spec, n, rng) -> Batch:
 
 
 def plan_for(model, calibration, embeddings) -> QuantPlan:
-    """int8 FC layers with l2 ranges, embeddings at `embeddings` (lpmon.search does the work)."""
+    """int8 FC layers with l2 ranges, embeddings at `embeddings` (lpmon.pipeline.search does the work)."""
     precisions = {name: "int8" for name, _, _ in model.spec.linear_layers()}
     precisions[EMBEDDINGS] = embeddings
     return assemble(model, Ranges.calibrate(model, calibration), precisions, model_id="bench")

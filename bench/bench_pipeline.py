@@ -3,7 +3,7 @@
     python bench/bench_pipeline.py [--sizes 100000 1000000] [--rows 100000] [--backend torch]
 
 The default Criteo-like model (13 dense, 26 tables, dim 64, bottom 512-256-64,
-top 512-256-1) on synthetic traffic from lpmon.world. For each size, a child
+top 512-256-1) on synthetic traffic from lpmon.demo.world. For each size, a child
 process runs a first day and then one daily run (second day) under an all-int8
 plan deployed as a user would (forced: onboarding's validation is not measured
 here) on a sample of that many examples, and reports the daily run's steps
@@ -38,7 +38,7 @@ TARGET_RATIO, TARGET_GB = 2.2, 1.5
 WORLD = r"""
 import sys
 from pathlib import Path
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 
 root, n, rows = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 write_world(root, WorldConfig("stable", days=2, seed=3, examples_per_day=n, table_rows=rows, dim=64,
@@ -51,10 +51,10 @@ config = load(root / "lpmon.toml")
 init_store(config.store)
 # The plan in force: all int8 on day 0's first examples, deployed as a user would
 # (forced: this benchmark measures daily runs, not onboarding's validation).
-from lpmon.lifecycle import Origin, PlanLifecycle
+from lpmon.pipeline.lifecycle import Origin, PlanLifecycle
 from lpmon.model import Model
-from lpmon.pipeline import _begin, _draw
-from lpmon.search import Ranges, assemble, units
+from lpmon.pipeline.context import begin as _begin, draw as _draw
+from lpmon.pipeline.search import Ranges, assemble, units
 _, settings, store = _begin(config, "stable", "2026-11-01")  # registers the model
 model = Model.load(settings.snapshot)
 sample = _draw(settings, model, "2026-11-01", min(n, 20_000))
@@ -91,7 +91,7 @@ import numpy as np
 from lpmon.calibrate import observer, to_state
 from lpmon.config import load
 from lpmon.model import Model, forward_fp32
-from lpmon.search import observe
+from lpmon.pipeline.search import observe
 from lpmon.traffic import TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
 

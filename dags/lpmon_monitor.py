@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, PokeReturnValue, TriggerRule, dag, task, task_group
 
-from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
-from lpmon.dagdefaults import PLAN_PROMOTED, catchup, default_args, start_date, timetable
+from lpmon.airflow.defaults import PLAN_PROMOTED, airflow_settings, catchup, default_args, start_date, timetable
 
 SETTINGS = airflow_settings()
 EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (see dagtasks.label)
@@ -45,7 +44,7 @@ EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (
 def lpmon_monitor():
     @task
     def models(**context) -> list[str]:
-        from lpmon import dagtasks
+        from lpmon.airflow import tasks as dagtasks
 
         return dagtasks.models(context)
 
@@ -55,44 +54,44 @@ def lpmon_monitor():
                      timeout=SETTINGS.partition_wait_s + 2 * SETTINGS.partition_poke_s + 3600,
                      map_index_template=EACH_MODEL)
         def partition(model_id: str, **context) -> PokeReturnValue:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             done, value = dagtasks.partition_ready(model_id, context)
             return PokeReturnValue(is_done=done, xcom_value=value)
 
         @task(map_index_template=EACH_MODEL)
         def sample(model_id: str, ready: dict, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.sample(model_id, context, ready)
 
         @task(map_index_template=EACH_MODEL)
         def score(model_id: str, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.score(model_id, context)
 
         @task(map_index_template=EACH_MODEL)
         def compare(model_id: str, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.compare(model_id, context)
 
         @task.branch(map_index_template=EACH_MODEL)
         def decide(model_id: str, **context) -> str:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return f"monitor.{dagtasks.decide(model_id, context)}"
 
         @task(map_index_template=EACH_MODEL)
         def record(model_id: str, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.record(model_id, context)
 
         @task.branch(map_index_template=EACH_MODEL)
         def recalibrate(model_id: str, **context) -> list[str]:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             if dagtasks.recalibrate(model_id, context):
                 return ["monitor.fallback", "monitor.report"]
@@ -100,25 +99,25 @@ def lpmon_monitor():
 
         @task(map_index_template=EACH_MODEL)
         def fallback(model_id: str, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.fallback(model_id, context)
 
         @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, map_index_template=EACH_MODEL)
         def report(model_id: str, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.report(model_id, context)
 
         @task(map_index_template=EACH_MODEL)
         def alert(model_id: str, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.alert(model_id, context)
 
         @task(outlets=[PLAN_PROMOTED], map_index_template=EACH_MODEL)
         def publish(result: dict, **context) -> dict:
-            from lpmon import dagtasks
+            from lpmon.airflow import tasks as dagtasks
 
             return dagtasks.publish(result, context, PLAN_PROMOTED)
 

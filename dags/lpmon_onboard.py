@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, dag, task
 
-from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
-from lpmon.dagdefaults import default_args, start_date
+from lpmon.airflow.defaults import airflow_settings, default_args, start_date
 
 SETTINGS = airflow_settings()
 MODEL_SNAPSHOT = Asset(name="lpmon_model_snapshot", uri="lpmon://model-snapshot")
@@ -33,7 +32,7 @@ MODEL_SNAPSHOT = Asset(name="lpmon_model_snapshot", uri="lpmon://model-snapshot"
 def lpmon_onboard():
     @task
     def onboard(**context) -> list[dict]:
-        from lpmon import dagtasks
+        from lpmon.airflow import tasks as dagtasks
 
         return dagtasks.onboard_from_events(context)
 

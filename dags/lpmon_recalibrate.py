@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from lpmon.config import airflow_settings  # stdlib only: reads the [airflow] table
-from lpmon.dagdefaults import PLAN_PROMOTED, default_args, start_date, timetable
+from lpmon.airflow.defaults import PLAN_PROMOTED, airflow_settings, default_args, start_date, timetable
 
 SETTINGS = airflow_settings()
 EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (see dagtasks.label)
@@ -37,19 +36,19 @@ EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (
 def lpmon_recalibrate():
     @task
     def models(**context) -> list[str]:
-        from lpmon import dagtasks
+        from lpmon.airflow import tasks as dagtasks
 
         return dagtasks.models(context, dagtasks.last_day_of(context, SETTINGS.timezone))
 
     @task(map_index_template=EACH_MODEL)
     def recalibrate(model_id: str, **context) -> dict:
-        from lpmon import dagtasks
+        from lpmon.airflow import tasks as dagtasks
 
         return dagtasks.proactive_recalibration(model_id, context)
 
     @task(outlets=[PLAN_PROMOTED], map_index_template=EACH_MODEL)
     def publish(result: dict, **context) -> dict:
-        from lpmon import dagtasks
+        from lpmon.airflow import tasks as dagtasks
 
         return dagtasks.publish(result, context, PLAN_PROMOTED)
 

@@ -30,7 +30,6 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from lpmon.store_url import StoreUrlError, check_store_url
 
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
 
@@ -187,6 +186,8 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
             value = default
         dirs[key] = Path(value) if Path(value).is_absolute() else base / value
     where = "LPMON_STORE" if "LPMON_STORE" in environ else "store"
+    from lpmon.store.url import StoreUrlError, check_store_url  # sqlalchemy: not at DAG parse time
+
     try:
         parsed = check_store_url(store)
         if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_absolute() and where == "store":

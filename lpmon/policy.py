@@ -19,7 +19,7 @@ are reported beside the labels' verdict otherwise.
 DEGRADED leads to recalibration, except when only a segment is degraded: the
 lifecycle validates candidates on the whole traffic, which cannot show that a
 segment is fixed, so that day is left to a person. What may be promoted is
-lpmon.lifecycle's to decide.
+lpmon.pipeline.lifecycle's to decide.
 """
 
 from __future__ import annotations

@@ -35,12 +35,13 @@ def die_after_statement(prefix: str) -> None:
 
 def main(point: str, config_path: str, model_id: str, day: str) -> int:
     from lpmon import pipeline
+    from lpmon.pipeline import steps
     from lpmon.cli import main as lpmon_main
     from lpmon.config import load
     from lpmon.store import StateStore
 
     if point == "scoring":
-        pipeline.forward_quantized = die
+        steps.forward_quantized = die
     elif point == "recalibration":
         add_candidate = StateStore.add_candidate
 

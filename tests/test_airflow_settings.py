@@ -31,7 +31,7 @@ def test_no_start_date_by_default_and_the_new_keys_are_checked(tmp_path):
 
 
 def test_the_models_task_says_when_a_day_is_before_the_start_or_has_no_traffic(tmp_path, monkeypatch, airflow_db):
-    from lpmon import dagtasks
+    from lpmon.airflow import tasks as dagtasks
 
     config_path = dag_world(tmp_path, ["stable"], days=2)  # traffic 2026-11-01 and 02; start_date 2026-11-01
     monkeypatch.setenv("LPMON_CONFIG", str(config_path))

@@ -22,7 +22,7 @@ import pytest
 from airflow_stack import Stack
 from conftest import _postgres_database, free_port
 from lpmon.config import load
-from lpmon.notify import NO_CONNECTION
+from lpmon.report.notify import NO_CONNECTION
 from lpmon.pipeline import open_store, run_day
 from world_helpers import dag_world, snapshot_rows
 
@@ -245,7 +245,7 @@ def test_backfill_with_the_local_executor_on_postgresql(deployment, tmp_path, sm
     # Recurring training lands a new snapshot and says so with an asset event: lpmon_onboard
     # builds, validates and promotes its plan.
     from lpmon.model import Model
-    from lpmon.pipeline import snapshot_digest
+    from lpmon.model.snapshot import snapshot_digest
 
     config = load(config_path, environ={})
     model = Model.load(config.model(MODEL).snapshot)

@@ -3,8 +3,8 @@
 import datetime as dt
 from types import SimpleNamespace
 
-from lpmon.alerts import compose, events, subject
-from lpmon.dayreport import DayReport, render_html, render_text
+from lpmon.report.alerts import compose, events, subject
+from lpmon.report.day import DayReport, render_html, render_text
 
 
 def report(**changes):
@@ -50,7 +50,7 @@ def test_composed_email_has_text_html_and_an_inline_chart():
 
 
 def test_the_monitored_day_comes_from_the_data_interval():
-    from lpmon.dagtasks import day_of, last_day_of
+    from lpmon.airflow.tasks import day_of, last_day_of
 
     at = dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc)
     run = {"logical_date": at, "data_interval_start": at, "data_interval_end": at + dt.timedelta(days=1)}
@@ -72,7 +72,7 @@ def test_a_day_param_that_is_no_date_is_one_clear_error():
     import pytest
 
     from lpmon.config import ConfigError
-    from lpmon.dagtasks import day_of
+    from lpmon.airflow.tasks import day_of
 
     with pytest.raises(ConfigError, match=r"param day: expected a date YYYY-MM-DD, got '2026-13-01'"):
         day_of({"params": {"day": "2026-13-01"}})
@@ -82,7 +82,7 @@ def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
     import pytest
 
     from lpmon.config import ConfigError
-    from lpmon.dagtasks import config
+    from lpmon.airflow.tasks import config
 
     monkeypatch.delenv("LPMON_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="Airflow Variable lpmon_config or LPMON_CONFIG"):
@@ -100,14 +100,14 @@ def _store(tmp_path):
 def test_a_mail_server_that_is_down_is_retried_recorded_and_never_raises(tmp_path, monkeypatch, smtp_server):
     """Nothing listens on the port: three tries with backoff, recorded as failed with
     the error; a later send (the server is back) is not blocked by it."""
-    import lpmon.notify
+    import lpmon.report.notify
     from conftest import free_port
-    from lpmon.alerts import alert_day
-    from lpmon.notify import Mailer, SmtpSettings
+    from lpmon.report.alerts import alert_day
+    from lpmon.report.notify import Mailer, SmtpSettings
 
     store = _store(tmp_path)
     sleeps = []
-    monkeypatch.setattr(lpmon.notify.time, "sleep", sleeps.append)
+    monkeypatch.setattr(lpmon.report.notify.time, "sleep", sleeps.append)
     outcome = alert_day(store, report(), ["a@example.com"], Mailer(SmtpSettings("127.0.0.1", free_port(), timeout=2)))
     assert outcome == {"DEGRADED": "failed", "PROMOTION": "failed", "FALLBACK": "failed"}
     rows = store.rows("alerts", "ctr")
@@ -126,11 +126,11 @@ def test_whatever_is_wrong_with_smtp_comes_back_as_an_error(tmp_path, monkeypatc
     handshake against plain SMTP: each an error string, never an exception."""
     import socket
 
-    import lpmon.notify
-    from lpmon.alerts import compose
-    from lpmon.notify import Mailer, SmtpSettings
+    import lpmon.report.notify
+    from lpmon.report.alerts import compose
+    from lpmon.report.notify import Mailer, SmtpSettings
 
-    monkeypatch.setattr(lpmon.notify.time, "sleep", lambda s: None)
+    monkeypatch.setattr(lpmon.report.notify.time, "sleep", lambda s: None)
     message = compose(report(), "DEGRADED", ["a@example.com"], "lpmon@example.com")
     error, tries = Mailer(SmtpSettings("no-such-host.invalid", 25, timeout=2)).send(message)
     assert tries == 3 and "gaierror" in error
@@ -145,8 +145,8 @@ def test_whatever_is_wrong_with_smtp_comes_back_as_an_error(tmp_path, monkeypatc
 
 
 def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path, monkeypatch, airflow_db):
-    from lpmon.alerts import alert_day
-    from lpmon.notify import NO_CONNECTION, from_airflow
+    from lpmon.report.alerts import alert_day
+    from lpmon.report.notify import NO_CONNECTION, from_airflow
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     mailer = from_airflow("smtp_default")
@@ -162,7 +162,7 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
 
 
 def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflow_db):
-    from lpmon.notify import from_airflow
+    from lpmon.report.notify import from_airflow
 
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_X", "smtp://u:" + "pw@mail.example.com:2525/?disable_ssl=true"
                                               "&from_email=lpmon%40example.com&timeout=7")
@@ -175,7 +175,7 @@ def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflo
 
 def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
     """No SMTP connection, or a context it cannot make sense of: logged, not raised."""
-    from lpmon import dagtasks
+    from lpmon.airflow import tasks as dagtasks
     from log_helpers import LogLines
     from world_helpers import dag_world
 

@@ -18,7 +18,7 @@ import pytest
 
 from lpmon.traffic import TrafficStore
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 

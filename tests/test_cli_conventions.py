@@ -108,7 +108,7 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     # a real day's mail: the first line says what happened, the headers thread the model's mails
     from test_email_reports import screenshot
 
-    from lpmon.alerts import thread_id
+    from lpmon.report.alerts import thread_id
 
     last = smtp_server.messages[-1]
     assert last["References"] == thread_id(MODEL) and last["Date"] and last["Message-ID"]
@@ -308,7 +308,7 @@ def test_import_dlrm_matches_the_traffic_columns_or_says_which_do_not(tmp_path):
 def test_a_degraded_day_exits_3_with_fail_on_degraded_mails_the_fix_then_resolved(tmp_path, smtp_server):
     """~40 s: the demo's outliers world: v1 onboarded on day 1, day 3 DEGRADED and fixed by a
     fallback (one mail), day 4 back under the gate (a RESOLVED mail in the same thread)."""
-    from lpmon.alerts import thread_id
+    from lpmon.report.alerts import thread_id
 
     root = tmp_path / "w"
     lpmon("-q", "world", "--root", root, "--scenario", MODEL, "--days", 4, "--seed", 1, "--examples-per-day", 50000)

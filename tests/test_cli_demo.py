@@ -31,7 +31,7 @@ def test_demo_rejects_bad_arguments(capsys):
 def test_progress_draws_on_a_terminal_and_prints_plain_lines_in_pipes():
     import io
 
-    from lpmon.progress import progress
+    from lpmon.cli.progress import progress
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -19,7 +19,8 @@ from world_helpers import dag_world, snapshot_rows
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 START = dt.date(2026, 11, 1)
-HEAVY = ("numpy", "pandas", "pyarrow", "scipy", "matplotlib", "lpmon.pipeline", "lpmon.dagtasks", "lpmon.model")
+HEAVY = ("numpy", "pandas", "pyarrow", "scipy", "matplotlib", "lpmon.pipeline", "lpmon.airflow.tasks", "lpmon.model",
+         "lpmon.store")
 
 
 def day(i: int) -> dt.date:
@@ -82,6 +83,18 @@ print(json.dumps({{"seconds": out, "heavy": heavy}}))
     assert set(report["seconds"]) == {"lpmon_monitor.py", "lpmon_recalibrate.py", "lpmon_onboard.py"}
     assert all(seconds < 1.0 for seconds in report["seconds"].values()), report
     assert report["heavy"] == []
+
+
+def test_reading_the_airflow_table_imports_no_sqlalchemy(tmp_path):
+    """What a DAG file needs of lpmon (lpmon.airflow.defaults) loads neither the store nor sqlalchemy."""
+    path = tmp_path / "lpmon.toml"
+    path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\n\n[airflow]\ntimezone = "Europe/Paris"\n')
+    script = ("import sys; from lpmon.config import airflow_settings; s = airflow_settings(); "
+              "print(s.timezone, sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'airflow') "
+              "or m.startswith('lpmon.store')))")
+    env = dict(os.environ, LPMON_CONFIG=str(path), PYTHONWARNINGS="ignore")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["Europe/Paris", "[]"]
 
 
 def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
@@ -221,13 +234,13 @@ def test_outliers_fall_back_through_the_dag(dagbag, smtp_server, tmp_path):
 
 @pytest.mark.slow
 def test_a_refusing_mail_server_is_recorded_and_fails_nothing(dagbag, smtp_server, tmp_path, monkeypatch):
-    import lpmon.notify
+    import lpmon.report.notify
 
     config_path = dag_world(tmp_path, ["outliers"], days=7)
     config = load(config_path, environ={})
     run_day(config, "outliers", day(0))
     smtp_server.refuse = True
-    monkeypatch.setattr(lpmon.notify.time, "sleep", lambda s: None)  # the backoff, not the behaviour
+    monkeypatch.setattr(lpmon.report.notify.time, "sleep", lambda s: None)  # the backoff, not the behaviour
     dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(6))
     assert dr.state == "success" and states[("monitor.alert", 0)] == "success"
     alerts = open_store(config).rows("alerts", "outliers")
@@ -327,7 +340,7 @@ def test_proactive_recalibration_promotes_only_a_better_plan_once(dagbag, smtp_s
 def test_onboarding_from_snapshot_events_builds_one_plan_per_snapshot(tmp_path):
     from types import SimpleNamespace
 
-    from lpmon import dagtasks
+    from lpmon.airflow import tasks as dagtasks
     from lpmon.model import Model
 
     config_path = dag_world(tmp_path, ["stable"], days=2)
@@ -357,7 +370,7 @@ def test_a_late_partition_without_smtp_is_insufficient_data_recorded_and_green(d
     """[airflow] partition_wait_s: a day whose partition never got its marker is
     INSUFFICIENT_DATA once the wait is over; with no smtp_default at all, its alert
     is recorded as not sent (with the fix), and the run is still green."""
-    from lpmon.notify import NO_CONNECTION
+    from lpmon.report.notify import NO_CONNECTION
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     config_path = dag_world(tmp_path, ["stable"], days=2)
@@ -375,7 +388,7 @@ def test_a_late_partition_without_smtp_is_insufficient_data_recorded_and_green(d
 
 
 def test_the_partition_wait_waits_for_the_marker_until_its_deadline(tmp_path, monkeypatch):
-    from lpmon import dagtasks
+    from lpmon.airflow import tasks as dagtasks
     from lpmon.traffic import TrafficStore
 
     config_path = dag_world(tmp_path, ["stable"], days=1)

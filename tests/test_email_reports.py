@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lpmon.alerts import alert_day, events, thread_id
-from lpmon.dayreport import DayReport, summary
-from lpmon.notify import Mailer, SmtpSettings
+from lpmon.report.alerts import alert_day, events, thread_id
+from lpmon.report.day import DayReport, summary
+from lpmon.report.notify import Mailer, SmtpSettings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "mail"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

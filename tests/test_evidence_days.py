@@ -10,7 +10,7 @@ from lpmon.config import load
 from lpmon.pipeline import open_store, run_day
 from lpmon.policy import VERDICTS
 from lpmon.store import init_store
-from lpmon.world import COUNTRIES, WorldConfig, write_world
+from lpmon.demo.world import COUNTRIES, WorldConfig, write_world
 
 START = dt.date(2026, 11, 1)
 
@@ -50,8 +50,8 @@ def test_segments_are_computed_stored_and_named(tmp_path):
     assert len(overall) == 1 and overall[0]["n"] == 30_000
     assert result.status in VERDICTS
     # The page's last day shows the verdict's reasons and the segment table.
-    from lpmon.webapp import model_data
-    from lpmon.webpage import model_page
+    from lpmon.airflow.webapp import model_data
+    from lpmon.report.page import model_page
 
     page = model_page(model_data(config, store, "stable"))
     assert 'id="segments"' in page and page.count('class="segment-row"') == len(COUNTRIES)
@@ -81,7 +81,7 @@ def test_segment_settings_are_checked(tmp_path):
 def test_segment_codes_survive_between_airflow_tasks(tmp_path):
     import numpy as np
 
-    from lpmon.daywork import DayWork
+    from lpmon.pipeline.daywork import DayWork
 
     work = DayWork("m", "2026-11-01", segment_values={"country": ["DE", "US"]},
                    segment_codes={"country": np.array([0, 1, 1], np.int32)}, labels=np.array([0, 1, 0], np.uint8))

@@ -22,7 +22,7 @@ import pytest
 from lpmon.config import load
 from lpmon.pipeline import day_lock, open_store, run_day
 from lpmon.store import StoreError, init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 from world_helpers import snapshot_rows
 
 # serial: these tests restart PostgreSQL and SIGKILL runs (make test runs them alone, last).
@@ -200,7 +200,7 @@ def postgres_history(history, tmp_path, postgres_url):
 
 def test_postgresql_restarted_between_steps_the_run_completes(postgres_history, expected, monkeypatch):
     """Pooled connections died with the server: they are replaced (pre-ping), the run goes on."""
-    from lpmon import pipeline
+    from lpmon.pipeline import run as pipeline  # run_day calls the steps by their names there
 
     compare_step = pipeline.compare_step
 
@@ -332,7 +332,7 @@ def test_a_run_whose_lock_was_taken_meanwhile_stops_before_writing(postgres_url)
 def test_the_day_lock_survives_a_postgresql_restart_in_the_middle_of_a_run(postgres_history, expected, monkeypatch):
     """A real restart between the steps of the DEGRADED day: the run completes with
     the rows of an uninterrupted run, holding the lock again once it commits."""
-    from lpmon import pipeline
+    from lpmon.pipeline import run as pipeline  # run_day calls the steps by their names there
 
     compare_step, seen = pipeline.compare_step, {}
 
@@ -341,7 +341,7 @@ def test_the_day_lock_survives_a_postgresql_restart_in_the_middle_of_a_run(postg
         restart_postgres()
         return compare_step(config, work)
 
-    from lpmon.lifecycle import PlanLifecycle
+    from lpmon.pipeline.lifecycle import PlanLifecycle
 
     real_propose = PlanLifecycle.propose
 

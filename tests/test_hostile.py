@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lpmon.config import LIMITS, ConfigError, confined, load
-from lpmon.daywork import DayWork
+from lpmon.pipeline.daywork import DayWork
 from lpmon.quant import ActivationRange, LayerPlan, PlanError, Provenance, QuantPlan
 from lpmon.store import Database, StateStore
 

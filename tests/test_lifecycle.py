@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lpmon.lifecycle import (Origin, PlanLifecycle, Verdict, changed_units, cooling_units, group_units, judge,
+from lpmon.pipeline.lifecycle import (Origin, PlanLifecycle, Verdict, changed_units, cooling_units, group_units, judge,
                              layer_from_json, layer_to_json, reenable_targets, same_quantization, validate)
 from lpmon.metrics import compare
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan
@@ -192,7 +192,7 @@ def test_pins_keep_layers_as_pinned(lifecycle):
 
 
 def test_better_than_the_plan_in_force_draws_evidence_until_it_is_settled():
-    from lpmon.lifecycle import significantly_better
+    from lpmon.pipeline.lifecycle import significantly_better
 
     class Paired(FakeEvidence):
         def paired(self, _candidate, _active):

@@ -124,8 +124,8 @@ def test_logged_days_through_the_dag_healthy_then_degraded_with_its_evidence(dag
     assert "recalibration and fallback are not available" in report.read_text()
     assert not (config.plans_dir / "served" / "active.json").exists()  # nothing to serve from lpmon
     # The lpmon page in the Airflow UI shows the model's days like any model's.
-    from lpmon.webapp import model_data
-    from lpmon.webpage import model_page
+    from lpmon.airflow.webapp import model_data
+    from lpmon.report.page import model_page
 
     page = model_page(model_data(config, store, "served"))
     assert "DEGRADED" in page and "HEALTHY" in page and f"{metrics['dne_pct']:.4f}" in page

@@ -39,7 +39,7 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
                     str(target), str(wheel)], check=True, capture_output=True)
     probe = ("import lpmon.metrics, lpmon.calibrate, lpmon.quant.rowwise, lpmon.model, lpmon.traffic, "
-             "lpmon.world, lpmon.cli; print(lpmon.metrics.__file__)")
+             "lpmon.demo.world, lpmon.cli; print(lpmon.metrics.__file__)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(target)), check=True).stdout
     assert out.startswith(str(target))

@@ -1,7 +1,7 @@
 """What the lpmon page says about serving and pins (the rendering; the data comes
-from lpmon.export.serving_problem and the store's pins)."""
+from lpmon.pipeline.export.serving_problem and the store's pins)."""
 
-from lpmon.webpage import model_page
+from lpmon.report.page import model_page
 
 
 def data(**extra):

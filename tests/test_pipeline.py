@@ -11,7 +11,7 @@ from lpmon.pipeline import open_store, run_day
 from lpmon.quant import QuantPlan
 from lpmon.traffic import TrafficStore
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 
 START = dt.date(2026, 11, 1)
 TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
@@ -196,7 +196,7 @@ def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     config = _with_defaults(config, "healthy_days_to_reenable = 2\ncooldown_days = 1")
     first = run_day(config, "stable", day(0))
     assert first.promoted
-    from lpmon.lifecycle import Origin, PlanLifecycle, Verdict
+    from lpmon.pipeline.lifecycle import Origin, PlanLifecycle, Verdict
     from lpmon.quant import LayerPlan
 
     store = open_store(config)
@@ -300,7 +300,7 @@ def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
 
 def judge_degraded(monkeypatch):
     """Make decide_step call every day DEGRADED (small samples rarely are, certainly)."""
-    from lpmon import pipeline
+    from lpmon.pipeline import run as pipeline  # run_day calls the steps by their names there
 
     real = pipeline.decide_step
 
@@ -322,8 +322,8 @@ def _with_defaults(config, extra: str):
 def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, monkeypatch):
     from lpmon.calibrate import from_state, observer
     from lpmon.model import Model
-    from lpmon.pipeline import _halves
-    from lpmon.search import Ranges, observe
+    from lpmon.pipeline.context import halves as _halves
+    from lpmon.pipeline.search import Ranges, observe
     from lpmon.traffic import TrafficSchema, sample
 
     config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=3, per_day=60_000,
@@ -359,7 +359,7 @@ def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, mo
 
 @pytest.mark.slow
 def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monkeypatch):
-    import lpmon.search
+    import lpmon.pipeline.search
 
     config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=7, per_day=60_000,
                    sample=10_000)
@@ -370,7 +370,7 @@ def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monk
         assert run_day(each, "outliers", day(0)).promoted
     config = _with_defaults(config, "gate_pct = 1e-9")  # a gate nothing but fp32 meets: the search goes far
     judge_degraded(monkeypatch)
-    real = lpmon.search.fallback_search
+    real = lpmon.pipeline.search.fallback_search
 
     def killed_after_a_round(*args, on_step, **kwargs):
         def save_then_die(progress):
@@ -378,19 +378,19 @@ def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monk
             raise SystemExit("worker killed")
         return real(*args, on_step=save_then_die, **kwargs)
 
-    monkeypatch.setattr("lpmon.pipeline.fallback_search", killed_after_a_round)
+    monkeypatch.setattr("lpmon.pipeline.fallback.fallback_search", killed_after_a_round)
     with pytest.raises(SystemExit):
         run_day(config, "outliers", day(6))
     store = open_store(config)
     saved = store.fallback_progress("outliers", str(day(6)))
     assert saved["step"] >= 1 and saved["state"]["purpose"] == "fallback"
     calls = []
-    monkeypatch.setattr("lpmon.pipeline.fallback_search",
+    monkeypatch.setattr("lpmon.pipeline.fallback.fallback_search",
                         lambda *a, resume, **k: calls.append(resume) or real(*a, resume=resume, **k))
     resumed = run_day(config, "outliers", day(6))
     assert resumed.action == "FALLBACK" and len(calls[0][1]) == saved["step"]  # started from the saved round
     # The same day searched from scratch (a twin store) gives the same plan.
-    monkeypatch.setattr("lpmon.pipeline.fallback_search", real)
+    monkeypatch.setattr("lpmon.pipeline.fallback.fallback_search", real)
     fresh = _with_defaults(fresh, "gate_pct = 1e-9")
     again = run_day(fresh, "outliers", day(6))
     assert again.message == resumed.message
@@ -399,8 +399,8 @@ def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monk
 
 def test_steps_through_the_work_directory_equal_run_day(tmp_path):
     """The Airflow path: every step in a fresh DayWork loaded from disk."""
-    from lpmon import pipeline
-    from lpmon.daywork import DayWork, WorkMissing
+    from lpmon.pipeline import steps as pipeline
+    from lpmon.pipeline.daywork import DayWork, WorkMissing
 
     config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=2, per_day=45_000,
                    sample=5_000)

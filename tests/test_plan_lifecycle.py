@@ -15,11 +15,11 @@ import pytest
 
 from lpmon import cli
 from lpmon.config import load
-from lpmon.lifecycle import Origin, PlanLifecycle
+from lpmon.pipeline.lifecycle import Origin, PlanLifecycle
 from lpmon.pipeline import open_store, run_day
 from lpmon.quant import LayerPlan, QuantPlan
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 
 from world_helpers import snapshot_rows
 
@@ -109,7 +109,7 @@ def test_a_far_off_plan_is_restored_under_the_gate_by_moving_its_tables(tmp_path
     plan = lifecycle.active()
     int2 = QuantPlan("stable", 1, tuple(LayerPlan(layer.name, "embedding", "int2") if layer.kind == "embedding"
                                         else layer for layer in plan.layers))
-    from lpmon.user_plans import promote_plan
+    from lpmon.pipeline.user_plans import promote_plan
 
     version = lifecycle.store_candidate(int2, str(day(0)), Origin.USER)
     outcome = promote_plan(config, "stable", version, day=str(day(0)), force=True)

@@ -27,7 +27,7 @@ import pytest
 from lpmon.config import load
 from lpmon.pipeline import open_store, run_day
 from lpmon.store import StoreError, init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 
 MODEL, DAY0, DAY1 = "stable", "2026-11-01", "2026-11-02"
 UNPRIVILEGED = (["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
@@ -36,7 +36,7 @@ UNPRIVILEGED = (["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fown
 # step wrapped: "deny_export" makes serving's folder unwritable after the promotion.
 DRIVER = r"""
 import os, sys
-from lpmon import pipeline
+from lpmon.pipeline import run as pipeline  # run_day calls the steps by their names there
 from lpmon.cli import main
 point, folder = sys.argv[1], sys.argv[2]
 real_decide, real_report = pipeline.decide_step, pipeline.report_step

@@ -4,12 +4,12 @@ mails link to (the report drawn in headless Chromium: artifacts/mail/)."""
 
 import base64
 
-from lpmon.dayreport import render_html
+from lpmon.report.day import render_html
 from test_email_reports import report, screenshot
 
 
 def test_the_plan_in_force_is_the_one_serving_had_after_the_day():
-    from lpmon.dayreport import _in_force
+    from lpmon.report.day import _in_force
 
     plans = {1: {"status": "retired", "logical_date": "2026-11-03"}, 2: {"status": "active", "logical_date":
              "2026-11-07"}, 3: {"status": "candidate", "logical_date": "2026-11-08"}}
@@ -18,8 +18,8 @@ def test_the_plan_in_force_is_the_one_serving_had_after_the_day():
 
 
 def test_day_report_colours_status_marks_plan_changes_and_navigates():
-    from lpmon.chart import dne_chart_png
-    from lpmon.dayreport import COLOURS
+    from lpmon.report.chart import dne_chart_png
+    from lpmon.report.day import COLOURS
 
     day = report()
     png = dne_chart_png(day.history, day.gate_pct, "outliers", colours=COLOURS)
@@ -47,7 +47,7 @@ def test_plan_diffs_group_embedding_tables_in_natural_order():
 
 
 def test_the_page_has_an_anchor_per_day_for_the_mail_links():
-    from lpmon.webpage import model_page
+    from lpmon.report.page import model_page
 
     data = {"model": "m", "gate_pct": 0.05, "decisions": [], "active_plan": None, "alerts": [], "pinned": [],
             "history": [{"day": "2026-11-05", "status": "DEGRADED", "action": "RECALIBRATE", "dne_pct": 0.9,
@@ -61,7 +61,7 @@ def test_the_page_has_an_anchor_per_day_for_the_mail_links():
 def test_a_rewritten_report_keeps_its_airflow_run_link(tmp_path):
     from types import SimpleNamespace
 
-    from lpmon.dayreport import run_link_of, write_file
+    from lpmon.report.day import run_link_of, write_file
 
     config = SimpleNamespace(work_dir=tmp_path, file_mode=None)
     url = "https://airflow.example.com/dags/lpmon_monitor/runs/scheduled__2026-11-05?x=1&y=2"

@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lpmon.evidence import HeldOut
-from lpmon.lifecycle import validate
+from lpmon.pipeline.evidence import HeldOut
+from lpmon.pipeline.lifecycle import validate
 from lpmon.quant.precision import Precision, bytes_served, step_up
-from lpmon.search import Ranges, Unit, assemble, evaluate, fallback_search, plan_bytes, units
+from lpmon.pipeline.search import Ranges, Unit, assemble, evaluate, fallback_search, plan_bytes, units
 from lpmon.traffic import TrafficSchema
 from lpmon.traffic.sample import to_batch
-from lpmon.world import World, WorldConfig
+from lpmon.demo.world import World, WorldConfig
 
 GATE = 0.05
 

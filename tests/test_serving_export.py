@@ -19,11 +19,12 @@ import pytest
 from lpmon.cli import main
 from lpmon.config import load
 from lpmon.model import Executor, Model
-from lpmon.pipeline import _draw, open_store
-from lpmon.search import Ranges, assemble
+from lpmon.pipeline import open_store
+from lpmon.pipeline.context import draw as _draw
+from lpmon.pipeline.search import Ranges, assemble
 from lpmon.serving.scores import read_metadata
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 from test_model import random_batch
 
 torch = pytest.importorskip("torch")

@@ -15,9 +15,9 @@ from lpmon.model import Model, forward_fp32, forward_quantized
 from lpmon.model.dlrm_import import import_dlrm
 from lpmon.model.spec import SpecError
 from lpmon.pipeline import open_store, run_day
-from lpmon.search import Ranges, assemble, observe
+from lpmon.pipeline.search import Ranges, assemble, observe
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 from test_model import random_batch
 
 torch = pytest.importorskip("torch")

@@ -24,7 +24,7 @@ from conftest import _postgres_database, free_port
 from lpmon.config import load
 from lpmon.pipeline import open_store
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 from world_helpers import snapshot_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]

@@ -6,7 +6,7 @@ import pytest
 from lpmon.metrics import normalized_entropy
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec, forward_fp32
 from lpmon.model.trainer import Trainer, TrainerConfig, take
-from lpmon.world import World, WorldConfig
+from lpmon.demo.world import World, WorldConfig
 
 
 def tiny(interaction, pooling="sum"):

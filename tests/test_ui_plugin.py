@@ -5,7 +5,7 @@ the real stack (tests/test_airflow_stack.py), which has the run links to click."
 
 import re
 
-from lpmon.webpage import STATUS_COLOURS, index_page, model_page, nice_ticks, svg_chart
+from lpmon.report.page import STATUS_COLOURS, index_page, model_page, nice_ticks, svg_chart
 
 
 def day(d, dne, status="HEALTHY", plan=1, new=None):

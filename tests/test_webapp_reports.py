@@ -3,7 +3,7 @@
 import pytest
 
 from lpmon.config import load
-from lpmon.dayreport import links
+from lpmon.report.day import links
 from world_helpers import dag_world
 
 
@@ -12,7 +12,7 @@ def client(tmp_path):
     from fastapi.testclient import TestClient
 
     from airflow.api_fastapi.core_api.security import get_user
-    from lpmon.webapp import create_app
+    from lpmon.airflow.webapp import create_app
 
     config = load(dag_world(tmp_path, ["stable"], days=1), environ={})
     app = create_app(lambda: config)

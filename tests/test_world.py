@@ -13,7 +13,7 @@ from lpmon.model import Model, forward_fp32, forward_quantized
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan
 from lpmon.traffic import TrafficSchema, TrafficStore, sample
 from lpmon.traffic.sample import to_batch
-from lpmon.world import World, WorldConfig
+from lpmon.demo.world import World, WorldConfig
 
 GATE = 0.05
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from lpmon.store import init_store
-from lpmon.world import WorldConfig, write_world
+from lpmon.demo.world import WorldConfig, write_world
 
 
 def dag_world(root: Path, scenarios, days: int, store: str | None = None, extra: str = "",

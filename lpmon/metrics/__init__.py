@@ -9,6 +9,7 @@ float64 versions in lpmon.metrics.reference are the test oracle.
 """
 
 from .comparison import Comparison
+from .layers import layer_metrics
 from .logloss import EPS, compare, compare_by_segment, normalized_entropy
 
-__all__ = ["EPS", "Comparison", "compare", "compare_by_segment", "normalized_entropy"]
+__all__ = ["EPS", "Comparison", "compare", "compare_by_segment", "layer_metrics", "normalized_entropy"]

@@ -119,3 +119,15 @@ def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
         if not np.isfinite(array).all():
             raise SpecError(f"weights: {name} has {np.count_nonzero(~np.isfinite(array))} NaN or inf values")
 
+
+def snapshot_digest(uri: str) -> str:
+    """A short content hash of a snapshot (spec and weights)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    names = ("spec.json", "weights.npz") if (Path(uri) / "spec.json").exists() else ("model.pt", "inputs.json")
+    for name in names:
+        with open(Path(uri) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

@@ -79,6 +79,24 @@ class QuantPlan:
                 return layer
         raise KeyError(f"plan {self.model_id} v{self.version} has no layer {name!r}")
 
+    def diff(self, new: "QuantPlan") -> list[str]:
+        """Layer by layer, what changed between two plans (precision, range, scale)."""
+        lines = []
+        names = sorted({layer.name for layer in self.layers} | {layer.name for layer in new.layers})
+        for name in names:
+            a = next((layer for layer in self.layers if layer.name == name), None)
+            b = next((layer for layer in new.layers if layer.name == name), None)
+            if a is None or b is None:
+                lines.append(f"{name}: {'added' if a is None else 'removed'}")
+                continue
+            if a.precision != b.precision:
+                lines.append(f"{name}: precision {a.precision} -> {b.precision}")
+            if a.activation and b.activation and a.activation != b.activation:
+                lines.append(f"{name}: range [{a.activation.lo:.6g}, {a.activation.hi:.6g}] -> "
+                             f"[{b.activation.lo:.6g}, {b.activation.hi:.6g}], scale {a.activation.scale:.6g} -> "
+                             f"{b.activation.scale:.6g}")
+        return lines
+
     def to_json(self) -> str:
         data = asdict(self)
         data["layers"] = {layer.pop("name"): layer for layer in data["layers"]}

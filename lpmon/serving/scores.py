@@ -75,7 +75,8 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
               fp32: bool = False) -> Scores:
     """The day's sample (as the daily run draws it) scored by fp32 and by plan
     `plan_version` (default: the plan in force that day; fp32=True: no plan)."""
-    from lpmon.pipeline import _draw, open_store
+    from lpmon.pipeline import open_store
+    from lpmon.pipeline.context import draw
     from lpmon.traffic import as_day
 
     day = str(as_day(day))
@@ -83,7 +84,7 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
     if settings.scorer == "logged":  # nothing to score: serving's two logged predictions, as compared
         if plan_version or fp32:
             raise ValueError(f"{model_id}: a logged-predictions model has no plans: drop --plan / --fp32")
-        s = _draw(settings, None, day)
+        s = draw(settings, None, day)
         return Scores(model_id, day, None, s.request_ids, s.labels, s.predictions[settings.p_ref_column],
                       s.predictions[settings.p_q_column], logged=True)
     store = open_store(config)
@@ -100,7 +101,7 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
     from lpmon.pipeline import load_model
 
     model = load_model(settings)
-    sample = _draw(settings, model, day)
+    sample = draw(settings, model, day)
     p_fp32 = forward_fp32(model, sample.batch).probabilities   # the configured back end's
     p_q = p_fp32 if plan is None else forward_quantized(model, sample.batch, plan).probabilities
     return Scores(model_id, day, None if plan is None else plan.version, sample.request_ids,
@@ -109,7 +110,7 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
 
 def probe_sample(config: Config, model_id: str, model: Model, size: int = PROBE_EXAMPLES):
     """(batch, day) of the latest day's traffic to check an export on; (None, why) without traffic."""
-    from lpmon.pipeline import _draw
+    from lpmon.pipeline.context import draw
     from lpmon.traffic import TrafficError, TrafficStore
 
     settings = config.model(model_id)
@@ -117,7 +118,7 @@ def probe_sample(config: Config, model_id: str, model: Model, size: int = PROBE_
         days = TrafficStore(settings.traffic).days()
         if not days:
             return None, "no traffic partitions"
-        sample = _draw(settings, model, str(days[-1]), size)
+        sample = draw(settings, model, str(days[-1]), size)
     except (OSError, TrafficError) as err:
         return None, str(err)
     return sample.batch, str(days[-1])

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from lpmon.store_url import StoreUrlError, check_store_url
+from lpmon.store.url import StoreUrlError, check_store_url
 
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

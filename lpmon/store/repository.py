@@ -283,7 +283,7 @@ class StateStore:
         except (_LostRace, sa.exc.IntegrityError):
             return False
 
-    # --- serving's copy of the active plan (lpmon.export) -------------------------------------
+    # --- serving's copy of the active plan (lpmon.pipeline.export) -------------------------------------
     def record_export(self, model_id: str, target: str, version: int, status: str,
                       serving_version: int | None, error: str = "") -> None:
         """The outcome of the latest export of the model's active plan: version tried,
@@ -299,7 +299,7 @@ class StateStore:
         return None if row is None else dict(row._mapping)
 
 
-    # --- the plan lifecycle (lpmon.lifecycle) -------------------------------------------------
+    # --- the plan lifecycle (lpmon.pipeline.lifecycle) -------------------------------------------------
     def add_candidate(self, model_id: str, logical_date: str, reason: str, plan_json_for) -> int:
         """Store a new candidate under the next free version; plan_json_for(version)
         writes its JSON, so the version inside the plan is always the stored one."""

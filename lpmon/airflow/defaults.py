@@ -1,9 +1,10 @@
 """What every lpmon DAG file shares at parse time: the timetable (one data
 interval per monitored day, in the configured zone), the start date, the task
 defaults (retries with backoff, the failure email) and the asset that
-announces a promoted plan. Only the standard library, pendulum and airflow.sdk,
-so that parsing a DAG file stays fast; the failure callback imports
-lpmon.dagtasks when it runs."""
+announces a promoted plan; airflow_settings reads the config's [airflow] table.
+Only the standard library, pendulum and airflow.sdk (lpmon.config imports
+sqlalchemy only once a whole config is loaded), so that parsing a DAG file stays fast; the failure callback imports
+lpmon.airflow.tasks when it runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import datetime as dt
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable
 
-from lpmon.config import AirflowSettings
+from lpmon.config import AirflowSettings, airflow_settings
+
+__all__ = ["PLAN_PROMOTED", "airflow_settings", "catchup", "default_args", "start_date", "timetable"]
 
 # Emitted when a model's new plan reaches serving; extra: model, version, path, day.
 PLAN_PROMOTED = Asset(name="lpmon_plan_promoted", uri="lpmon://plan-promoted")
@@ -37,8 +40,8 @@ def catchup(settings: AirflowSettings) -> bool:
 
 
 def notify_failure(context) -> None:
-    """on_failure_callback of every lpmon task (after its retries): see lpmon.dagtasks."""
-    from lpmon.dagtasks import notify_failure as notify
+    """on_failure_callback of every lpmon task (after its retries): see lpmon.airflow.tasks."""
+    from lpmon.airflow.tasks import notify_failure as notify
 
     notify(context)
 

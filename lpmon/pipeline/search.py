@@ -9,7 +9,7 @@ fp16 -> fp32), and a unit's cost is the bytes serving holds for it.
 The search itself is pure: it is handed `score(precisions)`, a cheap,
 low-variance, label-free estimate of a plan's dNE (the KL gap of its
 predictions from fp32's on the same examples), and `accept(precisions)`, the
-lifecycle's validation on held-out labelled examples (lpmon.lifecycle). Each
+lifecycle's validation on held-out labelled examples (lpmon.pipeline.lifecycle). Each
 round measures every movable unit's sensitivity (the score it removes when
 moved one rung up) and raises the units that remove the most per byte until
 the predicted score reaches the target; then the plan is validated. It stops
@@ -168,7 +168,7 @@ class SearchResult:
 
 
 class Verdict(Protocol):
-    """What `accept` returns (lpmon.lifecycle.Verdict): passed, why, and whether
+    """What `accept` returns (lpmon.pipeline.lifecycle.Verdict): passed, why, and whether
     the candidate's own interval is above the gate (not merely too wide)."""
 
     passed: bool

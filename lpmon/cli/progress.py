@@ -50,7 +50,7 @@ def progress(total: int, description: str, stream=None, quiet: bool = False, pla
 
 class PlainLines:
     """A stream for code that redraws one status line with carriage returns
-    (lpmon.world): passed through on a terminal; elsewhere each redraw becomes
+    (lpmon.demo.world): passed through on a terminal; elsewhere each redraw becomes
     its own line, and the closing newline is not doubled."""
 
     def __init__(self, stream=None, quiet: bool = False):

@@ -1,4 +1,4 @@
-"""The HTML of the lpmon page (lpmon.webapp serves it): the dNE chart as inline
+"""The HTML of the lpmon page (lpmon.airflow.webapp serves it): the dNE chart as inline
 SVG, the tables, and the page shell that makes it look and behave like a part of
 the Airflow UI when Airflow shows it in its iframe.
 

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("version", nargs="?", type=plan_version)
         if name == "export":
             sub.add_argument("--out", type=Path, help="write here instead of standard output")
-            from lpmon.cli_serving import export_arguments
+            from lpmon.cli.serving import export_arguments
             export_arguments(sub)
     diff = plan_action("diff", "what changed between two versions, layer by layer")
     diff.add_argument("versions", nargs=2, type=plan_version, metavar="VERSION")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = with_config(commands.add_parser("report", help="daily dNE history of a model"))
     report.add_argument("--model", required=True)
     with_config(commands.add_parser("status", help="the last run and active plan of every model"))
-    from lpmon.cli_serving import score_parser
+    from lpmon.cli.serving import score_parser
     score_parser(commands, with_config)
 
     criteo = commands.add_parser("import-criteo", help="import a Criteo TSV file as one day of traffic")
@@ -187,7 +187,7 @@ def _command(args) -> int:
             config = config_module.load(args.config)
             handlers = {"init": _init, "onboard": _onboard, "run": _run, "backfill": _backfill,
                         "status": _status, "plans": _plans, "report": _report}
-            from lpmon.cli_serving import score
+            from lpmon.cli.serving import score
             handlers["score"] = score
             return handlers[args.command](args, config)
     except (BrokenPipeError, KeyError):
@@ -243,8 +243,8 @@ def note(args, text: str) -> None:
 def _world(args) -> int:
     import datetime as dt
 
-    from lpmon.progress import PlainLines
-    from lpmon.world import WorldConfig, write_world
+    from lpmon.cli.progress import PlainLines
+    from lpmon.demo.world import WorldConfig, write_world
 
     config = WorldConfig(scenario=args.scenario, days=args.days,
                          start=dt.date.fromisoformat(args.start), seed=args.seed,
@@ -306,8 +306,8 @@ def _result_lines(data: dict) -> list[str]:
 
 
 def _day_outputs(args, config, model_id: str, day: str) -> dict:
-    """What the DAG's report and alert tasks give for the day (lpmon.alerts.deliver_day)."""
-    from lpmon import alerts
+    """What the DAG's report and alert tasks give for the day (lpmon.report.alerts.deliver_day)."""
+    from lpmon.report import alerts
     from lpmon.pipeline import open_store
 
     store = open_store(config)
@@ -321,7 +321,7 @@ def _day_outputs(args, config, model_id: str, day: str) -> dict:
 def _mailer(args, config):
     """Airflow's SMTP connection ([airflow] smtp_conn_id; AIRFLOW_CONN_SMTP_DEFAULT works without a
     running Airflow); without one the alerts are recorded as not sent, and said so."""
-    from lpmon import notify
+    from lpmon.report import notify
 
     if getattr(args, "_mailer", None) is None:  # once per command (a backfill asks every day)
         with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout as it loads: keep --json clean
@@ -341,7 +341,7 @@ def _exit(days: list[dict], args) -> int:
 
 def _run(args, config) -> int:
     from lpmon.pipeline import STEPS, run_day
-    from lpmon.progress import progress
+    from lpmon.cli.progress import progress
 
     config.model(args.model)
     with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet, plain=False) as advance:
@@ -356,7 +356,7 @@ def _backfill(args, config) -> int:
     import datetime as dt
 
     from lpmon.pipeline import run_day
-    from lpmon.progress import progress
+    from lpmon.cli.progress import progress
 
     config.model(args.model)
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
@@ -379,7 +379,7 @@ def _backfill(args, config) -> int:
 
 
 def _status(args, config) -> int:
-    from lpmon.export import serving_problem
+    from lpmon.pipeline.export import serving_problem
     from lpmon.pipeline import open_store
     from lpmon.quant import QuantPlan
 
@@ -424,7 +424,7 @@ def _status(args, config) -> int:
         line += (f"{run['date']} {run['status']:<18} {run['decision'] or '-':<12} dNE "
                  + ("-" if run["dne_pct"] is None else f"{run['dne_pct']:.4f} %")) if run else "no runs yet"
         if plan:
-            from lpmon.lifecycle import group_units
+            from lpmon.pipeline.lifecycle import group_units
 
             moved = {n: ("int8", p) for n, p in plan["precisions"].items() if p not in ("int8", "int4", "int2")}
             raised = [text.replace("int8 -> ", "") for text in group_units(moved)]
@@ -463,7 +463,7 @@ def _onboard(args, config) -> int:
 
 
 def _plans(args, config) -> int:
-    from lpmon.pipeline import open_store, plan_diff
+    from lpmon.pipeline import open_store
     from lpmon.quant import QuantPlan
 
     store = open_store(config)
@@ -483,14 +483,14 @@ def _plans(args, config) -> int:
         return EXIT_OK
     if args.action == "diff":
         old, new = (QuantPlan.from_json(_plan_row(rows, v)["plan_json"]) for v in args.versions)
-        changes = plan_diff(old, new)
+        changes = old.diff(new)
         emit(args, {"model": args.model, "from": args.versions[0], "to": args.versions[1], "changes": changes},
              "\n".join(grouped_diff(changes)) or "no differences")
         return EXIT_OK
     version = args.version or getattr(args, "version_flag", None) or next(
         (v for v, r in rows.items() if r["status"] == "active"), None)
     if args.action == "export" and args.format == "torchscript":
-        from lpmon.cli_serving import export_torchscript
+        from lpmon.cli.serving import export_torchscript
         return export_torchscript(args, config, version, _plan_row(rows, version)["plan_json"])
     text = QuantPlan.from_json(_plan_row(rows, version)["plan_json"]).to_json()
     if args.action == "export" and args.out is not None:
@@ -504,11 +504,11 @@ def _plans(args, config) -> int:
 
 
 def grouped_diff(changes: list[str]) -> list[str]:
-    """plan_diff's lines for people: embedding tables with the same precision move on one
+    """QuantPlan.diff's lines for people: embedding tables with the same precision move on one
     line ("26 embedding tables (emb_l.0..emb_l.25): precision int8 -> fp16")."""
     import re
 
-    from lpmon.lifecycle import _natural
+    from lpmon.pipeline.lifecycle import _natural
 
     moves, out = {}, []
     for line in changes:
@@ -526,8 +526,8 @@ def grouped_diff(changes: list[str]) -> list[str]:
 
 
 def _plan_lifecycle(args, config, store) -> int:
-    from lpmon.lifecycle import PlanLifecycle
-    from lpmon.user_plans import import_plan, promote_plan
+    from lpmon.pipeline.lifecycle import PlanLifecycle
+    from lpmon.pipeline.user_plans import import_plan, promote_plan
 
     if args.action == "import":
         version = import_plan(config, args.model, args.file)
@@ -627,6 +627,3 @@ def _import_dlrm(args) -> int:
     emit(args, data, lines)
     return EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

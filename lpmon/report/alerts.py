@@ -8,7 +8,7 @@ model's lpmon page, the day report and the model's runbook. Its headers let
 mail clients thread a model's mails (List-Id, References to one thread id per
 model). It is HTML with inline styles, a plain-text part and the dNE chart
 inline (PNG). Before sending, the store is asked whether each (model, day, event) was sent already,
-so a retried task or a rerun day never mails twice. Sending is lpmon.notify's:
+so a retried task or a rerun day never mails twice. Sending is lpmon.report.notify's:
 a failed send is retried with backoff, then recorded as failed with its error
 (also when no SMTP connection exists), and never raises: an alert must not
 fail the monitoring result it reports.
@@ -22,8 +22,8 @@ import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from lpmon.dayreport import DayReport, chart, headline, render_html, render_text
-from lpmon.notify import NO_CONNECTION, Mailer
+from lpmon.report.day import DayReport, chart, headline, render_html, render_text
+from lpmon.report.notify import NO_CONNECTION, Mailer
 from lpmon.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def deliver_day(config, store: StateStore, model_id: str, day: str, *, run_url: 
     mail (when mailer is a Mailer, or a function that makes one: it is called
     only when the day has something to say). Returns {"report": path or None,
     "alerts": {event: status}}; never raises for a mail."""
-    from lpmon import dayreport
+    from lpmon.report import day as dayreport
 
     report = dayreport.build(config, store, model_id, day, run_url)
     out = {"report": str(dayreport.write_file(config, report)) if write_report else None, "alerts": {}}

@@ -56,7 +56,7 @@ class Verdict:
 
 
 class Evidence(Protocol):
-    """Held-out labelled examples (lpmon.evidence.HeldOut is the real one)."""
+    """Held-out labelled examples (lpmon.pipeline.evidence.HeldOut is the real one)."""
 
     @property
     def n(self) -> int: ...

@@ -1,4 +1,4 @@
-"""Held-out labelled examples for validating candidate plans (lpmon.lifecycle.Evidence).
+"""Held-out labelled examples for validating candidate plans (lpmon.pipeline.lifecycle.Evidence).
 
 It starts from the day's evaluation half and grows on demand (`extend`) from
 an iterator of further held-out draws: first the continuation of the day's

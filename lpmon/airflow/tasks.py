@@ -3,7 +3,7 @@ context, call one lpmon function, return a small JSON-able summary.
 
 This module is imported inside task bodies (never when a DAG file is parsed),
 so it may import the heavy parts of lpmon. Between tasks the day's work
-travels through the shared work directory (lpmon.daywork).
+travels through the shared work directory (lpmon.pipeline.daywork).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import zoneinfo
 from urllib.parse import quote
 
 from lpmon import pipeline
+from lpmon.pipeline import steps
 from lpmon.config import Config, ConfigError, load
-from lpmon.daywork import DayWork
+from lpmon.pipeline.daywork import DayWork
 
 CONFIG_VARIABLE = "lpmon_config"
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def models(context, day: str | None = None) -> list[str]:
     """The config's models; says once per run (in this task's log) what the run
     cannot do: send alerts without an SMTP connection, find traffic for its day,
     or cover a day before [airflow] start_date."""
-    from lpmon import notify
+    from lpmon.report import notify
     from lpmon.traffic import TrafficStore
 
     cfg = config()
@@ -183,7 +184,7 @@ def _step(model_id: str, context, step, *, fresh: bool = False, branch: str = ""
 def sample(model_id: str, context, partition: dict | None = None) -> dict:
     """Draw the day's sample, or record the day as INSUFFICIENT_DATA when its
     partition did not complete in time (partition: what partition_ready gave)."""
-    step = pipeline.sample_step
+    step = steps.sample_step
     if partition and not partition.get("complete", True):
         step = lambda cfg, work: _late(work, partition["message"])  # noqa: E731
     work, _ = _step(model_id, context, step, fresh=True)
@@ -198,47 +199,47 @@ def _late(work: DayWork, message: str) -> DayWork:
 
 
 def score(model_id: str, context) -> dict:
-    work, _ = _step(model_id, context, pipeline.score_step)
+    work, _ = _step(model_id, context, steps.score_step)
     return {"model": model_id, "plan_version": work.plan_version}
 
 
 def compare(model_id: str, context) -> dict:
-    work, _ = _step(model_id, context, pipeline.compare_step)
+    work, _ = _step(model_id, context, steps.compare_step)
     return {"model": model_id, "dne_pct": (work.comparison or {}).get("dne_pct")}
 
 
 def decide(model_id: str, context) -> str:
     """"record" or "recalibrate"."""
-    _, branch = _step(model_id, context, pipeline.decide_step)
+    _, branch = _step(model_id, context, steps.decide_step)
     return branch
 
 
 def record(model_id: str, context) -> dict:
-    work, _ = _step(model_id, context, pipeline.record_step, branch="record")
+    work, _ = _step(model_id, context, steps.record_step, branch="record")
     return {"model": model_id, "action": work.action}
 
 
 def recalibrate(model_id: str, context) -> bool:
     """True when the candidate did not hold and the fallback search must run."""
-    _, needs_fallback = _step(model_id, context, pipeline.recalibrate_step, branch="recalibrate")
+    _, needs_fallback = _step(model_id, context, steps.recalibrate_step, branch="recalibrate")
     return needs_fallback
 
 
 def fallback(model_id: str, context) -> dict:
-    work, _ = _step(model_id, context, pipeline.fallback_step, branch="fallback")
+    work, _ = _step(model_id, context, steps.fallback_step, branch="fallback")
     return {"model": model_id, "new_plan_version": work.new_plan_version}
 
 
 def report(model_id: str, context) -> dict:
     """The day's rows, the exported plan, and the HTML report file."""
-    from lpmon import alerts
+    from lpmon.report import alerts
 
     label(model_id)
     cfg = config()
     day = day_of(context, cfg.airflow.timezone)
     with pipeline.day_lock(cfg, model_id, day):
         work = DayWork.load(cfg.work_dir, model_id, day, arrays=False)
-        result = pipeline.report_step(cfg, work)
+        result = steps.report_step(cfg, work)
         work.drop_arrays(cfg.work_dir)
     store = work.context.store  # the step's own store, already open
     path = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context))["report"]
@@ -265,7 +266,8 @@ def publish(result: dict, context, asset) -> dict:
 
 def alert(model_id: str, context) -> dict:
     """Email the day's events (one mail, each event once); a failed send is recorded, never raised."""
-    from lpmon import alerts, notify
+    from lpmon.report import alerts
+    from lpmon.report import notify
 
     label(model_id)
     cfg = config()
@@ -277,7 +279,9 @@ def alert(model_id: str, context) -> dict:
 
 
 def proactive_recalibration(model_id: str, context) -> dict:
-    from lpmon import alerts, dayreport, notify
+    from lpmon.report import alerts
+    from lpmon.report import day as dayreport
+    from lpmon.report import notify
 
     label(model_id)
     cfg = config()
@@ -324,7 +328,7 @@ def _notify_failure(context) -> None:
     import html
     from email.message import EmailMessage
 
-    from lpmon import notify
+    from lpmon.report import notify
 
     cfg = config()
     ti = context["ti"]

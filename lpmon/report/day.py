@@ -81,7 +81,7 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
             moved = _precision_changes(plans[run["plan_version"]]["plan_json"], plans[new_version]["plan_json"])
     history = [r for r in run_report(store.db, "dne_history", model_id=model_id) if r["logical_date"] <= day]
     with_sqnr = [r for r in layers if r["sqnr_db"] is not None]
-    from lpmon.export import serving_problem
+    from lpmon.pipeline.export import serving_problem
 
     serving = serving_problem(store, model_id)
     days = [r["logical_date"] for r in store.rows("runs", model_id)]
@@ -145,7 +145,7 @@ def links(config: Config, model_id: str, day: str) -> dict:
 
 def _precision_changes(old_json: str, new_json: str) -> list[str]:
     """Grouped and in natural order: "bot_l.0 int8 -> fp16", "26 embedding tables int8 -> fp16"."""
-    from lpmon.lifecycle import group_units
+    from lpmon.pipeline.lifecycle import group_units
     from lpmon.quant import QuantPlan
 
     old = {layer.name: layer.precision for layer in QuantPlan.from_json(old_json).layers}
@@ -190,7 +190,7 @@ def summary(report: DayReport, event: str = "") -> str:
     if "FAILED" in events:
         return (f"the day could not be checked ({report.message or 'see the reasons'}): ACTION NEEDED: fix it, "
                 f"then `lpmon run --model {report.model_id} --date {report.day}`")
-    from lpmon.pipeline import ONBOARDING_WAITS
+    from lpmon.pipeline.onboard import ONBOARDING_WAITS
 
     if "INSUFFICIENT_DATA" in events and report.message.startswith(ONBOARDING_WAITS):
         return (f"{report.message}: no action needed; lpmon tries again with the next days' traffic, "
@@ -339,7 +339,7 @@ def render_html(report: DayReport, chart_src: str, event: str = "", navigation: 
 
 
 def chart(report: DayReport) -> bytes:
-    from lpmon.chart import dne_chart_png
+    from lpmon.report.chart import dne_chart_png
 
     return dne_chart_png(report.history, report.gate_pct, f"{report.model_id}: dNE by day", colours=COLOURS)
 
@@ -364,7 +364,7 @@ def write_file(config: Config, report: DayReport) -> Path:
     path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
     path.parent.mkdir(parents=True, exist_ok=True)
     # The umask's mode (or file_mode), like the plans: people other than the worker read reports.
-    from lpmon.alerts import events
+    from lpmon.report.alerts import events
 
     return write_atomically(path, render_html(report, f"data:image/png;base64,{png}", "+".join(events(report)),
                                               navigation=True).encode("utf-8"),

@@ -1,5 +1,5 @@
 """The lpmon page inside the Airflow UI (a FastAPI app the api-server mounts at
-/lpmon, see lpmon.airflow_plugin), and its JSON API.
+/lpmon, see lpmon.airflow.plugin), and its JSON API.
 
     /lpmon/                       models, with their last day
     /lpmon/models/<model>         dNE chart with interval and gate, decisions, active plan, alerts
@@ -10,7 +10,7 @@
 Airflow does not protect a plugin's app: every route here requires a valid
 Airflow token (Authorization: Bearer, or the UI's session cookie), checked by
 Airflow's own auth manager. Model ids must be ones the config lists; the HTML
-(lpmon.webpage) escapes every value from data.
+(lpmon.report.page) escapes every value from data.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from __future__ import annotations
 import json
 
 from lpmon.config import Config, confined, load
-from lpmon.notify import NO_CONNECTION
+from lpmon.report.notify import NO_CONNECTION
 from lpmon.store.reports import run_report
-from lpmon.webpage import index_page, model_page
+from lpmon.report.page import index_page, model_page
 
 HISTORY_DAYS = 60
 
 
 def serving_problem(store, model_id: str) -> str:
-    from lpmon.export import serving_problem as problem
+    from lpmon.pipeline.export import serving_problem as problem
 
     return problem(store, model_id)
 

@@ -26,6 +26,20 @@ from lpmon.config import confined
 from lpmon.model import Batch
 from lpmon.model.batch import SparseFeature
 
+@dataclass(frozen=True)
+class RunResult:
+    """What a model's day came to (run_day's result, and the report task's)."""
+    model_id: str
+    logical_date: str
+    status: str
+    action: str
+    message: str
+    plan_version: int | None
+    new_plan_version: int | None = None
+    dne_pct: float | None = None
+    promoted: bool = False   # new_plan_version reached serving today
+
+
 STATE, ARRAYS = "state.json", "arrays.npz"
 SEGMENT_PREFIX = "segment__"
 

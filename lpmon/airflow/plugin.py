@@ -38,7 +38,7 @@ def monitor_run_links(days: list[str]) -> dict[str, str]:
 
 
 def _app():
-    from lpmon.webapp import create_app
+    from lpmon.airflow.webapp import create_app
 
     return create_app(run_links=monitor_run_links)
 

@@ -8,11 +8,11 @@ import datetime as dt
 from pathlib import Path
 
 from lpmon.config import Config
-from lpmon.lifecycle import Origin, Outcome, validate
+from lpmon.pipeline.lifecycle import Origin, Outcome, validate
 from lpmon.model import Model
 from lpmon.model.spec import ModelSpec
-from lpmon import export
-from lpmon.pipeline import PLAN_LOCK, _begin, _draw, _evidence, _halves, day_lock, plan_lifecycle
+from lpmon.pipeline import export
+from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, plan_lifecycle
 from lpmon.policy import Status
 from lpmon.quant import PlanError, QuantPlan
 
@@ -46,7 +46,7 @@ def read_plan(path: Path, model_id: str, spec: ModelSpec) -> QuantPlan:
 
 def import_plan(config: Config, model_id: str, path: Path) -> int:
     """Store a user's plan as a new candidate (not active); returns its version."""
-    day, settings, store = _begin(config, model_id, dt.date.today())
+    day, settings, store = begin(config, model_id, dt.date.today())
     plan = read_plan(path, model_id, ModelSpec.load(Path(settings.snapshot) / "spec.json"))
     return plan_lifecycle(config, store, model_id).store_candidate(plan, day, Origin.USER)
 
@@ -54,7 +54,7 @@ def import_plan(config: Config, model_id: str, path: Path) -> int:
 def promote_plan(config: Config, model_id: str, version: int, *, day=None, force: bool = False) -> Outcome:
     """Put plan `version` in force. Unless forced, it must pass the lifecycle's
     validation on the held-out examples of `day` (default: the last day run)."""
-    _, settings, store = _begin(config, model_id, dt.date.today())
+    _, settings, store = begin(config, model_id, dt.date.today())
     lifecycle = plan_lifecycle(config, store, model_id)
     candidate = lifecycle.plan(version)
     runs = store.rows("runs", model_id)
@@ -68,10 +68,10 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
         verdict = None
         if not force:
             model = Model.load(settings.snapshot)
-            sample = _draw(settings, model, day)
-            _, evaluation, labels = _halves(sample.batch, sample.labels)
+            sample = draw(settings, model, day)
+            _, evaluation, labels = halves(sample.batch, sample.labels)
             over = any(r["logical_date"] == day and r["status"] == Status.DEGRADED.value for r in runs)
-            verdict = validate(candidate, _evidence(settings, model, day, evaluation, labels), settings.gate_pct,
+            verdict = validate(candidate, held_out(settings, model, day, evaluation, labels), settings.gate_pct,
                                active=active, active_over_gate=over)
         record = store.active_plan(model_id)
         outcome = lifecycle.propose(candidate, day, Origin.USER, verdict, forced=force, stored=version,

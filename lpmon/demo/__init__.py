@@ -16,23 +16,15 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 SCENARIOS = ("gradual_drift", "outliers")
 START = dt.date(2026, 11, 1)
 
 
-def dags_folder() -> Path:
-    """$LPMON_DAGS_FOLDER, else the repository's dags/ (an editable or source install)."""
-    folder = Path(os.environ.get("LPMON_DAGS_FOLDER", Path(__file__).resolve().parents[1] / "dags"))
-    if not (folder / "lpmon_monitor.py").exists():
-        raise FileNotFoundError(f"{folder}: no lpmon_monitor.py; set LPMON_DAGS_FOLDER to lpmon's dags/ folder")
-    return folder
-
 
 def write_demo_world(root: Path, days: int, examples_per_day: int, sample_size: int) -> Path:
-    from lpmon.world import WorldConfig, write_world
+    from lpmon.demo.world import WorldConfig, write_world
 
     for scenario in SCENARIOS:
         write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=examples_per_day))
@@ -60,27 +52,10 @@ class MailCatcher:
         return "250 OK"
 
 
-@contextmanager
-def quiet(log: Path):
-    """Airflow's task logs go to a file, not the terminal (file descriptors 1 and 2)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log, "ab") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
 
 def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
+    from lpmon.airflow import local
+
     started = time.perf_counter()
     root = root.resolve()
     for leftover in ("airflow", "work", "plans", "mail", "state.db", "traffic", "models", "lpmon.toml"):
@@ -92,7 +67,7 @@ def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
     home = root / "airflow"
     home.mkdir()
     os.environ.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(local.dags_folder()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "LPMON_CONFIG": str(config_path), "PYTHONWARNINGS": "ignore",
@@ -131,19 +106,12 @@ def _free_port() -> int:
 
 
 def _run_days(config_path: Path, days: int, log: Path) -> int:
-    import pendulum
-
+    from lpmon.airflow.local import load_dag, test_day
     from lpmon.config import load
     from lpmon.pipeline import open_store
     from lpmon.store import init_store
 
-    with quiet(log):
-        from airflow.dag_processing.dagbag import DagBag
-
-        bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    if bag.import_errors:
-        raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    monitor = bag.dags["lpmon_monitor"]
+    monitor = load_dag("lpmon_monitor", Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]), log)
     config = load(config_path)
     init_store(config.store)  # what `lpmon init` does: only it creates a store
     store = open_store(config)
@@ -154,12 +122,10 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
     for offset in range(days):
         day = START + dt.timedelta(days=offset)
         t = time.perf_counter()
-        with quiet(log):
-            after = pendulum.datetime(day.year, day.month, day.day, tz="UTC").add(days=1)
-            dr = monitor.test(logical_date=after)  # the run made once the day ended: its data interval is the day
-        failed += dr.state != "success"
+        state = test_day(monitor, day, log)
+        failed += state != "success"
         for model_id in SCENARIOS:
-            print(_row(store, model_id, str(day), dr.state, time.perf_counter() - t))
+            print(_row(store, model_id, str(day), state, time.perf_counter() - t))
     return failed
 
 

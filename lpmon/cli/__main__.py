@@ -1,0 +1,7 @@
+"""python -m lpmon.cli: the same as the lpmon command."""
+
+import sys
+
+from lpmon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""One model's day in one process: every step in order, holding the day's lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+from lpmon.config import Config
+from lpmon.pipeline.daywork import DayWork, RunResult
+from lpmon.pipeline.context import day_lock
+from lpmon.pipeline.steps import (compare_step, decide_step, fallback_step, recalibrate_step, record_step,
+                                  report_step, sample_step, score_step)
+
+
+STEPS = ("sample", "score", "compare", "decide", "act", "report")
+
+
+def run_day(config: Config, model_id: str, day, on_step=None) -> RunResult:
+    """One model, one logical date: every step in order, in memory, holding the
+    day's lock. on_step(name) is called as each of STEPS starts (progress bars)."""
+    with day_lock(config, model_id, day):
+        return _run_day(config, model_id, day, on_step)
+
+
+def _run_day(config: Config, model_id: str, day, on_step) -> RunResult:
+    started = on_step or (lambda name: None)
+    work = DayWork(model_id, str(dt.date.fromisoformat(str(day))))
+    for name, step in zip(STEPS, (sample_step, score_step, compare_step)):
+        started(name)
+        step(config, work)
+    started("decide")
+    branch = decide_step(config, work)
+    started("act")
+    if branch == "recalibrate":
+        if recalibrate_step(config, work):
+            fallback_step(config, work)
+    else:
+        record_step(config, work)
+    started("report")
+    return report_step(config, work)
