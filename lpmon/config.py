@@ -44,7 +44,6 @@ class ModelSettings:
 
     traffic: str = ""
     snapshot: str = ""
-    scenario: str = ""
     sample_size: int = 200_000
     sample_seed: int = 0
     gate_pct: float = 0.05

@@ -18,6 +18,7 @@ from lpmon import pipeline
 from lpmon.pipeline import steps
 from lpmon.config import Config, ConfigError, load
 from lpmon.pipeline.daywork import DayWork
+from lpmon.policy import Action, Status
 
 CONFIG_VARIABLE = "lpmon_config"
 log = logging.getLogger(__name__)
@@ -193,8 +194,8 @@ def sample(model_id: str, context, partition: dict | None = None) -> dict:
 
 def _late(work: DayWork, message: str) -> DayWork:
     """The day ends here, as for a missing partition: the later steps see the failure."""
-    work.failure = work.status = "INSUFFICIENT_DATA"
-    work.message, work.action, work.reasons = message, "RECORD", [message]
+    work.failure = work.status = Status.INSUFFICIENT_DATA.value
+    work.message, work.action, work.reasons = message, Action.RECORD.value, [message]
     return work
 
 

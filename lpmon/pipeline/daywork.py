@@ -65,7 +65,6 @@ class DayWork:
     new_plan_version: int | None = None
     promoted: bool = False
     next_steps: list = field(default_factory=list)      # what decide/recalibrate chose: record, recalibrate, fallback
-    moved: list = field(default_factory=list)           # "layer int8->fp16" for every precision change
     layers: dict = field(default_factory=dict)          # per-layer SQNR and saturation
     calibration: dict = field(default_factory=dict)     # today's observer state per FC layer
     segment_values: dict = field(default_factory=dict)  # segment column -> its values (codes index them)
@@ -111,7 +110,8 @@ class DayWork:
         except FileNotFoundError:
             raise WorkMissing(f"{folder / STATE}: no saved state for {model_id} on {day}; "
                               "run the day from its first step (sample)") from None
-        work = cls(**state)
+        known = {f.name for f in fields(cls)}
+        work = cls(**{k: v for k, v in state.items() if k in known})  # a key an older lpmon saved: dropped
         if arrays and (folder / ARRAYS).exists():
             with np.load(folder / ARRAYS, allow_pickle=False) as z:
                 if "dense" in z:

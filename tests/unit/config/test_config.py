@@ -85,7 +85,7 @@ def test_world_config_loads(tmp_path):
 
     assert cli.main(["world", "--root", str(tmp_path), "--days", "1", "--examples-per-day", "500"]) == 0
     config = load(tmp_path / "lpmon.toml", environ={})
-    assert set(config.models) == {"stable"} and config.model("stable").scenario == "stable"
+    assert set(config.models) == {"stable"} and config.model("stable").traffic.endswith("stable")
 
 
 def test_work_dir_airflow_table_calibration_days_and_model_ids(tmp_path):
@@ -211,8 +211,8 @@ def test_every_control_character_is_refused_in_recipients_and_other_values(tmp_p
     with pytest.raises(ConfigError, match="LPMON_RECIPIENTS.recipients: not email addresses"):
         load(_write(tmp_path, MINIMAL),
              environ={"LPMON_RECIPIENTS": f"ok@example.com,a{character}b@example.com"})
-    with pytest.raises(ConfigError, match="models.m.scenario: control characters"):
-        load(_write(tmp_path, MINIMAL + f'scenario = "x{escaped}y"\n'), environ={})
+    with pytest.raises(ConfigError, match="models.m.runbook_url: control characters"):
+        load(_write(tmp_path, MINIMAL + f'runbook_url = "https://x{escaped}y"\n'), environ={})
 
 
 def _write(tmp_path, text):

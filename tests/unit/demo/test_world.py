@@ -105,5 +105,5 @@ def test_world_command_writes_store_snapshot_and_config(tmp_path):
     text = (tmp_path / "lpmon.toml").read_text()
     assert text.count("[models.ctr_a]") == 1
     parsed = tomllib.loads(text)["models"]
-    assert set(parsed) == {"ctr_a", "stable"} and parsed["ctr_a"]["scenario"] == "stable"
+    assert set(parsed) == {"ctr_a", "stable"} and text.count("# the stable scenario of lpmon world") == 2
     assert cli.main(["world", "--root", str(tmp_path), "--scenario", "nope"]) == 1
