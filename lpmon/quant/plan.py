@@ -12,11 +12,9 @@ import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from .precision import PRECISIONS
+
 SCHEMA_VERSION = 1
-PRECISIONS = {
-    "linear": ("fp32", "fp16", "bf16", "int8"),
-    "embedding": ("fp32", "fp16", "int8", "int4", "int2"),
-}
 SCHEMES = {
     "fp32": "none", "fp16": "weight_fp16", "bf16": "weight_bf16",
     "int8": None,  # per kind: linear per_channel_symmetric, embedding rowwise

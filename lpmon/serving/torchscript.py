@@ -36,6 +36,7 @@ from lpmon.model import Batch, Model
 from lpmon.model.forward import Executor
 from lpmon.quant import QuantPlan
 from lpmon.quant.halfprec import round_weight
+from lpmon.quant.precision import ROWWISE
 from lpmon.quant.rowwise import row_bytes
 
 from . import require_torch
@@ -315,7 +316,7 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
         precision = layer.precision if layer else "fp32"
         entry = {"kind": "embedding", "precision": precision, "feature": table.name, "rows": table.rows,
                  "dim": table.dim, "scheme": layer.scheme if layer else "none", "pooling": spec.pooling}
-        if precision in ("int8", "int4", "int2"):
+        if precision in ROWWISE:
             bits = int(precision[3:])
             op = {8: "byte", 4: "4bit", 2: "2bit"}[bits]
             entry.update(op=f"quantized::embedding_bag_{op}_rowwise_offsets", row_bytes=row_bytes(bits, table.dim),
