@@ -321,11 +321,11 @@ def _day_outputs(args, config, model_id: str, day: str) -> dict:
 def _mailer(args, config):
     """Airflow's SMTP connection ([airflow] smtp_conn_id; AIRFLOW_CONN_SMTP_DEFAULT works without a
     running Airflow); without one the alerts are recorded as not sent, and said so."""
-    from lpmon.report import notify
-
     if getattr(args, "_mailer", None) is None:  # once per command (a backfill asks every day)
         with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout as it loads: keep --json clean
-            args._mailer = notify.from_airflow(config.airflow.smtp_conn_id)
+            from lpmon.airflow.smtp import from_airflow
+
+            args._mailer = from_airflow(config.airflow.smtp_conn_id)
         if args._mailer.problem:
             note(args, f"lpmon: alerts recorded as not sent: {args._mailer.problem}")
     return args._mailer

@@ -146,7 +146,8 @@ def test_whatever_is_wrong_with_smtp_comes_back_as_an_error(tmp_path, monkeypatc
 
 def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path, monkeypatch, airflow_db):
     from lpmon.report.alerts import alert_day
-    from lpmon.report.notify import NO_CONNECTION, from_airflow
+    from lpmon.airflow.smtp import from_airflow
+    from lpmon.report.notify import NO_CONNECTION
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
     mailer = from_airflow("smtp_default")
@@ -162,7 +163,7 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
 
 
 def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflow_db):
-    from lpmon.report.notify import from_airflow
+    from lpmon.airflow.smtp import from_airflow
 
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_X", "smtp://u:" + "pw@mail.example.com:2525/?disable_ssl=true"
                                               "&from_email=lpmon%40example.com&timeout=7")
