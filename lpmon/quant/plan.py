@@ -13,6 +13,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from .precision import PRECISIONS
+from .qparams import QParams, integer_range
 
 SCHEMA_VERSION = 1
 SCHEMES = {
@@ -36,6 +37,17 @@ class ActivationRange:
     zero_point: int
     bits: int = 8
     signed: bool = False
+
+    # The one seam between the three views of a range: calibration's result
+    # (lpmon.calibrate.RangeResult), the plan's record (this), the executors' grid (QParams).
+    @classmethod
+    def of(cls, result) -> "ActivationRange":
+        """The plan's record of a calibrated range (a lpmon.calibrate RangeResult)."""
+        return cls(result.lo, result.hi, result.scale, result.zero_point, result.bits, result.qmin < 0)
+
+    def qparams(self) -> QParams:
+        """The integer grid the executors quantize with."""
+        return QParams(self.scale, self.zero_point, *integer_range(self.bits, self.signed))
 
 
 @dataclass(frozen=True)
