@@ -9,7 +9,8 @@ import pytest
 from lpmon.pipeline.evidence import HeldOut
 from lpmon.pipeline.lifecycle import validate
 from lpmon.quant.precision import Precision, bytes_served, step_up
-from lpmon.pipeline.search import Ranges, Unit, assemble, evaluate, fallback_search, plan_bytes, units
+from lpmon.pipeline.assembly import Ranges, Unit, assemble, evaluate, plan_bytes, units
+from lpmon.pipeline.search import fallback_search
 from lpmon.traffic import TrafficSchema
 from lpmon.traffic.sample import to_batch
 from lpmon.demo.world import World, WorldConfig
@@ -40,6 +41,15 @@ def test_cost_is_bytes_served_so_big_tables_cost_more():
     assert bytes_served("linear", 64, 13, "fp16") == 64 * 13 * 2
     big, small = Unit("a", "embedding", 1_000_000, 16), Unit("b", "embedding", 10, 16)
     assert big.bytes("fp16") - big.bytes("int8") > 1000 * (small.bytes("fp16") - small.bytes("int8"))
+
+
+def test_the_assembly_names_are_still_importable_from_search():
+    import lpmon.pipeline.assembly as assembly
+    import lpmon.pipeline.search as search
+
+    for name in ("EMBEDDINGS", "Ranges", "Unit", "assemble", "evaluate", "merge_stored", "observe", "plan_bytes",
+                 "unit_precisions", "units"):
+        assert getattr(search, name) is getattr(assembly, name)
 
 
 # --- the greedy logic, on made-up scores -----------------------------------------------------

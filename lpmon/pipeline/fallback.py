@@ -11,7 +11,8 @@ from lpmon.config import ModelSettings
 from lpmon.model import Model
 from lpmon.pipeline.evidence import HeldOut
 from lpmon.pipeline.lifecycle import (Verdict, validate)
-from lpmon.pipeline.search import (Ranges, SearchResult, Step, assemble, fallback_search, units)
+from lpmon.pipeline.assembly import Ranges, assemble, units
+from lpmon.pipeline.search import SearchResult, Step, fallback_search
 from lpmon.quant import QuantPlan
 from lpmon.store import StateStore
 
