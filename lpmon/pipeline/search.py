@@ -14,6 +14,9 @@ says that none was shown to (the caller then takes whole-model fp32, or keeps
 waiting for evidence). lpmon.pipeline.fallback runs it with the pipeline's
 callbacks and saves its progress after every round.
 
+Words: a *move* raises one unit one rung; a *round* is one pass of the
+search, which makes one or more moves.
+
 Plan assembly (Ranges, units, assemble, evaluate, ...) lives in
 lpmon.pipeline.assembly; its names are importable from here too.
 """
@@ -32,7 +35,7 @@ RELEVANT = 0.1    # a move matters if it removes at least this share of the best
 
 
 @dataclass(frozen=True)
-class Step:
+class Move:
     """One unit raised one rung (saved as is in the store's fallback progress)."""
 
     unit: str
@@ -46,12 +49,12 @@ class SearchResult:
     precisions: dict[str, str]
     passed: bool = False
     reason: str = ""
-    steps: list[Step] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
     rounds: int = 0
 
     @property
     def moved(self) -> list[str]:
-        return sorted({step.unit for step in self.steps})
+        return sorted({move.unit for move in self.moves})
 
 
 class Verdict(Protocol):
@@ -71,7 +74,7 @@ def fallback_search(start: Precisions, *, units: Mapping[str, Unit],
                     target: float, frozen: frozenset[str] | set[str] = frozenset(),
                     max_rounds: int = MAX_ROUNDS, creep: bool = False,
                     on_step: Callable[[SearchResult], None] | None = None,
-                    resume: tuple[Precisions, list[Step]] | None = None) -> SearchResult:
+                    resume: tuple[Precisions, list[Move]] | None = None) -> SearchResult:
     """Raise units, most score removed per byte first, until a plan passes `accept`.
 
     start: every unit's precision to begin from; frozen: units never moved (pinned).
@@ -85,14 +88,14 @@ def fallback_search(start: Precisions, *, units: Mapping[str, Unit],
     when nothing can move or after `max_rounds` rounds.
 
     on_step(result) is called after every round, so a caller can save progress;
-    resume=(precisions, steps) saved that way continues there.
+    resume=(precisions, moves) saved that way continues there.
     """
     if set(start) != set(units):
         raise ValueError(f"the start plan covers {sorted(start)}, the model's units are {sorted(units)}")
-    precisions, steps = (dict(start), []) if resume is None else (dict(resume[0]), list(resume[1]))
+    precisions, moves = (dict(start), []) if resume is None else (dict(resume[0]), list(resume[1]))
     if set(precisions) != set(start):
         raise ValueError(f"cannot resume: the saved search covers {sorted(precisions)}, not {sorted(start)}")
-    result = SearchResult(dict(precisions), steps=steps)
+    result = SearchResult(dict(precisions), moves=moves)
     worth, goal = target, target / 2  # validate once the estimate is within target; rounds aim for half
     while True:
         current = score(precisions)
@@ -107,7 +110,7 @@ def fallback_search(start: Precisions, *, units: Mapping[str, Unit],
             worth = goal = min(goal, current) / 2
         result.rounds += 1
         for name, after, why in _round(precisions, movable, units, score, current, goal):
-            result.steps.append(Step(name, precisions[name], after, why))
+            result.moves.append(Move(name, precisions[name], after, why))
             precisions[name] = after
         result.precisions = dict(precisions)
         if on_step is not None:
