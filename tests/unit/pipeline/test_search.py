@@ -1,7 +1,5 @@
-"""Plan assembly, units and costs, and the fallback search: the greedy logic on
-made-up scores (no model), then on the synthetic world."""
-
-from types import SimpleNamespace
+"""Plan assembly, units and costs (lpmon.pipeline.assembly), and the fallback search
+on the synthetic world. The search's greedy logic alone, on made-up scores: test_search_greedy."""
 
 import numpy as np
 import pytest
@@ -9,7 +7,8 @@ import pytest
 from lpmon.pipeline.evidence import HeldOut
 from lpmon.pipeline.lifecycle import validate
 from lpmon.quant.precision import Precision, bytes_served, step_up
-from lpmon.pipeline.search import Ranges, Unit, assemble, evaluate, fallback_search, plan_bytes, units
+from lpmon.pipeline.assembly import Ranges, Unit, assemble, evaluate, plan_bytes, units
+from lpmon.pipeline.search import fallback_search
 from lpmon.traffic import TrafficSchema
 from lpmon.traffic.sample import to_batch
 from lpmon.demo.world import World, WorldConfig
@@ -42,85 +41,13 @@ def test_cost_is_bytes_served_so_big_tables_cost_more():
     assert big.bytes("fp16") - big.bytes("int8") > 1000 * (small.bytes("fp16") - small.bytes("int8"))
 
 
-# --- the greedy logic, on made-up scores -----------------------------------------------------
+def test_the_assembly_names_are_still_importable_from_search():
+    import lpmon.pipeline.assembly as assembly
+    import lpmon.pipeline.search as search
 
-UNITS = {"bot": Unit("bot", "linear", 64, 13), "top": Unit("top", "linear", 1, 64),
-         **{f"emb_l.{t}": Unit(f"emb_l.{t}", "embedding", 1000, 16) for t in range(4)}}
-
-
-def additive(faults):
-    """A score that is the sum of each unit's fault at its precision."""
-    def score(precisions):
-        return sum(faults.get((unit, p), 0.0) for unit, p in precisions.items())
-    return score
-
-
-def passes_under(limit, score):
-    return lambda precisions: SimpleNamespace(passed=score(precisions) <= limit, degraded=score(precisions) > 1,
-                                              reason=f"score {score(precisions):.3f}")
-
-
-def start(**overrides):
-    return {unit: "int8" for unit in UNITS} | overrides
-
-
-def test_only_the_unit_at_fault_is_raised():
-    score = additive({("bot", "int8"): 0.5, ("top", "int8"): 0.01, **{(f"emb_l.{t}", "int8"): 0.002
-                                                                        for t in range(4)}})
-    rounds = []
-    result = fallback_search(start(), units=UNITS, score=score, accept=passes_under(0.05, score), target=GATE,
-                             on_step=lambda r: rounds.append(r.rounds))
-    assert result.passed and result.moved == ["bot"] and result.precisions["bot"] == "fp16"
-    assert rounds == [1] and "removes 0.5000" in result.steps[0].why
-
-
-def test_a_far_off_plan_climbs_every_table_until_it_passes():
-    faults = {(f"emb_l.{t}", "int2"): 0.4 for t in range(4)} | {(f"emb_l.{t}", "int4"): 0.05 for t in range(4)}
-    score = additive(faults)
-    result = fallback_search({u: ("int2" if u.startswith("emb") else "int8") for u in UNITS}, units=UNITS,
-                             score=score, accept=passes_under(0.05, score), target=GATE)
-    assert result.passed and all(result.precisions[f"emb_l.{t}"] == "int8" for t in range(4))
-    assert result.precisions["bot"] == "int8" and result.precisions["top"] == "int8"
-
-
-def test_when_nothing_passes_it_says_so_and_frozen_units_never_move():
-    score = additive({("bot", "int8"): 0.5, ("bot", "fp16"): 0.5, ("bot", "fp32"): 0.5})
-    result = fallback_search(start(), units=UNITS, score=score, accept=passes_under(0.05, score), target=GATE,
-                             frozen={"bot"})
-    assert not result.passed and result.precisions["bot"] == "int8" and "score 0.500" in result.reason
-
-
-def test_no_helpful_move_takes_the_whole_model_to_fp32():
-    calls = []
-
-    def score(precisions):  # nothing alone helps; only all-fp32 does
-        calls.append(1)
-        return 0.0 if all(p == "fp32" for p in precisions.values()) else 0.3
-
-    result = fallback_search(start(), units=UNITS, score=score, accept=passes_under(0.05, score), target=GATE)
-    assert result.passed and set(result.precisions.values()) == {"fp32"}
-    assert "whole-model fp32" in result.steps[0].why
-
-
-def test_an_interrupted_search_resumes_where_it_stopped():
-    faults = {(f"emb_l.{t}", "int2"): 0.4 for t in range(4)} | {(f"emb_l.{t}", "int4"): 0.05 for t in range(4)}
-    score = additive(faults)
-    args = dict(units=UNITS, score=score, accept=passes_under(0.05, score), target=GATE)
-    first = {u: ("int2" if u.startswith("emb") else "int8") for u in UNITS}
-    whole = fallback_search(first, **args)
-    assert whole.rounds >= 2
-    saved = []
-
-    def crash(progress):
-        saved.append((dict(progress.precisions), list(progress.steps)))
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fallback_search(first, on_step=crash, **args)
-    resumed = fallback_search(first, resume=saved[-1], **args)
-    assert resumed.precisions == whole.precisions and resumed.steps == whole.steps
-    with pytest.raises(ValueError, match="cannot resume"):
-        fallback_search(first, resume=({"x": "int8"}, []), **args)
+    for name in ("EMBEDDINGS", "Ranges", "Unit", "assemble", "evaluate", "merge_stored", "observe", "plan_bytes",
+                 "unit_precisions", "units"):
+        assert getattr(search, name) is getattr(assembly, name)
 
 
 # --- on the synthetic world --------------------------------------------------------------------
