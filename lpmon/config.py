@@ -27,7 +27,7 @@ import re
 import stat
 import tomllib
 import unicodedata
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 

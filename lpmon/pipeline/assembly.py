@@ -47,7 +47,7 @@ class Ranges:
         ranges = {}
         for name, obs in observers.items():
             r = obs.compute(bits=8)
-            ranges[name] = ActivationRange(r.lo, r.hi, r.scale, r.zero_point)
+            ranges[name] = ActivationRange.of(r)
         return cls(ranges)
 
 

@@ -11,7 +11,7 @@ from lpmon.config import Config
 from lpmon.model import Batch, Model
 from lpmon.pipeline import export
 from lpmon.pipeline.lifecycle import (Origin, Outcome, group_units)
-from lpmon.pipeline.search import (Ranges, assemble, units)
+from lpmon.pipeline.assembly import Ranges, assemble, units
 from lpmon.quant import Provenance, QuantPlan
 from lpmon.store import StateStore
 from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, load_model, plan_lifecycle

@@ -17,8 +17,7 @@ callbacks and saves its progress after every round.
 Words: a *move* raises one unit one rung; a *round* is one pass of the
 search, which makes one or more moves.
 
-Plan assembly (Ranges, units, assemble, evaluate, ...) lives in
-lpmon.pipeline.assembly; its names are importable from here too.
+Plan assembly (Ranges, units, assemble, evaluate, ...) lives in lpmon.pipeline.assembly.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol
 
-from lpmon.pipeline.assembly import (EMBEDDINGS, Ranges, Unit, assemble, evaluate, merge_stored,  # noqa: F401
-                                     observe, plan_bytes, unit_precisions, units)
+from lpmon.pipeline.assembly import Unit
 from lpmon.quant.precision import step_up
 
 MAX_ROUNDS = 8    # rounds before the search validates what it has and stops

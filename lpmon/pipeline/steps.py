@@ -37,7 +37,7 @@ from lpmon.model.spec import SpecError
 from lpmon.pipeline import export
 from lpmon.pipeline.daywork import DayWork, RunResult
 from lpmon.pipeline.lifecycle import (Origin, group_units, validate)
-from lpmon.pipeline.search import assemble, unit_precisions
+from lpmon.pipeline.assembly import assemble, unit_precisions
 from lpmon.policy import Action, Status
 from lpmon.store import StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError

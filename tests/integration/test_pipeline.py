@@ -323,7 +323,7 @@ def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, mo
     from lpmon.calibrate import from_state, observer
     from lpmon.model import Model
     from lpmon.pipeline.context import halves as _halves
-    from lpmon.pipeline.search import Ranges, observe
+    from lpmon.pipeline.assembly import Ranges, observe
     from lpmon.traffic import TrafficSchema, sample
 
     config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=3, per_day=60_000,

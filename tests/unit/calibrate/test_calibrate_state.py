@@ -40,7 +40,7 @@ def test_refusals_name_the_problem():
 
 
 def test_a_corrupt_stored_day_is_named_with_its_layer():
-    from lpmon.pipeline.search import merge_stored
+    from lpmon.pipeline.assembly import merge_stored
 
     good = to_state(observer("l2").observe(np.arange(10.0)))
     broken = {k: v for k, v in good.items() if k != "counts"}

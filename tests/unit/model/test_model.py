@@ -169,7 +169,7 @@ def test_scoring_pass_feeds_calibration_observers(method):
     """observe/observe_every=2 on the fp32 scoring pass gives the same observer
     states as a second pass over the calibration half (rows 0, 2, 4, ...)."""
     from lpmon.calibrate import to_state
-    from lpmon.pipeline.search import observe
+    from lpmon.pipeline.assembly import observe
 
     spec = small_spec()
     model = Model.initialise(spec, seed=4)

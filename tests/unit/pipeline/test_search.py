@@ -41,15 +41,6 @@ def test_cost_is_bytes_served_so_big_tables_cost_more():
     assert big.bytes("fp16") - big.bytes("int8") > 1000 * (small.bytes("fp16") - small.bytes("int8"))
 
 
-def test_the_assembly_names_are_still_importable_from_search():
-    import lpmon.pipeline.assembly as assembly
-    import lpmon.pipeline.search as search
-
-    for name in ("EMBEDDINGS", "Ranges", "Unit", "assemble", "evaluate", "merge_stored", "observe", "plan_bytes",
-                 "unit_precisions", "units"):
-        assert getattr(search, name) is getattr(assembly, name)
-
-
 # --- on the synthetic world --------------------------------------------------------------------
 
 def test_all_fp32_assembly_is_the_reference_and_bytes_add_up():

@@ -21,7 +21,7 @@ from lpmon.config import load
 from lpmon.model import Executor, Model
 from lpmon.pipeline import open_store
 from lpmon.pipeline.context import draw as _draw
-from lpmon.pipeline.search import Ranges, assemble
+from lpmon.pipeline.assembly import Ranges, assemble
 from lpmon.serving.scores import read_metadata
 from lpmon.store import init_store
 from lpmon.demo.world import WorldConfig, write_world

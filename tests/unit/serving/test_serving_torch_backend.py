@@ -15,7 +15,7 @@ from lpmon.model import Model, forward_fp32, forward_quantized
 from lpmon.model.dlrm_import import import_dlrm
 from lpmon.model.spec import SpecError
 from lpmon.pipeline import open_store, run_day
-from lpmon.pipeline.search import Ranges, assemble, observe
+from lpmon.pipeline.assembly import Ranges, assemble, observe
 from lpmon.store import init_store
 from lpmon.demo.world import WorldConfig, write_world
 from support import REPO

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from lpmon.pipeline.fallback import resumed, saved_state
-from lpmon.pipeline.search import Move, Unit, fallback_search
+from lpmon.pipeline.assembly import Unit
+from lpmon.pipeline.search import Move, fallback_search
 
 GATE = 0.05
 
