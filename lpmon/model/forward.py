@@ -15,8 +15,7 @@ import numpy as np
 
 from lpmon.quant import QParams, integer_range
 from lpmon.quant.halfprec import round_weight, to_fp16
-from lpmon.quant.linear import QuantizedLinear, Saturation, quantize_activation
-from lpmon.quant.qparams import fma32
+from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
 from lpmon.quant.rowwise import embedding_bag, quantize_rows
 
@@ -82,29 +81,16 @@ def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndar
     return np.concatenate([bottom, z[:, rows, cols]], axis=1)
 
 
-def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams) -> np.ndarray:
+def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *,
+                      relu: bool = False) -> np.ndarray:
     """float32 outputs of an int8 layer as FBGEMM's float output stage computes them
     (ReQuantizeForFloat, torch's linear_with_input_q_dq_qweight_dq_output_fp32):
-    fma(acc, s_x * s_w[n], bias[n]), one rounding. A product rounded before the
-    bias is added differs by an ulp in about 1 output in 20.
-
-    acc (a float32 integer) times the float32 multiplier is exact in float64; the
-    float64 sum with the bias, rounded to float32, is the fused result unless that
-    sum fell exactly on a midpoint between two float32 values (double rounding; or
-    a float32 subnormal): those few are redone with fma32.
+    fma(acc, s_x * s_w[n], bias[n]), one rounding (a compiled kernel: see
+    lpmon.quant.linear.dequantize_output), then max(., 0) if relu.
     """
     acc = layer.accumulate(x_q, qp.zero_point)
     multiplier = (np.float32(qp.scale) * layer.weight_scale).astype(np.float32)
-    total = acc.astype(np.float64)
-    total *= multiplier.astype(np.float64)
-    total += layer.bias.astype(np.float64)
-    out = total.astype(np.float32)
-    low = total.view(np.int64) & 0x1FFFFFFF               # the 29 bits float32 drops
-    redo = (low == 0x10000000) | (np.abs(total) < 2.0 ** -125)
-    if redo.any():
-        rows, cols = np.nonzero(redo)
-        out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], layer.bias[cols])
-    return out
+    return dequantize_output(acc, multiplier, layer.bias, relu=relu)
 
 
 class Executor:
@@ -149,7 +135,7 @@ class Executor:
         if entry[0] == "int8":
             _, layer, qp = entry
             x_q, saturation = quantize_activation(x, qp)
-            y = int8_float_output(layer, x_q, qp)
+            y = int8_float_output(layer, x_q, qp, relu=relu)
             previous = result.saturation.get(name)
             if previous is not None:
                 saturation = Saturation(previous.below + saturation.below,
@@ -164,7 +150,9 @@ class Executor:
                 y = (x.astype(np.float64) @ weight_t.astype(np.float64) + bias).astype(np.float32)
             else:
                 y = x @ weight_t + bias
-        return np.maximum(y, 0) if relu else y
+            if relu:
+                y = np.maximum(y, 0, out=y)
+        return y
 
     def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None,
                        observe: LayerObserver | None = None):
