@@ -17,7 +17,7 @@ from lpmon.quant import QParams, integer_range
 from lpmon.quant.halfprec import round_weight, to_fp16
 from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
-from lpmon.quant.rowwise import embedding_bag, quantize_rows
+from lpmon.quant.rowwise import embedding_bag, embedding_bag_float, quantize_rows
 
 from .batch import Batch, SparseFeature
 from .snapshot import Model
@@ -46,27 +46,15 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndarray:
-    """Sum (or mean) of table rows per bag; an empty bag gives zeros.
+    """Sum (or mean) of float32 table rows per bag; an empty bag gives zeros.
 
     Each bag is summed in its ids' order, one row after another (as torch's
-    embedding_bag and FBGEMM do), so that serving's module agrees to the bit:
-    step k adds the k-th row of every bag that has one (bags sorted by length,
-    so those are a prefix), which costs one pass over the ids in all.
+    embedding_bag and FBGEMM do), so that serving's module agrees to the bit
+    (a compiled kernel: lpmon.quant.rowwise.embedding_bag_float).
     """
-    n, bags = len(feature.indices), len(feature.offsets)
-    out = np.zeros((bags, table.shape[1]), table.dtype)
-    if n == 0:
-        return out
-    counts = np.diff(np.append(feature.offsets, n))
-    longest_first = np.argsort(-counts, kind="stable")
-    ordered = counts[longest_first]
-    for k in range(int(ordered[0])):
-        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
-        out[live] += table[feature.indices[feature.offsets[live] + k]]
-    if mode == "mean":
-        filled = counts > 0
-        out[filled] /= counts[filled, None]
-    return out
+    if len(feature.offsets) == 0:
+        return np.zeros((0, table.shape[1]), table.dtype)
+    return embedding_bag_float(table, feature.indices, feature.offsets, mode=mode)
 
 
 def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
@@ -75,10 +63,15 @@ def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndar
     # In float64, rounded once: float32 products are exact there, so any summation
     # order (NumPy's, torch's bmm) gives the same float32 dot products (but for sums
     # within 2**-50 of a rounding boundary), and serving's module can agree exactly.
-    vectors = np.stack([bottom] + pooled, axis=1).astype(np.float64)   # [batch, V, d]
-    z = (vectors @ vectors.transpose(0, 2, 1)).astype(np.float32)      # [batch, V, V]
+    vectors = np.empty((bottom.shape[0], 1 + len(pooled), bottom.shape[1]), np.float64)  # [batch, V, d]
+    for v, part in enumerate([bottom] + pooled):
+        vectors[:, v] = part                                      # stacked and widened in one copy
+    z = vectors @ vectors.transpose(0, 2, 1)                      # [batch, V, V]
     rows, cols = np.tril_indices(vectors.shape[1], k=-1)          # i > j: DLRM without self-interaction
-    return np.concatenate([bottom, z[:, rows, cols]], axis=1)
+    out = np.empty((bottom.shape[0], bottom.shape[1] + len(rows)), np.float32)
+    out[:, :bottom.shape[1]] = bottom
+    out[:, bottom.shape[1]:] = z[:, rows, cols]                   # rounded once, to float32
+    return out
 
 
 def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *,
@@ -105,7 +98,7 @@ class Executor:
             precision = self._precision(name)
             weight = weights[f"{name}.weight"]
             if precision == "fp32":
-                self.tables.append(("fp32", weight))
+                self.tables.append(("fp32", np.ascontiguousarray(weight, dtype=np.float32)))
             elif precision == "fp16":
                 self.tables.append(("fp32", to_fp16(weight).astype(np.float32)))
             else:

@@ -110,3 +110,27 @@ def dequantize_output(acc, multiplier, bias, relu=False) -> np.ndarray:
         rows, cols = np.nonzero(redo)
         out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], bias[cols])
     return np.maximum(out, f32(0)) if relu else out
+
+
+def embedding_bag_float(table, indices, offsets, mode="sum") -> np.ndarray:
+    """torch's embedding_bag over a float32 table: each bag's rows added one after
+    another in the ids' order, from zeros; mean divides by the bag's size.
+
+    Vectorised over bags: step k adds the k-th row of every bag that has one (bags
+    sorted by length, so those are a prefix), one pass over the ids in all.
+    """
+    indices, offsets = np.asarray(indices, np.int64), np.asarray(offsets, np.int64)
+    n, bags = len(indices), len(offsets)
+    out = np.zeros((bags, table.shape[1]), table.dtype)
+    if n == 0:
+        return out
+    counts = np.diff(np.append(offsets, n))
+    longest_first = np.argsort(-counts, kind="stable")
+    ordered = counts[longest_first]
+    for k in range(int(ordered[0])):
+        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
+        out[live] += table[indices[offsets[live] + k]]
+    if mode == "mean":
+        filled = counts > 0
+        out[filled] /= counts[filled, None]
+    return out
