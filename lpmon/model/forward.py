@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpmon.quant import QParams, integer_range
+from lpmon.quant import QParams, integer_range, reference
 from lpmon.quant.halfprec import round_weight, to_fp16
 from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
@@ -50,10 +50,11 @@ def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndar
 
     Each bag is summed in its ids' order, one row after another (as torch's
     embedding_bag and FBGEMM do), so that serving's module agrees to the bit
-    (a compiled kernel: lpmon.quant.rowwise.embedding_bag_float).
+    (a compiled kernel: lpmon.quant.rowwise.embedding_bag_float). Other dtypes
+    (the trainer's float64 gradient checks) take its NumPy reference.
     """
-    if len(feature.offsets) == 0:
-        return np.zeros((0, table.shape[1]), table.dtype)
+    if table.dtype != np.float32 or len(feature.offsets) == 0:
+        return reference.embedding_bag_float(table, feature.indices, feature.offsets, mode)
     return embedding_bag_float(table, feature.indices, feature.offsets, mode=mode)
 
 
