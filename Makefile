@@ -40,4 +40,4 @@ $(STAMP): $(BUILD_INPUTS)
 	touch $@
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info lpmon/_kernels/*.so kernels/logloss.c
+	rm -rf $(VENV) build dist *.egg-info lpmon/_kernels/*.so $(patsubst %.pyx,%.c,$(wildcard kernels/*.pyx))

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpmon.quant import QParams, integer_range
+from lpmon.quant import QParams, integer_range, reference
 from lpmon.quant.halfprec import round_weight, to_fp16
-from lpmon.quant.linear import QuantizedLinear, Saturation, quantize_activation
-from lpmon.quant.qparams import fma32
+from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
-from lpmon.quant.rowwise import embedding_bag, quantize_rows
+from lpmon.quant.rowwise import embedding_bag, embedding_bag_float, quantize_rows
 
 from .batch import Batch, SparseFeature
 from .snapshot import Model
@@ -47,27 +46,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndarray:
-    """Sum (or mean) of table rows per bag; an empty bag gives zeros.
+    """Sum (or mean) of float32 table rows per bag; an empty bag gives zeros.
 
     Each bag is summed in its ids' order, one row after another (as torch's
-    embedding_bag and FBGEMM do), so that serving's module agrees to the bit:
-    step k adds the k-th row of every bag that has one (bags sorted by length,
-    so those are a prefix), which costs one pass over the ids in all.
+    embedding_bag and FBGEMM do), so that serving's module agrees to the bit
+    (a compiled kernel: lpmon.quant.rowwise.embedding_bag_float). Other dtypes
+    (the trainer's float64 gradient checks) take its NumPy reference.
     """
-    n, bags = len(feature.indices), len(feature.offsets)
-    out = np.zeros((bags, table.shape[1]), table.dtype)
-    if n == 0:
-        return out
-    counts = np.diff(np.append(feature.offsets, n))
-    longest_first = np.argsort(-counts, kind="stable")
-    ordered = counts[longest_first]
-    for k in range(int(ordered[0])):
-        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
-        out[live] += table[feature.indices[feature.offsets[live] + k]]
-    if mode == "mean":
-        filled = counts > 0
-        out[filled] /= counts[filled, None]
-    return out
+    if table.dtype != np.float32 or len(feature.offsets) == 0:
+        return reference.embedding_bag_float(table, feature.indices, feature.offsets, mode)
+    return embedding_bag_float(table, feature.indices, feature.offsets, mode=mode)
 
 
 def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
@@ -76,35 +64,27 @@ def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndar
     # In float64, rounded once: float32 products are exact there, so any summation
     # order (NumPy's, torch's bmm) gives the same float32 dot products (but for sums
     # within 2**-50 of a rounding boundary), and serving's module can agree exactly.
-    vectors = np.stack([bottom] + pooled, axis=1).astype(np.float64)   # [batch, V, d]
-    z = (vectors @ vectors.transpose(0, 2, 1)).astype(np.float32)      # [batch, V, V]
+    vectors = np.empty((bottom.shape[0], 1 + len(pooled), bottom.shape[1]), np.float64)  # [batch, V, d]
+    for v, part in enumerate([bottom] + pooled):
+        vectors[:, v] = part                                      # stacked and widened in one copy
+    z = vectors @ vectors.transpose(0, 2, 1)                      # [batch, V, V]
     rows, cols = np.tril_indices(vectors.shape[1], k=-1)          # i > j: DLRM without self-interaction
-    return np.concatenate([bottom, z[:, rows, cols]], axis=1)
+    out = np.empty((bottom.shape[0], bottom.shape[1] + len(rows)), np.float32)
+    out[:, :bottom.shape[1]] = bottom
+    out[:, bottom.shape[1]:] = z[:, rows, cols]                   # rounded once, to float32
+    return out
 
 
-def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams) -> np.ndarray:
+def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *,
+                      relu: bool = False) -> np.ndarray:
     """float32 outputs of an int8 layer as FBGEMM's float output stage computes them
     (ReQuantizeForFloat, torch's linear_with_input_q_dq_qweight_dq_output_fp32):
-    fma(acc, s_x * s_w[n], bias[n]), one rounding. A product rounded before the
-    bias is added differs by an ulp in about 1 output in 20.
-
-    acc (a float32 integer) times the float32 multiplier is exact in float64; the
-    float64 sum with the bias, rounded to float32, is the fused result unless that
-    sum fell exactly on a midpoint between two float32 values (double rounding; or
-    a float32 subnormal): those few are redone with fma32.
+    fma(acc, s_x * s_w[n], bias[n]), one rounding (a compiled kernel: see
+    lpmon.quant.linear.dequantize_output), then max(., 0) if relu.
     """
     acc = layer.accumulate(x_q, qp.zero_point)
     multiplier = (np.float32(qp.scale) * layer.weight_scale).astype(np.float32)
-    total = acc.astype(np.float64)
-    total *= multiplier.astype(np.float64)
-    total += layer.bias.astype(np.float64)
-    out = total.astype(np.float32)
-    low = total.view(np.int64) & 0x1FFFFFFF               # the 29 bits float32 drops
-    redo = (low == 0x10000000) | (np.abs(total) < 2.0 ** -125)
-    if redo.any():
-        rows, cols = np.nonzero(redo)
-        out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], layer.bias[cols])
-    return out
+    return dequantize_output(acc, multiplier, layer.bias, relu=relu)
 
 
 class Executor:
@@ -119,7 +99,7 @@ class Executor:
             precision = self._precision(name)
             weight = weights[f"{name}.weight"]
             if precision == "fp32":
-                self.tables.append(("fp32", weight))
+                self.tables.append(("fp32", np.ascontiguousarray(weight, dtype=np.float32)))
             elif precision == "fp16":
                 self.tables.append(("fp32", to_fp16(weight).astype(np.float32)))
             else:
@@ -149,7 +129,7 @@ class Executor:
         if entry[0] == "int8":
             _, layer, qp = entry
             x_q, saturation = quantize_activation(x, qp)
-            y = int8_float_output(layer, x_q, qp)
+            y = int8_float_output(layer, x_q, qp, relu=relu)
             previous = result.saturation.get(name)
             if previous is not None:
                 saturation = Saturation(previous.below + saturation.below,
@@ -164,7 +144,9 @@ class Executor:
                 y = (x.astype(np.float64) @ weight_t.astype(np.float64) + bias).astype(np.float32)
             else:
                 y = x @ weight_t + bias
-        return np.maximum(y, 0) if relu else y
+            if relu:
+                y = np.maximum(y, 0, out=y)
+        return y
 
     def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None,
                        observe: LayerObserver | None = None):

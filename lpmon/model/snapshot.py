@@ -47,18 +47,6 @@ class Model:
                 weights[name] = rng.normal(0, np.sqrt(1.0 / shape[0]), shape)
         return cls(spec, {k: v.astype(np.float32) for k, v in weights.items()})
 
-    def forward_fp32(self, batch, **options):
-        """Probabilities (and optional taps) in float32; see lpmon.model.forward."""
-        from .forward import forward_fp32
-
-        return forward_fp32(self, batch, **options)
-
-    def forward_quantized(self, batch, plan, **options):
-        """The same model executed under a QuantPlan; see lpmon.model.forward."""
-        from .forward import forward_quantized
-
-        return forward_quantized(self, batch, plan, **options)
-
     def save(self, directory: str | Path) -> Path:
         """Write spec.json and weights.npz, each atomically (temp file, then rename)."""
         directory = Path(directory)

@@ -76,8 +76,6 @@ def test_all_fp32_plan_equals_fp32_exactly():
     fp32 = forward_fp32(model, batch, taps=True)
     quant = forward_quantized(model, batch, all_fp32_plan(spec), taps=True)
     np.testing.assert_array_equal(quant.probabilities, fp32.probabilities)
-    np.testing.assert_array_equal(model.forward_quantized(batch, all_fp32_plan(spec)).probabilities,
-                                  model.forward_fp32(batch).probabilities)
     assert quant.saturation == {}
     assert set(fp32.taps) == {"bot_l.0", "bot_l.2", "emb_l.0", "emb_l.1", "emb_l.2",
                               "interaction", "top_l.0", "top_l.2"}

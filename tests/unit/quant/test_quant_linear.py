@@ -9,7 +9,9 @@ from support.quant_tables import activation_ties
 from lpmon.quant import choose_qparams, fake_quantize
 from lpmon.quant.qparams import fma32, quantize
 from lpmon.quant.halfprec import from_bf16, round_weight, to_bf16, to_fp16
-from lpmon.quant.linear import QuantizedLinear, dequantize, quantize_activation
+from lpmon.quant import reference
+from lpmon.quant.linear import (QuantizedLinear, dequantize, dequantize_output,
+                                 quantize_activation)
 from lpmon.quant.reference import int8_linear_accumulators
 
 
@@ -195,3 +197,74 @@ def test_bf16_matches_torch():
     big = np.array([[7e4, -7e4, 3.0]], np.float32)
     np.testing.assert_array_equal(to_fp16(big).astype(np.float32),
                                   torch._saturate_weight_to_fp16(torch.from_numpy(big)).numpy())
+
+
+def float_output_cases(rng, rows, cols):
+    """Accumulators, multipliers and biases for the fused float output stage: random
+    int32-like accumulators, float64 sums that land exactly on float32 midpoints
+    (where rounding twice differs from once), results in float32's subnormal range,
+    exact cancellations to zero (signed zeros), and values beyond float32's range."""
+    f32 = np.float32
+    acc = rng.integers(-2 ** 24, 2 ** 24, (rows, cols)).astype(f32)
+    acc[rows // 2:] = rng.integers(-300, 300, (rows - rows // 2, cols))
+    multiplier = (rng.uniform(1e-4, 1e-2, cols) * rng.choice([1, 2 ** -120], cols)).astype(f32)
+    bias = rng.normal(0, 1, cols).astype(f32)
+    # Midpoints: acc * (1 + 2**-23) + 2**-23 (1 + 2**-17) sits just above 2**24 + 1 (one
+    # rounding: 2**24 + 2), but its float64 value is 2**24 + 1 exactly (round-to-even: 2**24).
+    multiplier[0], bias[0], acc[:, 0] = 1 + 2.0 ** -23, 2.0 ** -23 * (1 + 2.0 ** -17), 2.0 ** 24 - 1
+    multiplier[1], bias[1] = 1, 0.5                         # acc + 0.5: float32 ties for |acc| > 2**23
+    acc[: rows // 2, 1] = rng.integers(2 ** 23, 2 ** 24, rows // 2) * rng.choice([-1, 1], rows // 2)
+    multiplier[2], bias[2] = 2.0 ** -140, -(2.0 ** -149) * 3  # subnormal results, some negative zeros
+    acc[:, 2] = rng.integers(-8, 8, rows)
+    multiplier[3], bias[3], acc[:, 3] = 0.5, -0.0, -0.0     # -0 * 0.5 + -0 = -0
+    multiplier[4], bias[4] = 2.0 ** 110, 1.0                 # |acc| * 2**110 overflows to inf
+    return acc, multiplier, bias
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("rows, cols", [(64, 37), (129, 16), (3, 5)])
+def test_dequantize_output_kernel_is_the_numpy_reference_bit_for_bit(isa, rows, cols, relu):
+    """The fused float output stage: the kernel (hardware FMA or its emulation in the
+    base copy) against the NumPy reference and fma32, bit for bit, signed zeros too."""
+    rng = np.random.default_rng(rows * cols)
+    acc, multiplier, bias = float_output_cases(rng, rows, cols)
+    ours = dequantize_output(acc, multiplier, bias, relu=relu)
+    theirs = reference.dequantize_output(acc, multiplier, bias, relu=relu)
+    fused = fma32(acc, multiplier, bias)
+    np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
+    np.testing.assert_array_equal(ours.view(np.int32),
+                                  (np.maximum(fused, 0) if relu else fused).view(np.int32))
+    assert ours[0, 0] == np.float32(2.0 ** 24 + 2)          # fused, not double-rounded
+    if not relu:
+        assert np.signbit(ours[:, 3]).all() and np.isinf(ours[:, 4]).any()
+        assert np.count_nonzero((ours[:, 2] != 0) & (np.abs(ours[:, 2]) < np.finfo(np.float32).tiny))
+
+
+def test_dequantize_output_takes_read_only_and_strided_inputs_and_checks_shapes():
+    rng = np.random.default_rng(5)
+    acc, multiplier, bias = float_output_cases(rng, 40, 24)
+    wide = np.zeros((40, 48), np.float32)
+    wide[:, ::2] = acc
+    for array in (acc, multiplier, bias):
+        array.flags.writeable = False
+    np.testing.assert_array_equal(dequantize_output(wide[:, ::2], multiplier, bias),
+                                  dequantize_output(acc, multiplier, bias))
+    assert dequantize_output(np.zeros((0, 24), np.float32), multiplier, bias).shape == (0, 24)
+    with pytest.raises(ValueError, match="shape"):
+        dequantize_output(acc, multiplier[:-1], bias)
+    with pytest.raises(ValueError, match="2-D"):
+        dequantize_output(acc[0], multiplier, bias)
+
+
+def test_forward_float_is_the_fused_output_stage(isa):
+    """QuantizedLinear.forward_float rounds once (the serving export's 0-ulp test checks
+    the same stage against torch's fbgemm linear with a float32 output)."""
+    rng = np.random.default_rng(11)
+    layer, x, x_qp = layer_and_inputs(rng, 256, 300, 40)
+    x_q, _ = quantize_activation(x, x_qp)
+    acc = layer.accumulate(x_q, x_qp.zero_point)
+    multiplier = (np.float32(x_qp.scale) * layer.weight_scale).astype(np.float32)
+    for relu in (False, True):
+        ours = layer.forward_float(x_q, x_qp, relu=relu)
+        theirs = reference.dequantize_output(acc, multiplier, layer.bias, relu=relu)
+        np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))

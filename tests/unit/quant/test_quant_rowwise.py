@@ -195,3 +195,51 @@ def test_pooled_lookup_is_identical_to_fbgemm(isa, bits, weighted):
                         mode=0, per_sample_weights=None if weights is None else torch.from_numpy(weights))
         ours = rowwise.embedding_bag(packed, bits, dim, indices, offsets, per_sample_weights=weights)
         np.testing.assert_array_equal(ours, theirs.numpy(), err_msg=f"dim {dim}")
+
+
+def float_bags(rng, n_bags, dim, rows=300):
+    """Bags of 0 to 9 ids (repeats too) over a float32 table holding signed zeros,
+    subnormals and values of very different magnitudes (order-dependent sums)."""
+    table = (rng.normal(0, 1, (rows, dim)) * 10.0 ** rng.integers(-6, 7, (rows, dim))).astype(np.float32)
+    table[0] = -0.0
+    table[1] = np.float32(2.0 ** -140) * rng.integers(-4, 5, dim)
+    counts = rng.integers(0, 10, n_bags)
+    counts[:3] = 0
+    indices = rng.integers(0, rows, counts.sum())
+    indices[: counts.sum() // 4] = rng.integers(0, 2, counts.sum() // 4)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return table, indices, offsets
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+@pytest.mark.parametrize("n_bags, dim", [(500, 64), (37, 13), (1, 1)])
+def test_float_embedding_bag_kernel_is_the_numpy_reference_bit_for_bit(isa, n_bags, dim, mode):
+    rng = np.random.default_rng(n_bags + dim)
+    table, indices, offsets = float_bags(rng, n_bags, dim)
+    ours = rowwise.embedding_bag_float(table, indices, offsets, mode=mode)
+    theirs = reference.embedding_bag_float(table, indices, offsets, mode=mode)
+    np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_float_embedding_bag_is_identical_to_torch(mode):
+    rng = np.random.default_rng(3)
+    table, indices, offsets = float_bags(rng, 400, 32)
+    theirs = torch.nn.functional.embedding_bag(torch.from_numpy(indices), torch.from_numpy(table),
+                                               torch.from_numpy(offsets), mode=mode).numpy()
+    ours = rowwise.embedding_bag_float(table, indices, offsets, mode=mode)
+    np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
+
+
+def test_float_embedding_bag_checks_its_inputs():
+    table = np.ones((5, 4), np.float32)
+    with pytest.raises(ValueError, match="outside the table's 5 rows"):
+        rowwise.embedding_bag_float(table, [0, 5], [0])
+    with pytest.raises(ValueError, match="must not decrease"):
+        rowwise.embedding_bag_float(table, [0, 1], [0, 2, 1])
+    with pytest.raises(ValueError, match="float32"):
+        rowwise.embedding_bag_float(table.astype(np.float64), [0], [0])
+    read_only = table[:, ::2]
+    read_only.flags.writeable = False
+    np.testing.assert_array_equal(rowwise.embedding_bag_float(read_only, [1, 2], [0, 1]),
+                                  np.ones((2, 2), np.float32))
