@@ -214,26 +214,6 @@ class Executor:
         return result
 
 
-def forward_fp32(model: Model, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-                 observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
-    """fp32 probabilities; observe / observe_every: see Executor.forward."""
-    return _executor(model, None).forward(batch, taps=taps, batch_size=batch_size, observe=observe,
-                                   observe_every=observe_every)
-
-
-def forward_quantized(model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False,
-                      batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
-    return _executor(model, plan).forward(batch, taps=taps, batch_size=batch_size)
-
-
-def _executor(model: Model, plan: QuantPlan | None):
-    """The NumPy executor, or the torch back end's for a model with backend "torch"."""
-    if model.backend == "torch":
-        from lpmon.torch_backend import TorchExecutor
-
-        return TorchExecutor(model, plan)
-    return Executor(model, plan)
-
 
 def check_batch(model: Model, batch: Batch) -> None:
     spec = model.spec

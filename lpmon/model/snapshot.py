@@ -61,9 +61,8 @@ class Model:
     def load(cls, directory: str | Path) -> "Model":
         directory = Path(directory)
         if not (directory / SPEC_FILE).is_file() and (directory / "model.pt").is_file():
-            from lpmon.torch_backend import load_snapshot  # a TorchScript program (backend "torch")
-
-            return load_snapshot(directory)
+            raise SpecError(f"{directory}: a TorchScript program (model.pt), not spec.json + weights.npz: "
+                            "load it with lpmon.model.load_snapshot")
         if not (directory / SPEC_FILE).is_file():
             raise SpecError(f"{directory}: no {SPEC_FILE} (is this a model snapshot?)")
         if not (directory / WEIGHTS_FILE).is_file():

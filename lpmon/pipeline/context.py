@@ -11,7 +11,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from lpmon.config import Config, ModelSettings
-from lpmon.model import Batch, Model
+from lpmon.model import Batch, Model, load_snapshot
 from lpmon.pipeline import export
 from lpmon.pipeline.daywork import DayWork
 from lpmon.pipeline.evidence import HeldOut
@@ -73,7 +73,7 @@ def begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, State
 
 def load_model(settings: ModelSettings) -> Model:
     """The model's snapshot, scored by the configured back end (numpy, or torch)."""
-    model = Model.load(settings.snapshot)
+    model = load_snapshot(settings.snapshot)
     if model.backend != settings.backend:
         import dataclasses
 

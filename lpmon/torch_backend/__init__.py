@@ -1,6 +1,6 @@
 """The torch back end (`backend = "torch"`): a model scored with PyTorch and FBGEMM.
 
-    model = Model.load(snapshot)          # spec.json + weights.npz, or model.pt + inputs.json
+    model = lpmon.model.load_snapshot(snapshot)   # spec.json + weights.npz, or model.pt + inputs.json
     model = dataclasses.replace(model, backend="torch")
     forward_fp32(model, batch)            # runs TorchExecutor instead of the NumPy executor
 
