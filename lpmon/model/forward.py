@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpmon.quant import QParams, integer_range, reference
+from lpmon.quant import QParams, reference
 from lpmon.quant.halfprec import round_weight, to_fp16
 from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
@@ -93,16 +93,17 @@ class Executor:
     def __init__(self, model: Model, plan: QuantPlan | None = None):
         self.model, self.plan = model, plan
         spec, weights = model.spec, model.weights
-        self.tables: list[tuple[str, object]] = []
+        self.tables: list[tuple[int | None, np.ndarray]] = []   # (bits, rows); None: float32 rows
         for t, table in enumerate(spec.tables):
             name = f"emb_l.{t}"
             precision = self._precision(name)
             weight = weights[f"{name}.weight"]
             if precision == "fp32":
-                self.tables.append(("fp32", np.ascontiguousarray(weight, dtype=np.float32)))
+                self.tables.append((None, np.ascontiguousarray(weight, dtype=np.float32)))
             elif precision == "fp16":
-                self.tables.append(("fp32", to_fp16(weight).astype(np.float32)))
+                self.tables.append((None, to_fp16(weight).astype(np.float32)))
             else:
+                assert plan is not None
                 bits = int(precision[3:])
                 layer = plan.layer(name)
                 self.tables.append((bits, quantize_rows(weight, bits, search=layer.search, name=name)))
@@ -111,8 +112,10 @@ class Executor:
             precision = self._precision(name)
             w, b = weights[f"{name}.weight"], weights[f"{name}.bias"]
             if precision == "int8":
-                a = plan.layer(name).activation
-                qp = QParams(a.scale, a.zero_point, *integer_range(a.bits, a.signed))
+                assert plan is not None
+                activation = plan.layer(name).activation
+                assert activation is not None  # the plan's validation requires one for an int8 layer
+                qp = activation.qparams()
                 self.linears[name] = ("int8", QuantizedLinear.from_float(w, b), qp)
             else:
                 self.linears[name] = ("float", np.ascontiguousarray(round_weight(w, precision).T), b)
@@ -159,12 +162,12 @@ class Executor:
                 taps.setdefault(name, []).append((x, y))
             x = y
         pooled = []
-        for t, (kind, table) in enumerate(self.tables):
+        for t, (bits, table) in enumerate(self.tables):
             feature = batch.sparse[t]
-            if kind == "fp32":
+            if bits is None:
                 p = pooled_fp32(table, feature, spec.pooling)
             else:
-                p = embedding_bag(table, kind, spec.tables[t].dim, feature.indices, feature.offsets,
+                p = embedding_bag(table, bits, spec.tables[t].dim, feature.indices, feature.offsets,
                                   mode=spec.pooling)
             if taps is not None:
                 taps.setdefault(f"emb_l.{t}", []).append((feature.indices, p))
@@ -197,7 +200,7 @@ class Executor:
         if observe_every < 1:
             raise ValueError(f"observe_every must be at least 1, got {observe_every}")
         result = ForwardResult(np.empty(len(batch), np.float32))
-        collected = {} if taps else None
+        collected: dict[str, list] | None = {} if taps else None
         done = 0
         for chunk in batch.chunks(batch_size):
             sampled = None
@@ -207,7 +210,7 @@ class Executor:
                            else lambda name, x, first=first: observe(name, x[first::observe_every]))
             result.probabilities[done:done + len(chunk)] = self._forward_chunk(chunk, result, collected, sampled)
             done += len(chunk)
-        if taps:
+        if collected is not None:
             result.taps = {name: LayerTap(np.concatenate([a for a, _ in parts]),
                                           np.concatenate([b for _, b in parts]))
                            for name, parts in collected.items()}

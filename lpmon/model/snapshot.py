@@ -53,7 +53,7 @@ class Model:
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(directory / SPEC_FILE, self.spec.to_json().encode())
         buffer = io.BytesIO()
-        np.savez(buffer, **self.weights)
+        np.savez(buffer, **self.weights)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
         write_atomically(directory / WEIGHTS_FILE, buffer.getbuffer())
         return directory
 

@@ -58,6 +58,7 @@ def observe(model: Model, batch: Batch, method: str = METHOD, chunk: int = 4096)
     observers = {name: observer(method) for name in names}
     for part in batch.chunks(chunk):
         taps = forward_fp32(model, part, taps=True).taps
+        assert taps is not None
         for name in names:
             observers[name].observe(taps[name].input)
     return observers

@@ -82,6 +82,7 @@ def onboard_day(config: Config, model_id: str, day) -> Outcome:
         active = store.active_plan(model_id)
         export.publish(config, store, model_id)
         if outcome is None:
+            assert active is not None  # only a model with a plan in force skips onboarding
             return Outcome(False, active.version, f"already onboarded: plan v{active.version} is in force",
                            active_version=active.version)
         return outcome

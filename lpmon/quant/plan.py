@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, cast
 
 from .precision import PRECISIONS
 from .qparams import QParams, integer_range
@@ -156,7 +157,7 @@ class QuantPlan:
 def default_scheme(kind: str, precision: str) -> str:
     if precision == "int8":
         return "per_channel_symmetric" if kind == "linear" else "rowwise"
-    return SCHEMES.get(precision, "")
+    return SCHEMES.get(precision) or ""
 
 
 def validate(plan: QuantPlan) -> None:
@@ -201,10 +202,10 @@ def _validate_activation(a: ActivationRange, path: str) -> None:
         raise PlanError(f"{path}.zero_point: {a.zero_point} is outside [{qmin}, {qmax}]")
 
 
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 
-def _typed(values: dict, cls, path: str) -> dict:
+def _typed(values: dict[str, Any], cls, path: str) -> dict:
     """values with each field's type checked against cls's annotation."""
     hints = {f.name: f.type for f in fields(cls)}
     out = {}
@@ -216,7 +217,7 @@ def _typed(values: dict, cls, path: str) -> dict:
             if not isinstance(value, expected) or bad_bool:
                 raise PlanError(f"{path}.{key}: expected {hint}, got {type(value).__name__} {value!r}")
             if hint == "float":
-                value = float(value)
+                value = float(cast(float, value))  # an int or a float: checked above
         out[key] = value
     return out
 

@@ -201,13 +201,13 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
     executor = Executor(model, plan)
     mode = 0 if spec.pooling == "sum" else 1
     tables = []
-    for t, (kind, table) in enumerate(executor.tables):
+    for t, (bits, table) in enumerate(executor.tables):
         precision = executor._precision(f"emb_l.{t}")
-        if kind == "fp32":
+        if bits is None:
             weight = torch.from_numpy(np.ascontiguousarray(table))
             tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), spec.pooling))
         else:
-            tables.append(RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), int(kind),
+            tables.append(RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), bits,
                                      spec.tables[t].dim, mode))
     linears = {}
     names = [name for name, _, _ in spec.linear_layers()]
