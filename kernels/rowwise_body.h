@@ -275,6 +275,19 @@ LP_INLINE void lp_bag_avx2(const uint8_t *packed, int bits, int64_t dim, int64_t
 }
 #endif
 
+/* The position of the first index outside [0, n_rows), or -1 (one vectorised pass, then a scan). */
+static inline int64_t LP_NAME(lp_first_bad_index)(const int64_t *indices, int64_t n_indices, int64_t n_rows)
+{
+    int64_t bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t i = 0; i < n_indices; i++) bad |= (uint64_t)indices[i] >= (uint64_t)n_rows;
+    if (bad) {
+        for (int64_t i = 0; i < n_indices; i++)
+            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;
+    }
+    return -1;
+}
+
 /*
  * Bag b sums rows indices[offsets[b] : offsets[b + 1]] (the last bag runs to
  * n_indices), each times its per-sample weight if given; mean divides by the
@@ -286,13 +299,8 @@ int64_t LP_NAME(lp_embedding_bag)(const uint8_t *packed, int64_t n_rows, int bit
                                   const int64_t *offsets, int64_t n_bags,
                                   const float *weights, int mean, float *out)
 {
-    int64_t bad = 0;
-#pragma omp simd reduction(|:bad)
-    for (int64_t i = 0; i < n_indices; i++) bad |= (uint64_t)indices[i] >= (uint64_t)n_rows;
-    if (bad) {
-        for (int64_t i = 0; i < n_indices; i++)
-            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;
-    }
+    int64_t bad = LP_NAME(lp_first_bad_index)(indices, n_indices, n_rows);
+    if (bad >= 0) return bad;
     for (int64_t i = 0; i < n_indices && i < LP_AHEAD; i++)
         lp_prefetch_row(packed + indices[i] * row_bytes, row_bytes);
     for (int64_t b = 0; b < n_bags; b++) {
@@ -325,13 +333,8 @@ int64_t LP_NAME(lp_embedding_bag_float)(const float *table, int64_t n_rows, int6
                                         const int64_t *indices, int64_t n_indices,
                                         const int64_t *offsets, int64_t n_bags, float *out)
 {
-    int64_t bad = 0;
-#pragma omp simd reduction(|:bad)
-    for (int64_t i = 0; i < n_indices; i++) bad |= (uint64_t)indices[i] >= (uint64_t)n_rows;
-    if (bad) {
-        for (int64_t i = 0; i < n_indices; i++)
-            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;
-    }
+    int64_t bad = LP_NAME(lp_first_bad_index)(indices, n_indices, n_rows);
+    if (bad >= 0) return bad;
     const int64_t row_bytes = dim * (int64_t)sizeof(float);
     for (int64_t i = 0; i < n_indices && i < LP_AHEAD; i++)
         lp_prefetch_row((const uint8_t *)(table + indices[i] * dim), row_bytes);

@@ -1,26 +1,7 @@
-"""The daily job, as plain functions of (model, logical date). The DAGs only call these.
-
-One day is a chain of steps over a DayWork (lpmon.pipeline.daywork):
-
-    sample -> score -> compare -> decide -> record | recalibrate [-> fallback] -> report
-
-`sample` draws the day's sample; `score` runs fp32 and the plan in force over
-it (onboarding the model first if it has no active plan), measures per-layer
-SQNR and saturation, and observes every FC layer's input for calibration;
-`compare` and `decide` apply lpmon.metrics and lpmon.policy; `record` handles
-the healthy path (and the retry of fallen-back layers after a healthy streak);
-`recalibrate` builds a candidate from the calibration half of the sample
-(merged with the last `calibration_days` days' stored statistics) and
-validates it on the evaluation half; `fallback` moves layers up the precision
-ladder when the candidate does not hold; `report` writes the day's rows in one
-transaction and exports the active plan. `run_day` chains them in memory.
-
-Idempotent: the plan in force for a day is the one its first run used (kept
-on the run's row, written before anything is promoted), candidate plans are
-stored once per (model, day, plan), promotion is a compare-and-swap that
-treats "already active" as done, and an interrupted fallback search resumes
-from its saved progress. A rerun of a day, or a backfill, leaves the same rows.
-"""
+"""The steps of a model's day, each a function of (config, DayWork), as the DAG's
+tasks run them one by one and run_day chains them in memory: sample, score,
+compare, decide, then record or recalibrate [then fallback], then report. The
+flow and its idempotence are described in lpmon.pipeline."""
 
 from __future__ import annotations
 
