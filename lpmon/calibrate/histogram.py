@@ -78,7 +78,7 @@ class AlignedHistogram:
     hi: float = -math.inf
     exponent: int = _MIN_EXPONENT
     origin: int = 0
-    counts: np.ndarray = field(default=None, repr=False)
+    counts: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]  # None: zeros, see __post_init__
 
     def __post_init__(self):
         if self.n_bins < 8:
@@ -116,6 +116,7 @@ class AlignedHistogram:
         grid = _kernel.observe_f32(values, counts, self.exponent, self.origin, self.lo, self.hi, self.count)
         if grid is None:
             scan(values, name)  # raises, counting what was wrong
+            raise RuntimeError(f"{name}: the kernel found NaN or inf that the scan did not")
         self.exponent, self.origin, self.lo, self.hi, zeros = grid
         self.counts, self.count, self.zeros = counts, self.count + values.size, self.zeros + zeros
 

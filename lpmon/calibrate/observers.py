@@ -73,6 +73,18 @@ class Observer:
         lo, hi = scan(values)
         self._observe(values, lo, hi)
 
+    def _observe(self, values: np.ndarray, lo: float, hi: float) -> None:
+        """Take in a scanned batch (finite, within [lo, hi])."""
+        raise NotImplementedError
+
+    def _merge(self, other: "Observer") -> None:
+        """Add the statistics of other (same type and options) into this observer."""
+        raise NotImplementedError
+
+    def _range(self, bits: int, signed: bool, symmetric: bool) -> tuple[float, float, float]:
+        """(lo, hi, objective) of the method's range."""
+        raise NotImplementedError
+
     def merge(self, other: "Observer") -> "Observer":
         if type(other) is not type(self) or other._options() != self._options():
             raise ValueError(f"cannot merge {other!r} into {self!r}: different methods or options")

@@ -40,12 +40,14 @@ def to_state(obs: Observer) -> dict:
     elif isinstance(obs, EmaObserver):
         state.update(averaging_constant=obs.averaging_constant,
                      batches=[[_hex(lo), _hex(hi)] for lo, hi in obs.batches])
-    else:
+    elif isinstance(obs, HistogramObserver):
         h = obs.histogram
         bins = np.flatnonzero(h.counts)
         state.update(options=list(obs._options()), n_bins=h.n_bins, histogram_count=h.count,
                      zeros=h.zeros, lo=_hex(h.lo), hi=_hex(h.hi), exponent=h.exponent,
                      origin=h.origin, bins=bins.tolist(), counts=h.counts[bins].tolist())
+    else:  # a storable method's observer of a kind this module does not know
+        raise ValueError(f"no stored form for a {type(obs).__name__}")
     return state
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
+from typing import Any
 
 from .inputs import one_class_message
 
@@ -81,7 +82,7 @@ def comparison_from_sums(s: ComparisonSums, level: float) -> Comparison:
     n, pos = s.n, s.positives
     calibration_ref = s.p_ref / pos if pos else math.nan
     calibration_q = s.p_q / pos if pos else math.nan
-    common = dict(
+    common: dict[str, Any] = dict(
         n=n,
         positives=pos,
         calibration_ref=calibration_ref,

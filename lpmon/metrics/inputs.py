@@ -79,11 +79,11 @@ def prediction_problems(name: str, p: np.ndarray) -> str | None:
 
 def raise_invalid(labels: np.ndarray, **predictions: np.ndarray) -> None:
     """Explain, as a ValueError, why the kernel found invalid examples."""
-    problems = [prediction_problems(name, p) for name, p in predictions.items()]
+    found = [prediction_problems(name, p) for name, p in predictions.items()]
     bad_labels = int(np.count_nonzero(labels > 1))
     if bad_labels:
-        problems.append(label_error("y", labels, bad_labels))
-    problems = [problem for problem in problems if problem]
+        found.append(label_error("y", labels, bad_labels))
+    problems = [problem for problem in found if problem]
     if not problems:  # the kernel and this check disagree: never pass silently
         problems = ["the kernel found invalid input that could not be located"]
     raise ValueError("; ".join(problems))

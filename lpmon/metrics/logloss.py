@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -101,7 +103,7 @@ def _has_invalid(sums: np.ndarray) -> bool:
 
 
 def _to_sums(row: np.ndarray, n: int) -> ComparisonSums:
-    fields = {name: float(row[index]) for name, index in _kernel.CMP_FIELDS.items()
+    fields: dict[str, Any] = {name: float(row[index]) for name, index in _kernel.CMP_FIELDS.items()
               if name != "invalid"}
     fields["positives"] = int(fields["positives"])
     return ComparisonSums(n=n, **fields)

@@ -28,7 +28,7 @@ _GOLDEN, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4
 @dataclass(frozen=True)
 class Sample:
     day: str
-    batch: Batch
+    batch: Batch | None       # None when the schema has no features (logged predictions only)
     labels: np.ndarray        # uint8
     request_ids: np.ndarray
     day_rows: int             # rows in the day's partition (for the model)
@@ -58,7 +58,7 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
         raise ValueError(f"sample size must be positive, got {n}")
     day = as_day(day)
     partition = store.partition(day)
-    kinds = {}
+    kinds: dict[bool, str] = {}  # integer ids? -> the first file that has them
     for path, file_schema in store.schemas(day):  # every file: a partition may mix writers
         schema.check_columns(file_schema, path)
         kinds.setdefault(pa.types.is_integer(file_schema.field("request_id").type), path)

@@ -42,7 +42,7 @@ def label_free_jumps(today: dict[str, float | None], history: list[dict[str, flo
     jumps = []
     for signal, floor in floors(gate_pct).items():
         value = today.get(signal)
-        past = [h[signal] for h in history[:BASELINE_DAYS] if h.get(signal) is not None]
+        past = [v for h in history[:BASELINE_DAYS] if (v := h.get(signal)) is not None]
         if value is None or len(past) < MIN_BASELINE_DAYS:
             continue
         baseline = statistics.median(past)

@@ -57,11 +57,12 @@ def judge_segments(segments: dict[tuple[str, str], DayEvidence], gate_pct: float
     tested = []
     for (column, value), day in sorted(segments.items()):
         e = pool([day], level)
-        if e.defined and e.n >= min_examples and e.positives >= min_positives and e.se_pct > 0:
+        if (e.dne_pct is not None and e.se_pct is not None and e.n >= min_examples
+                and e.positives >= min_positives and e.se_pct > 0):
             p = 1.0 - NormalDist().cdf(e.z_over(gate_pct))
-            tested.append((column, value, e, p))
-    p_values = [t[3] for t in tested]
+            tested.append((column, value, e, e.dne_pct, p))
+    p_values = [t[4] for t in tested]
     warned, degraded = bh_rejections(p_values, warn_q), bh_rejections(p_values, degraded_q)
-    findings = [SegmentFinding(c, v, e.n, e.dne_pct, e.lo, e.hi, p, i in degraded)
-                for i, (c, v, e, p) in enumerate(tested) if i in warned]
+    findings = [SegmentFinding(c, v, e.n, dne, e.lo, e.hi, p, i in degraded)
+                for i, (c, v, e, dne, p) in enumerate(tested) if i in warned]
     return sorted(findings, key=lambda f: f.p_value), len(tested)
