@@ -51,5 +51,14 @@ def observer(method: str, *, axis: int | None = None, **options):
     return PerChannelObserver(make, axis)
 
 
-__all__ = ["METHODS", "STORABLE", "Observer", "PerChannelObserver", "PerChannelRange", "RangeResult",
-           "from_state", "observer", "to_state"]
+__all__ = [
+    "METHODS",
+    "STORABLE",
+    "Observer",
+    "PerChannelObserver",
+    "PerChannelRange",
+    "RangeResult",
+    "from_state",
+    "observer",
+    "to_state",
+]

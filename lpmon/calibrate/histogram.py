@@ -44,8 +44,7 @@ def scan(values: np.ndarray, name: str = "batch") -> tuple[float, float]:
         nan = int(np.count_nonzero(np.isnan(values)))
         inf = int(np.count_nonzero(np.isinf(values)))
         raise ValueError(
-            f"{name} has {nan} NaN and {inf} inf of {values.size} values: "
-            "a range cannot be calibrated on them"
+            f"{name} has {nan} NaN and {inf} inf of {values.size} values: a range cannot be calibrated on them"
         )
     return lo, hi
 
@@ -135,8 +134,9 @@ class AlignedHistogram:
         self.zeros += other.zeros
 
     def copy(self) -> "AlignedHistogram":
-        return AlignedHistogram(self.n_bins, self.count, self.zeros, self.lo, self.hi,
-                                self.exponent, self.origin, self.counts.copy())
+        return AlignedHistogram(
+            self.n_bins, self.count, self.zeros, self.lo, self.hi, self.exponent, self.origin, self.counts.copy()
+        )
 
     def _cover(self, lo: float, hi: float) -> None:
         """Regrid so that [lo, hi] is covered, coarsening only as much as needed."""

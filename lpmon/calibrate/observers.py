@@ -99,8 +99,22 @@ class Observer:
         lo, hi, objective = self._range(bits, signed, symmetric)
         qp = choose_qparams(lo, hi, bits, signed, symmetric)
         mse, clipped = self._error(qp)
-        return RangeResult(self.method, lo, hi, qp.scale, qp.zero_point, qp.qmin, qp.qmax, bits,
-                           signed, symmetric, self.count, mse, clipped, objective)
+        return RangeResult(
+            self.method,
+            lo,
+            hi,
+            qp.scale,
+            qp.zero_point,
+            qp.qmin,
+            qp.qmax,
+            bits,
+            signed,
+            symmetric,
+            self.count,
+            mse,
+            clipped,
+            objective,
+        )
 
     def _error(self, qp: QParams) -> tuple[float, float]:
         return qp.scale * qp.scale / 12.0, 0.0
@@ -270,8 +284,7 @@ class MseObserver(Observer):
         return (self.grid,)
 
     def _sse(self, qp: QParams) -> float:
-        return sum(_kernel.fake_quant_sse(part, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
-                   for part in self.parts)
+        return sum(_kernel.fake_quant_sse(part, qp.scale, qp.zero_point, qp.qmin, qp.qmax) for part in self.parts)
 
     def _range(self, bits, signed, symmetric):
         fractions = np.linspace(1.0, 1.0 / self.grid, self.grid)

@@ -72,8 +72,7 @@ def prediction_problems(name: str, p: np.ndarray) -> str | None:
     outside = int(np.count_nonzero((finite < 0) | (finite > 1)))
     if not (nan or inf or outside):
         return None
-    parts = [f"{count} {what}" for count, what in ((nan, "NaN"), (inf, "inf"),
-                                                   (outside, "outside [0, 1]")) if count]
+    parts = [f"{count} {what}" for count, what in ((nan, "NaN"), (inf, "inf"), (outside, "outside [0, 1]")) if count]
     return f"{name} has {', '.join(parts)} of {p.size} predictions"
 
 
@@ -95,10 +94,7 @@ def check_both_classes(n: int, positives: int) -> None:
 
 
 def one_class_message(n: int, positives: int) -> str:
-    return (
-        f"only one class present ({positives} positives among {n} examples): "
-        "NE is undefined without both labels"
-    )
+    return f"only one class present ({positives} positives among {n} examples): NE is undefined without both labels"
 
 
 def check_level(level: float) -> float:

@@ -32,7 +32,7 @@ class DayEvidence:
     positives: int
     dne_pct: float | None
     se_pct: float | None
-    loss_sum: float          # sum of the reference's log losses over the day's examples
+    loss_sum: float  # sum of the reference's log losses over the day's examples
 
     @classmethod
     def from_metrics(cls, day: str, row: dict, level: float) -> "DayEvidence":
@@ -92,7 +92,7 @@ class Pooled:
         return (dne - gate_pct) / se
 
     def span(self) -> str:
-        """"2026-11-02" or "7 days (2026-10-27..2026-11-02), 18,412 examples"."""
+        """ "2026-11-02" or "7 days (2026-10-27..2026-11-02), 18,412 examples"."""
         if len(self.days) == 1:
             return f"{self.days[0]}, {self.n:,} examples"
         return f"{len(self.days)} days ({self.days[0]}..{self.days[-1]}), {self.n:,} examples"
@@ -104,8 +104,11 @@ def pool(days: list[DayEvidence], level: float) -> Pooled:
     names = tuple(d.day for d in days)
     n, positives = sum(d.n for d in days), sum(d.positives for d in days)
     # (loss sum, dNE, SE) of the days that are defined (DayEvidence.defined)
-    defined = [(d.loss_sum, d.dne_pct, d.se_pct) for d in days
-               if d.dne_pct is not None and d.se_pct is not None and d.loss_sum > 0]
+    defined = [
+        (d.loss_sum, d.dne_pct, d.se_pct)
+        for d in days
+        if d.dne_pct is not None and d.se_pct is not None and d.loss_sum > 0
+    ]
     total = sum(loss for loss, _, _ in defined)
     if not defined or total <= 0:
         return Pooled(names, n, positives, None, None, level)
@@ -114,8 +117,9 @@ def pool(days: list[DayEvidence], level: float) -> Pooled:
     return Pooled(names, n, positives, dne, se, level)
 
 
-def sufficiency(evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int,
-                max_halfwidth_gates: float) -> list[str]:
+def sufficiency(
+    evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int, max_halfwidth_gates: float
+) -> list[str]:
     """Why the evidence cannot carry a verdict ([] when it can). It can when it has
     min_examples and min_positives, and its interval either decides (wholly above or
     below the gate) or is no wider than +-max_halfwidth_gates gates: power to tell a
@@ -132,13 +136,16 @@ def sufficiency(evidence: Pooled, gate_pct: float, min_examples: int, min_positi
     decides = evidence.lo > gate_pct or evidence.hi < gate_pct
     limit = max_halfwidth_gates * gate_pct
     if not decides and evidence.halfwidth > limit:
-        short.append(f"the interval +-{evidence.halfwidth:.4f} % straddles the {gate_pct} % gate and is wider "
-                     f"than the +-{limit:.4f} % a verdict needs")
+        short.append(
+            f"the interval +-{evidence.halfwidth:.4f} % straddles the {gate_pct} % gate and is wider "
+            f"than the +-{limit:.4f} % a verdict needs"
+        )
     return short
 
 
-def examples_missing(evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int,
-                     max_halfwidth_gates: float) -> int:
+def examples_missing(
+    evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int, max_halfwidth_gates: float
+) -> int:
     """Roughly how many more labelled examples would make the evidence sufficient
     (the interval shrinks as 1/sqrt(n); positives at the evidence's rate)."""
     need = max(min_examples - evidence.n, 0)
