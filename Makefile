@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Every benchmark in bench/, at small sizes (a few minutes on 2 cores; not run in CI). For the
+# Every benchmark in bench/, at small sizes (about 6 minutes on 2 busy cores; not run in CI). For the
 # figures of PERF.md and the issues, run a script alone at its default sizes (see its --help).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_metrics.py --sizes 1e6 1e7 --repeat 3
@@ -42,7 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_quant.py --rows 100000 --bags 8192 --repeat 3
 	$(BIN)/python bench/bench_model.py --examples 16384 --rows 10000 --repeat 3
 	$(BIN)/python bench/bench_pipeline.py --sizes 20000 --rows 10000
-	$(BIN)/python bench/bench_decisions.py --sizes 2000 --days 10 --scenarios outliers stable
+	$(BIN)/python bench/bench_decisions.py --sizes 5000 --days 8 --scenarios outliers gradual_drift
 	$(BIN)/python bench/bench_decisions.py --evidence --sizes 2000 --reps 5 --days 10 --truth-examples 200000
 
 install: $(STAMP)
