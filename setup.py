@@ -35,8 +35,12 @@ if X86_64:
     ISA_FLAGS.update({"avx2": ["-march=x86-64-v3"], "avx512": ["-march=x86-64-v4"]})
 
 # extension name -> C source built once per ISA
-ISA_SOURCES = {"logloss": "kernels/logloss_isa.c", "rowwise": "kernels/rowwise_isa.c",
-               "affine": "kernels/affine_isa.c", "calibrate": "kernels/calibrate_isa.c"}
+ISA_SOURCES = {
+    "logloss": "kernels/logloss_isa.c",
+    "rowwise": "kernels/rowwise_isa.c",
+    "affine": "kernels/affine_isa.c",
+    "calibrate": "kernels/calibrate_isa.c",
+}
 # Kernels that must round exactly as FBGEMM does. GCC's default
 # -ffp-contract=fast fuses a * b + c into one FMA wherever the target has one
 # (the avx2 and avx512 copies), skipping the product's rounding; off, each
@@ -91,8 +95,11 @@ setup(
     package_dir={"lpmon._sql": "sql"},
     # py.typed: lpmon is annotated (PEP 561), so type checkers read it and the
     # compiled kernels' stubs (lpmon/_kernels/*.pyi) in an installed copy too.
-    package_data={"lpmon._sql": ["*.sql", "migrations/*.sql", "reports/*.sql"],
-                  "lpmon": ["py.typed"], "lpmon._kernels": ["*.pyi"]},
+    package_data={
+        "lpmon._sql": ["*.sql", "migrations/*.sql", "reports/*.sql"],
+        "lpmon": ["py.typed"],
+        "lpmon._kernels": ["*.pyi"],
+    },
     cmdclass={"build_ext": BuildPerIsa},
     ext_modules=cythonize(
         [kernel_extension(path) for path in sorted(Path("kernels").glob("*.pyx"))],

@@ -15,9 +15,8 @@ HistogramObserver with an MSE no worse.
 from __future__ import annotations
 
 import argparse
-import time
-
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from lpmon.calibrate import METHODS, observer
 from lpmon.quant import QParams, fake_quantize
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import best_side_by_side, machine_banner  # noqa: E402
+from timing import best_side_by_side, machine_banner
 
 TARGET_SPEEDUP = 10.0
 
@@ -43,8 +42,8 @@ def distributions(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def model_activations(n: int, seed: int) -> dict[str, np.ndarray]:
     """Inputs of the world model's bot_l.2 (post-ReLU) and top_l.0 (dot interaction) layers."""
-    from lpmon.model import forward_fp32
     from lpmon.demo.world import World, WorldConfig
+    from lpmon.model import forward_fp32
 
     world = World(WorldConfig("gradual_drift", seed=seed))
     layers = {"bot_l.2": [], "top_l.0": []}
@@ -104,21 +103,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         import torch  # noqa: F401
+
         torch_names = ["torch MinMaxObserver", "torch HistogramObserver"]
     except ImportError:
         torch_names = []
         print("torch is not installed: its observers are left out of the table")
     methods = [m for m in METHODS if not (args.skip_mse and m == "mse")]
-    print(f"lpmon calibration benchmark: {int(args.n):,} float32 values, uint8 affine grid, "
-          f"best of {args.repeat} (calls interleaved round by round), one thread")
+    print(
+        f"lpmon calibration benchmark: {int(args.n):,} float32 values, uint8 affine grid, "
+        f"best of {args.repeat} (calls interleaved round by round), one thread"
+    )
     print(machine_banner())
     summary = {}
     for dist, values in distributions(int(args.n)).items():
         print(f"\n{dist}")
         print(f"  {'method':<26} {'ms':>8} {'lo':>9} {'hi':>9} {'MSE':>10} {'SQNR dB':>8}")
         rows = {}
-        calls = {name: torch_observer(values, name) if name.startswith("torch") else ours(values, name)
-                 for name in methods + torch_names}
+        calls = {
+            name: torch_observer(values, name) if name.startswith("torch") else ours(values, name)
+            for name in methods + torch_names
+        }
         fast = {name: fn for name, fn in calls.items() if name != "mse"}
         times = best_side_by_side(fast, args.repeat)
         if "mse" in calls:
@@ -127,8 +131,7 @@ def main(argv=None):
             seconds, qp = times[name], calls[name]()
             mse, sqnr = error_of(values, qp)
             rows[name] = (seconds, mse)
-            print(f"  {name:<26} {seconds * 1e3:>8.1f} {qp.lo:>9.3f} {qp.hi:>9.3f} "
-                  f"{mse:>10.3e} {sqnr:>8.2f}")
+            print(f"  {name:<26} {seconds * 1e3:>8.1f} {qp.lo:>9.3f} {qp.hi:>9.3f} {mse:>10.3e} {sqnr:>8.2f}")
         summary[dist] = rows
     if torch_names:
         print("\ntargets: l2 >= %.0fx faster than torch HistogramObserver, MSE no worse" % TARGET_SPEEDUP)
@@ -136,8 +139,10 @@ def main(argv=None):
             speedup = rows["torch HistogramObserver"][0] / rows["l2"][0]
             ratio = rows["l2"][1] / rows["torch HistogramObserver"][1]
             ok = speedup >= TARGET_SPEEDUP and ratio <= 1.0
-            print(f"  {'met    ' if ok else 'MISSED '} {dist:<12} speedup {speedup:5.1f}x, "
-                  f"MSE ratio (ours / torch) {ratio:.3f}")
+            print(
+                f"  {'met    ' if ok else 'MISSED '} {dist:<12} speedup {speedup:5.1f}x, "
+                f"MSE ratio (ours / torch) {ratio:.3f}"
+            )
     return summary
 
 

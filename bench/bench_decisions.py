@@ -39,14 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lpmon.config import load  # noqa: E402
-from lpmon.pipeline.lifecycle import PlanLifecycle  # noqa: E402
+from lpmon.demo.world import World, WorldConfig, write_world  # noqa: E402
 from lpmon.metrics import compare  # noqa: E402
 from lpmon.model import forward_fp32, forward_quantized  # noqa: E402
 from lpmon.pipeline import open_store, run_day  # noqa: E402
-from lpmon.quant import LayerPlan, QuantPlan  # noqa: E402
 from lpmon.pipeline.assembly import plan_bytes, units  # noqa: E402
+from lpmon.pipeline.lifecycle import PlanLifecycle  # noqa: E402
+from lpmon.quant import LayerPlan, QuantPlan  # noqa: E402
 from lpmon.store import init_store  # noqa: E402
-from lpmon.demo.world import World, WorldConfig, write_world  # noqa: E402
 
 GATE = 0.05
 TRUTH_EXAMPLES = 50_000
@@ -68,8 +68,7 @@ def raised_units(before: QuantPlan, after: QuantPlan) -> list[str]:
     from lpmon.quant.precision import Precision
 
     old = {layer.name: layer.precision for layer in before.layers}
-    return [layer.name for layer in after.layers
-            if Precision(layer.precision).bits > Precision(old[layer.name]).bits]
+    return [layer.name for layer in after.layers if Precision(layer.precision).bits > Precision(old[layer.name]).bits]
 
 
 def judge_units(world, day, before: QuantPlan, after: QuantPlan, cache) -> tuple[int, int]:
@@ -89,21 +88,31 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
     world = World(config)
     write_world(root, config)
     text = (root / "lpmon.toml").read_text().split("\n", 1)[1]
-    (root / "lpmon.toml").write_text(f'store = "sqlite:///{root / "state.db"}"\n[defaults]\n'
-                                     f"sample_size = {sample}\nmin_examples = 1000\n" + text)
+    (root / "lpmon.toml").write_text(
+        f'store = "sqlite:///{root / "state.db"}"\n[defaults]\nsample_size = {sample}\nmin_examples = 1000\n' + text
+    )
     cfg = load(root / "lpmon.toml", environ={})
     init_store(cfg.store)
     store = open_store(cfg)
     if name == "far_off":  # a user deploys a plan with int2 tables and forces it into serving
         from lpmon.pipeline.user_plans import promote_plan
 
-        run_day(cfg, name, START)  # onboarding makes the model's first plan
+        first_day = 0
+        while store.active_plan(name) is None:  # onboarding makes the model's first plan (small samples wait)
+            if first_day == days:
+                raise SystemExit(
+                    f"far_off: no plan onboarded in {days} days of {sample:,} examples; "
+                    "give larger --sizes or more --days"
+                )
+            run_day(cfg, name, START + dt.timedelta(days=first_day))
+            first_day += 1
         plan = QuantPlan.from_json(store.active_plan(name).plan_json)
-        bad = tuple(LayerPlan(layer.name, "embedding", "int2") if layer.kind == "embedding" else layer
-                    for layer in plan.layers)
-        version = PlanLifecycle(store, name).store_candidate(QuantPlan(name, 1, bad), str(START), _user())
-        promote_plan(cfg, name, version, day=str(START), force=True)
-        first_day = 1
+        onboarded = START + dt.timedelta(days=first_day - 1)
+        bad = tuple(
+            LayerPlan(layer.name, "embedding", "int2") if layer.kind == "embedding" else layer for layer in plan.layers
+        )
+        version = PlanLifecycle(store, name).store_candidate(QuantPlan(name, 1, bad), str(onboarded), _user())
+        promote_plan(cfg, name, version, day=str(onboarded), force=True)
     else:
         first_day = 0
     cache, results, started = {}, [], time.perf_counter()
@@ -130,15 +139,35 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
     all_units = units(world.model)
     int8 = {u: "int8" for u in all_units}
     final_gap = true_gap(world, days - 1, final, cache) if final else float("nan")
-    bytes_ratio = (plan_bytes(all_units, {layer.name: layer.precision for layer in final.layers})
-                   / plan_bytes(all_units, int8)) if final else float("nan")
-    restored = next((i for i, r in zip(range(first_day, days), results)
-                     if r.plan_version and true_gap(world, i, lifecycle.plan(r.plan_version), cache) <= GATE), None)
+    bytes_ratio = (
+        (plan_bytes(all_units, {layer.name: layer.precision for layer in final.layers}) / plan_bytes(all_units, int8))
+        if final
+        else float("nan")
+    )
+    restored = next(
+        (
+            i
+            for i, r in zip(range(first_day, days), results)
+            if r.plan_version and true_gap(world, i, lifecycle.plan(r.plan_version), cache) <= GATE
+        ),
+        None,
+    )
     store.db.engine.dispose()
-    return dict(scenario=name, sample=sample, days=days - first_day, degraded=degraded, over=over,
-                promotions=len(promotions), right=right, wrong=wrong, final=final_gap, bytes=bytes_ratio,
-                first_under=restored, verdicts=sum(r.status in ("HEALTHY", "WARN", "DEGRADED") for r in results),
-                seconds=elapsed)
+    return dict(
+        scenario=name,
+        sample=sample,
+        days=days - first_day,
+        degraded=degraded,
+        over=over,
+        promotions=len(promotions),
+        right=right,
+        wrong=wrong,
+        final=final_gap,
+        bytes=bytes_ratio,
+        first_under=restored,
+        verdicts=sum(r.status in ("HEALTHY", "WARN", "DEGRADED") for r in results),
+        seconds=elapsed,
+    )
 
 
 def _user():
@@ -152,12 +181,19 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--scenarios", nargs="+", default=["outliers", "far_off", "stable", "gradual_drift"])
-    parser.add_argument("--evidence", action="store_true",
-                        help="evidence across days instead (bench/evidence_world.py): near-gate and small-excess "
-                             "worlds at --sizes (default 2000 10000 200000), --reps model-runs of --days each")
+    parser.add_argument(
+        "--evidence",
+        action="store_true",
+        help="evidence across days instead (bench/evidence_world.py): near-gate and small-excess "
+        "worlds at --sizes (default 2000 10000 200000), --reps model-runs of --days each",
+    )
     parser.add_argument("--reps", type=int, nargs="+", help="repetitions per size (default 100 100 20)")
-    parser.add_argument("--truth-examples", type=int, default=4_000_000,
-                        help="examples that set each world's true dNE (fewer: a rougher world, for smoke tests)")
+    parser.add_argument(
+        "--truth-examples",
+        type=int,
+        default=4_000_000,
+        help="examples that set each world's true dNE (fewer: a rougher world, for smoke tests)",
+    )
     args = parser.parse_args(argv)
     if args.evidence:
         from evidence_world import print_rows, run
@@ -170,16 +206,21 @@ def main(argv=None) -> int:
         print_rows(run(sizes, args.days, dict(zip(sizes, reps)), truth_examples=args.truth_examples))
         return 0
     print(f"decision quality, gate {GATE} %, truth on {TRUTH_EXAMPLES:,} fresh examples a day")
-    header = (f"{'scenario':<14} {'sample':>7} {'days':>4} {'verdicts':>8} {'degraded':>8} {'over':>4} "
-              f"{'promotions':>10} {'right':>5} {'wrong':>5} {'final dNE %':>11} {'bytes':>6} {'time':>6}")
+    header = (
+        f"{'scenario':<14} {'sample':>7} {'days':>4} {'verdicts':>8} {'degraded':>8} {'over':>4} "
+        f"{'promotions':>10} {'right':>5} {'wrong':>5} {'final dNE %':>11} {'bytes':>6} {'time':>6}"
+    )
     print(header)
     for size in args.sizes:
         for name in args.scenarios:
             with tempfile.TemporaryDirectory(prefix="lpmon-bench-") as tmp:
                 r = run_scenario(name, size, args.days, Path(tmp))
-            print(f"{r['scenario']:<14} {r['sample']:>7} {r['days']:>4} {r['verdicts']:>8} {r['degraded']:>8} "
-                  f"{r['over']:>4} {r['promotions']:>10} {r['right']:>5} {r['wrong']:>5} {r['final']:>11.4f} "
-                  f"{r['bytes']:>6.2f} {r['seconds']:>5.0f}s", flush=True)
+            print(
+                f"{r['scenario']:<14} {r['sample']:>7} {r['days']:>4} {r['verdicts']:>8} {r['degraded']:>8} "
+                f"{r['over']:>4} {r['promotions']:>10} {r['right']:>5} {r['wrong']:>5} {r['final']:>11.4f} "
+                f"{r['bytes']:>6.2f} {r['seconds']:>5.0f}s",
+                flush=True,
+            )
     return 0
 
 

@@ -14,15 +14,19 @@ import argparse
 import os
 
 import numpy as np
-from timing import best, machine_banner
 
 from lpmon import metrics
 from lpmon._kernels import logloss as kernel
+from timing import best, machine_banner
 
 # Targets (ns/example, one thread) and the PERF.md anchors for this machine kind.
 TARGET_NE, TARGET_COMPARE, TARGET_THREAD_SPEEDUP = 1.0, 1.5, 1.6
-ANCHORS = {"numpy one-log NE": 5.4, "numpy multi-pass compare": 13.9,
-           "memory floor NE": 0.22, "memory floor compare": 0.40}
+ANCHORS = {
+    "numpy one-log NE": 5.4,
+    "numpy multi-pass compare": 13.9,
+    "memory floor NE": 0.22,
+    "memory floor compare": 0.40,
+}
 
 
 def numpy_ne(p, y):
@@ -42,9 +46,18 @@ def numpy_compare(p_ref, p_q, y):
     d = l_q - l_ref
     kl = pr * np.log(pr / pq) + (1 - pr) * np.log((1 - pr) / (1 - pq))
     abs_diff = np.abs(p_ref - p_q)
-    return (l_ref.mean(), l_q.mean(), d.mean(), d.var(), kl.mean(), p_ref.mean(), p_q.mean(),
-            abs_diff.mean(), abs_diff.max(), y.mean())
-
+    return (
+        l_ref.mean(),
+        l_q.mean(),
+        d.mean(),
+        d.var(),
+        kl.mean(),
+        p_ref.mean(),
+        p_q.mean(),
+        abs_diff.mean(),
+        abs_diff.max(),
+        y.mean(),
+    )
 
 
 def make_data(n, seed=0):
@@ -66,9 +79,11 @@ def main(argv=None):
         from sklearn.metrics import log_loss
     except ImportError:
         log_loss = None
-    print(f"lpmon metrics benchmark: kernels '{kernel.current_isa()}' "
-          f"(available: {', '.join(kernel.available_isas())}), {os.cpu_count()} CPUs, float32 "
-          f"predictions, uint8 labels; best of {args.repeat}")
+    print(
+        f"lpmon metrics benchmark: kernels '{kernel.current_isa()}' "
+        f"(available: {', '.join(kernel.available_isas())}), {os.cpu_count()} CPUs, float32 "
+        f"predictions, uint8 labels; best of {args.repeat}"
+    )
     print(machine_banner())
     print("PERF.md anchors (ns/example): " + ", ".join(f"{k} {v}" for k, v in ANCHORS.items()))
     header = f"{'N':>11} {'implementation':<34} {'ns/ex':>8} {'vs numpy':>9}"
@@ -80,8 +95,7 @@ def main(argv=None):
         rows = [
             ("numpy one-log NE", lambda: numpy_ne(p_ref, y)),
             ("lpmon normalized_entropy, 1 thread", lambda: metrics.normalized_entropy(p_ref, y)),
-            ("lpmon normalized_entropy, 2 threads",
-             lambda: metrics.normalized_entropy(p_ref, y, n_threads=2)),
+            ("lpmon normalized_entropy, 2 threads", lambda: metrics.normalized_entropy(p_ref, y, n_threads=2)),
             ("numpy multi-pass compare", lambda: numpy_compare(p_ref, p_q, y)),
             ("lpmon compare, 1 thread", lambda: metrics.compare(p_ref, p_q, y)),
             ("lpmon compare, 2 threads", lambda: metrics.compare(p_ref, p_q, y, n_threads=2)),
@@ -92,25 +106,37 @@ def main(argv=None):
         results[n] = timed
         print("\n" + header)
         for name, ns in timed.items():
-            baseline = timed["numpy one-log NE"] if "NE" in name or "entropy" in name or "log_loss" in name \
+            baseline = (
+                timed["numpy one-log NE"]
+                if "NE" in name or "entropy" in name or "log_loss" in name
                 else timed["numpy multi-pass compare"]
+            )
             print(f"{n:>11,} {name:<34} {ns:>8.3f} {baseline / ns:>8.1f}x")
 
     print("\ntargets (largest N):")
     timed = results[max(results)]
     checks = [
-        ("NE <= %.1f ns/example, 1 thread" % TARGET_NE,
-         timed["lpmon normalized_entropy, 1 thread"] <= TARGET_NE,
-         timed["lpmon normalized_entropy, 1 thread"]),
-        ("compare <= %.1f ns/example, 1 thread" % TARGET_COMPARE,
-         timed["lpmon compare, 1 thread"] <= TARGET_COMPARE, timed["lpmon compare, 1 thread"]),
-        ("NE 2-thread speedup >= %.1fx" % TARGET_THREAD_SPEEDUP,
-         timed["lpmon normalized_entropy, 1 thread"] / timed["lpmon normalized_entropy, 2 threads"]
-         >= TARGET_THREAD_SPEEDUP,
-         timed["lpmon normalized_entropy, 1 thread"] / timed["lpmon normalized_entropy, 2 threads"]),
-        ("compare 2-thread speedup >= %.1fx" % TARGET_THREAD_SPEEDUP,
-         timed["lpmon compare, 1 thread"] / timed["lpmon compare, 2 threads"] >= TARGET_THREAD_SPEEDUP,
-         timed["lpmon compare, 1 thread"] / timed["lpmon compare, 2 threads"]),
+        (
+            "NE <= %.1f ns/example, 1 thread" % TARGET_NE,
+            timed["lpmon normalized_entropy, 1 thread"] <= TARGET_NE,
+            timed["lpmon normalized_entropy, 1 thread"],
+        ),
+        (
+            "compare <= %.1f ns/example, 1 thread" % TARGET_COMPARE,
+            timed["lpmon compare, 1 thread"] <= TARGET_COMPARE,
+            timed["lpmon compare, 1 thread"],
+        ),
+        (
+            "NE 2-thread speedup >= %.1fx" % TARGET_THREAD_SPEEDUP,
+            timed["lpmon normalized_entropy, 1 thread"] / timed["lpmon normalized_entropy, 2 threads"]
+            >= TARGET_THREAD_SPEEDUP,
+            timed["lpmon normalized_entropy, 1 thread"] / timed["lpmon normalized_entropy, 2 threads"],
+        ),
+        (
+            "compare 2-thread speedup >= %.1fx" % TARGET_THREAD_SPEEDUP,
+            timed["lpmon compare, 1 thread"] / timed["lpmon compare, 2 threads"] >= TARGET_THREAD_SPEEDUP,
+            timed["lpmon compare, 1 thread"] / timed["lpmon compare, 2 threads"],
+        ),
     ]
     for name, ok, value in checks:
         print(f"  {'met    ' if ok else 'MISSED '} {name}: {value:.2f}")

@@ -17,26 +17,27 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from timing import best  # noqa: E402
+import numpy as np
 
-from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec  # noqa: E402
-from lpmon.model import Executor  # noqa: E402
-from lpmon.quant import QuantPlan  # noqa: E402
-from lpmon.pipeline.assembly import EMBEDDINGS, Ranges, assemble  # noqa: E402
+from lpmon.model import Batch, Executor, Model, ModelSpec, SparseFeature, TableSpec
+from lpmon.pipeline.assembly import EMBEDDINGS, Ranges, assemble
+from lpmon.quant import QuantPlan
+from timing import best
 
 TARGET = 1.5
 
 
 def criteo_like(rows: int) -> ModelSpec:
-    return ModelSpec(dense=tuple(f"dense_{i}" for i in range(13)),
-                     tables=tuple(TableSpec(f"sparse_{t}", rows, 64) for t in range(26)),
-                     bottom_mlp=(512, 256, 64), top_mlp=(512, 256, 1))
+    return ModelSpec(
+        dense=tuple(f"dense_{i}" for i in range(13)),
+        tables=tuple(TableSpec(f"sparse_{t}", rows, 64) for t in range(26)),
+        bottom_mlp=(512, 256, 64),
+        top_mlp=(512, 256, 1),
+    )
 
 
 def batch_of(spec, n, rng) -> Batch:
-    features = tuple(SparseFeature.one_hot(np.minimum(rng.zipf(1.2, n) - 1, t.rows - 1))
-                     for t in spec.tables)
+    features = tuple(SparseFeature.one_hot(np.minimum(rng.zipf(1.2, n) - 1, t.rows - 1)) for t in spec.tables)
     return Batch(rng.normal(0, 1, (n, len(spec.dense))).astype(np.float32), features)
 
 
@@ -59,8 +60,10 @@ def main(argv=None):
     model = Model.initialise(spec, seed=1)
     batch = batch_of(spec, args.examples, rng)
     calibration = batch.slice(0, min(8192, args.examples))
-    print(f"lpmon model benchmark: Criteo-like DLRM (26 tables x {args.rows:,} rows, dim 64, "
-          f"bottom 512-256-64, top 512-256-1), {args.examples:,} examples, batch {args.batch}, one thread")
+    print(
+        f"lpmon model benchmark: Criteo-like DLRM (26 tables x {args.rows:,} rows, dim 64, "
+        f"bottom 512-256-64, top 512-256-1), {args.examples:,} examples, batch {args.batch}, one thread"
+    )
     fp32 = Executor(model)
     seconds = best(lambda: fp32.forward(batch, batch_size=args.batch), args.repeat)
     print(f"  {'fp32 forward':<40} {args.examples / seconds:>12,.0f} examples/s")
@@ -68,9 +71,11 @@ def main(argv=None):
         executor = Executor(model, plan_for(model, calibration, embeddings))
         quantized = best(lambda: executor.forward(batch, batch_size=args.batch), args.repeat)
         ratio = quantized / seconds
-        print(f"  {'int8 FC + ' + embeddings + ' embeddings forward':<40} "
-              f"{args.examples / quantized:>12,.0f} examples/s   time {ratio:.2f}x fp32 "
-              f"(target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'})")
+        print(
+            f"  {'int8 FC + ' + embeddings + ' embeddings forward':<40} "
+            f"{args.examples / quantized:>12,.0f} examples/s   time {ratio:.2f}x fp32 "
+            f"(target <= {TARGET}x: {'met' if ratio <= TARGET else 'MISSED'})"
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import machine_banner  # noqa: E402
+from timing import machine_banner
 
 TARGET_RATIO, TARGET_GB = 2.2, 1.5
 
@@ -120,15 +120,23 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--rows", type=int, default=100_000, help="rows of each embedding table")
-    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
-                        help="torch: also rerun the day on the torch back end, times side by side")
+    parser.add_argument(
+        "--backend",
+        choices=("numpy", "torch"),
+        default="numpy",
+        help="torch: also rerun the day on the torch back end, times side by side",
+    )
     args = parser.parse_args(argv)
     print("lpmon pipeline benchmark: Criteo-like model, one daily run under an all-int8 plan")
     print(machine_banner())
-    print(f"targets: daily run <= {TARGET_RATIO}x one fp32 forward of its sample (same run), "
-          f"peak <= {TARGET_GB} GB, flat as the sample grows")
-    print(f"{'examples':>10} {'daily run s':>12} {'sample s':>9} {'score s':>8} {'peak GB':>8} "
-          f"{'fp32 fwd s':>11} {'ratio':>6} {'first day s':>12}")
+    print(
+        f"targets: daily run <= {TARGET_RATIO}x one fp32 forward of its sample (same run), "
+        f"peak <= {TARGET_GB} GB, flat as the sample grows"
+    )
+    print(
+        f"{'examples':>10} {'daily run s':>12} {'sample s':>9} {'score s':>8} {'peak GB':>8} "
+        f"{'fp32 fwd s':>11} {'ratio':>6} {'first day s':>12}"
+    )
     saving = []
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -139,19 +147,25 @@ def main(argv=None):
             t = _child(RUN, tmp, "2026-11-02", "torch") if args.backend == "torch" else None
         ratio = r["seconds"] / f["forward_s"]
         met = ratio <= TARGET_RATIO and r["peak_rss_gb"] <= TARGET_GB
-        print(f"{n:>10,} {r['seconds']:>12.1f} {r['steps']['sample_s']:>9.1f} {r['steps']['score_s']:>8.1f} "
-              f"{r['peak_rss_gb']:>8.2f} {f['forward_s']:>11.1f} {ratio:>6.2f} {first['seconds']:>12.1f}  "
-              f"{'met' if met else 'MISSED'}")
+        print(
+            f"{n:>10,} {r['seconds']:>12.1f} {r['steps']['sample_s']:>9.1f} {r['steps']['score_s']:>8.1f} "
+            f"{r['peak_rss_gb']:>8.2f} {f['forward_s']:>11.1f} {ratio:>6.2f} {first['seconds']:>12.1f}  "
+            f"{'met' if met else 'MISSED'}"
+        )
         saving.append((n, f))
         if t is not None:
-            print(f"{'':>10} torch back end: daily run {t['seconds']:.1f} s (sample {t['steps']['sample_s']:.1f}, "
-                  f"score {t['steps']['score_s']:.1f}), peak {t['peak_rss_gb']:.2f} GB, {t['status']}; NumPy "
-                  f"executor {r['seconds']:.1f} s, {r['status']}: torch / NumPy {t['seconds'] / r['seconds']:.2f}")
+            print(
+                f"{'':>10} torch back end: daily run {t['seconds']:.1f} s (sample {t['steps']['sample_s']:.1f}, "
+                f"score {t['steps']['score_s']:.1f}), peak {t['peak_rss_gb']:.2f} GB, {t['status']}; NumPy "
+                f"executor {r['seconds']:.1f} s, {r['status']}: torch / NumPy {t['seconds'] / r['seconds']:.2f}"
+            )
     print("\nobserving the calibration half: a second forward pass vs the scoring pass's own taps")
     for n, f in saving:
-        print(f"{n:>10,}  fp32 forward + second pass {f['second_pass_s']:.1f} s, forward with observe= "
-              f"{f['from_taps_s']:.1f} s: saves {f['second_pass_s'] - f['from_taps_s']:.1f} s; "
-              f"observer states {'identical' if f['same_states'] else 'DIFFER'}")
+        print(
+            f"{n:>10,}  fp32 forward + second pass {f['second_pass_s']:.1f} s, forward with observe= "
+            f"{f['from_taps_s']:.1f} s: saves {f['second_pass_s'] - f['from_taps_s']:.1f} s; "
+            f"observer states {'identical' if f['same_states'] else 'DIFFER'}"
+        )
 
 
 def _child(script, root, day, *extra):

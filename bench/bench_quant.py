@@ -17,13 +17,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from timing import best, best_side_by_side, machine_banner  # noqa: E402
+import numpy as np
 
-from lpmon.quant import choose_qparams  # noqa: E402
-from lpmon.quant.linear import QuantizedLinear, quantize_activation  # noqa: E402
-from lpmon.quant.rowwise import embedding_bag, quantize_rows  # noqa: E402
-
+from lpmon.quant import choose_qparams
+from lpmon.quant.linear import QuantizedLinear, quantize_activation
+from lpmon.quant.rowwise import embedding_bag, quantize_rows
+from timing import best, best_side_by_side, machine_banner
 
 
 def zipf_ids(rng, n, rows, a=1.1):
@@ -34,8 +33,10 @@ def zipf_ids(rng, n, rows, a=1.1):
 def report(title, ours, theirs, target, higher_is_better, unit):
     ratio = ours / theirs if higher_is_better else theirs / ours
     met = ratio >= target
-    print(f"  {title:<44} ours {ours:10.2f} {unit:<8} ref {theirs:10.2f} {unit:<8} "
-          f"ratio {ratio:5.2f} (target >= {target}) {'met' if met else 'MISSED'}")
+    print(
+        f"  {title:<44} ours {ours:10.2f} {unit:<8} ref {theirs:10.2f} {unit:<8} "
+        f"ratio {ratio:5.2f} (target >= {target}) {'met' if met else 'MISSED'}"
+    )
 
 
 def main(argv=None):
@@ -47,6 +48,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         import torch
+
         torch.set_num_threads(1)
         ops = torch.ops.quantized
         reference = "FBGEMM via torch " + torch.__version__
@@ -56,8 +58,10 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     dim = 64
     table = rng.normal(0, 1, (args.rows, dim)).astype(np.float32)
-    print(f"lpmon quantization benchmark, one thread; reference: {reference}; "
-          f"ours and the reference interleaved, best of {args.repeat}")
+    print(
+        f"lpmon quantization benchmark, one thread; reference: {reference}; "
+        f"ours and the reference interleaved, best of {args.repeat}"
+    )
     print(machine_banner())
 
     print("\nrow-wise prepack of a %d x %d float32 table (GB/s of float32 input)" % (args.rows, dim))
@@ -69,8 +73,7 @@ def main(argv=None):
             reference_call = lambda: prepack(t)  # noqa: E731
         else:
             reference_call = lambda: (table - table.min(1, keepdims=True)).astype(np.uint8)  # noqa: E731
-        times = best_side_by_side({"ours": lambda: quantize_rows(table, bits), "ref": reference_call},
-                                  args.repeat)
+        times = best_side_by_side({"ours": lambda: quantize_rows(table, bits), "ref": reference_call}, args.repeat)
         report(f"int{bits} prepack", gb / times["ours"], gb / times["ref"], 1.0, True, "GB/s")
 
     print("\npooled lookups, %d bags x 20 ids, dim %d (million rows/s)" % (args.bags, dim))
@@ -78,20 +81,24 @@ def main(argv=None):
     offsets = np.arange(0, n_ids, 20, dtype=np.int64)
     for bits in (8, 4):
         packed = quantize_rows(table, bits)
-        for name, ids in (("uniform", rng.integers(0, args.rows, n_ids)),
-                          ("zipf", zipf_ids(rng, n_ids, args.rows))):
+        for name, ids in (("uniform", rng.integers(0, args.rows, n_ids)), ("zipf", zipf_ids(rng, n_ids, args.rows))):
             if torch is not None:
-                lookup = (ops.embedding_bag_byte_rowwise_offsets if bits == 8
-                          else ops.embedding_bag_4bit_rowwise_offsets)
+                lookup = ops.embedding_bag_byte_rowwise_offsets if bits == 8 else ops.embedding_bag_4bit_rowwise_offsets
                 tp, ti, to = (torch.from_numpy(a) for a in (packed, ids, offsets))
                 reference_call = lambda: lookup(tp, ti, to)  # noqa: E731
             else:
                 reference_call = lambda: np.add.reduceat(table[ids], offsets, axis=0)  # noqa: E731
             times = best_side_by_side(
-                {"ours": lambda: embedding_bag(packed, bits, dim, ids, offsets), "ref": reference_call},
-                args.repeat)
-            report(f"int{bits} lookup, {name} ids", n_ids / 1e6 / times["ours"],
-                   n_ids / 1e6 / times["ref"], 0.7, True, "M rows/s")
+                {"ours": lambda: embedding_bag(packed, bits, dim, ids, offsets), "ref": reference_call}, args.repeat
+            )
+            report(
+                f"int{bits} lookup, {name} ids",
+                n_ids / 1e6 / times["ours"],
+                n_ids / 1e6 / times["ref"],
+                0.7,
+                True,
+                "M rows/s",
+            )
 
     print("\nlinear layers, batch %d (ms): exact int8 emulation vs float32 (NumPy BLAS)" % args.batch)
     for k, n in ((512, 512), (1024, 256)):
@@ -107,15 +114,19 @@ def main(argv=None):
         report(f"int8 linear {k} -> {n} (time vs float32)", ours, float_ms, 1 / 1.5, False, "ms")
         if torch is not None:
             import warnings
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 module = torch.ao.nn.quantized.Linear(k, n)
-                tw = torch.quantize_per_channel(torch.from_numpy(weight),
-                                                torch.from_numpy(layer.weight_scale.astype(np.float64)),
-                                                torch.zeros(n, dtype=torch.int64), 0, torch.qint8)
+                tw = torch.quantize_per_channel(
+                    torch.from_numpy(weight),
+                    torch.from_numpy(layer.weight_scale.astype(np.float64)),
+                    torch.zeros(n, dtype=torch.int64),
+                    0,
+                    torch.qint8,
+                )
                 module.set_weight_bias(tw, torch.from_numpy(bias))
-                tx = torch.quantize_per_tensor(torch.from_numpy(x), x_qp.scale, x_qp.zero_point,
-                                               torch.quint8)
+                tx = torch.quantize_per_tensor(torch.from_numpy(x), x_qp.scale, x_qp.zero_point, torch.quint8)
                 fb = best(lambda: module(tx), args.repeat) * 1e3
             print(f"  {'':<44} FBGEMM int8 Linear (native int8 kernels): {fb:.2f} ms")
 

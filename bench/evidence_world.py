@@ -58,16 +58,18 @@ def simulate(sigma: float, n: int, days: int, seed: int, rules: Rules) -> dict:
     history, statuses, old = [], [], []
     for i in range(days):
         c = compare(*_draw(rng, n, sigma), level=rules.level)
-        today = DayEvidence.from_metrics(f"2026-01-{1 + i:02d}" if i < 31 else f"2026-02-{i - 30:02d}",
-                                         c.as_dict(), rules.level)
+        today = DayEvidence.from_metrics(
+            f"2026-01-{1 + i:02d}" if i < 31 else f"2026-02-{i - 30:02d}", c.as_dict(), rules.level
+        )
         statuses.append(assess(today, history, rules).status.value)
         old.append(n >= 10_000 and c.dne_pct_lo > rules.gate_pct)
         history.append(today)
     return {"statuses": statuses, "old": old}
 
 
-def run(sizes, days: int, reps: dict[int, int], rules: Rules = Rules(),
-        truth_examples: int = TRUTH_EXAMPLES) -> list[dict]:
+def run(
+    sizes, days: int, reps: dict[int, int], rules: Rules = Rules(), truth_examples: int = TRUTH_EXAMPLES
+) -> list[dict]:
     rows = []
     for world, ratio in WORLDS.items():
         sigma = sigma_for(ratio * rules.gate_pct, truth_examples)
@@ -77,15 +79,23 @@ def run(sizes, days: int, reps: dict[int, int], rules: Rules = Rules(),
             verdicts = np.mean([[s in VERDICTS for s in r["statuses"]] for r in runs])
             delays = [next((i + 1 for i, d in enumerate(ds) if d), None) for ds in degraded]
             old_delays = [next((i + 1 for i, d in enumerate(r["old"]) if d), None) for r in runs]
-            rows.append({
-                "world": world, "true_dne": true_dne(sigma, truth_examples), "n": n, "reps": len(runs), "days": days,
-                "false_per_30": 30 * np.mean(degraded) if world == "near_gate" else None,
-                "old_false_per_30": 30 * np.mean([r["old"] for r in runs]) if world == "near_gate" else None,
-                "median_delay": _median(delays) if world == "small_excess" else None,
-                "within_5": np.mean([d is not None and d <= 5 for d in delays]) if world == "small_excess" else None,
-                "old_median_delay": _median(old_delays) if world == "small_excess" else None,
-                "verdict_share": verdicts,
-            })
+            rows.append(
+                {
+                    "world": world,
+                    "true_dne": true_dne(sigma, truth_examples),
+                    "n": n,
+                    "reps": len(runs),
+                    "days": days,
+                    "false_per_30": 30 * np.mean(degraded) if world == "near_gate" else None,
+                    "old_false_per_30": 30 * np.mean([r["old"] for r in runs]) if world == "near_gate" else None,
+                    "median_delay": _median(delays) if world == "small_excess" else None,
+                    "within_5": np.mean([d is not None and d <= 5 for d in delays])
+                    if world == "small_excess"
+                    else None,
+                    "old_median_delay": _median(old_delays) if world == "small_excess" else None,
+                    "verdict_share": verdicts,
+                }
+            )
     return rows
 
 
@@ -96,12 +106,19 @@ def _median(delays):
 
 
 def print_rows(rows) -> None:
-    print(f"{'world':<13} {'true dNE %':>10} {'n/day':>7} {'model-months':>12} {'false DEG/30d':>13} "
-          f"{'(1-day test)':>12} {'delay med':>9} {'<=5 days':>8} {'(1-day test)':>12} {'verdicts':>8}")
+    print(
+        f"{'world':<13} {'true dNE %':>10} {'n/day':>7} {'model-months':>12} {'false DEG/30d':>13} "
+        f"{'(1-day test)':>12} {'delay med':>9} {'<=5 days':>8} {'(1-day test)':>12} {'verdicts':>8}"
+    )
     for r in rows:
+
         def fmt(v, spec):
             return "-" if v is None else format(v, spec)
-        print(f"{r['world']:<13} {r['true_dne']:>10.4f} {r['n']:>7} {r['reps'] * r['days'] / 30:>12.0f} "
-              f"{fmt(r['false_per_30'], '.4f'):>13} {fmt(r['old_false_per_30'], '.4f'):>12} "
-              f"{fmt(r['median_delay'], '.1f'):>9} {fmt(r['within_5'], '.0%'):>8} "
-              f"{fmt(r['old_median_delay'], '.1f'):>12} {r['verdict_share']:>8.0%}", flush=True)
+
+        print(
+            f"{r['world']:<13} {r['true_dne']:>10.4f} {r['n']:>7} {r['reps'] * r['days'] / 30:>12.0f} "
+            f"{fmt(r['false_per_30'], '.4f'):>13} {fmt(r['old_false_per_30'], '.4f'):>12} "
+            f"{fmt(r['median_delay'], '.1f'):>9} {fmt(r['within_5'], '.0%'):>8} "
+            f"{fmt(r['old_median_delay'], '.1f'):>12} {r['verdict_share']:>8.0%}",
+            flush=True,
+        )

@@ -47,8 +47,11 @@ def machine_banner() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        running = [f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})"
-                   for p in threadpool_info() if p.get("user_api") == "blas"]
+        running = [
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})"
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
+        ]
         if running:
             blas = ", ".join(running)
     except ImportError:
@@ -62,7 +65,8 @@ def machine_banner() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
     l2 = os.environ.get("OPENBLAS_L2_SIZE", "unset")
-    return (f"machine: {model}, {os.cpu_count()} CPUs, load {load:.1f}; NumPy BLAS: {blas}; "
-            f"OPENBLAS_CORETYPE={coretype}, OPENBLAS_L2_SIZE={l2}"
-            + (" (forced by the environment: NumPy's BLAS runs about 1.4x slower here)"
-               if coretype != "unset" else ""))
+    return (
+        f"machine: {model}, {os.cpu_count()} CPUs, load {load:.1f}; NumPy BLAS: {blas}; "
+        f"OPENBLAS_CORETYPE={coretype}, OPENBLAS_L2_SIZE={l2}"
+        + (" (forced by the environment: NumPy's BLAS runs about 1.4x slower here)" if coretype != "unset" else "")
+    )

@@ -36,8 +36,14 @@ EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (
     catchup=catchup(SETTINGS),
     max_active_runs=1,
     default_args=default_args(SETTINGS),
-    params={"day": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
-                         description="monitor this day (YYYY-MM-DD) instead of the run's")},
+    params={
+        "day": Param(
+            "",
+            type="string",
+            pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+            description="monitor this day (YYYY-MM-DD) instead of the run's",
+        )
+    },
     tags=["lpmon"],
     doc_md=__doc__,
 )
@@ -50,9 +56,12 @@ def lpmon_monitor():
 
     @task_group(group_id="monitor")
     def monitor(model_id: str):
-        @task.sensor(mode="reschedule", poke_interval=SETTINGS.partition_poke_s,
-                     timeout=SETTINGS.partition_wait_s + 2 * SETTINGS.partition_poke_s + 3600,
-                     map_index_template=EACH_MODEL)
+        @task.sensor(
+            mode="reschedule",
+            poke_interval=SETTINGS.partition_poke_s,
+            timeout=SETTINGS.partition_wait_s + 2 * SETTINGS.partition_poke_s + 3600,
+            map_index_template=EACH_MODEL,
+        )
         def partition(model_id: str, **context) -> PokeReturnValue:
             from lpmon.airflow import tasks as dagtasks
 
@@ -122,8 +131,12 @@ def lpmon_monitor():
             return dagtasks.publish(result, context, PLAN_PROMOTED)
 
         decided = sample(model_id, partition(model_id)) >> score(model_id) >> compare(model_id) >> decide(model_id)
-        recorded, recalibrated, fell_back, reported = (record(model_id), recalibrate(model_id),
-                                                       fallback(model_id), report(model_id))
+        recorded, recalibrated, fell_back, reported = (
+            record(model_id),
+            recalibrate(model_id),
+            fallback(model_id),
+            report(model_id),
+        )
         decided >> [recorded, recalibrated]
         recalibrated >> [fell_back, reported]
         [recorded, fell_back] >> reported

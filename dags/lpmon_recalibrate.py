@@ -28,8 +28,11 @@ EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (
     catchup=False,
     max_active_runs=1,
     default_args=default_args(SETTINGS),
-    params={"day": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$",
-                         description="calibrate on this day (YYYY-MM-DD)")},
+    params={
+        "day": Param(
+            "", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="calibrate on this day (YYYY-MM-DD)"
+        )
+    },
     tags=["lpmon"],
     doc_md=__doc__,
 )

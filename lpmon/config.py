@@ -30,7 +30,6 @@ import unicodedata
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
 
 
@@ -48,45 +47,45 @@ class ModelSettings:
     sample_seed: int = 0
     gate_pct: float = 0.05
     level: float = 0.95
-    min_examples: int = 2_000                # labelled examples a verdict needs at least (one day or pooled)
+    min_examples: int = 2_000  # labelled examples a verdict needs at least (one day or pooled)
     min_positives: int = 100
-    max_halfwidth_gates: float = 2.0         # a verdict's interval: +- at most this many gates, unless it decides
-    window_days: int = 7                     # a small day pools the trailing days under its plan, up to this many
+    max_halfwidth_gates: float = 2.0  # a verdict's interval: +- at most this many gates, unless it decides
+    window_days: int = 7  # a small day pools the trailing days under its plan, up to this many
     sequential_run_length_days: float = 1000.0  # days between false DEGRADED verdicts at a dNE at the gate, on average
-    segments: tuple[str, ...] = ()           # traffic columns whose values are judged one by one (country, surface)
+    segments: tuple[str, ...] = ()  # traffic columns whose values are judged one by one (country, surface)
     calibration_method: str = "l2"
     calibration_days: int = 1
     embedding_precision: str = "int8"
     healthy_days_to_reenable: int = 3
-    cooldown_days: int = 7                   # units a promotion changed are not re-enabled for this long
+    cooldown_days: int = 7  # units a promotion changed are not re-enabled for this long
     validation_max_examples: int = 200_000  # held-out examples a validation may draw, at most
-    validation_days: int = 7                 # earlier days' traffic a validation may draw from
+    validation_days: int = 7  # earlier days' traffic a validation may draw from
     recipients: tuple[str, ...] = ()
-    max_ids_per_row: int = 10_000        # ids in one row of a multi-hot column (more: the day fails)
-    ts_tolerance_hours: float = 12.0     # how far `ts` may stray outside its partition's day
-    runbook_url: str = ""                # linked from the model's alert emails (http:// or https://)
-    backend: str = "numpy"               # "torch": score with PyTorch/FBGEMM (pip install 'lpmon[torch]')
-    scorer: str = "model"                # "logged": serving logs both predictions beside label (no snapshot)
-    p_ref_column: str = "p_ref"          # (scorer = "logged") the reference (fp32) model's logged prediction
-    p_q_column: str = "p_q"              # (scorer = "logged") the served (quantized) model's logged prediction
+    max_ids_per_row: int = 10_000  # ids in one row of a multi-hot column (more: the day fails)
+    ts_tolerance_hours: float = 12.0  # how far `ts` may stray outside its partition's day
+    runbook_url: str = ""  # linked from the model's alert emails (http:// or https://)
+    backend: str = "numpy"  # "torch": score with PyTorch/FBGEMM (pip install 'lpmon[torch]')
+    scorer: str = "model"  # "logged": serving logs both predictions beside label (no snapshot)
+    p_ref_column: str = "p_ref"  # (scorer = "logged") the reference (fp32) model's logged prediction
+    p_q_column: str = "p_q"  # (scorer = "logged") the served (quantized) model's logged prediction
 
 
 @dataclass(frozen=True)
 class AirflowSettings:
     """The [airflow] table: what the DAGs need beyond the models."""
 
-    monitor_schedule: str = "@daily"        # lpmon_monitor's schedule (cron or preset): one data interval a run
-    monitor_catchup: bool = True            # with a start_date: run every missed day since it
-    recalibrate_schedule: str = "@weekly"   # lpmon_recalibrate's schedule
-    start_date: str = ""                    # the first day lpmon_monitor covers; none: from the last complete day
-    timezone: str = "UTC"                   # the zone whose midnights bound a monitored day
+    monitor_schedule: str = "@daily"  # lpmon_monitor's schedule (cron or preset): one data interval a run
+    monitor_catchup: bool = True  # with a start_date: run every missed day since it
+    recalibrate_schedule: str = "@weekly"  # lpmon_recalibrate's schedule
+    start_date: str = ""  # the first day lpmon_monitor covers; none: from the last complete day
+    timezone: str = "UTC"  # the zone whose midnights bound a monitored day
     base_url: str = "http://localhost:8080"  # for links to runs in emails and pages
     smtp_conn_id: str = "smtp_default"
-    task_retries: int = 2                   # retries of every lpmon task (with exponential backoff)
-    retry_delay_s: int = 20                 # the first retry's delay
-    partition_wait_s: int = 0               # wait up to this long after a day ends for its partition's marker
-    partition_marker: str = "_SUCCESS"      # the file that says a day's partition is complete
-    partition_poke_s: int = 300             # how often the wait looks for the marker
+    task_retries: int = 2  # retries of every lpmon task (with exponential backoff)
+    retry_delay_s: int = 20  # the first retry's delay
+    partition_wait_s: int = 0  # wait up to this long after a day ends for its partition's marker
+    partition_marker: str = "_SUCCESS"  # the file that says a day's partition is complete
+    partition_poke_s: int = 300  # how often the wait looks for the marker
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class Config:
     models: dict[str, ModelSettings]
     work_dir: Path = Path("work")
     airflow: AirflowSettings = AirflowSettings()
-    file_mode: int | None = None   # exported plans' mode; None: the umask's
+    file_mode: int | None = None  # exported plans' mode; None: the umask's
 
     def model(self, model_id: str) -> ModelSettings:
         if model_id not in self.models:
@@ -111,11 +110,21 @@ EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no name
 # Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wrong file
 MIN_SAMPLE_SIZE = 100  # the sample is halved (calibration, evaluation) and needs both labels
-LIMITS = {"sample_size": 100_000_000, "min_examples": 100_000_000, "healthy_days_to_reenable": 365,
-          "calibration_days": 90, "cooldown_days": 365, "validation_max_examples": 100_000_000,
-          "max_ids_per_row": 10_000_000, "window_days": 90}
-_ENV_DEFAULTS = {"LPMON_GATE_PCT": ("gate_pct", float), "LPMON_SAMPLE_SIZE": ("sample_size", int),
-                 "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip()))}
+LIMITS = {
+    "sample_size": 100_000_000,
+    "min_examples": 100_000_000,
+    "healthy_days_to_reenable": 365,
+    "calibration_days": 90,
+    "cooldown_days": 365,
+    "validation_max_examples": 100_000_000,
+    "max_ids_per_row": 10_000_000,
+    "window_days": 90,
+}
+_ENV_DEFAULTS = {
+    "LPMON_GATE_PCT": ("gate_pct", float),
+    "LPMON_SAMPLE_SIZE": ("sample_size", int),
+    "LPMON_RECIPIENTS": ("recipients", lambda v: tuple(x.strip() for x in v.split(",") if x.strip())),
+}
 
 
 def confined(root: Path, *parts: str) -> Path:
@@ -162,8 +171,10 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         raw_models = {}
     for model_id, values in raw_models.items():
         if not MODEL_ID.fullmatch(model_id) or ".." in model_id:
-            problems.append(f"models.{model_id}: a model id is letters, digits, '_', '.' and '-' "
-                            "(it names folders and report files)")
+            problems.append(
+                f"models.{model_id}: a model id is letters, digits, '_', '.' and '-' "
+                "(it names folders and report files)"
+            )
             continue
         settings = _settings(values, defaults, f"models.{model_id}", problems)
         for key in ("traffic",) + (() if settings.scorer == "logged" else ("snapshot",)):
@@ -234,7 +245,7 @@ def _file_mode(value, problems: list[str]) -> int | None:
     if isinstance(value, str) and re.fullmatch(r"0?o?[0-7]{3,4}", value):
         value = int(value.replace("o", ""), 8)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
-        problems.append(f"file_mode: expected a permission mode such as 0o644 or \"0644\", got {value!r}")
+        problems.append(f'file_mode: expected a permission mode such as 0o644 or "0644", got {value!r}')
         return None
     if not value & 0o400:
         problems.append(f"file_mode: {value:#o} would not let even the owner read the exported plans")
@@ -350,8 +361,9 @@ def _check(key, value, default) -> str | None:
         return f"control characters ({', '.join(bad)}) in {value!r}"
     if isinstance(default, tuple) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
         return f"expected a list of strings, got {value!r}"
-    if isinstance(default, dict) and not (isinstance(value, dict) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())):
+    if isinstance(default, dict) and not (
+        isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
+    ):
         return f"expected a table of numbers, got {value!r}"
     return None
 
@@ -368,22 +380,30 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
     for key, most in LIMITS.items():
         least = MIN_SAMPLE_SIZE if key == "sample_size" else 1
         if not least <= getattr(s, key) <= most:
-            bad(key, f"must be between {least} and {most:,}, got {getattr(s, key)}"
-                     + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""))
+            bad(
+                key,
+                f"must be between {least} and {most:,}, got {getattr(s, key)}"
+                + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""),
+            )
     if not 0 <= s.ts_tolerance_hours <= 720:
         bad("ts_tolerance_hours", f"must be between 0 and 720 hours, got {s.ts_tolerance_hours}")
     if s.min_positives < 0:
         bad("min_positives", f"must not be negative, got {s.min_positives}")
     if s.calibration_method not in METHODS:
         bad("calibration_method", f"must be one of {', '.join(METHODS)}, got {s.calibration_method!r}")
-    if s.calibration_days > 1 and s.calibration_method == "mse" and (
-            "calibration_days" in changed or "calibration_method" in changed):
-        problems.append(f"{where}.calibration_days: mse keeps raw values, so it cannot combine stored "
-                        "days: use 1 day or a histogram method (l2, kl, percentile, ...)")
+    if (
+        s.calibration_days > 1
+        and s.calibration_method == "mse"
+        and ("calibration_days" in changed or "calibration_method" in changed)
+    ):
+        problems.append(
+            f"{where}.calibration_days: mse keeps raw values, so it cannot combine stored "
+            "days: use 1 day or a histogram method (l2, kl, percentile, ...)"
+        )
     if s.backend not in ("numpy", "torch"):
-        bad("backend", f"must be \"numpy\" or \"torch\", got {s.backend!r}")
+        bad("backend", f'must be "numpy" or "torch", got {s.backend!r}')
     if s.scorer not in ("model", "logged"):
-        bad("scorer", f"must be \"model\" or \"logged\", got {s.scorer!r}")
+        bad("scorer", f'must be "model" or "logged", got {s.scorer!r}')
     columns = {"p_ref_column": s.p_ref_column, "p_q_column": s.p_q_column}
     for key, column in columns.items():
         if not column or column in ("request_id", "label", "ts") or column.startswith(("dense_", "sparse_")):
@@ -409,5 +429,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
     bad_recipients = [r for r in s.recipients if not EMAIL.fullmatch(r) or control_characters(r)]
     if bad_recipients:
         controls = sorted({c for r in bad_recipients for c in control_characters(r)})
-        bad("recipients", f"not email addresses: {bad_recipients}"
-                          + (f" (control characters {', '.join(controls)})" if controls else ""))
+        bad(
+            "recipients",
+            f"not email addresses: {bad_recipients}"
+            + (f" (control characters {', '.join(controls)})" if controls else ""),
+        )

@@ -28,8 +28,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from lpmon.verdict import (DayEvidence, LabelFreeJump, Pooled, SegmentFinding, Sequential, SequentialGate, cusum,
-                           pool, sufficiency, trailing_window)
+from lpmon.verdict import (
+    DayEvidence,
+    LabelFreeJump,
+    Pooled,
+    SegmentFinding,
+    Sequential,
+    SequentialGate,
+    cusum,
+    pool,
+    sufficiency,
+    trailing_window,
+)
 from lpmon.verdict.pooling import examples_missing
 
 
@@ -91,7 +101,7 @@ class Assessment:
     status: Status
     action: Action
     reasons: tuple[str, ...]
-    evidence: Pooled | None = None          # what the verdict rests on (None: no examples at all)
+    evidence: Pooled | None = None  # what the verdict rests on (None: no examples at all)
     sequential: Sequential | None = None
     segments: tuple[SegmentFinding, ...] = field(default=())
 
@@ -108,10 +118,16 @@ def choose_evidence(today: DayEvidence, earlier: list[DayEvidence], rules: Rules
     return evidence, short
 
 
-def assess(today: DayEvidence | None, earlier: list[DayEvidence], rules: Rules, *,
-           segments: tuple[list[SegmentFinding], int] = ([], 0),
-           label_free: Sequence[LabelFreeJump] = (), comparable: list[DayEvidence] | None = None,
-           why_none: str = "no comparison") -> Assessment:
+def assess(
+    today: DayEvidence | None,
+    earlier: list[DayEvidence],
+    rules: Rules,
+    *,
+    segments: tuple[list[SegmentFinding], int] = ([], 0),
+    label_free: Sequence[LabelFreeJump] = (),
+    comparable: list[DayEvidence] | None = None,
+    why_none: str = "no comparison",
+) -> Assessment:
     """The day's verdict. today: its own comparison (None when nothing was compared);
     earlier: the days before it under the same plan, oldest first (for the CUSUM);
     comparable: those of them the window may pool with (default: all; after a
@@ -128,23 +144,33 @@ def assess(today: DayEvidence | None, earlier: list[DayEvidence], rules: Rules, 
         missing = examples_missing(evidence, gate, rules.min_examples, rules.min_positives, rules.max_halfwidth_gates)
         reasons = [f"{evidence.span()}: " + "; ".join(short) + f"; about {missing:,} more labelled examples needed"]
         if sequential.alarm:
-            return Assessment(Status.DEGRADED, Action.RECALIBRATE, (*reasons, sequential.describe(gate)), evidence,
-                              sequential)
+            return Assessment(
+                Status.DEGRADED, Action.RECALIBRATE, (*reasons, sequential.describe(gate)), evidence, sequential
+            )
         status, reasons = _label_free(Status.INSUFFICIENT_DATA, reasons, label_free)
         return Assessment(status, Action.RECORD, tuple(reasons), evidence, sequential)
     assert evidence.dne_pct is not None  # sufficient evidence has an estimate
     interval = f"dNE {evidence.dne_pct:.4f} % [{evidence.lo:.4f}, {evidence.hi:.4f}]{where}"
     z, z_needed = evidence.z_over(gate), rules.sequential.single_look_z
     if z > z_needed:
-        status, reasons = Status.DEGRADED, [f"{interval}: {z:.1f} standard errors above the {gate} % gate "
-                                            f"(DEGRADED at {z_needed:.2f})"]
+        status, reasons = (
+            Status.DEGRADED,
+            [f"{interval}: {z:.1f} standard errors above the {gate} % gate (DEGRADED at {z_needed:.2f})"],
+        )
     elif sequential.alarm:
-        status, reasons = Status.DEGRADED, [f"{interval}: above the {gate} % gate over the plan's days",
-                                            sequential.describe(gate)]
+        status, reasons = (
+            Status.DEGRADED,
+            [f"{interval}: above the {gate} % gate over the plan's days", sequential.describe(gate)],
+        )
     elif evidence.dne_pct > gate:
-        status, reasons = Status.WARN, [f"{interval}: above the {gate} % gate, but not yet by enough evidence "
-                                        f"({z:.1f} standard errors; DEGRADED at {z_needed:.2f}, or when the "
-                                        f"CUSUM {sequential.statistic:.2f} passes {sequential.h:.2f})"]
+        status, reasons = (
+            Status.WARN,
+            [
+                f"{interval}: above the {gate} % gate, but not yet by enough evidence "
+                f"({z:.1f} standard errors; DEGRADED at {z_needed:.2f}, or when the "
+                f"CUSUM {sequential.statistic:.2f} passes {sequential.h:.2f})"
+            ],
+        )
     else:
         status, reasons = Status.HEALTHY, [f"{interval}: within the {gate} % gate"]
     action = Action.RECALIBRATE if status is Status.DEGRADED else Action.RECORD
@@ -153,8 +179,10 @@ def assess(today: DayEvidence | None, earlier: list[DayEvidence], rules: Rules, 
         reasons.append(finding.describe(gate, tested) + ("" if finding.degraded else " (WARN level)"))
     if any(f.degraded for f in findings) and status is not Status.DEGRADED:
         status = Status.DEGRADED
-        reasons.append("only segments are degraded: a recalibration is validated on the whole traffic, which "
-                       "cannot show a segment fixed, so lpmon does not act; look at the segments above")
+        reasons.append(
+            "only segments are degraded: a recalibration is validated on the whole traffic, which "
+            "cannot show a segment fixed, so lpmon does not act; look at the segments above"
+        )
     elif findings and status is Status.HEALTHY:
         status = Status.WARN
     status, reasons = _label_free(status, reasons, label_free)

@@ -81,25 +81,31 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
-from support import REPO  # noqa: E402
 
+from support import REPO  # noqa: E402
 
 
 def pytest_configure(config):
     home = Path(tempfile.mkdtemp(prefix="lpmon-airflow-"))
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-    })
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        }
+    )
 
 
 @pytest.fixture(scope="session")
 def airflow_db():
     """Airflow's metadata database (SQLite, in the session's AIRFLOW_HOME), migrated once."""
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
-                   capture_output=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
 
 
@@ -107,7 +113,7 @@ class Mailbox:
     """Mail received by an in-process SMTP server (aiosmtpd)."""
 
     def __init__(self):
-        self.messages = []   # email.message.EmailMessage, with .envelope_to
+        self.messages = []  # email.message.EmailMessage, with .envelope_to
         self.refuse = False
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -144,8 +150,10 @@ def smtp_server(monkeypatch):
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     box.port = port
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", f"smtp://127.0.0.1:{port}/?disable_ssl=true&disable_tls=true"
-                                                    "&from_email=lpmon%40example.com&retry_limit=0")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f"smtp://127.0.0.1:{port}/?disable_ssl=true&disable_tls=true&from_email=lpmon%40example.com&retry_limit=0",
+    )
     try:
         yield box
     finally:
@@ -154,8 +162,14 @@ def smtp_server(monkeypatch):
 
 # --- scheduling: the longest files first, so that two workers finish together ---
 
-LONGEST_FIRST = ("test_soak.py", "test_airflow_stack.py", "test_pipeline.py", "test_dags.py",
-                 "test_plan_lifecycle.py", "test_packaging.py")
+LONGEST_FIRST = (
+    "test_soak.py",
+    "test_airflow_stack.py",
+    "test_pipeline.py",
+    "test_dags.py",
+    "test_plan_lifecycle.py",
+    "test_packaging.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -188,6 +202,7 @@ def without_torch(monkeypatch):
 @pytest.fixture
 def dagbag(airflow_db, monkeypatch, tmp_path):
     """Parse the DAG folder with LPMON_CONFIG pointing at the test's world (set it first)."""
+
     def parse(config_path):
         from airflow.dag_processing.dagbag import DagBag
 

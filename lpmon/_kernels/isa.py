@@ -12,6 +12,7 @@ def resolve(name: str | None, best: int) -> int:
     available = ISAS[: best + 1]
     name = name or os.environ.get("LPMON_ISA") or available[-1]
     if name not in available:
-        raise ValueError(f"instruction set {name!r} is not available here; this CPU and build "
-                         f"support {', '.join(available)}")
+        raise ValueError(
+            f"instruction set {name!r} is not available here; this CPU and build support {', '.join(available)}"
+        )
     return ISAS.index(name)

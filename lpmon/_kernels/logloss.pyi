@@ -10,19 +10,27 @@ CHUNK: int
 NE_FIELDS: dict[str, int]
 CMP_FIELDS: dict[str, int]
 
-def ne_sums(p: NDArray[np.float32] | NDArray[np.float64], y: NDArray[np.uint8],
-            n_threads: int = 1) -> NDArray[np.float64]:
+def ne_sums(
+    p: NDArray[np.float32] | NDArray[np.float64], y: NDArray[np.uint8], n_threads: int = 1
+) -> NDArray[np.float64]:
     """Totals (see NE_FIELDS) of the clipped log loss, positives and invalid examples."""
 
-def compare_sums(p_ref: NDArray[np.float32] | NDArray[np.float64],
-                 p_q: NDArray[np.float32] | NDArray[np.float64], y: NDArray[np.uint8],
-                 n_threads: int = 1) -> NDArray[np.float64]:
+def compare_sums(
+    p_ref: NDArray[np.float32] | NDArray[np.float64],
+    p_q: NDArray[np.float32] | NDArray[np.float64],
+    y: NDArray[np.uint8],
+    n_threads: int = 1,
+) -> NDArray[np.float64]:
     """Totals (see CMP_FIELDS) of one fused pass over both predictions and the labels."""
 
-def compare_segment_sums(p_ref: NDArray[np.float32] | NDArray[np.float64],
-                         p_q: NDArray[np.float32] | NDArray[np.float64], y: NDArray[np.uint8],
-                         segment: NDArray[np.int64], n_segments: int,
-                         n_threads: int = 1) -> NDArray[np.float64]:
+def compare_segment_sums(
+    p_ref: NDArray[np.float32] | NDArray[np.float64],
+    p_q: NDArray[np.float32] | NDArray[np.float64],
+    y: NDArray[np.uint8],
+    segment: NDArray[np.int64],
+    n_segments: int,
+    n_threads: int = 1,
+) -> NDArray[np.float64]:
     """Totals per segment, shape [n_segments, len(CMP_FIELDS)]; segment[i] in [0, n_segments)."""
 
 def available_isas() -> tuple[str, ...]:

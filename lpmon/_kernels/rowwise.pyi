@@ -8,21 +8,33 @@ from numpy.typing import NDArray
 def quantize_rows8(table: NDArray[np.float32], out: NDArray[np.uint8]) -> int:
     """Packs 8-bit rows into out; returns the first row holding NaN or inf, or -1."""
 
-def quantize_rows_nbit(bits: int, table: NDArray[np.float32], out: NDArray[np.uint8],
-                       row_lo: NDArray[np.float32] | None = None,
-                       row_hi: NDArray[np.float32] | None = None) -> int:
+def quantize_rows_nbit(
+    bits: int,
+    table: NDArray[np.float32],
+    out: NDArray[np.uint8],
+    row_lo: NDArray[np.float32] | None = None,
+    row_hi: NDArray[np.float32] | None = None,
+) -> int:
     """Packs 4- or 2-bit rows into out; returns the first row with NaN, inf or beyond fp16, or -1."""
 
 def dequantize_rows(packed: NDArray[np.uint8], bits: int, dim: int, out: NDArray[np.float32]) -> None:
     """Unpacks rows into out: q * scale + bias per row."""
 
-def embedding_bag(packed: NDArray[np.uint8], bits: int, dim: int, indices: NDArray[np.int64],
-                  offsets: NDArray[np.int64], weights: NDArray[np.float32] | None, mean: bool,
-                  out: NDArray[np.float32]) -> int:
+def embedding_bag(
+    packed: NDArray[np.uint8],
+    bits: int,
+    dim: int,
+    indices: NDArray[np.int64],
+    offsets: NDArray[np.int64],
+    weights: NDArray[np.float32] | None,
+    mean: bool,
+    out: NDArray[np.float32],
+) -> int:
     """Pooled lookups into out; returns the position of the first index out of range, or -1."""
 
-def embedding_bag_float(table: NDArray[np.float32], indices: NDArray[np.int64],
-                        offsets: NDArray[np.int64], out: NDArray[np.float32]) -> int:
+def embedding_bag_float(
+    table: NDArray[np.float32], indices: NDArray[np.int64], offsets: NDArray[np.int64], out: NDArray[np.float32]
+) -> int:
     """Bag sums of float32 rows in the ids' order into out; first index out of range, or -1."""
 
 def available_isas() -> tuple[str, ...]:

@@ -47,6 +47,10 @@ def notify_failure(context) -> None:
 
 
 def default_args(settings: AirflowSettings) -> dict:
-    return {"retries": settings.task_retries, "retry_delay": dt.timedelta(seconds=settings.retry_delay_s),
-            "retry_exponential_backoff": True, "max_retry_delay": dt.timedelta(minutes=10),
-            "on_failure_callback": notify_failure}
+    return {
+        "retries": settings.task_retries,
+        "retry_delay": dt.timedelta(seconds=settings.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+        "on_failure_callback": notify_failure,
+    }

@@ -18,18 +18,20 @@ def monitor_run_links(days: list[str]) -> dict[str, str]:
         return {}
     import zoneinfo
 
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
+
     from lpmon.config import airflow_settings
 
     zone = zoneinfo.ZoneInfo(airflow_settings().timezone)
     wanted, links = set(days), {}
     with create_session() as session:
-        runs = session.execute(select(DagRun.run_id, DagRun.data_interval_start)
-                               .where(DagRun.dag_id == MONITOR_DAG, DagRun.data_interval_start.is_not(None))
-                               .order_by(DagRun.id)).all()
+        runs = session.execute(
+            select(DagRun.run_id, DagRun.data_interval_start)
+            .where(DagRun.dag_id == MONITOR_DAG, DagRun.data_interval_start.is_not(None))
+            .order_by(DagRun.id)
+        ).all()
     for run_id, start in runs:
         day = start.astimezone(zone).date().isoformat()
         if day in wanted:

@@ -15,9 +15,9 @@ import zoneinfo
 from urllib.parse import quote
 
 from lpmon import pipeline
-from lpmon.pipeline import steps
-from lpmon.config import Config, ConfigError, load
 from lpmon.airflow import smtp
+from lpmon.config import Config, ConfigError, load
+from lpmon.pipeline import steps
 from lpmon.pipeline.daywork import DayWork
 from lpmon.policy import Action, Status
 
@@ -32,12 +32,13 @@ def config() -> Config:
         from airflow.sdk import Variable
 
         path = Variable.get(CONFIG_VARIABLE, default=None)
-    except Exception:  # outside a task (no execution API) only the environment can say
+    except Exception:  # noqa: BLE001 - outside a task (no execution API) only the environment can say
         path = None
     path = path or os.environ.get("LPMON_CONFIG")
     if not path:
-        raise ConfigError(f"no lpmon config: set the Airflow Variable {CONFIG_VARIABLE} or LPMON_CONFIG "
-                          "on every worker")
+        raise ConfigError(
+            f"no lpmon config: set the Airflow Variable {CONFIG_VARIABLE} or LPMON_CONFIG on every worker"
+        )
     cfg = load(path)
     mask_store_password(cfg.store)
     return cfg
@@ -119,8 +120,11 @@ def models(context, day: str | None = None) -> list[str]:
     if mailer.problem:
         log.warning("lpmon: alerts of this run will be recorded as not sent: %s", mailer.problem)
     if cfg.airflow.start_date and day < cfg.airflow.start_date:
-        log.warning("lpmon: %s is before [airflow] start_date %s (a backfill or a manual run): monitoring it "
-                    "anyway", day, cfg.airflow.start_date)
+        log.warning(
+            "lpmon: %s is before [airflow] start_date %s (a backfill or a manual run): monitoring it anyway",
+            day,
+            cfg.airflow.start_date,
+        )
     for model_id, settings in sorted(cfg.models.items()):
         try:
             days = TrafficStore(settings.traffic).days()
@@ -129,8 +133,12 @@ def models(context, day: str | None = None) -> list[str]:
             continue
         if dt.date.fromisoformat(day) not in days:
             covered = f"{days[0]} to {days[-1]}" if days else "no day at all"
-            log.warning("lpmon: %s: no traffic partition for %s (the store has %s): the day will be "
-                        "INSUFFICIENT_DATA", model_id, day, covered)
+            log.warning(
+                "lpmon: %s: no traffic partition for %s (the store has %s): the day will be INSUFFICIENT_DATA",
+                model_id,
+                day,
+                covered,
+            )
     return sorted(cfg.models)
 
 
@@ -157,8 +165,10 @@ def partition_ready(model_id: str, context) -> tuple[bool, dict]:
     if dt.datetime.now(zone) < deadline:
         log.info("lpmon: %s: waiting for %s (until %s)", model_id, marker, deadline.isoformat())
         return False, {}
-    message = (f"{marker}: the partition for {day} was not complete {settings.partition_wait_s} s after the "
-               f"day ended (no {settings.partition_marker})")
+    message = (
+        f"{marker}: the partition for {day} was not complete {settings.partition_wait_s} s after the "
+        f"day ended (no {settings.partition_marker})"
+    )
     log.warning("lpmon: %s", message)
     return True, {"complete": False, "message": message}
 
@@ -210,7 +220,7 @@ def compare(model_id: str, context) -> dict:
 
 
 def decide(model_id: str, context) -> str:
-    """"record" or "recalibrate"."""
+    """ "record" or "recalibrate"."""
     _, branch = _step(model_id, context, steps.decide_step)
     return branch
 
@@ -244,9 +254,17 @@ def report(model_id: str, context) -> dict:
         work.drop_arrays(cfg.work_dir)
     store = work.context.store  # the step's own store, already open
     path = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context))["report"]
-    return {"model": model_id, "day": day, "status": result.status, "action": result.action,
-            "dne_pct": result.dne_pct, "plan_version": result.plan_version,
-            "new_plan_version": result.new_plan_version, "promoted": result.promoted, "report": str(path)}
+    return {
+        "model": model_id,
+        "day": day,
+        "status": result.status,
+        "action": result.action,
+        "dne_pct": result.dne_pct,
+        "plan_version": result.plan_version,
+        "new_plan_version": result.new_plan_version,
+        "promoted": result.promoted,
+        "report": str(path),
+    }
 
 
 def publish(result: dict, context, asset) -> dict:
@@ -259,8 +277,12 @@ def publish(result: dict, context, asset) -> dict:
 
         raise AirflowSkipException(f"{result.get('model')} {result.get('day')}: no plan promoted")
     cfg = config()
-    extra = {"model": result["model"], "version": result["new_plan_version"], "day": result["day"],
-             "path": str(cfg.plans_dir / result["model"] / "active.json")}
+    extra = {
+        "model": result["model"],
+        "version": result["new_plan_version"],
+        "day": result["day"],
+        "path": str(cfg.plans_dir / result["model"] / "active.json"),
+    }
     context["outlet_events"][asset].extra = extra
     return extra
 
@@ -273,8 +295,15 @@ def alert(model_id: str, context) -> dict:
     cfg = config()
     day = day_of(context, cfg.airflow.timezone)
     store = pipeline.open_store(cfg)
-    out = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context), write_report=False,
-                             mailer=lambda: smtp.from_airflow(cfg.airflow.smtp_conn_id))
+    out = alerts.deliver_day(
+        cfg,
+        store,
+        model_id,
+        day,
+        run_url=run_url(cfg, context),
+        write_report=False,
+        mailer=lambda: smtp.from_airflow(cfg.airflow.smtp_conn_id),
+    )
     return {"model": model_id, "day": day, "alerts": out["alerts"]}
 
 
@@ -288,10 +317,23 @@ def proactive_recalibration(model_id: str, context) -> dict:
     outcome = pipeline.proactive_recalibration(cfg, model_id, day)
     if outcome["promoted"] and outcome.get("old_plan_version"):
         store = pipeline.open_store(cfg)
-        report = dayreport.promotion(cfg, store, model_id, day, outcome["old_plan_version"],
-                                     outcome["new_plan_version"], outcome["reason"], run_url(cfg, context))
-        outcome["alerts"] = alerts.alert_day(store, report, list(cfg.model(model_id).recipients),
-                                             smtp.from_airflow(cfg.airflow.smtp_conn_id), only=["PROMOTION"])
+        report = dayreport.promotion(
+            cfg,
+            store,
+            model_id,
+            day,
+            outcome["old_plan_version"],
+            outcome["new_plan_version"],
+            outcome["reason"],
+            run_url(cfg, context),
+        )
+        outcome["alerts"] = alerts.alert_day(
+            store,
+            report,
+            list(cfg.model(model_id).recipients),
+            smtp.from_airflow(cfg.airflow.smtp_conn_id),
+            only=["PROMOTION"],
+        )
     return outcome
 
 
@@ -318,7 +360,7 @@ def notify_failure(context) -> None:
     it reports; whatever goes wrong is logged."""
     try:
         _notify_failure(context)
-    except Exception:  # noqa: BLE001 - see the docstring
+    except Exception:
         log.exception("lpmon: the failure email could not be prepared")
 
 
@@ -326,7 +368,6 @@ def _notify_failure(context) -> None:
     import email.policy
     import html
     from email.message import EmailMessage
-
 
     cfg = config()
     ti = context["ti"]
@@ -348,12 +389,14 @@ def _notify_failure(context) -> None:
     message["Subject"] = f"[lpmon] task failed: {what} ({day})"
     message["From"] = mailer.from_email
     message["To"] = ", ".join(recipients)
-    message.set_content(f"Task {what} failed for {day} after its retries.\n\n{error}\n\n"
-                        f"The Airflow run: {run_url(cfg, context)}\n")
+    message.set_content(
+        f"Task {what} failed for {day} after its retries.\n\n{error}\n\nThe Airflow run: {run_url(cfg, context)}\n"
+    )
     message.add_alternative(
         f"<p>Task <b>{html.escape(what)}</b> failed for {day} after its retries.</p>"
-        f"<pre>{html.escape(error)}</pre><p><a href=\"{html.escape(run_url(cfg, context))}\">The Airflow run</a></p>",
-        subtype="html")
+        f'<pre>{html.escape(error)}</pre><p><a href="{html.escape(run_url(cfg, context))}">The Airflow run</a></p>',
+        subtype="html",
+    )
     problem, _ = mailer.send(message)
     if problem:
         log.warning("lpmon: the failure email for %s was not sent: %s", what, problem)

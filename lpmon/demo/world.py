@@ -58,10 +58,12 @@ class WorldConfig:
         return self.model_id or self.scenario
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(dense=tuple(f"dense_{i}" for i in range(self.n_dense)),
-                         tables=tuple(TableSpec(f"sparse_{t}", self.table_rows, self.dim)
-                                      for t in range(self.n_sparse)),
-                         bottom_mlp=(*self.bottom_mlp[:-1], self.dim), top_mlp=self.top_mlp)
+        return ModelSpec(
+            dense=tuple(f"dense_{i}" for i in range(self.n_dense)),
+            tables=tuple(TableSpec(f"sparse_{t}", self.table_rows, self.dim) for t in range(self.n_sparse)),
+            bottom_mlp=(*self.bottom_mlp[:-1], self.dim),
+            top_mlp=self.top_mlp,
+        )
 
 
 class World:
@@ -110,8 +112,9 @@ class World:
         """n examples of the day's traffic."""
         config = self.config
         spread, shift, new_share = self._drift(day)
-        dense = (self.dense_mean + shift + self.dense_std * spread
-                 * rng.standard_normal((n, config.n_dense))).astype(np.float32)
+        dense = (self.dense_mean + shift + self.dense_std * spread * rng.standard_normal((n, config.n_dense))).astype(
+            np.float32
+        )
         if config.scenario == "outliers":  # the heavy tail grows in over the first days
             rare = rng.random(n) < 0.0025 * min(1.0, day / 3)
             dense[rare, 0] = rng.choice([-1.0, 1.0], rare.sum()) * rng.uniform(20, 60, rare.sum())
@@ -169,8 +172,10 @@ def write_world(root: str | Path, config: WorldConfig, progress=None) -> WorldPa
         print(file=progress)
     snapshot = world.model.save(root / "models" / config.name / "snapshot")
     config_file = root / "lpmon.toml"
-    entry = (f'\n[models.{_toml_key(config.name)}]\ntraffic = "{traffic}"\nsnapshot = "{snapshot}"\n'
-             f'# the {config.scenario} scenario of lpmon world\n')
+    entry = (
+        f'\n[models.{_toml_key(config.name)}]\ntraffic = "{traffic}"\nsnapshot = "{snapshot}"\n'
+        f"# the {config.scenario} scenario of lpmon world\n"
+    )
     existing = config_file.read_text() if config_file.exists() else "# Written by `lpmon world`.\n"
     header = f"[models.{_toml_key(config.name)}]"
     if header in existing:  # rewriting the same model: replace its entry

@@ -27,15 +27,25 @@ def load_snapshot(directory: str | Path) -> Model:
         return load_program(directory)
     return Model.load(directory)
 
-def forward_fp32(model: Model, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-                 observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
+
+def forward_fp32(
+    model: Model,
+    batch: Batch,
+    *,
+    taps: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    observe: LayerObserver | None = None,
+    observe_every: int = 1,
+) -> ForwardResult:
     """fp32 probabilities; observe / observe_every: see Executor.forward."""
-    return executor(model, None).forward(batch, taps=taps, batch_size=batch_size, observe=observe,
-                                   observe_every=observe_every)
+    return executor(model, None).forward(
+        batch, taps=taps, batch_size=batch_size, observe=observe, observe_every=observe_every
+    )
 
 
-def forward_quantized(model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False,
-                      batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
+def forward_quantized(
+    model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE
+) -> ForwardResult:
     return executor(model, plan).forward(batch, taps=taps, batch_size=batch_size)
 
 

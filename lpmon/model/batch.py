@@ -27,8 +27,8 @@ class SparseFeature:
 
 @dataclass(frozen=True)
 class Batch:
-    dense: np.ndarray                      # float32 [batch, dense features]
-    sparse: tuple[SparseFeature, ...]      # one per table, in spec order
+    dense: np.ndarray  # float32 [batch, dense features]
+    sparse: tuple[SparseFeature, ...]  # one per table, in spec order
 
     def __len__(self) -> int:
         return self.dense.shape[0]
@@ -57,8 +57,12 @@ class Batch:
         for t in range(len(batches[0].sparse)):
             parts = [b.sparse[t] for b in batches]
             starts = np.cumsum([0] + [len(p.indices) for p in parts[:-1]])
-            sparse.append(SparseFeature(np.concatenate([p.indices for p in parts]),
-                                        np.concatenate([p.offsets + s for p, s in zip(parts, starts)])))
+            sparse.append(
+                SparseFeature(
+                    np.concatenate([p.indices for p in parts]),
+                    np.concatenate([p.offsets + s for p, s in zip(parts, starts)]),
+                )
+            )
         return cls(np.concatenate([b.dense for b in batches]), tuple(sparse))
 
     def chunks(self, size: int):

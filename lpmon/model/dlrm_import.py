@@ -23,14 +23,14 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError:
-        raise ImportError("importing a PyTorch DLRM checkpoint needs PyTorch: "
-                          "pip install torch==2.13.0 (the CPU build)") from None
+        raise ImportError(
+            "importing a PyTorch DLRM checkpoint needs PyTorch: pip install torch==2.13.0 (the CPU build)"
+        ) from None
     checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise SpecError(f"{path}: not a DLRM checkpoint (no state dict)")
-    return {k.removeprefix("module."): v.detach().float().numpy() for k, v in state.items()
-            if hasattr(v, "detach")}
+    return {k.removeprefix("module."): v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 
 def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None, dense_names=None) -> Model:
@@ -58,8 +58,10 @@ def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None, dense
     elif top_in == bottom_out + sum(t.shape[1] for t in tables):
         interaction = "cat"
     else:
-        raise SpecError(f"top_l.0 takes {top_in} inputs: neither a dot nor a cat interaction of "
-                        f"{len(tables)} tables over a {bottom_out}-wide bottom MLP")
+        raise SpecError(
+            f"top_l.0 takes {top_in} inputs: neither a dot nor a cat interaction of "
+            f"{len(tables)} tables over a {bottom_out}-wide bottom MLP"
+        )
     spec = ModelSpec(
         dense=_dense_names(dense_names, bottom[0]["weight"].shape[1]),
         tables=tuple(TableSpec(name, t.shape[0], t.shape[1]) for name, t in zip(names, tables)),
@@ -111,22 +113,26 @@ def traffic_columns(schema) -> tuple[list[str], list[str]]:
     return dense, sparse
 
 
-def names_from_traffic(state: dict[str, np.ndarray], schema, where: str = "the traffic") \
-        -> tuple[list[str], list[str], str]:
+def names_from_traffic(
+    state: dict[str, np.ndarray], schema, where: str = "the traffic"
+) -> tuple[list[str], list[str], str]:
     """The sparse and dense names that match the traffic's columns, and how they were
     matched: the default names when the traffic has them all, else the traffic's
     columns in order when the counts agree; otherwise a SpecError saying which
     tables (or inputs) have no column and which columns no table."""
-    tables = sorted(int(m.group(2)) for m in map(_KEY.match, state) if m and m.group(1) == "emb_l"
-                    and m.group(3) == "weight")
+    tables = sorted(
+        int(m.group(2)) for m in map(_KEY.match, state) if m and m.group(1) == "emb_l" and m.group(3) == "weight"
+    )
     width = next((np.shape(v)[1] for k, v in state.items() if k == "bot_l.0.weight"), None)
     if not tables or width is None:
         raise SpecError("state dict has no emb_l.* or bot_l.0.weight tensors: not a DLRM checkpoint")
     dense, sparse = traffic_columns(schema)
     problems, how = [], []
     out = {}
-    for kind, count, columns, default in (("sparse", len(tables), sparse, "sparse_"),
-                                          ("dense", width, dense, "dense_")):
+    for kind, count, columns, default in (
+        ("sparse", len(tables), sparse, "sparse_"),
+        ("dense", width, dense, "dense_"),
+    ):
         defaults = [f"{default}{i}" for i in range(count)]
         if set(defaults) <= set(columns):
             out[kind] = defaults
@@ -134,8 +140,9 @@ def names_from_traffic(state: dict[str, np.ndarray], schema, where: str = "the t
         elif len(columns) == count:
             unnamed = [c for c in columns if not c.startswith(default)]
             if unnamed:
-                problems.append(f"{where}: lpmon reads {kind} features from columns named {default}*: rename "
-                                f"{_few(unnamed)}")
+                problems.append(
+                    f"{where}: lpmon reads {kind} features from columns named {default}*: rename {_few(unnamed)}"
+                )
                 continue
             out[kind] = columns
             how.append(f"{count} {kind} columns in the traffic's order ({columns[0]}..{columns[-1]})")
@@ -143,8 +150,10 @@ def names_from_traffic(state: dict[str, np.ndarray], schema, where: str = "the t
             missing = [n for n in defaults if n not in columns]
             unused = [c for c in columns if c not in defaults]
             what = "embedding tables" if kind == "sparse" else "bot_l.0 inputs"
-            problems.append(f"the checkpoint has {count} {what}, {where} has {len(columns)} {kind} columns; "
-                            f"no column for {_few(missing)}; no table or input for {_few(unused) or 'none'}")
+            problems.append(
+                f"the checkpoint has {count} {what}, {where} has {len(columns)} {kind} columns; "
+                f"no column for {_few(missing)}; no table or input for {_few(unused) or 'none'}"
+            )
     if problems:
         raise SpecError("; ".join(problems) + " (name them with --sparse-names)")
     return out["sparse"], out["dense"], "; ".join(how)

@@ -36,7 +36,7 @@ class LayerTap:
 
 @dataclass
 class ForwardResult:
-    probabilities: np.ndarray                                   # float32 [batch]
+    probabilities: np.ndarray  # float32 [batch]
     taps: dict[str, LayerTap] | None = None
     saturation: dict[str, Saturation] = field(default_factory=dict)
 
@@ -66,17 +66,16 @@ def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndar
     # within 2**-50 of a rounding boundary), and serving's module can agree exactly.
     vectors = np.empty((bottom.shape[0], 1 + len(pooled), bottom.shape[1]), np.float64)  # [batch, V, d]
     for v, part in enumerate([bottom] + pooled):
-        vectors[:, v] = part                                      # stacked and widened in one copy
-    z = vectors @ vectors.transpose(0, 2, 1)                      # [batch, V, V]
-    rows, cols = np.tril_indices(vectors.shape[1], k=-1)          # i > j: DLRM without self-interaction
+        vectors[:, v] = part  # stacked and widened in one copy
+    z = vectors @ vectors.transpose(0, 2, 1)  # [batch, V, V]
+    rows, cols = np.tril_indices(vectors.shape[1], k=-1)  # i > j: DLRM without self-interaction
     out = np.empty((bottom.shape[0], bottom.shape[1] + len(rows)), np.float32)
-    out[:, :bottom.shape[1]] = bottom
-    out[:, bottom.shape[1]:] = z[:, rows, cols]                   # rounded once, to float32
+    out[:, : bottom.shape[1]] = bottom
+    out[:, bottom.shape[1] :] = z[:, rows, cols]  # rounded once, to float32
     return out
 
 
-def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *,
-                      relu: bool = False) -> np.ndarray:
+def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *, relu: bool = False) -> np.ndarray:
     """float32 outputs of an int8 layer as FBGEMM's float output stage computes them
     (ReQuantizeForFloat, torch's linear_with_input_q_dq_qweight_dq_output_fp32):
     fma(acc, s_x * s_w[n], bias[n]), one rounding (a compiled kernel: see
@@ -93,7 +92,7 @@ class Executor:
     def __init__(self, model: Model, plan: QuantPlan | None = None):
         self.model, self.plan = model, plan
         spec, weights = model.spec, model.weights
-        self.tables: list[tuple[int | None, np.ndarray]] = []   # (bits, rows); None: float32 rows
+        self.tables: list[tuple[int | None, np.ndarray]] = []  # (bits, rows); None: float32 rows
         for t, table in enumerate(spec.tables):
             name = f"emb_l.{t}"
             precision = self._precision(name)
@@ -135,9 +134,11 @@ class Executor:
             y = int8_float_output(layer, x_q, qp, relu=relu)
             previous = result.saturation.get(name)
             if previous is not None:
-                saturation = Saturation(previous.below + saturation.below,
-                                        previous.above + saturation.above,
-                                        previous.total + saturation.total)
+                saturation = Saturation(
+                    previous.below + saturation.below,
+                    previous.above + saturation.above,
+                    previous.total + saturation.total,
+                )
             result.saturation[name] = saturation
         else:
             _, weight_t, bias = entry
@@ -151,8 +152,9 @@ class Executor:
                 y = np.maximum(y, 0, out=y)
         return y
 
-    def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None,
-                       observe: LayerObserver | None = None):
+    def _forward_chunk(
+        self, batch: Batch, result: ForwardResult, taps: dict | None, observe: LayerObserver | None = None
+    ):
         spec = self.model.spec
         x = np.ascontiguousarray(batch.dense, dtype=np.float32)
         for i in range(len(spec.bottom_mlp)):
@@ -167,8 +169,7 @@ class Executor:
             if bits is None:
                 p = pooled_fp32(table, feature, spec.pooling)
             else:
-                p = embedding_bag(table, bits, spec.tables[t].dim, feature.indices, feature.offsets,
-                                  mode=spec.pooling)
+                p = embedding_bag(table, bits, spec.tables[t].dim, feature.indices, feature.offsets, mode=spec.pooling)
             if taps is not None:
                 taps.setdefault(f"emb_l.{t}", []).append((feature.indices, p))
             pooled.append(p)
@@ -185,8 +186,15 @@ class Executor:
             x = y
         return sigmoid(x[:, 0])
 
-    def forward(self, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-                observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        taps: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        observe: LayerObserver | None = None,
+        observe_every: int = 1,
+    ) -> ForwardResult:
         """Probabilities for every example, streaming over chunks of batch_size.
 
         observe, if given, is called chunk by chunk with each FC layer's input
@@ -206,16 +214,19 @@ class Executor:
             sampled = None
             if observe is not None:
                 first = -done % observe_every  # the chunk's first row with a global index divisible by k
-                sampled = (observe if observe_every == 1
-                           else lambda name, x, first=first: observe(name, x[first::observe_every]))
-            result.probabilities[done:done + len(chunk)] = self._forward_chunk(chunk, result, collected, sampled)
+                sampled = (
+                    observe
+                    if observe_every == 1
+                    else lambda name, x, first=first: observe(name, x[first::observe_every])
+                )
+            result.probabilities[done : done + len(chunk)] = self._forward_chunk(chunk, result, collected, sampled)
             done += len(chunk)
         if collected is not None:
-            result.taps = {name: LayerTap(np.concatenate([a for a, _ in parts]),
-                                          np.concatenate([b for _, b in parts]))
-                           for name, parts in collected.items()}
+            result.taps = {
+                name: LayerTap(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+                for name, parts in collected.items()
+            }
         return result
-
 
 
 def check_batch(model: Model, batch: Batch) -> None:

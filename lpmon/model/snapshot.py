@@ -24,7 +24,7 @@ class Model:
 
     spec: ModelSpec
     weights: dict[str, np.ndarray]
-    backend: str = "numpy"   # "torch": scored by lpmon.torch_backend (config: backend)
+    backend: str = "numpy"  # "torch": scored by lpmon.torch_backend (config: backend)
 
     def __post_init__(self):
         check_weights(self.spec, self.weights)
@@ -61,8 +61,10 @@ class Model:
     def load(cls, directory: str | Path) -> "Model":
         directory = Path(directory)
         if not (directory / SPEC_FILE).is_file() and (directory / "model.pt").is_file():
-            raise SpecError(f"{directory}: a TorchScript program (model.pt), not spec.json + weights.npz: "
-                            "load it with lpmon.model.load_snapshot")
+            raise SpecError(
+                f"{directory}: a TorchScript program (model.pt), not spec.json + weights.npz: "
+                "load it with lpmon.model.load_snapshot"
+            )
         if not (directory / SPEC_FILE).is_file():
             raise SpecError(f"{directory}: no {SPEC_FILE} (is this a model snapshot?)")
         if not (directory / WEIGHTS_FILE).is_file():

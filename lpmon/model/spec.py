@@ -21,17 +21,17 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class TableSpec:
-    name: str          # the sparse feature it serves, e.g. "sparse_3"
+    name: str  # the sparse feature it serves, e.g. "sparse_3"
     rows: int
     dim: int
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    dense: tuple[str, ...]            # dense feature columns, in order
+    dense: tuple[str, ...]  # dense feature columns, in order
     tables: tuple[TableSpec, ...]
-    bottom_mlp: tuple[int, ...]       # output sizes of the bottom layers
-    top_mlp: tuple[int, ...]          # output sizes of the top layers; the last is 1
+    bottom_mlp: tuple[int, ...]  # output sizes of the bottom layers
+    top_mlp: tuple[int, ...]  # output sizes of the top layers; the last is 1
     interaction: str = "dot"
     pooling: str = "sum"
 
@@ -67,8 +67,9 @@ class ModelSpec:
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every tensor a snapshot must hold, by its DLRM state-dict name."""
-        shapes: dict[str, tuple[int, ...]] = {f"emb_l.{t}.weight": (table.rows, table.dim)
-                                             for t, table in enumerate(self.tables)}
+        shapes: dict[str, tuple[int, ...]] = {
+            f"emb_l.{t}.weight": (table.rows, table.dim) for t, table in enumerate(self.tables)
+        }
         for name, fan_in, fan_out in self.linear_layers():
             shapes[f"{name}.weight"] = (fan_out, fan_in)
             shapes[f"{name}.bias"] = (fan_out,)
@@ -95,10 +96,14 @@ class ModelSpec:
             raise SpecError(f"{source}: missing field {missing[0]!r}")
         try:
             tables = tuple(TableSpec(**t) for t in data["tables"])
-            return cls(dense=tuple(data["dense"]), tables=tables,
-                       bottom_mlp=tuple(data["bottom_mlp"]), top_mlp=tuple(data["top_mlp"]),
-                       interaction=data.get("interaction", "dot"),
-                       pooling=data.get("pooling", "sum"))
+            return cls(
+                dense=tuple(data["dense"]),
+                tables=tables,
+                bottom_mlp=tuple(data["bottom_mlp"]),
+                top_mlp=tuple(data["top_mlp"]),
+                interaction=data.get("interaction", "dot"),
+                pooling=data.get("pooling", "sum"),
+            )
         except TypeError as err:
             raise SpecError(f"{source}: {err}") from None
 
@@ -130,5 +135,7 @@ def validate(spec: ModelSpec) -> None:
         names.add(table.name)
         positive_ints((table.rows, table.dim), f"tables[{t}] rows/dim")
         if spec.interaction == "dot" and table.dim != spec.bottom_mlp[-1]:
-            raise SpecError(f"tables[{t}].dim: dot interaction needs every table's dim to equal "
-                            f"the bottom MLP's output ({spec.bottom_mlp[-1]}), got {table.dim}")
+            raise SpecError(
+                f"tables[{t}].dim: dot interaction needs every table's dim to equal "
+                f"the bottom MLP's output ({spec.bottom_mlp[-1]}), got {table.dim}"
+            )

@@ -35,8 +35,9 @@ class Trainer:
     def __post_init__(self):
         self._m = {k: np.zeros_like(v) for k, v in self.model.weights.items() if not k.startswith("emb_l.")}
         self._v = {k: np.zeros_like(v) for k, v in self._m.items()}
-        self._g2 = {k: np.zeros(v.shape[0], np.float32) for k, v in self.model.weights.items()
-                    if k.startswith("emb_l.")}
+        self._g2 = {
+            k: np.zeros(v.shape[0], np.float32) for k, v in self.model.weights.items() if k.startswith("emb_l.")
+        }
         self._step = 0
 
     def loss_and_gradients(self, batch: Batch, labels: np.ndarray):
@@ -90,7 +91,7 @@ class Trainer:
             d_pooled = [d_vectors[:, t + 1] for t in range(len(pooled))]
         else:
             starts = np.cumsum([width] + [p_.shape[1] for p_ in pooled])
-            d_pooled = [d[:, starts[t]:starts[t + 1]] for t in range(len(pooled))]
+            d_pooled = [d[:, starts[t] : starts[t + 1]] for t in range(len(pooled))]
         for t, feature in enumerate(batch.sparse):
             counts = np.diff(np.append(feature.offsets, len(feature.indices)))
             per_bag = d_pooled[t] / np.maximum(counts, 1)[:, None] if spec.pooling == "mean" else d_pooled[t]
@@ -108,7 +109,7 @@ class Trainer:
         loss, grads = self.loss_and_gradients(batch, labels)
         c, w = self.config, self.model.weights
         self._step += 1
-        correction1, correction2 = 1 - c.beta1 ** self._step, 1 - c.beta2 ** self._step
+        correction1, correction2 = 1 - c.beta1**self._step, 1 - c.beta2**self._step
         for name, grad in grads.items():
             if name.startswith("emb_l."):
                 rows, row_grads = grad
@@ -116,13 +117,15 @@ class Trainer:
                 summed = np.zeros((len(unique), row_grads.shape[1]), row_grads.dtype)
                 np.add.at(summed, inverse, row_grads)
                 self._g2[name][unique] += (summed * summed).mean(axis=1)
-                w[name][unique] -= (c.embedding_learning_rate * summed
-                                    / (np.sqrt(self._g2[name][unique])[:, None] + 1e-10)).astype(w[name].dtype)
+                w[name][unique] -= (
+                    c.embedding_learning_rate * summed / (np.sqrt(self._g2[name][unique])[:, None] + 1e-10)
+                ).astype(w[name].dtype)
                 continue
             self._m[name] = c.beta1 * self._m[name] + (1 - c.beta1) * grad
             self._v[name] = c.beta2 * self._v[name] + (1 - c.beta2) * grad * grad
-            w[name] -= (c.learning_rate * (self._m[name] / correction1)
-                        / (np.sqrt(self._v[name] / correction2) + c.eps)).astype(w[name].dtype)
+            w[name] -= (
+                c.learning_rate * (self._m[name] / correction1) / (np.sqrt(self._v[name] / correction2) + c.eps)
+            ).astype(w[name].dtype)
         return loss
 
     def fit(self, batch: Batch, labels: np.ndarray, epochs: int = 1, seed: int = 0) -> list[float]:
@@ -132,7 +135,7 @@ class Trainer:
         for _ in range(epochs):
             order = rng.permutation(len(batch))
             for start in range(0, len(batch), self.config.batch_size):
-                rows = np.sort(order[start:start + self.config.batch_size])
+                rows = np.sort(order[start : start + self.config.batch_size])
                 losses.append(self.step(batch.take(rows), labels[rows]))
         return losses
 

@@ -42,5 +42,14 @@ from lpmon.pipeline.onboard import onboard_day, onboard_snapshot
 from lpmon.pipeline.recalibrate import proactive_recalibration
 from lpmon.pipeline.run import STEPS, run_day
 
-__all__ = ["STEPS", "RunResult", "day_lock", "load_model", "onboard_day", "onboard_snapshot", "open_store",
-           "proactive_recalibration", "run_day"]
+__all__ = [
+    "STEPS",
+    "RunResult",
+    "day_lock",
+    "load_model",
+    "onboard_day",
+    "onboard_snapshot",
+    "open_store",
+    "proactive_recalibration",
+    "run_day",
+]

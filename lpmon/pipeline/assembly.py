@@ -82,12 +82,13 @@ def merge_stored(observers: dict, method: str, stored_days: dict[str, dict[str, 
 
 # --- units ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Unit:
     """What the search moves: one FC layer or one embedding table."""
 
     name: str
-    kind: str          # "linear" or "embedding"
+    kind: str  # "linear" or "embedding"
     rows: int
     cols: int
 
@@ -118,9 +119,17 @@ def unit_precisions(plan: QuantPlan) -> dict[str, str]:
 
 # --- plans ---------------------------------------------------------------------------------
 
-def assemble(model: Model, ranges: Ranges, precisions: dict[str, str], *, model_id: str = "model",
-             version: int = 1, provenance: Provenance = Provenance(),
-             pinned: dict[str, LayerPlan] | None = None) -> QuantPlan:
+
+def assemble(
+    model: Model,
+    ranges: Ranges,
+    precisions: dict[str, str],
+    *,
+    model_id: str = "model",
+    version: int = 1,
+    provenance: Provenance = Provenance(),
+    pinned: dict[str, LayerPlan] | None = None,
+) -> QuantPlan:
     """A plan from per-unit precisions (layer names; EMBEDDINGS sets every table).
     Pinned layers are copied as the user pinned them, ranges included."""
     pinned = pinned or {}
@@ -138,8 +147,14 @@ def assemble(model: Model, ranges: Ranges, precisions: dict[str, str], *, model_
     return QuantPlan(model_id, version, tuple(layers), provenance)
 
 
-def evaluate(model: Model, plan: QuantPlan, batch: Batch, labels: np.ndarray,
-             reference: np.ndarray | None = None, level: float = LEVEL) -> Comparison:
+def evaluate(
+    model: Model,
+    plan: QuantPlan,
+    batch: Batch,
+    labels: np.ndarray,
+    reference: np.ndarray | None = None,
+    level: float = LEVEL,
+) -> Comparison:
     """The plan's comparison against fp32 on the given examples (runs the model)."""
     fp32 = forward_fp32(model, batch).probabilities if reference is None else reference
     return compare(fp32, forward_quantized(model, batch, plan).probabilities, labels, level=level)

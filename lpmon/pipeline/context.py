@@ -15,12 +15,11 @@ from lpmon.model import Batch, Model, load_snapshot
 from lpmon.pipeline import export
 from lpmon.pipeline.daywork import DayWork
 from lpmon.pipeline.evidence import HeldOut
-from lpmon.pipeline.lifecycle import (PlanLifecycle)
+from lpmon.pipeline.lifecycle import PlanLifecycle
 from lpmon.quant import QuantPlan
 from lpmon.store import Database, StateStore, StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
-
 
 
 def open_store(config: Config) -> StateStore:
@@ -83,14 +82,19 @@ def load_model(settings: ModelSettings) -> Model:
 
 def draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None):
     if settings.scorer == "logged":  # no model: serving logged both predictions beside the label
-        schema = TrafficSchema.logged(settings.p_ref_column, settings.p_q_column, settings.max_ids_per_row,
-                                      settings.ts_tolerance_hours * 3600, settings.segments)
+        schema = TrafficSchema.logged(
+            settings.p_ref_column,
+            settings.p_q_column,
+            settings.max_ids_per_row,
+            settings.ts_tolerance_hours * 3600,
+            settings.segments,
+        )
     else:
         assert model is not None, "a model-scored day draws with the model's spec"
-        schema = TrafficSchema.for_model(model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600,
-                                         settings.segments)
-    return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
-                       schema)
+        schema = TrafficSchema.for_model(
+            model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600, settings.segments
+        )
+    return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed, schema)
 
 
 def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
@@ -122,11 +126,17 @@ def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
 
 
 def held_out(settings: ModelSettings, model: Model, day: str, evaluation: Batch, labels: np.ndarray) -> HeldOut:
-    return HeldOut(model, evaluation, labels, level=settings.level, cap=settings.validation_max_examples,
-                   more=further_draws(settings, model, day, len(labels)))
+    return HeldOut(
+        model,
+        evaluation,
+        labels,
+        level=settings.level,
+        cap=settings.validation_max_examples,
+        more=further_draws(settings, model, day, len(labels)),
+    )
 
 
-PLAN_LOCK = "plan"   # the model-wide lock onboarding holds (Database.day_lock with this in place of a day)
+PLAN_LOCK = "plan"  # the model-wide lock onboarding holds (Database.day_lock with this in place of a day)
 
 
 class Day:

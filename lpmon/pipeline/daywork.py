@@ -27,9 +27,11 @@ from lpmon.config import confined
 from lpmon.model import Batch
 from lpmon.model.batch import SparseFeature
 
+
 @dataclass(frozen=True)
 class RunResult:
     """What a model's day came to (run_day's result, and the report task's)."""
+
     model_id: str
     logical_date: str
     status: str
@@ -38,7 +40,7 @@ class RunResult:
     plan_version: int | None
     new_plan_version: int | None = None
     dne_pct: float | None = None
-    promoted: bool = False   # new_plan_version reached serving today
+    promoted: bool = False  # new_plan_version reached serving today
 
 
 STATE, ARRAYS = "state.json", "arrays.npz"
@@ -53,21 +55,21 @@ class WorkMissing(RuntimeError):
 class DayWork:
     model_id: str
     day: str
-    failure: str | None = None        # "failed" or "INSUFFICIENT_DATA" when the day cannot be scored
+    failure: str | None = None  # "failed" or "INSUFFICIENT_DATA" when the day cannot be scored
     message: str = ""
-    plan_version: int | None = None   # the plan in force for the day (kept across reruns)
+    plan_version: int | None = None  # the plan in force for the day (kept across reruns)
     sample_size: int = 0
     positives: int = 0
     timings: dict = field(default_factory=dict)
-    comparison: dict | None = None    # lpmon.metrics.Comparison.as_dict()
-    status: str | None = None         # lpmon.policy.Status value
-    action: str | None = None         # what was done: RECORD, RECALIBRATE, FALLBACK, REENABLE
+    comparison: dict | None = None  # lpmon.metrics.Comparison.as_dict()
+    status: str | None = None  # lpmon.policy.Status value
+    action: str | None = None  # what was done: RECORD, RECALIBRATE, FALLBACK, REENABLE
     reasons: list = field(default_factory=list)
     new_plan_version: int | None = None
     promoted: bool = False
-    next_steps: list = field(default_factory=list)      # what decide/recalibrate chose: record, recalibrate, fallback
-    layers: dict = field(default_factory=dict)          # per-layer SQNR and saturation
-    calibration: dict = field(default_factory=dict)     # today's observer state per FC layer
+    next_steps: list = field(default_factory=list)  # what decide/recalibrate chose: record, recalibrate, fallback
+    layers: dict = field(default_factory=dict)  # per-layer SQNR and saturation
+    calibration: dict = field(default_factory=dict)  # today's observer state per FC layer
     segment_values: dict = field(default_factory=dict)  # segment column -> its values (codes index them)
     segment_results: dict = field(default_factory=dict)  # "column=value" -> Comparison.as_dict()
     # in memory only; saved in arrays.npz
@@ -75,9 +77,9 @@ class DayWork:
     labels: np.ndarray | None = None
     p_ref: np.ndarray | None = None
     p_q: np.ndarray | None = None
-    segment_codes: dict = field(default_factory=dict)   # segment column -> int32 code per example
+    segment_codes: dict = field(default_factory=dict)  # segment column -> int32 code per example
     # the step context (store, loaded model) shared by steps in one process; never saved
-    context: Any = field(default=None, repr=False, compare=False)   # lpmon.pipeline.context.Day
+    context: Any = field(default=None, repr=False, compare=False)  # lpmon.pipeline.context.Day
 
     _TRANSIENT = ("batch", "labels", "p_ref", "p_q", "segment_codes", "context")
 
@@ -109,21 +111,24 @@ class DayWork:
         try:
             state = json.loads((folder / STATE).read_text())
         except FileNotFoundError:
-            raise WorkMissing(f"{folder / STATE}: no saved state for {model_id} on {day}; "
-                              "run the day from its first step (sample)") from None
+            raise WorkMissing(
+                f"{folder / STATE}: no saved state for {model_id} on {day}; run the day from its first step (sample)"
+            ) from None
         known = {f.name for f in fields(cls)}
         work = cls(**{k: v for k, v in state.items() if k in known})  # a key an older lpmon saved: dropped
         if arrays and (folder / ARRAYS).exists():
             with np.load(folder / ARRAYS, allow_pickle=False) as z:
                 if "dense" in z:
                     tables = sum(1 for key in z.files if key.startswith("indices_"))
-                    work.batch = Batch(z["dense"], tuple(SparseFeature(z[f"indices_{t}"], z[f"offsets_{t}"])
-                                                         for t in range(tables)))
+                    work.batch = Batch(
+                        z["dense"], tuple(SparseFeature(z[f"indices_{t}"], z[f"offsets_{t}"]) for t in range(tables))
+                    )
                 for name in ("labels", "p_ref", "p_q"):
                     if name in z:
                         setattr(work, name, z[name])
-                work.segment_codes = {key[len(SEGMENT_PREFIX):]: z[key] for key in z.files
-                                      if key.startswith(SEGMENT_PREFIX)}
+                work.segment_codes = {
+                    key[len(SEGMENT_PREFIX) :]: z[key] for key in z.files if key.startswith(SEGMENT_PREFIX)
+                }
         return work
 
     def drop_arrays(self, work_dir: Path) -> None:
@@ -133,8 +138,10 @@ class DayWork:
     def require_sample(self) -> tuple[Batch, np.ndarray]:
         """The day's sample and labels (saved by the sample step)."""
         if self.batch is None or self.labels is None:
-            raise WorkMissing(f"{self.model_id} {self.day}: the day's sample is not in the work directory; "
-                              "run the day from its first step (sample)")
+            raise WorkMissing(
+                f"{self.model_id} {self.day}: the day's sample is not in the work directory; "
+                "run the day from its first step (sample)"
+            )
         return self.batch, self.labels
 
     def as_dict(self) -> dict:

@@ -30,8 +30,16 @@ def plan_key(plan: QuantPlan) -> tuple:
 
 
 class HeldOut:
-    def __init__(self, model: Model, batch: Batch, labels: np.ndarray, *, level: float = 0.95,
-                 more: Iterator[tuple[Batch, np.ndarray, str]] | None = None, cap: int | None = None):
+    def __init__(
+        self,
+        model: Model,
+        batch: Batch,
+        labels: np.ndarray,
+        *,
+        level: float = 0.95,
+        more: Iterator[tuple[Batch, np.ndarray, str]] | None = None,
+        cap: int | None = None,
+    ):
         self.model, self.level = model, level
         self._batches, self._labels = [batch], [np.asarray(labels, np.uint8)]
         self._ref = [forward_fp32(model, batch).probabilities]
@@ -51,7 +59,7 @@ class HeldOut:
 
     def predictions(self, plan: QuantPlan) -> np.ndarray:
         parts = self._preds.setdefault(plan_key(plan), [])
-        for batch in self._batches[len(parts):]:
+        for batch in self._batches[len(parts) :]:
             parts.append(forward_quantized(self.model, batch, plan).probabilities)
         return np.concatenate(parts)
 
@@ -68,8 +76,9 @@ class HeldOut:
     def kl_gap(self, plan: QuantPlan) -> float:
         """The plan's label-free dNE estimate (KL gap %) on the probe."""
         batch, labels, ref = self._probe
-        return compare(ref, forward_quantized(self.model, batch, plan).probabilities, labels,
-                       level=self.level).kl_gap_pct
+        return compare(
+            ref, forward_quantized(self.model, batch, plan).probabilities, labels, level=self.level
+        ).kl_gap_pct
 
     def extend(self) -> bool:
         """Add the next draw (at most up to the cap); False when nothing more can be had."""

@@ -85,7 +85,7 @@ def mismatch(model_id: str, active: int, serving: int | None, why: str) -> str:
 
 
 def serving_problem(store, model_id: str) -> str:
-    """"" when serving's file holds the active plan as far as the store knows; else
+    """ "" when serving's file holds the active plan as far as the store knows; else
     the one line to show on pages and in alerts."""
     active, status = store.active_plan(model_id), store.export_status(model_id)
     if active is None:
@@ -95,8 +95,10 @@ def serving_problem(store, model_id: str) -> str:
     if status["status"] == "failed":
         return mismatch(model_id, active.version, status["serving_version"], status["error"])
     if status["version"] != active.version:
-        return (f"{model_id}: v{active.version} active in the store, serving file last written with "
-                f"v{status['version']}: the next run exports it")
+        return (
+            f"{model_id}: v{active.version} active in the store, serving file last written with "
+            f"v{status['version']}: the next run exports it"
+        )
     return ""
 
 
@@ -126,6 +128,8 @@ def _problem(path: Path) -> str:
         if not folder.is_dir():
             return f"serving's folder cannot be made: {folder} is not a directory"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return (f"serving's folder {folder} is not writable by this user (uid {os.geteuid()}): "
-                "fix its owner or mode, or plans_dir")
+        return (
+            f"serving's folder {folder} is not writable by this user (uid {os.geteuid()}): "
+            "fix its owner or mode, or plans_dir"
+        )
     return ""

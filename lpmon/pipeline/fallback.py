@@ -25,10 +25,22 @@ from lpmon.store import StateStore
 SAVED_MOVES = "steps"  # state_json's key for the moves (see above)
 
 
-def resumable_search(store: StateStore, model_id: str, day: str, purpose: str, model: Model, ranges: Ranges,
-                     start: dict[str, str], evidence: HeldOut, settings: ModelSettings, *, fixed: dict,
-                     active: QuantPlan | None = None, active_over_gate: bool = False,
-                     creep: bool = False) -> tuple[SearchResult, Verdict | None]:
+def resumable_search(
+    store: StateStore,
+    model_id: str,
+    day: str,
+    purpose: str,
+    model: Model,
+    ranges: Ranges,
+    start: dict[str, str],
+    evidence: HeldOut,
+    settings: ModelSettings,
+    *,
+    fixed: dict,
+    active: QuantPlan | None = None,
+    active_over_gate: bool = False,
+    creep: bool = False,
+) -> tuple[SearchResult, Verdict | None]:
     """The fallback search over this model's units (lpmon.pipeline.search) with the lifecycle's
     validation; saves its progress after every round and resumes an interrupted one."""
     verdicts: dict[tuple, Verdict] = {}
@@ -46,25 +58,39 @@ def resumable_search(store: StateStore, model_id: str, day: str, purpose: str, m
     def accept(precisions):
         key = tuple(sorted(precisions.items()))
         if key not in verdicts:
-            verdicts[key] = validate(plan_of(precisions), evidence, settings.gate_pct, active=active,
-                                     active_over_gate=active_over_gate)
+            verdicts[key] = validate(
+                plan_of(precisions), evidence, settings.gate_pct, active=active, active_over_gate=active_over_gate
+            )
         return verdicts[key]
 
     def save(progress: SearchResult):
-        store.record_fallback_progress(model_id, day, len(progress.moves),
-                                       json.dumps(progress.precisions, sort_keys=True),
-                                       saved_state(purpose, start, progress.moves))
+        store.record_fallback_progress(
+            model_id,
+            day,
+            len(progress.moves),
+            json.dumps(progress.precisions, sort_keys=True),
+            saved_state(purpose, start, progress.moves),
+        )
 
-    result = fallback_search(start, units=units(model), score=score, accept=accept, target=settings.gate_pct,
-                             frozen=set(fixed), creep=creep, on_step=save,
-                             resume=resumed(store.fallback_progress(model_id, day), purpose, start))
+    result = fallback_search(
+        start,
+        units=units(model),
+        score=score,
+        accept=accept,
+        target=settings.gate_pct,
+        frozen=set(fixed),
+        creep=creep,
+        on_step=save,
+        resume=resumed(store.fallback_progress(model_id, day), purpose, start),
+    )
     return result, verdicts.get(tuple(sorted(result.precisions.items())))
 
 
 def saved_state(purpose: str, start: dict[str, str], moves: list[Move]) -> str:
     """The state_json a search's progress is saved with."""
-    return json.dumps({"purpose": purpose, "start": start,
-                       SAVED_MOVES: [dataclasses.asdict(move) for move in moves]}, sort_keys=True)
+    return json.dumps(
+        {"purpose": purpose, "start": start, SAVED_MOVES: [dataclasses.asdict(move) for move in moves]}, sort_keys=True
+    )
 
 
 def resumed(saved: dict | None, purpose: str, start: dict[str, str]) -> tuple[dict[str, str], list[Move]] | None:
@@ -80,5 +106,6 @@ def resumed(saved: dict | None, purpose: str, start: dict[str, str]) -> tuple[di
 
 def whole_model_fp32(model: Model, fixed: dict) -> dict[str, str]:
     """Whole-model fp32, but for the fixed (pinned) layers."""
-    return {name: "fp32" for name in units(model) if name not in fixed} | {n: layer.precision
-                                                                         for n, layer in fixed.items()}
+    return {name: "fp32" for name in units(model) if name not in fixed} | {
+        n: layer.precision for n, layer in fixed.items()
+    }

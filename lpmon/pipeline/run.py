@@ -1,17 +1,22 @@
-"""One model's day in one process: every step in order, holding the day's lock.
-"""
+"""One model's day in one process: every step in order, holding the day's lock."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-
 from lpmon.config import Config
-from lpmon.pipeline.daywork import DayWork, RunResult
 from lpmon.pipeline.context import day_lock
-from lpmon.pipeline.steps import (compare_step, decide_step, fallback_step, recalibrate_step, record_step,
-                                  report_step, sample_step, score_step)
-
+from lpmon.pipeline.daywork import DayWork, RunResult
+from lpmon.pipeline.steps import (
+    compare_step,
+    decide_step,
+    fallback_step,
+    recalibrate_step,
+    record_step,
+    report_step,
+    sample_step,
+    score_step,
+)
 
 STEPS = ("sample", "score", "compare", "decide", "act", "report")
 

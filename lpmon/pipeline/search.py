@@ -28,8 +28,8 @@ from typing import Callable, Mapping, Protocol
 from lpmon.pipeline.assembly import Unit
 from lpmon.quant.precision import step_up
 
-MAX_ROUNDS = 8    # rounds before the search validates what it has and stops
-RELEVANT = 0.1    # a move matters if it removes at least this share of the best move's gain
+MAX_ROUNDS = 8  # rounds before the search validates what it has and stops
+RELEVANT = 0.1  # a move matters if it removes at least this share of the best move's gain
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Move:
     unit: str
     before: str
     after: str
-    why: str = ""     # e.g. "alone removes 0.2100 of 0.2500 % (KL gap) for 65,536 bytes"
+    why: str = ""  # e.g. "alone removes 0.2100 of 0.2500 % (KL gap) for 65,536 bytes"
 
 
 @dataclass
@@ -67,12 +67,19 @@ class Verdict(Protocol):
 Precisions = dict[str, str]
 
 
-def fallback_search(start: Precisions, *, units: Mapping[str, Unit],
-                    score: Callable[[Precisions], float], accept: Callable[[Precisions], Verdict],
-                    target: float, frozen: frozenset[str] | set[str] = frozenset(),
-                    max_rounds: int = MAX_ROUNDS, creep: bool = False,
-                    on_step: Callable[[SearchResult], None] | None = None,
-                    resume: tuple[Precisions, list[Move]] | None = None) -> SearchResult:
+def fallback_search(
+    start: Precisions,
+    *,
+    units: Mapping[str, Unit],
+    score: Callable[[Precisions], float],
+    accept: Callable[[Precisions], Verdict],
+    target: float,
+    frozen: frozenset[str] | set[str] = frozenset(),
+    max_rounds: int = MAX_ROUNDS,
+    creep: bool = False,
+    on_step: Callable[[SearchResult], None] | None = None,
+    resume: tuple[Precisions, list[Move]] | None = None,
+) -> SearchResult:
     """Raise units, most score removed per byte first, until a plan passes `accept`.
 
     start: every unit's precision to begin from; frozen: units never moved (pinned).
@@ -97,8 +104,11 @@ def fallback_search(start: Precisions, *, units: Mapping[str, Unit],
     worth, goal = target, target / 2  # validate once the estimate is within target; rounds aim for half
     while True:
         current = score(precisions)
-        movable = {name: up for name, unit in units.items()
-                   if name not in frozen and (up := step_up(precisions[name], unit.ladder)) is not None}
+        movable = {
+            name: up
+            for name, unit in units.items()
+            if name not in frozen and (up := step_up(precisions[name], unit.ladder)) is not None
+        }
         if current <= worth or not movable or result.rounds >= max_rounds:
             verdict = accept(precisions)
             result.precisions, result.passed, result.reason = dict(precisions), verdict.passed, verdict.reason
@@ -130,8 +140,10 @@ def _round(precisions, movable, units, score, current, goal):
     # a tiny layer that removes next to nothing is not raised just because it is cheap.
     helpful = sorted((o for o in options if o[1] > 0 and o[1] >= RELEVANT * best), key=lambda o: (-o[0], o[3]))
     if not helpful:
-        return [(name, units[name].ladder[-1].value, "no single move lowers the estimate: whole-model fp32")
-                for name in movable]
+        return [
+            (name, units[name].ladder[-1].value, "no single move lowers the estimate: whole-model fp32")
+            for name in movable
+        ]
     moves, trial = [], dict(precisions)
     for _, gain, added, name, up in helpful:
         trial[name] = up

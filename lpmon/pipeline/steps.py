@@ -16,23 +16,20 @@ from lpmon.metrics import Comparison, compare, compare_by_segment, layer_metrics
 from lpmon.model import forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
 from lpmon.pipeline import export
-from lpmon.pipeline.daywork import DayWork, RunResult
-from lpmon.pipeline.lifecycle import (Origin, group_units, validate)
 from lpmon.pipeline.assembly import assemble, unit_precisions
-from lpmon.policy import Action, Status
-from lpmon.store import StoreError
-from lpmon.traffic import EmptyDay, MissingDay, TrafficError
 from lpmon.pipeline.assess import assess_day, logged_degraded_reason, worst_segments
 from lpmon.pipeline.context import Day, day_of, draw
+from lpmon.pipeline.daywork import DayWork, RunResult
 from lpmon.pipeline.fallback import resumable_search, whole_model_fp32
+from lpmon.pipeline.lifecycle import Origin, group_units, validate
 from lpmon.pipeline.onboard import ONBOARDING_WAITS, onboard_once
 from lpmon.pipeline.recalibrate import provenance_of, ranges_of
 from lpmon.pipeline.reenable import healthy_streak, maybe_reenable
-
+from lpmon.policy import Action, Status
+from lpmon.store import StoreError
+from lpmon.traffic import EmptyDay, MissingDay, TrafficError
 
 SQNR_EXAMPLES = 4096  # one forward chunk: enough for a per-layer SQNR, small in memory
-
-
 
 
 def _timed(work: DayWork, name: str, started: float) -> None:
@@ -97,8 +94,10 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     previous = store.run(work.model_id, d.day)
     if previous and previous["plan_version"]:
         work.plan_version = previous["plan_version"]
-        if any(e["origin"] == Origin.ONBOARD.value and e["logical_date"] == d.day and e["version"] == work.plan_version
-               for e in store.plan_events(work.model_id)):  # this day onboarded the model
+        if any(
+            e["origin"] == Origin.ONBOARD.value and e["logical_date"] == d.day and e["version"] == work.plan_version
+            for e in store.plan_events(work.model_id)
+        ):  # this day onboarded the model
             work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, work.plan_version, True
     elif previous and _waited_for_onboarding(previous, store.plan_events(work.model_id)):
         # No plan was in force that day (serving was fp32): the plan a later day
@@ -116,20 +115,29 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         assert active is not None  # onboarded above, or by another run meanwhile
         work.plan_version = active.version
         # The plan in force is fixed before anything can be promoted today.
-        store.record_run(work.model_id, d.day, Status.RUNNING.value, plan_version=work.plan_version,
-                         sample_size=work.sample_size, positives=work.positives)
+        store.record_run(
+            work.model_id,
+            d.day,
+            Status.RUNNING.value,
+            plan_version=work.plan_version,
+            sample_size=work.sample_size,
+            positives=work.positives,
+        )
     plan = d.plan(work.plan_version)
     method = d.settings.calibration_method
     # The calibration half's FC inputs are observed in the scoring pass itself
     # (rows 0, 2, 4, ... are the calibration half), not in a second forward pass.
     fed = {name: observer(method) for name, _, _ in model.spec.linear_layers()} if method in STORABLE else None
-    fp32 = forward_fp32(model, batch, observe=(lambda name, x: fed[name].observe(x)) if fed else None,
-                        observe_every=2)
-    quant = forward_quantized(model, batch, plan)   # saturation counted over every example
+    fp32 = forward_fp32(model, batch, observe=(lambda name, x: fed[name].observe(x)) if fed else None, observe_every=2)
+    quant = forward_quantized(model, batch, plan)  # saturation counted over every example
     work.p_ref, work.p_q = fp32.probabilities, quant.probabilities
     probe = batch.slice(0, min(work.sample_size, SQNR_EXAMPLES))
-    work.layers = layer_metrics(plan, forward_fp32(model, probe, taps=True).taps,
-                                 forward_quantized(model, probe, plan, taps=True).taps, quant.saturation)
+    work.layers = layer_metrics(
+        plan,
+        forward_fp32(model, probe, taps=True).taps,
+        forward_quantized(model, probe, plan, taps=True).taps,
+        quant.saturation,
+    )
     if fed is not None:
         work.calibration = {name: to_state(obs) for name, obs in fed.items()}
     _timed(work, "score", started)
@@ -139,9 +147,13 @@ def score_step(config: Config, work: DayWork) -> DayWork:
 def _waited_for_onboarding(previous: dict, events: list[dict]) -> bool:
     """Whether a day's first run found the model without a plan and waited for
     onboarding's evidence, the model's first plan being promoted on a later day."""
-    return (previous["plan_version"] is None and previous["status"] == Status.INSUFFICIENT_DATA.value
-            and (previous["message"] or "").startswith(ONBOARDING_WAITS)
-            and bool(events) and events[0]["logical_date"] > previous["logical_date"])
+    return (
+        previous["plan_version"] is None
+        and previous["status"] == Status.INSUFFICIENT_DATA.value
+        and (previous["message"] or "").startswith(ONBOARDING_WAITS)
+        and bool(events)
+        and events[0]["logical_date"] > previous["logical_date"]
+    )
 
 
 def _wait_for_earlier_days(d: Day, poll_s: float = 0.2, timeout_s: float = 3600.0) -> None:
@@ -151,8 +163,9 @@ def _wait_for_earlier_days(d: Day, poll_s: float = 0.2, timeout_s: float = 3600.
     for earlier in d.store.days_running(d.work.model_id, before=d.day):
         while d.store.db.day_locked(d.work.model_id, earlier):
             if time.monotonic() > deadline:
-                raise StoreError(f"{d.work.model_id} {d.day}: the run of {earlier} has held its lock for over "
-                                 f"{timeout_s:.0f} s")
+                raise StoreError(
+                    f"{d.work.model_id} {d.day}: the run of {earlier} has held its lock for over {timeout_s:.0f} s"
+                )
             time.sleep(poll_s)
 
 
@@ -197,8 +210,12 @@ def decide_step(config: Config, work: DayWork) -> str:
 def record_step(config: Config, work: DayWork) -> DayWork:
     """The path without recalibration; on a HEALTHY day, units serving above their
     baseline may go back to it after enough healthy days in a row."""
-    if (work.failure or work.status != Status.HEALTHY.value or work.action == Action.ONBOARD.value
-            or config.model(work.model_id).scorer == "logged"):
+    if (
+        work.failure
+        or work.status != Status.HEALTHY.value
+        or work.action == Action.ONBOARD.value
+        or config.model(work.model_id).scorer == "logged"
+    ):
         return work
     d = day_of(config, work)
     streak = 1 + healthy_streak(d.store, work.model_id, d.day, work.plan_version)
@@ -212,8 +229,14 @@ def recalibrate_step(config: Config, work: DayWork) -> bool:
     plan = d.plan(work.plan_version)
     calibration, _, _ = d.halves()
     pins = d.lifecycle.pins()
-    candidate = assemble(d.model, ranges_of(d, calibration), unit_precisions(plan), model_id=work.model_id,
-                         pinned=pins, provenance=provenance_of(d, len(calibration)))
+    candidate = assemble(
+        d.model,
+        ranges_of(d, calibration),
+        unit_precisions(plan),
+        model_id=work.model_id,
+        pinned=pins,
+        provenance=provenance_of(d, len(calibration)),
+    )
     verdict = validate(candidate, d.evidence(), d.settings.gate_pct, active=plan, active_over_gate=True)
     work.action = Action.RECALIBRATE.value
     outcome = d.lifecycle.propose(candidate, d.day, Origin.RECALIBRATE, verdict, expected_active=work.plan_version)
@@ -238,18 +261,44 @@ def fallback_step(config: Config, work: DayWork) -> DayWork:
     pins = d.lifecycle.pins()
     start = unit_precisions(plan)
     evidence = d.evidence()
-    result, verdict = resumable_search(d.store, work.model_id, d.day, "fallback", d.model, ranges, start, evidence,
-                              d.settings, fixed=pins, active=plan, active_over_gate=True, creep=True)
+    result, verdict = resumable_search(
+        d.store,
+        work.model_id,
+        d.day,
+        "fallback",
+        d.model,
+        ranges,
+        start,
+        evidence,
+        d.settings,
+        fixed=pins,
+        active=plan,
+        active_over_gate=True,
+        creep=True,
+    )
     precisions = result.precisions
     if not result.passed:
         precisions = whole_model_fp32(d.model, pins)
-        verdict = validate(assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins), evidence,
-                           d.settings.gate_pct, active=plan, active_over_gate=True)
-        work.reasons.append(f"fallback: no cheaper plan was shown within the gate ({result.reason}); "
-                            "whole-model fp32" + (f" but for the pinned {', '.join(sorted(pins))}" if pins else ""))
+        verdict = validate(
+            assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins),
+            evidence,
+            d.settings.gate_pct,
+            active=plan,
+            active_over_gate=True,
+        )
+        work.reasons.append(
+            f"fallback: no cheaper plan was shown within the gate ({result.reason}); "
+            "whole-model fp32" + (f" but for the pinned {', '.join(sorted(pins))}" if pins else "")
+        )
     moved = {n: (start[n], p) for n, p in precisions.items() if p != start[n]}
-    candidate = assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins,
-                         provenance=provenance_of(d, len(calibration), "raised: " + "; ".join(group_units(moved))))
+    candidate = assemble(
+        d.model,
+        ranges,
+        precisions,
+        model_id=work.model_id,
+        pinned=pins,
+        provenance=provenance_of(d, len(calibration), "raised: " + "; ".join(group_units(moved))),
+    )
     work.action = Action.FALLBACK.value
     outcome = d.lifecycle.propose(candidate, d.day, Origin.FALLBACK, verdict, expected_active=work.plan_version)
     work.reasons.append(f"fallback raised {'; '.join(group_units(moved)) or 'nothing'}: {outcome.reason}")
@@ -283,21 +332,46 @@ def report_step(config: Config, work: DayWork) -> RunResult:
     work.timings["total_s"] = round(total, 3)
     with store.db.transaction() as c:
         if work.failure:
-            store.record_run(model_id, d.day, work.failure, message=work.message, sample_size=work.sample_size or None,
-                             positives=work.positives if work.sample_size else None, connection=c)
+            store.record_run(
+                model_id,
+                d.day,
+                work.failure,
+                message=work.message,
+                sample_size=work.sample_size or None,
+                positives=work.positives if work.sample_size else None,
+                connection=c,
+            )
         else:
-            store.record_run(model_id, d.day, work.status, message="; ".join(work.reasons),
-                             plan_version=work.plan_version, sample_size=work.sample_size,
-                             positives=work.positives, timings=work.timings, connection=c)
+            store.record_run(
+                model_id,
+                d.day,
+                work.status,
+                message="; ".join(work.reasons),
+                plan_version=work.plan_version,
+                sample_size=work.sample_size,
+                positives=work.positives,
+                timings=work.timings,
+                connection=c,
+            )
             if work.comparison is not None:
                 store.record_metrics(model_id, d.day, Comparison(**work.comparison), connection=c)
             for segment, comparison in sorted(work.segment_results.items()):
                 store.record_metrics(model_id, d.day, Comparison(**comparison), segment=segment, connection=c)
             store.record_layer_metrics(model_id, d.day, work.layers, connection=c)
             store.record_calibration_states(model_id, d.day, work.calibration, connection=c)
-        store.record_decision(model_id, d.day, work.action, work.reasons,
-                              work.new_plan_version if work.promoted else None, connection=c)
+        store.record_decision(
+            model_id, d.day, work.action, work.reasons, work.new_plan_version if work.promoted else None, connection=c
+        )
     export.publish(config, store, model_id)  # a failure is recorded, then raised (the rows are in)
     dne = work.comparison["dne_pct"] if work.comparison else None
-    return RunResult(model_id, d.day, work.status, work.action, "; ".join(work.reasons), work.plan_version,
-                     work.new_plan_version if work.promoted else None, dne, promoted=work.promoted)
+    return RunResult(
+        model_id,
+        d.day,
+        work.status,
+        work.action,
+        "; ".join(work.reasons),
+        work.plan_version,
+        work.new_plan_version if work.promoted else None,
+        dne,
+        promoted=work.promoted,
+    )

@@ -10,5 +10,14 @@ plan      QuantPlan: per-layer precision and parameters, JSON round trip
 from .plan import ActivationRange, LayerPlan, PlanError, Provenance, QuantPlan
 from .qparams import QParams, choose_qparams, fake_quantize, integer_range
 
-__all__ = ["ActivationRange", "LayerPlan", "PlanError", "Provenance", "QParams", "QuantPlan",
-           "choose_qparams", "fake_quantize", "integer_range"]
+__all__ = [
+    "ActivationRange",
+    "LayerPlan",
+    "PlanError",
+    "Provenance",
+    "QParams",
+    "QuantPlan",
+    "choose_qparams",
+    "fake_quantize",
+    "integer_range",
+]

@@ -75,8 +75,9 @@ def dequantize_output(acc, multiplier, bias, *, relu: bool = False) -> np.ndarra
     multiplier = np.ascontiguousarray(multiplier, dtype=np.float32).reshape(-1)
     bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
     if multiplier.shape != (acc.shape[1],) or bias.shape != (acc.shape[1],):
-        raise ValueError(f"multiplier and bias must have shape ({acc.shape[1]},), "
-                         f"got {multiplier.shape} and {bias.shape}")
+        raise ValueError(
+            f"multiplier and bias must have shape ({acc.shape[1]},), got {multiplier.shape} and {bias.shape}"
+        )
     out = np.empty(acc.shape, dtype=np.float32)
     _kernel.dequantize_output(acc, multiplier, bias, relu, out)
     return out
@@ -86,9 +87,9 @@ def dequantize_output(acc, multiplier, bias, *, relu: bool = False) -> np.ndarra
 class QuantizedLinear:
     """An int8 linear layer: weight [out, in] int8 with per-output-channel scales."""
 
-    weight: np.ndarray          # int8 [out, in]
-    weight_scale: np.ndarray    # float32 [out]
-    bias: np.ndarray            # float32 [out]
+    weight: np.ndarray  # int8 [out, in]
+    weight_scale: np.ndarray  # float32 [out]
+    bias: np.ndarray  # float32 [out]
     _weight_t: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -103,8 +104,10 @@ class QuantizedLinear:
             raise ValueError(f"weight must be 2-D [out, in], got shape {weight.shape}")
         if not np.isfinite(weight).all():
             raise ValueError(f"weight has {np.count_nonzero(~np.isfinite(weight))} NaN or inf values")
-        scales = np.array([choose_qparams(-m, m, 8, signed=True, symmetric=True).scale
-                           for m in np.abs(weight).max(axis=1)], dtype=np.float32)
+        scales = np.array(
+            [choose_qparams(-m, m, 8, signed=True, symmetric=True).scale for m in np.abs(weight).max(axis=1)],
+            dtype=np.float32,
+        )
         q = np.clip(np.rint(weight / scales[:, None]), -128, 127).astype(np.int8)
         bias = np.zeros(weight.shape[0], np.float32) if bias is None else np.asarray(bias, np.float32)
         if bias.shape != (weight.shape[0],):
@@ -125,7 +128,7 @@ class QuantizedLinear:
             return a @ w
         total = np.zeros((a.shape[0], w.shape[1]), np.float64)
         for start in range(0, k, EXACT_BLOCK):
-            total += a[:, start:start + EXACT_BLOCK] @ w[start:start + EXACT_BLOCK]
+            total += a[:, start : start + EXACT_BLOCK] @ w[start : start + EXACT_BLOCK]
         return total.astype(np.float32)  # |acc| < 2**31 is exact in float64, int32 range fits
 
     def forward_float(self, x_q: np.ndarray, x_qp: QParams, *, relu: bool = False) -> np.ndarray:
@@ -145,6 +148,13 @@ class QuantizedLinear:
         bias_over_scale = (self.bias / act_times_w).astype(np.float32)
         out = np.empty(acc.shape, dtype=np.uint8)
         lo = out_qp.zero_point if relu else out_qp.qmin
-        _kernel.requantize(np.ascontiguousarray(acc, dtype=np.float32), multiplier, bias_over_scale,
-                           out_qp.zero_point, lo, out_qp.qmax, out)
+        _kernel.requantize(
+            np.ascontiguousarray(acc, dtype=np.float32),
+            multiplier,
+            bias_over_scale,
+            out_qp.zero_point,
+            lo,
+            out_qp.qmax,
+            out,
+        )
         return out

@@ -18,9 +18,12 @@ from .qparams import QParams, integer_range
 
 SCHEMA_VERSION = 1
 SCHEMES = {
-    "fp32": "none", "fp16": "weight_fp16", "bf16": "weight_bf16",
+    "fp32": "none",
+    "fp16": "weight_fp16",
+    "bf16": "weight_bf16",
     "int8": None,  # per kind: linear per_channel_symmetric, embedding rowwise
-    "int4": "rowwise", "int2": "rowwise",
+    "int4": "rowwise",
+    "int2": "rowwise",
 }
 
 
@@ -58,7 +61,7 @@ class LayerPlan:
     precision: str
     scheme: str = ""
     activation: ActivationRange | None = None
-    search: bool = False          # embeddings, 4/2-bit: greedy row range search
+    search: bool = False  # embeddings, 4/2-bit: greedy row range search
 
     def __post_init__(self):
         if not self.scheme:
@@ -67,9 +70,9 @@ class LayerPlan:
 
 @dataclass(frozen=True)
 class Provenance:
-    method: str = ""      # calibration method, e.g. "l2"
-    sample: str = ""      # which traffic, e.g. "2026-11-27, 100000 examples"
-    date: str = ""        # ISO date the plan was made
+    method: str = ""  # calibration method, e.g. "l2"
+    sample: str = ""  # which traffic, e.g. "2026-11-27, 100000 examples"
+    date: str = ""  # ISO date the plan was made
     notes: str = ""
 
 
@@ -103,9 +106,11 @@ class QuantPlan:
             if a.precision != b.precision:
                 lines.append(f"{name}: precision {a.precision} -> {b.precision}")
             if a.activation and b.activation and a.activation != b.activation:
-                lines.append(f"{name}: range [{a.activation.lo:.6g}, {a.activation.hi:.6g}] -> "
-                             f"[{b.activation.lo:.6g}, {b.activation.hi:.6g}], scale {a.activation.scale:.6g} -> "
-                             f"{b.activation.scale:.6g}")
+                lines.append(
+                    f"{name}: range [{a.activation.lo:.6g}, {a.activation.hi:.6g}] -> "
+                    f"[{b.activation.lo:.6g}, {b.activation.hi:.6g}], scale {a.activation.scale:.6g} -> "
+                    f"{b.activation.scale:.6g}"
+                )
         return lines
 
     def to_json(self) -> str:
@@ -126,8 +131,7 @@ class QuantPlan:
         _expect(data, dict, "plan")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise PlanError(f"schema_version: {version!r} is not supported (this lpmon reads "
-                            f"{SCHEMA_VERSION})")
+            raise PlanError(f"schema_version: {version!r} is not supported (this lpmon reads {SCHEMA_VERSION})")
         _check_keys(data, cls, "plan")
         layers = data.get("layers")
         _expect(layers, dict, "layers")
@@ -173,11 +177,15 @@ def validate(plan: QuantPlan) -> None:
         if layer.kind not in PRECISIONS:
             raise PlanError(f"{path}.kind: {layer.kind!r} is not one of {', '.join(PRECISIONS)}")
         if layer.precision not in PRECISIONS[layer.kind]:
-            raise PlanError(f"{path}.precision: {layer.precision!r} is not valid for a "
-                            f"{layer.kind} (choose from {', '.join(PRECISIONS[layer.kind])})")
+            raise PlanError(
+                f"{path}.precision: {layer.precision!r} is not valid for a "
+                f"{layer.kind} (choose from {', '.join(PRECISIONS[layer.kind])})"
+            )
         if layer.scheme != default_scheme(layer.kind, layer.precision):
-            raise PlanError(f"{path}.scheme: {layer.scheme!r} does not match precision "
-                            f"{layer.precision} (expected {default_scheme(layer.kind, layer.precision)!r})")
+            raise PlanError(
+                f"{path}.scheme: {layer.scheme!r} does not match precision "
+                f"{layer.precision} (expected {default_scheme(layer.kind, layer.precision)!r})"
+            )
         if layer.kind == "linear" and layer.precision == "int8" and layer.activation is None:
             raise PlanError(f"{path}.activation: an int8 linear layer needs a static activation range")
         if layer.search and layer.precision not in ("int4", "int2"):
@@ -228,8 +236,9 @@ def _check_keys(data: dict, cls, path: str, skip: frozenset | set = frozenset())
     unknown = sorted(set(data) - known)
     if unknown:
         raise PlanError(f"{path}.{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
-    required = [f.name for f in fields(cls) if f.name not in skip and f.default is MISSING
-                and f.default_factory is MISSING]
+    required = [
+        f.name for f in fields(cls) if f.name not in skip and f.default is MISSING and f.default_factory is MISSING
+    ]
     absent = [name for name in required if name not in data]
     if absent:
         raise PlanError(f"{path}.{absent[0]}: missing")

@@ -42,8 +42,14 @@ def integer_range(bits: int, signed: bool) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def choose_qparams(lo: float, hi: float, bits: int = 8, signed: bool = False,
-                   symmetric: bool = False, only_relu_consumers: bool = False) -> QParams:
+def choose_qparams(
+    lo: float,
+    hi: float,
+    bits: int = 8,
+    signed: bool = False,
+    symmetric: bool = False,
+    only_relu_consumers: bool = False,
+) -> QParams:
     """Quantization parameters for the real range [lo, hi].
 
     only_relu_consumers: the tensor is only ever read through a ReLU (net-aware

@@ -50,15 +50,16 @@ def quantize_rows(table: np.ndarray, bits: int) -> np.ndarray:
 def codes_scale_bias(packed: np.ndarray, bits: int, dim: int):
     """Each row's codes [rows, dim] and its scale and bias [rows, 1], as float32."""
     if bits == 8:
-        scale = packed[:, dim:dim + 4].copy().view(f32)
-        bias = packed[:, dim + 4:dim + 8].copy().view(f32)
+        scale = packed[:, dim : dim + 4].copy().view(f32)
+        bias = packed[:, dim + 4 : dim + 8].copy().view(f32)
         return packed[:, :dim].astype(f32), scale, bias
     per_byte = 8 // bits
     data = -(-dim // per_byte)
-    scale = packed[:, data:data + 2].copy().view(np.float16).astype(f32)
-    bias = packed[:, data + 2:data + 4].copy().view(np.float16).astype(f32)
-    codes = np.stack([(packed[:, :data] >> (k * bits)) & ((1 << bits) - 1)
-                      for k in range(per_byte)], axis=2).reshape(len(packed), -1)[:, :dim]
+    scale = packed[:, data : data + 2].copy().view(np.float16).astype(f32)
+    bias = packed[:, data + 2 : data + 4].copy().view(np.float16).astype(f32)
+    codes = np.stack([(packed[:, :data] >> (k * bits)) & ((1 << bits) - 1) for k in range(per_byte)], axis=2).reshape(
+        len(packed), -1
+    )[:, :dim]
     return codes.astype(f32), scale, bias
 
 
@@ -104,8 +105,8 @@ def dequantize_output(acc, multiplier, bias, relu=False) -> np.ndarray:
     total *= multiplier.astype(np.float64)
     total += bias.astype(np.float64)
     out = total.astype(f32)
-    low = total.view(np.int64) & 0x1FFFFFFF               # the 29 bits float32 drops
-    redo = (low == 0x10000000) | (np.abs(total) < 2.0 ** -125)
+    low = total.view(np.int64) & 0x1FFFFFFF  # the 29 bits float32 drops
+    redo = (low == 0x10000000) | (np.abs(total) < 2.0**-125)
     if redo.any():
         rows, cols = np.nonzero(redo)
         out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], bias[cols])
@@ -128,7 +129,7 @@ def embedding_bag_float(table, indices, offsets, mode="sum") -> np.ndarray:
     longest_first = np.argsort(-counts, kind="stable")
     ordered = counts[longest_first]
     for k in range(int(ordered[0])):
-        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
+        live = longest_first[: np.searchsorted(-ordered, -k, side="left")]
         out[live] += table[indices[offsets[live] + k]]
     if mode == "mean":
         filled = counts > 0

@@ -32,8 +32,9 @@ def row_bytes(bits: int, dim: int) -> int:
     return (dim + per_byte - 1) // per_byte + 4
 
 
-def quantize_rows(table, bits: int = 8, *, search: bool = False, n_bins: int = 200,
-                  ratio: float = 0.16, name: str = "table") -> np.ndarray:
+def quantize_rows(
+    table, bits: int = 8, *, search: bool = False, n_bins: int = 200, ratio: float = 0.16, name: str = "table"
+) -> np.ndarray:
     """Pack a float table [rows, dim] into FBGEMM's fused row-wise layout."""
     _check_bits(bits)
     table = np.ascontiguousarray(_as_table(table, name), dtype=np.float32)
@@ -66,8 +67,9 @@ def dequantize_rows(packed, bits: int, dim: int) -> np.ndarray:
     return out
 
 
-def embedding_bag(packed, bits: int, dim: int, indices, offsets, *, mode: str = "sum",
-                  per_sample_weights=None) -> np.ndarray:
+def embedding_bag(
+    packed, bits: int, dim: int, indices, offsets, *, mode: str = "sum", per_sample_weights=None
+) -> np.ndarray:
     """Pooled lookups straight from packed rows (torch.nn.EmbeddingBag semantics).
 
     offsets[b] is where bag b starts in indices (offsets[0] == 0, non-decreasing);
@@ -85,11 +87,9 @@ def embedding_bag(packed, bits: int, dim: int, indices, offsets, *, mode: str = 
             raise ValueError("per_sample_weights needs mode='sum' (as in torch)")
         weights = np.ascontiguousarray(per_sample_weights, dtype=np.float32).reshape(-1)
         if weights.size != indices.size:
-            raise ValueError(f"per_sample_weights has {weights.size} values for "
-                             f"{indices.size} indices")
+            raise ValueError(f"per_sample_weights has {weights.size} values for {indices.size} indices")
         if not np.isfinite(weights).all():
-            raise ValueError(f"per_sample_weights has {np.count_nonzero(~np.isfinite(weights))} "
-                             "NaN or inf values")
+            raise ValueError(f"per_sample_weights has {np.count_nonzero(~np.isfinite(weights))} NaN or inf values")
     out = np.empty((offsets.size, dim), dtype=np.float32)
     # The kernel checks each index as it reads it and stops at the first bad one.
     if _kernel.embedding_bag(packed, bits, dim, indices, offsets, weights, mode == "mean", out) >= 0:
@@ -129,8 +129,10 @@ def _as_bags(indices, offsets):
         raise ValueError(f"offsets must start at 0, got {offsets[0]}")
     steps = np.flatnonzero(np.diff(offsets) < 0)
     if steps.size:
-        raise ValueError(f"offsets must not decrease: offsets[{steps[0] + 1}] = "
-                         f"{offsets[steps[0] + 1]} < offsets[{steps[0]}] = {offsets[steps[0]]}")
+        raise ValueError(
+            f"offsets must not decrease: offsets[{steps[0] + 1}] = "
+            f"{offsets[steps[0] + 1]} < offsets[{steps[0]}] = {offsets[steps[0]]}"
+        )
     if offsets[-1] > indices.size:
         raise ValueError(f"offsets[-1] = {offsets[-1]} is past the {indices.size} indices")
     return indices, offsets
@@ -138,12 +140,14 @@ def _as_bags(indices, offsets):
 
 def _raise_bad_indices(indices, rows):
     bad = np.flatnonzero((indices < 0) | (indices >= rows))
-    raise ValueError(f"indices has {bad.size} ids outside the table's {rows} rows "
-                     f"(first at position {bad[0]}: {indices[bad[0]]})")
+    raise ValueError(
+        f"indices has {bad.size} ids outside the table's {rows} rows (first at position {bad[0]}: {indices[bad[0]]})"
+    )
 
 
-def greedy_row_ranges(table: np.ndarray, bits: int, n_bins: int = 200, ratio: float = 0.16,
-                      chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+def greedy_row_ranges(
+    table: np.ndarray, bits: int, n_bins: int = 200, ratio: float = 0.16, chunk: int = 16384
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-row (lo, hi) by FBGEMM/PyTorch's greedy search (choose_qparams_optimized).
 
     From [min, max], shrink one end by (max - min) / n_bins at a time, moving
@@ -154,8 +158,9 @@ def greedy_row_ranges(table: np.ndarray, bits: int, n_bins: int = 200, ratio: fl
     lo = np.empty(table.shape[0], np.float32)
     hi = np.empty(table.shape[0], np.float32)
     for start in range(0, table.shape[0], chunk):
-        lo[start:start + chunk], hi[start:start + chunk] = _greedy_chunk(
-            table[start:start + chunk], bits, n_bins, ratio)
+        lo[start : start + chunk], hi[start : start + chunk] = _greedy_chunk(
+            table[start : start + chunk], bits, n_bins, ratio
+        )
     return lo, hi
 
 
@@ -237,8 +242,7 @@ def _as_packed(packed, bits, dim):
         raise ValueError(f"dim must be between 1 and {MAX_DIM}, got {dim}")
     expected = row_bytes(bits, dim)
     if array.shape[1] != expected:
-        raise ValueError(f"{bits}-bit rows of dim {dim} take {expected} bytes, "
-                         f"got rows of {array.shape[1]}")
+        raise ValueError(f"{bits}-bit rows of dim {dim} take {expected} bytes, got rows of {array.shape[1]}")
     return np.ascontiguousarray(array)
 
 

@@ -32,8 +32,9 @@ def dne_chart_png(history: list[dict], gate_pct: float, title: str, colours: dic
             version = row.get("new_plan_version") or row.get("plan_version")
             if row.get("new_plan_version") or (previous is not None and version != previous):
                 ax.axvline(i, color="#7048e8", linestyle=":", linewidth=1)
-                ax.text(i, 1.0, f" v{version}", color="#7048e8", fontsize=7, va="top",
-                        transform=ax.get_xaxis_transform())
+                ax.text(
+                    i, 1.0, f" v{version}", color="#7048e8", fontsize=7, va="top", transform=ax.get_xaxis_transform()
+                )
             previous = version
         step = max(1, len(days) // 8)
         ax.set_xticks(x[::step], [row["logical_date"][5:] for row in days][::step], fontsize=8)

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 
 log = logging.getLogger(__name__)
 
-NO_CONNECTION = "no SMTP connection"   # how an error about a missing connection starts (the page looks for it)
+NO_CONNECTION = "no SMTP connection"  # how an error about a missing connection starts (the page looks for it)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,13 @@ from urllib.parse import quote
 
 from lpmon.policy import Status
 
-STATUS_COLOURS = {Status.HEALTHY.value: "#2f9e44", Status.WARN.value: "#e8a317", Status.DEGRADED.value: "#e03131",
-                  Status.INSUFFICIENT_DATA.value: "#868e96", Status.FAILED.value: "#5f3dc4"}
+STATUS_COLOURS = {
+    Status.HEALTHY.value: "#2f9e44",
+    Status.WARN.value: "#e8a317",
+    Status.DEGRADED.value: "#e03131",
+    Status.INSUFFICIENT_DATA.value: "#868e96",
+    Status.FAILED.value: "#5f3dc4",
+}
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -62,47 +67,64 @@ def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: in
     def y(v):
         return upper + (height - upper - lower) * (top - v) / span
 
-    parts = [f'<svg id="dne-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
-             f'aria-label="dNE by day with its interval and the {gate_pct:g} % gate">']
+    parts = [
+        f'<svg id="dne-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'aria-label="dNE by day with its interval and the {gate_pct:g} % gate">'
+    ]
     for t in ticks:  # y axis: grid lines with their values
-        parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-                     f'<text class="tick y-tick" x="{left - 6}" y="{y(t) + 3.5:.1f}" text-anchor="end" '
-                     f'data-value="{t:g}">{_fmt(t)}</text>')
-    parts.append(f'<text class="tick" x="12" y="{upper + (height - upper - lower) / 2:.1f}" text-anchor="middle" '
-                 f'transform="rotate(-90 12 {upper + (height - upper - lower) / 2:.1f})">dNE %</text>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
+            f'<text class="tick y-tick" x="{left - 6}" y="{y(t) + 3.5:.1f}" text-anchor="end" '
+            f'data-value="{t:g}">{_fmt(t)}</text>'
+        )
+    parts.append(
+        f'<text class="tick" x="12" y="{upper + (height - upper - lower) / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {upper + (height - upper - lower) / 2:.1f})">dNE %</text>'
+    )
     band = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(highs))
     band += " " + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(list(enumerate(lows))))
     parts.append(f'<polygon class="band" points="{band}"/>')
-    parts.append(f'<line class="gate" x1="{left}" x2="{width - right}" y1="{y(gate_pct):.1f}" '
-                 f'y2="{y(gate_pct):.1f}" data-gate="{gate_pct:g}"/>'
-                 f'<text class="gate-label" x="{width - right}" y="{y(gate_pct) - 4:.1f}" text-anchor="end">'
-                 f'gate {gate_pct:g} %</text>')
+    parts.append(
+        f'<line class="gate" x1="{left}" x2="{width - right}" y1="{y(gate_pct):.1f}" '
+        f'y2="{y(gate_pct):.1f}" data-gate="{gate_pct:g}"/>'
+        f'<text class="gate-label" x="{width - right}" y="{y(gate_pct) - 4:.1f}" text-anchor="end">'
+        f"gate {gate_pct:g} %</text>"
+    )
     previous = None
     for i, h in enumerate(points):  # a marker where the plan in force changed
         version = h["new_plan_version"] or h["plan_version"]
         if h["new_plan_version"] or (previous is not None and version != previous):
-            parts.append(f'<line class="plan-change" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{upper}" '
-                         f'y2="{height - lower}" data-day="{html.escape(h["day"])}" data-version="{version}"/>'
-                         f'<text class="plan-label" x="{x(i) + 3:.1f}" y="{upper + 9}">plan v{version}</text>')
+            parts.append(
+                f'<line class="plan-change" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{upper}" '
+                f'y2="{height - lower}" data-day="{html.escape(h["day"])}" data-version="{version}"/>'
+                f'<text class="plan-label" x="{x(i) + 3:.1f}" y="{upper + 9}">plan v{version}</text>'
+            )
         previous = version
     line = " ".join(f"{x(i):.1f},{y(h['dne_pct']):.1f}" for i, h in enumerate(points))
     parts.append(f'<polyline class="dne" points="{line}"/>')
     for i, h in enumerate(points):
         status = html.escape(h["status"] or "")
-        tip = (f'{h["day"]}: dNE {h["dne_pct"]:.4f} % [{lows[i]:.4f}, {highs[i]:.4f}], {h["status"]}, '
-               f'plan v{h["plan_version"] or "-"}' + (f' -> v{h["new_plan_version"]}' if h["new_plan_version"] else ""))
-        parts.append(f'<circle class="day" cx="{x(i):.1f}" cy="{y(h["dne_pct"]):.1f}" r="4" '
-                     f'fill="{STATUS_COLOURS.get(h["status"], "#868e96")}" data-day="{html.escape(h["day"])}" '
-                     f'data-dne="{h["dne_pct"]:.4f}" data-lo="{lows[i]:.4f}" data-hi="{highs[i]:.4f}" '
-                     f'data-status="{status}" data-tip="{html.escape(tip)}"><title>{html.escape(tip)}</title></circle>')
+        tip = (
+            f"{h['day']}: dNE {h['dne_pct']:.4f} % [{lows[i]:.4f}, {highs[i]:.4f}], {h['status']}, "
+            f"plan v{h['plan_version'] or '-'}" + (f" -> v{h['new_plan_version']}" if h["new_plan_version"] else "")
+        )
+        parts.append(
+            f'<circle class="day" cx="{x(i):.1f}" cy="{y(h["dne_pct"]):.1f}" r="4" '
+            f'fill="{STATUS_COLOURS.get(h["status"], "#868e96")}" data-day="{html.escape(h["day"])}" '
+            f'data-dne="{h["dne_pct"]:.4f}" data-lo="{lows[i]:.4f}" data-hi="{highs[i]:.4f}" '
+            f'data-status="{status}" data-tip="{html.escape(tip)}"><title>{html.escape(tip)}</title></circle>'
+        )
     step = max(1, len(points) // 8)
     for i, h in enumerate(points):
         if i % step == 0:
-            parts.append(f'<text class="tick" x="{x(i):.1f}" y="{height - 10}" text-anchor="middle">'
-                         f'{html.escape(h["day"][5:])}</text>')
+            parts.append(
+                f'<text class="tick" x="{x(i):.1f}" y="{height - 10}" text-anchor="middle">'
+                f"{html.escape(h['day'][5:])}</text>"
+            )
     parts.append("</svg>")
-    legend = "".join(f'<span><i style="background:{colour}"></i>{name}</span>'
-                     for name, colour in STATUS_COLOURS.items())
+    legend = "".join(
+        f'<span><i style="background:{colour}"></i>{name}</span>' for name, colour in STATUS_COLOURS.items()
+    )
     return "".join(parts) + f'<div class="legend">{legend}<span><i class="plan-key"></i>plan change</span></div>'
 
 
@@ -125,67 +147,111 @@ def _badge(status: str | None) -> str:
 def model_page(data: dict) -> str:
     e = html.escape
     rows = "".join(
-        f'<tr class="day-row" id="day-{e(h["day"])}" data-day="{e(h["day"])}"><td>{e(h["day"])}</td><td class="num">{_cell(h["dne_pct"])}</td>'
+        f'<tr class="day-row" id="day-{e(h["day"])}" data-day="{e(h["day"])}"><td>{e(h["day"])}</td>'
+        f'<td class="num">{_cell(h["dne_pct"])}</td>'
         f'<td class="num">[{_cell(h["dne_pct_lo"])}, {_cell(h["dne_pct_hi"])}]</td><td>{_badge(h["status"])}</td>'
-        f'<td>{e(h["action"] or "-")}</td><td>v{h["plan_version"] or "-"}'
-        f'{"&rarr;v" + str(h["new_plan_version"]) if h["new_plan_version"] else ""}</td>'
-        f'<td>{_airflow_link(h["airflow_run"], "run")}</td></tr>'
-        for h in reversed(data["history"]))
-    decisions = "".join(f'<li><b>{e(d["day"])}</b> {e(d["action"])}'
-                        f'{" &rarr; plan v" + str(d["new_plan_version"]) if d["new_plan_version"] else ""}: '
-                        f'{e("; ".join(d["reasons"]))}</li>' for d in reversed(data["decisions"])) or "<li>none</li>"
+        f"<td>{e(h['action'] or '-')}</td><td>v{h['plan_version'] or '-'}"
+        f"{'&rarr;v' + str(h['new_plan_version']) if h['new_plan_version'] else ''}</td>"
+        f"<td>{_airflow_link(h['airflow_run'], 'run')}</td></tr>"
+        for h in reversed(data["history"])
+    )
+    decisions = (
+        "".join(
+            f"<li><b>{e(d['day'])}</b> {e(d['action'])}"
+            f"{' &rarr; plan v' + str(d['new_plan_version']) if d['new_plan_version'] else ''}: "
+            f"{e('; '.join(d['reasons']))}</li>"
+            for d in reversed(data["decisions"])
+        )
+        or "<li>none</li>"
+    )
     plan = data["active_plan"]
-    layers = "".join(f'<tr class="layer-row"><td>{e(l["layer"])}</td><td>{e(l["precision"])}</td>'
-                     f'<td class="num">{_cell(l["lo"], "{:.4g}")} .. {_cell(l["hi"], "{:.4g}")}</td>'
-                     f'<td class="num">{_cell(l["sqnr_db"], "{:.1f}")}</td>'
-                     f'<td class="num">{_cell(None if l["saturation"] is None else 100 * l["saturation"], "{:.3f}")}'
-                     f'</td></tr>' for l in (plan["layers"] if plan else []))
-    alerts = "".join(f'<li>{e(a["day"])} {e(a["event"])}: {e(a["status"])}'
-                     f'{" (" + e(a["error"]) + ")" if a["error"] else ""}</li>'
-                     for a in reversed(data["alerts"])) or "<li>none</li>"
-    notice = (f'<p class="notice" id="mail-notice">Alert emails are not being sent: {e(data["mail_problem"])}</p>'
-              if data.get("mail_problem") else "")
+    layers = "".join(
+        f'<tr class="layer-row"><td>{e(layer["layer"])}</td><td>{e(layer["precision"])}</td>'
+        f'<td class="num">{_cell(layer["lo"], "{:.4g}")} .. {_cell(layer["hi"], "{:.4g}")}</td>'
+        f'<td class="num">{_cell(layer["sqnr_db"], "{:.1f}")}</td>'
+        f'<td class="num">{_cell(None if layer["saturation"] is None else 100 * layer["saturation"], "{:.3f}")}'
+        f"</td></tr>"
+        for layer in (plan["layers"] if plan else [])
+    )
+    alerts = (
+        "".join(
+            f"<li>{e(a['day'])} {e(a['event'])}: {e(a['status'])}"
+            f"{' (' + e(a['error']) + ')' if a['error'] else ''}</li>"
+            for a in reversed(data["alerts"])
+        )
+        or "<li>none</li>"
+    )
+    notice = (
+        f'<p class="notice" id="mail-notice">Alert emails are not being sent: {e(data["mail_problem"])}</p>'
+        if data.get("mail_problem")
+        else ""
+    )
     if data.get("serving_problem"):
         notice += f'<p class="notice" id="serving-notice">Serving: {e(data["serving_problem"])}</p>'
-    pinned = (f' &middot; pinned by the user (lpmon never changes them): {e(", ".join(data["pinned"]))}'
-              if data.get("pinned") else "")
+    pinned = (
+        f" &middot; pinned by the user (lpmon never changes them): {e(', '.join(data['pinned']))}"
+        if data.get("pinned")
+        else ""
+    )
     last = data.get("last_day")
     last_section = ""
     if last:
-        reasons = "".join(f'<li class="{"label-free" if r.startswith("label-free:") else "reason"}">{e(r)}</li>'
-                          for r in last["reasons"]) or "<li>none</li>"
-        segments = "".join(f'<tr class="segment-row"><td>{e(s["segment"])}</td><td class="num">{s["n"]:,}</td>'
-                           f'<td class="num">{_cell(s["dne_pct"])}</td><td class="num">[{_cell(s["dne_pct_lo"])}, '
-                           f'{_cell(s["dne_pct_hi"])}]</td></tr>' for s in last["segments"])
-        last_section = (f'<section><h2>Last day: {e(last["day"])} {_badge(last["status"])}</h2>'
-                        f'<ul id="last-reasons">{reasons}</ul>'
-                        + (f'<table id="segments"><thead><tr><th>segment</th><th>examples</th><th>dNE %</th>'
-                           f'<th>interval</th></tr></thead><tbody>{segments}</tbody></table>' if segments else "")
-                        + "</section>")
+        reasons = (
+            "".join(
+                f'<li class="{"label-free" if r.startswith("label-free:") else "reason"}">{e(r)}</li>'
+                for r in last["reasons"]
+            )
+            or "<li>none</li>"
+        )
+        segments = "".join(
+            f'<tr class="segment-row"><td>{e(s["segment"])}</td><td class="num">{s["n"]:,}</td>'
+            f'<td class="num">{_cell(s["dne_pct"])}</td><td class="num">[{_cell(s["dne_pct_lo"])}, '
+            f"{_cell(s['dne_pct_hi'])}]</td></tr>"
+            for s in last["segments"]
+        )
+        last_section = (
+            f"<section><h2>Last day: {e(last['day'])} {_badge(last['status'])}</h2>"
+            f'<ul id="last-reasons">{reasons}</ul>'
+            + (
+                f'<table id="segments"><thead><tr><th>segment</th><th>examples</th><th>dNE %</th>'
+                f"<th>interval</th></tr></thead><tbody>{segments}</tbody></table>"
+                if segments
+                else ""
+            )
+            + "</section>"
+        )
     title = f"lpmon: {data['model']}"
-    return page(title, f"""{notice}
-<p><a href="../">all models</a> &middot; gate {data['gate_pct']:g} % relative NE &middot;
+    return page(
+        title,
+        f"""{notice}
+<p><a href="../">all models</a> &middot; gate {data["gate_pct"]:g} % relative NE &middot;
 {_airflow_link("/dags/lpmon_monitor", "lpmon_monitor in Airflow")}</p>
 {last_section}
-<section><h2>dNE by day</h2>{svg_chart(data['history'], data['gate_pct'])}</section>
+<section><h2>dNE by day</h2>{svg_chart(data["history"], data["gate_pct"])}</section>
 <section><h2>Days</h2><table id="days"><thead><tr><th>day</th><th>dNE %</th><th>interval</th><th>status</th>
 <th>decision</th><th>plan</th><th>Airflow</th></tr></thead><tbody>{rows}</tbody></table></section>
 <section><h2>Decisions</h2><ul id="decisions">{decisions}</ul></section>
 <section><h2>Active plan {f"v{plan['version']} (since {e(plan['since'])})" if plan else "(none: serving fp32)"}</h2>
-<p id="pins">{pinned[len(" &middot; "):] if pinned else ""}</p>
+<p id="pins">{pinned[len(" &middot; ") :] if pinned else ""}</p>
 <table id="plan"><thead><tr><th>layer</th><th>precision</th><th>range</th><th>SQNR dB</th><th>saturated %</th></tr>
 </thead><tbody>{layers}</tbody></table></section>
-<section><h2>Last alerts</h2><ul id="alerts">{alerts}</ul></section>""")
+<section><h2>Last alerts</h2><ul id="alerts">{alerts}</ul></section>""",
+    )
 
 
 def index_page(models: list[dict]) -> str:
     e = html.escape
-    rows = "".join(f'<tr><td><a href="models/{quote(m["model"])}">{e(m["model"])}</a></td>'
-                   f'<td>{e(m["day"] or "-")}</td><td>{_badge(m["status"])}</td>'
-                   f'<td class="num">{_cell(m["dne_pct"])}</td></tr>'
-                   for m in models)
-    return page("lpmon", f'<table id="models"><thead><tr><th>model</th><th>last day</th><th>status</th>'
-                         f'<th>dNE %</th></tr></thead><tbody>{rows}</tbody></table>')
+    rows = "".join(
+        f'<tr><td><a href="models/{quote(m["model"])}">{e(m["model"])}</a></td>'
+        f"<td>{e(m['day'] or '-')}</td><td>{_badge(m['status'])}</td>"
+        f'<td class="num">{_cell(m["dne_pct"])}</td></tr>'
+        for m in models
+    )
+    return page(
+        "lpmon",
+        f'<table id="models"><thead><tr><th>model</th><th>last day</th><th>status</th>'
+        f"<th>dNE %</th></tr></thead><tbody>{rows}</tbody></table>",
+    )
 
 
 # Airflow 3's look (its Chakra theme: system font stack, its grey and brand blue), with a dark variant
@@ -201,7 +267,8 @@ h1{font-size:20px;font-weight:600;margin:0 0 12px}h2{font-size:15px;font-weight:
 a{color:var(--brand);text-decoration:none}a:hover{text-decoration:underline}
 section{background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:4px 16px 12px;margin:12px 0}
 table{border-collapse:collapse;width:100%}th{color:var(--muted);font-weight:500;text-align:left}
-td,th{border-bottom:1px solid var(--line);padding:4px 10px}tr.day-row:target{background:var(--band)}td.num{font-variant-numeric:tabular-nums}
+td,th{border-bottom:1px solid var(--line);padding:4px 10px}tr.day-row:target{background:var(--band)}
+td.num{font-variant-numeric:tabular-nums}
 .badge{border:1px solid;border-radius:10px;padding:0 8px;font-size:12px;font-weight:500}
 .notice{border:1px solid #e8a317;background:rgba(232,163,23,.12);border-radius:6px;padding:8px 12px}
 #dne-chart{max-width:980px;display:block}#dne-chart .grid{stroke:var(--line)}
@@ -257,7 +324,9 @@ SCRIPT = """
 
 
 def page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
-            f'<body><h1>{html.escape(title)}</h1>{body}<div id="tip" role="tooltip"></div>'
-            f'<script>{SCRIPT}</script></body></html>')
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
+        f'<body><h1>{html.escape(title)}</h1>{body}<div id="tip" role="tooltip"></div>'
+        f"<script>{SCRIPT}</script></body></html>"
+    )

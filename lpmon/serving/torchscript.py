@@ -46,12 +46,12 @@ nn = torch.nn
 
 ROUNDING = {
     "activation": "round half to even of fma(x, 1 / scale, zero_point) in float32, clamped to [0, 255] "
-                  "(FBGEMM's Quantize, torch.quantize_per_tensor)",
+    "(FBGEMM's Quantize, torch.quantize_per_tensor)",
     "linear_output": "fma(int32 accumulator, float32(scale_x * scale_w[n]), bias[n]) (FBGEMM's ReQuantizeForFloat)",
     "int8_rows": "round half to even of (x - min) * float32(255 / (max - min + 1e-8)) "
-                 "(FBGEMM's FloatToFused8BitRowwiseQuantized)",
+    "(FBGEMM's FloatToFused8BitRowwiseQuantized)",
     "nbit_rows": "round half to even of (x - fp16(min)) * float32(1 / fp16((max - fp16(min)) / (2^bits - 1))), "
-                 "clamped (FBGEMM's FloatToFusedNBitRowwiseQuantizedSBHalf)",
+    "clamped (FBGEMM's FloatToFusedNBitRowwiseQuantizedSBHalf)",
     "pooling": "per row fma(scale, q, out + bias), in bag order, float32 (FBGEMM's EmbeddingSpMDM)",
     "interaction": "pairwise dot products in float64, rounded to float32",
     "sigmoid": "float64, rounded to float32",
@@ -71,9 +71,11 @@ class Int8Linear(nn.Module):
     def forward(self, x):
         if self.relu:
             return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_relu_output_fp32(
-                x, self.scale, self.zero_point, self.packed._packed_params)
+                x, self.scale, self.zero_point, self.packed._packed_params
+            )
         return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            x, self.scale, self.zero_point, self.packed._packed_params)
+            x, self.scale, self.zero_point, self.packed._packed_params
+        )
 
 
 class Fp16Linear(nn.Module):
@@ -123,14 +125,17 @@ class RowwiseBag(nn.Module):
     def forward(self, indices, offsets):
         if self.bits == 8:
             pooled = torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
-                self.packed, indices, offsets, False, self.mode)
+                self.packed, indices, offsets, False, self.mode
+            )
         elif self.bits == 4:
             pooled = torch.ops.quantized.embedding_bag_4bit_rowwise_offsets(
-                self.packed, indices, offsets, False, self.mode)
+                self.packed, indices, offsets, False, self.mode
+            )
         else:
             pooled = torch.ops.quantized.embedding_bag_2bit_rowwise_offsets(
-                self.packed, indices, offsets, False, self.mode)
-        pooled = pooled[:, :self.dim]  # a width that does not fill its last byte has a padding code
+                self.packed, indices, offsets, False, self.mode
+            )
+        pooled = pooled[:, : self.dim]  # a width that does not fill its last byte has a padding code
         if self.mode == 1:
             # The quantized ops sum whatever the mode; FBGEMM's mean is the sum times 1 / size.
             ends = torch.cat([offsets[1:], torch.tensor([indices.numel()], dtype=offsets.dtype)])
@@ -207,8 +212,9 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
             weight = torch.from_numpy(np.ascontiguousarray(table))
             tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), spec.pooling))
         else:
-            tables.append(RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), bits,
-                                     spec.tables[t].dim, mode))
+            tables.append(
+                RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), bits, spec.tables[t].dim, mode)
+            )
     linears = {}
     names = [name for name, _, _ in spec.linear_layers()]
     last = names[-1]
@@ -223,8 +229,11 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # torch deprecates quantized tensors
                 qweight = torch._make_per_channel_quantized_tensor(
-                    torch.from_numpy(layer.weight.copy()), torch.from_numpy(layer.weight_scale.astype(np.float64)),
-                    torch.zeros(n, dtype=torch.int64), 0)
+                    torch.from_numpy(layer.weight.copy()),
+                    torch.from_numpy(layer.weight_scale.astype(np.float64)),
+                    torch.zeros(n, dtype=torch.int64),
+                    0,
+                )
                 packed = _packed_linear(torch.qint8)
                 packed.set_weight_bias(qweight, torch.from_numpy(layer.bias.copy()))
             linears[name] = Int8Linear(packed, qp.scale, qp.zero_point, relu)
@@ -241,9 +250,14 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
             linears[name] = FloatLinear(stored, bias, relu)
     vectors = 1 + len(spec.tables)
     rows, cols = np.tril_indices(vectors, k=-1)
-    module = DLRM([linears[f"bot_l.{2 * i}"] for i in range(len(spec.bottom_mlp))], tables,
-                  [linears[f"top_l.{2 * i}"] for i in range(len(spec.top_mlp))], spec.interaction,
-                  rows.tolist(), cols.tolist())
+    module = DLRM(
+        [linears[f"bot_l.{2 * i}"] for i in range(len(spec.bottom_mlp))],
+        tables,
+        [linears[f"top_l.{2 * i}"] for i in range(len(spec.top_mlp))],
+        spec.interaction,
+        rows.tolist(),
+        cols.tolist(),
+    )
     return module.eval()
 
 
@@ -257,6 +271,7 @@ def torch_inputs(batch: Batch):
 
 def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a - b| in float32 units in the last place (ordered bit patterns; +0 and -0 are 0 apart)."""
+
     def ordered(x):
         bits = np.ascontiguousarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
         return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
@@ -269,7 +284,7 @@ def predict(module, batch: Batch, batch_size: int = 4096) -> np.ndarray:
     with torch.inference_mode():
         for start in range(0, len(batch), batch_size):
             part = batch.slice(start, min(start + batch_size, len(batch)))
-            out[start:start + len(part)] = module(*torch_inputs(part)).numpy()
+            out[start : start + len(part)] = module(*torch_inputs(part)).numpy()
     return out
 
 
@@ -279,9 +294,12 @@ def check(module, model: Model, plan: QuantPlan | None, batch: Batch) -> dict:
     ours = Executor(model, plan).forward(batch).probabilities
     theirs = predict(module, batch)
     gap = ulps(ours, theirs)
-    return {"examples": len(batch), "max_ulp": int(gap.max(initial=0)),
-            "differing": int(np.count_nonzero(gap)),
-            "max_abs_diff": float(np.max(np.abs(ours.astype(np.float64) - theirs), initial=0.0))}
+    return {
+        "examples": len(batch),
+        "max_ulp": int(gap.max(initial=0)),
+        "differing": int(np.count_nonzero(gap)),
+        "max_abs_diff": float(np.max(np.abs(ours.astype(np.float64) - theirs), initial=0.0)),
+    }
 
 
 def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) -> dict:
@@ -291,20 +309,39 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
     for name, n_in, n_out in spec.linear_layers():
         layer = plan.layer(name) if plan is not None else None
         precision = layer.precision if layer else "fp32"
-        entry = {"kind": "linear", "precision": precision, "in": n_in, "out": n_out,
-                 "scheme": layer.scheme if layer else "none"}
+        entry = {
+            "kind": "linear",
+            "precision": precision,
+            "in": n_in,
+            "out": n_out,
+            "scheme": layer.scheme if layer else "none",
+        }
         if precision == "int8":
             from lpmon.quant.linear import QuantizedLinear
 
             q = QuantizedLinear.from_float(model.weights[f"{name}.weight"])
             a = layer.activation
-            entry.update(op="quantized::linear_with_input_q_dq_qweight_dq_" + ("" if name == _last(spec) else "relu_")
-                            + "output_fp32",
-                         weight={"dtype": "qint8", "qscheme": "per_channel_symmetric", "axis": 0,
-                                 "scales": [float(s) for s in q.weight_scale], "zero_points": 0},
-                         activation={"dtype": "quint8", "qscheme": "per_tensor_affine", "scale": a.scale,
-                                     "zero_point": a.zero_point, "lo": a.lo, "hi": a.hi},
-                         rounding={"activation": ROUNDING["activation"], "output": ROUNDING["linear_output"]})
+            entry.update(
+                op="quantized::linear_with_input_q_dq_qweight_dq_"
+                + ("" if name == _last(spec) else "relu_")
+                + "output_fp32",
+                weight={
+                    "dtype": "qint8",
+                    "qscheme": "per_channel_symmetric",
+                    "axis": 0,
+                    "scales": [float(s) for s in q.weight_scale],
+                    "zero_points": 0,
+                },
+                activation={
+                    "dtype": "quint8",
+                    "qscheme": "per_tensor_affine",
+                    "scale": a.scale,
+                    "zero_point": a.zero_point,
+                    "lo": a.lo,
+                    "hi": a.hi,
+                },
+                rounding={"activation": ROUNDING["activation"], "output": ROUNDING["linear_output"]},
+            )
         elif precision == "fp16":
             entry.update(op="quantized::linear_dynamic_fp16", weight={"dtype": "float16", "saturated_to": 65504.0})
         else:
@@ -314,20 +351,32 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
         name = f"emb_l.{t}"
         layer = plan.layer(name) if plan is not None else None
         precision = layer.precision if layer else "fp32"
-        entry = {"kind": "embedding", "precision": precision, "feature": table.name, "rows": table.rows,
-                 "dim": table.dim, "scheme": layer.scheme if layer else "none", "pooling": spec.pooling}
+        entry = {
+            "kind": "embedding",
+            "precision": precision,
+            "feature": table.name,
+            "rows": table.rows,
+            "dim": table.dim,
+            "scheme": layer.scheme if layer else "none",
+            "pooling": spec.pooling,
+        }
         if precision in ROWWISE:
             bits = int(precision[3:])
             op = {8: "byte", 4: "4bit", 2: "2bit"}[bits]
-            entry.update(op=f"quantized::embedding_bag_{op}_rowwise_offsets", row_bytes=row_bytes(bits, table.dim),
-                         row_format=("[dim x uint8][fp32 scale][fp32 bias]" if bits == 8 else
-                                     f"[{row_bytes(bits, table.dim) - 4} bytes of {bits}-bit codes, element c in "
-                                     "the low bits first][fp16 scale][fp16 bias]"),
-                         scale_bias="fp32" if bits == 8 else "fp16",
-                         range_search="greedy (200 bins, ratio 0.16)" if layer.search else "row min and max",
-                         rounding={"rows": ROUNDING["int8_rows" if bits == 8 else "nbit_rows"],
-                                   "pooling": ROUNDING["pooling"]},
-                         scales_and_zero_points="per row, inside each packed row (bias = row minimum)")
+            entry.update(
+                op=f"quantized::embedding_bag_{op}_rowwise_offsets",
+                row_bytes=row_bytes(bits, table.dim),
+                row_format=(
+                    "[dim x uint8][fp32 scale][fp32 bias]"
+                    if bits == 8
+                    else f"[{row_bytes(bits, table.dim) - 4} bytes of {bits}-bit codes, element c in "
+                    "the low bits first][fp16 scale][fp16 bias]"
+                ),
+                scale_bias="fp32" if bits == 8 else "fp16",
+                range_search="greedy (200 bins, ratio 0.16)" if layer.search else "row min and max",
+                rounding={"rows": ROUNDING["int8_rows" if bits == 8 else "nbit_rows"], "pooling": ROUNDING["pooling"]},
+                scales_and_zero_points="per row, inside each packed row (bias = row minimum)",
+            )
         else:
             entry.update(op="aten::embedding_bag", weight={"dtype": "float16" if precision == "fp16" else "float32"})
         layers[name] = entry
@@ -336,16 +385,20 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
         "model_id": plan.model_id if plan is not None else "",
         "plan_version": plan.version if plan is not None else None,
         "signature": "forward(dense_x: float32 [B, n_dense], lS_o: List[int64 offsets], "
-                     "lS_i: List[int64 indices]) -> float32 probabilities [B]",
+        "lS_i: List[int64 indices]) -> float32 probabilities [B]",
         "dense": list(spec.dense),
         "sparse": list(spec.sparse),
         "interaction": spec.interaction,
         "rounding": {"interaction": ROUNDING["interaction"], "sigmoid": ROUNDING["sigmoid"]},
         "layers": layers,
-        "checked_on": {"torch": torch.__version__, "quantized_engine": "fbgemm",
-                       "fbgemm": f"bundled with torch {torch.__version__}",
-                       "isa": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine(),
-                       **(checked or {})},
+        "checked_on": {
+            "torch": torch.__version__,
+            "quantized_engine": "fbgemm",
+            "fbgemm": f"bundled with torch {torch.__version__}",
+            "isa": torch.backends.cpu.get_cpu_capability(),
+            "machine": platform.machine(),
+            **(checked or {}),
+        },
     }
 
 
@@ -353,8 +406,9 @@ def _last(spec) -> str:
     return spec.linear_layers()[-1][0]
 
 
-def export(model: Model, plan: QuantPlan | None, out, probe: Batch | None = None,
-           checked_day: str | None = None) -> dict:
+def export(
+    model: Model, plan: QuantPlan | None, out, probe: Batch | None = None, checked_day: str | None = None
+) -> dict:
     """Write the module to `out` (.pt) and its manifest beside it (<out>.manifest.json);
     probe: examples to check the module on against lpmon's executor (recorded in
     the manifest). Returns the manifest."""

@@ -54,7 +54,7 @@ def load_snapshot(directory):
     except FileNotFoundError:
         raise SpecError(f"{directory}: no {INPUTS} (which traffic columns feed dense_x and lS_i)") from None
     except (ValueError, KeyError, TypeError) as err:
-        raise SpecError(f"{directory / INPUTS}: expected {{\"dense\": [...], \"sparse\": [...]}} ({err})") from None
+        raise SpecError(f'{directory / INPUTS}: expected {{"dense": [...], "sparse": [...]}} ({err})') from None
     try:
         program = torch.jit.load(str(directory / PROGRAM), map_location="cpu")
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad archive
@@ -73,12 +73,14 @@ def load_snapshot(directory):
     from dataclasses import replace
 
     if len(dense) != len(model.spec.dense):
-        raise SpecError(f"{directory / INPUTS}: {len(dense)} dense columns, the program's bottom MLP takes "
-                        f"{len(model.spec.dense)}")
+        raise SpecError(
+            f"{directory / INPUTS}: {len(dense)} dense columns, the program's bottom MLP takes {len(model.spec.dense)}"
+        )
     if len(modes) > 1 or not modes <= {"sum", "mean"}:
         raise SpecError(f"{directory / PROGRAM}: embedding bags pool by {sorted(modes)}: one of sum or mean")
-    model = replace(model, spec=replace(model.spec, dense=tuple(dense), pooling=(modes or {"sum"}).pop()),
-                    backend="torch")
+    model = replace(
+        model, spec=replace(model.spec, dense=tuple(dense), pooling=(modes or {"sum"}).pop()), backend="torch"
+    )
     _check_program(program, model, directory / PROGRAM)
     return model
 
@@ -94,16 +96,21 @@ def _check_program(program, model, path) -> None:
     features = []
     for table in model.spec.tables:
         sizes = rng.integers(0, 3, n)
-        features.append(SparseFeature(rng.integers(0, table.rows, sizes.sum()),
-                                      np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)))
+        features.append(
+            SparseFeature(
+                rng.integers(0, table.rows, sizes.sum()), np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+            )
+        )
     batch = Batch(rng.normal(0, 1, (n, len(model.spec.dense))).astype(np.float32), tuple(features))
     with torch.inference_mode():
         theirs = program(*torch_inputs(batch)).reshape(-1).float().numpy()
         ours = build_eager(model, None)(*torch_inputs(batch)).numpy()
     gap = float(np.max(np.abs(theirs - ours)))
     if not gap <= PROGRAM_TOLERANCE:
-        raise SpecError(f"{path}: its forward is not the DLRM network of its modules (predictions differ by "
-                        f"up to {gap:.3g} on a probe): the torch back end supports DLRM-shaped programs only")
+        raise SpecError(
+            f"{path}: its forward is not the DLRM network of its modules (predictions differ by "
+            f"up to {gap:.3g} on a probe): the torch back end supports DLRM-shaped programs only"
+        )
 
 
 class TorchExecutor:
@@ -125,8 +132,15 @@ class TorchExecutor:
                 qp = plan.layer(name).activation.qparams()
             self.fc.append((name, layer, qp))
 
-    def forward(self, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-                observe=None, observe_every: int = 1) -> ForwardResult:
+    def forward(
+        self,
+        batch: Batch,
+        *,
+        taps: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        observe=None,
+        observe_every: int = 1,
+    ) -> ForwardResult:
         from lpmon.serving.torchscript import torch_inputs
 
         torch = require_torch()
@@ -141,7 +155,7 @@ class TorchExecutor:
             def hook(module, inputs, output):
                 x = inputs[0].numpy()
                 if observe is not None:
-                    observe(name, x if observe_every == 1 else x[first[0]::observe_every])
+                    observe(name, x if observe_every == 1 else x[first[0] :: observe_every])
                 if qp is not None:
                     _, s = quantize_activation(x, qp)
                     before = result.saturation.get(name)
@@ -150,6 +164,7 @@ class TorchExecutor:
                     result.saturation[name] = s
                 if collected is not None:
                     collected.setdefault(name, []).append((x.copy(), output.numpy().copy()))
+
             return hook
 
         handles = [layer.register_forward_hook(hook_for(name, qp)) for name, layer, qp in self.fc]
@@ -158,12 +173,14 @@ class TorchExecutor:
                 done = 0
                 for chunk in batch.chunks(batch_size):
                     first[0] = -done % observe_every
-                    result.probabilities[done:done + len(chunk)] = self.module(*torch_inputs(chunk)).numpy()
+                    result.probabilities[done : done + len(chunk)] = self.module(*torch_inputs(chunk)).numpy()
                     done += len(chunk)
         finally:
             for handle in handles:
                 handle.remove()
         if taps:
-            result.taps = {name: LayerTap(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
-                           for name, parts in collected.items()}
+            result.taps = {
+                name: LayerTap(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+                for name, parts in collected.items()
+            }
         return result

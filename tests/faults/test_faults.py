@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from lpmon.config import load
+from lpmon.demo.world import WorldConfig, write_world
 from lpmon.pipeline import day_lock, open_store, run_day
 from lpmon.store import StoreError, init_store
-from lpmon.demo.world import WorldConfig, write_world
-from support.world import snapshot_rows
 from support import REPO
+from support.world import snapshot_rows
 
 # serial: these tests restart PostgreSQL and SIGKILL runs (make test runs them alone, last).
 pytestmark = [pytest.mark.faults, pytest.mark.serial]
@@ -42,7 +42,8 @@ def write_config(root: Path, world: Path, store: str) -> Path:
         # the test worlds' 20-day false-alarm budget (single look at 1.96 SE): the shift is DEGRADED on its day
         "[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
-        f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n')
+        f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n'
+    )
     init_store(store)  # as `lpmon init` does (a copied store: up to date already)
     return path
 
@@ -81,8 +82,13 @@ def expected(history, tmp_path_factory):
 
 
 def driver(point: str, config_path: Path, day: str = DEGRADED_DAY, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, DRIVER, point, str(config_path), MODEL, day],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, DRIVER, point, str(config_path), MODEL, day],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def active_versions(store) -> list[int]:
@@ -118,10 +124,19 @@ def test_two_runs_of_the_same_day_at_once_give_one_result(history, expected, tmp
     """A manual run during a backfill: both processes finish, the day has one
     result and one promotion, as if it had run once."""
     config_path = sqlite_copy(history, tmp_path / "run")
-    command = [sys.executable, "-m", "lpmon.cli", "run", "--config", str(config_path), "--model", MODEL,
-               "--date", DEGRADED_DAY]
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "lpmon.cli",
+        "run",
+        "--config",
+        str(config_path),
+        "--model",
+        MODEL,
+        "--date",
+        DEGRADED_DAY,
+    ]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     store = open_store(load(config_path, environ={}))
@@ -174,6 +189,7 @@ def test_a_worker_killed_mid_promotion_on_postgresql(history, expected, tmp_path
 
 # --- PostgreSQL restarted under a run ------------------------------------------------------
 
+
 def restart_postgres(mode: str = "restart") -> None:
     """Restart (or stop/start) the PostgreSQL service the tests use, as an operator or a failover would."""
     version = sorted(os.listdir("/etc/postgresql"))[0]
@@ -181,8 +197,9 @@ def restart_postgres(mode: str = "restart") -> None:
     if mode == "start" and up:
         return
     fast = [] if mode == "start" else ["-m", "fast"]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", mode, *fast],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", mode, *fast], check=True, capture_output=True
+    )
     if mode != "stop":
         subprocess.run(["pg_isready", "-h", "127.0.0.1", "-t", "30"], check=True, capture_output=True)
 
@@ -218,7 +235,8 @@ def test_postgresql_restarted_between_steps_the_run_completes(postgres_history, 
 
 
 def test_postgresql_restarted_inside_the_report_transaction_fails_then_the_retry_completes(
-        postgres_history, expected, monkeypatch):
+    postgres_history, expected, monkeypatch
+):
     from lpmon.store import StateStore
 
     record_decision = StateStore.record_decision
@@ -256,6 +274,7 @@ def test_postgresql_down_is_a_clear_error_and_the_run_after_it_is_unaffected(pos
 
 
 # --- the day lock across a lost PostgreSQL session --------------------------------------------
+
 
 def held_lock():
     """The advisory day lock this thread holds (lpmon.store.database keeps them per thread)."""
@@ -321,8 +340,11 @@ def test_a_run_whose_lock_was_taken_meanwhile_stops_before_writing(postgres_url)
             lock = held_lock()
             terminate(postgres_url, lock.live.connection.dbapi_connection.info.backend_pid)
             assert rival.execute("SELECT pg_try_advisory_lock(%s)", (lock.number,)).fetchone()[0]
-            with pytest.raises(StoreError, match=f"{MODEL}@{DEGRADED_DAY}: the day's lock was lost .*another run "
-                                                 "of the same day holds it now; this run stopped before writing"):
+            with pytest.raises(
+                StoreError,
+                match=f"{MODEL}@{DEGRADED_DAY}: the day's lock was lost .*another run "
+                "of the same day holds it now; this run stopped before writing",
+            ):
                 store.record_run(MODEL, DEGRADED_DAY, "RUNNING")
             with pytest.raises(StoreError, match="the day's lock was lost"):
                 store.record_run(MODEL, DEGRADED_DAY, "RUNNING")  # and every later commit

@@ -24,30 +24,51 @@ pytestmark = pytest.mark.faults
 
 SCHEMA = TrafficSchema(dense=("dense_0", "dense_1"), sparse=("sparse_0", "sparse_1"), table_rows=(10, 5))
 DAY = "2026-11-01"
-FUZZ = settings(max_examples=int(os.environ.get("LPMON_FUZZ_EXAMPLES", "150")), deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                          HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("LPMON_FUZZ_EXAMPLES", "150")),
+    deadline=5000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 MEMORY_BOUND = 64 << 20  # bytes of Python and NumPy allocations for inputs of at most a few hundred rows
 
 
 def valid_table(n: int, rng: np.random.Generator) -> dict:
-    return {"request_id": pa.array(np.arange(n, dtype=np.int64)),
-            "label": pa.array(rng.integers(0, 2, n).astype(np.int8)),
-            "dense_0": pa.array(rng.normal(size=n).astype(np.float32)),
-            "dense_1": pa.array(rng.normal(size=n).astype(np.float32)),
-            "sparse_0": pa.array([list(rng.integers(0, 10, rng.integers(0, 3))) for _ in range(n)],
-                                 type=pa.list_(pa.int64())),
-            "sparse_1": pa.array(rng.integers(0, 5, n).astype(np.int64))}
+    return {
+        "request_id": pa.array(np.arange(n, dtype=np.int64)),
+        "label": pa.array(rng.integers(0, 2, n).astype(np.int8)),
+        "dense_0": pa.array(rng.normal(size=n).astype(np.float32)),
+        "dense_1": pa.array(rng.normal(size=n).astype(np.float32)),
+        "sparse_0": pa.array(
+            [list(rng.integers(0, 10, rng.integers(0, 3))) for _ in range(n)], type=pa.list_(pa.int64())
+        ),
+        "sparse_1": pa.array(rng.integers(0, 5, n).astype(np.int64)),
+    }
 
 
 BAD_VALUES = {
     "request_id": [pa.array([1.5]), pa.array([None], pa.int64())],  # (string ids are valid)
-    "label": [pa.array([2], pa.int8()), pa.array([-1], pa.int8()), pa.array([None], pa.int8()),
-              pa.array([np.nan]), pa.array(["1"])],
-    "dense_0": [pa.array([np.nan], pa.float32()), pa.array([np.inf], pa.float32()), pa.array(["1.0"]),
-                pa.array([None], pa.float32()), pa.array([1], pa.int64())],
-    "sparse_0": [pa.array([[-1]], pa.list_(pa.int64())), pa.array([[10]], pa.list_(pa.int64())),
-                 pa.array([[1 << 62]], pa.list_(pa.int64())), pa.array([None], pa.list_(pa.int64())),
-                 pa.array([["a"]], pa.list_(pa.string())), pa.array([[1.5]], pa.list_(pa.float64()))],
+    "label": [
+        pa.array([2], pa.int8()),
+        pa.array([-1], pa.int8()),
+        pa.array([None], pa.int8()),
+        pa.array([np.nan]),
+        pa.array(["1"]),
+    ],
+    "dense_0": [
+        pa.array([np.nan], pa.float32()),
+        pa.array([np.inf], pa.float32()),
+        pa.array(["1.0"]),
+        pa.array([None], pa.float32()),
+        pa.array([1], pa.int64()),
+    ],
+    "sparse_0": [
+        pa.array([[-1]], pa.list_(pa.int64())),
+        pa.array([[10]], pa.list_(pa.int64())),
+        pa.array([[1 << 62]], pa.list_(pa.int64())),
+        pa.array([None], pa.list_(pa.int64())),
+        pa.array([["a"]], pa.list_(pa.string())),
+        pa.array([[1.5]], pa.list_(pa.float64())),
+    ],
     "sparse_1": [pa.array([5]), pa.array([-3]), pa.array([None], pa.int64()), pa.array([0.5])],
 }
 
@@ -93,7 +114,7 @@ def broken_days(draw):
         target = draw(st.integers(0, len(files) - 1))
         data = bytearray(files[target])
         if damage == "truncate":
-            data = data[:draw(st.integers(0, len(data) - 1))]
+            data = data[: draw(st.integers(0, len(data) - 1))]
         elif damage == "flip":
             for _ in range(draw(st.integers(1, 8))):
                 position = draw(st.integers(0, len(data) - 1))
@@ -149,8 +170,25 @@ INTEGER = st.one_of(st.just(""), st.integers(-5, 10**6).map(str))
 HEX = st.one_of(st.just(""), st.integers(0, 2**64 - 1).map(lambda v: f"{v:08x}"))
 JUNK = st.one_of(
     st.text(alphabet=string.printable.replace("\t", "").replace("\n", "").replace("\r", ""), max_size=12),
-    st.sampled_from(["1e400", "-0x1f", "1_0", '"', '"a', "nan", "0x10", "ffffffffffffffffffff", " 7 ", "٣",
-                     "-1", "2", "1.5", "+3", "99999999999999999999"]),
+    st.sampled_from(
+        [
+            "1e400",
+            "-0x1f",
+            "1_0",
+            '"',
+            '"a',
+            "nan",
+            "0x10",
+            "ffffffffffffffffffff",
+            " 7 ",
+            "٣",
+            "-1",
+            "2",
+            "1.5",
+            "+3",
+            "99999999999999999999",
+        ]
+    ),
 )
 
 
@@ -159,12 +197,13 @@ def criteo_lines(draw):
     """Mostly well-formed lines, some with one bad field, a few cut short, sometimes trailing bytes."""
     lines = []
     for _ in range(draw(st.integers(0, 12))):
-        fields = ([draw(st.sampled_from(["0", "1"]))] + [draw(INTEGER) for _ in range(13)]
-                  + [draw(HEX) for _ in range(26)])
+        fields = (
+            [draw(st.sampled_from(["0", "1"]))] + [draw(INTEGER) for _ in range(13)] + [draw(HEX) for _ in range(26)]
+        )
         if draw(st.integers(0, 3)) == 0:
             fields[draw(st.integers(0, len(fields) - 1))] = draw(JUNK)
         if draw(st.integers(0, 19)) == 0:
-            fields = fields[:draw(st.integers(0, len(fields)))]
+            fields = fields[: draw(st.integers(0, len(fields)))]
         lines.append("\t".join(fields))
     text = "\n".join(lines) + draw(st.sampled_from(["", "\n", "\r\n"]))
     return text.encode() if draw(st.integers(0, 9)) else text.encode() + draw(st.binary(min_size=1, max_size=16))

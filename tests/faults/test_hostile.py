@@ -21,8 +21,22 @@ from lpmon.store import Database, StateStore
 
 pytestmark = pytest.mark.faults
 
-HOSTILE_IDS = ["../etc", "a/b", "/abs", "..", ".", "x'; DROP TABLE runs; --", "<script>alert(1)</script>",
-               "a b", "a\x00b", "é", "x" * 200, "-leading-dash", "a\nb", "%2e%2e"]
+HOSTILE_IDS = [
+    "../etc",
+    "a/b",
+    "/abs",
+    "..",
+    ".",
+    "x'; DROP TABLE runs; --",
+    "<script>alert(1)</script>",
+    "a b",
+    "a\x00b",
+    "é",
+    "x" * 200,
+    "-leading-dash",
+    "a\nb",
+    "%2e%2e",
+]
 FUZZ = settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -39,30 +53,37 @@ def toml_string(value: str) -> str:
 
 # --- configuration ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value, message", [
-    ("gate_pct", "nan", "gate_pct: must be a percentage"),
-    ("gate_pct", "inf", "gate_pct: must be a percentage"),
-    ("gate_pct", "-0.5", "gate_pct: must be a percentage"),
-    ("gate_pct", '"0.05"', "gate_pct: expected a number"),
-    ("level", "nan", "level: must be between 0 and 1"),
-    ("sample_size", "9223372036854775807", "sample_size: must be between 100 and"),
-    ("sample_size", "-1", "sample_size: must be between 100 and"),
-    ("sample_size", "1.5", "sample_size: expected an integer"),
-    ("sample_size", "true", "sample_size: expected int"),
-    ("calibration_days", "100000", "calibration_days: must be between 1 and"),
-    ("validation_max_examples", "0", "validation_max_examples: must be between 1 and"),
-    ("validation_days", "-1", "validation_days: must be between 0 and 90"),
-    ("fallback_ladder", '["int8", "fp16"]', "fallback_ladder: unknown key"),
-    ("recipients", '["a@example.com\\r\\nBcc: all@example.com"]', "recipients: not email addresses"),
-    ("recipients", '["Team <a@example.com>"]', "recipients: not email addresses"),
-    ("recipients", '"a@example.com"', "recipients: expected a list of strings"),
-    ("traffic", '"/data/\\u0000x"', "traffic: control characters"),
-    ("calibration_method", '"l3"', "calibration_method: must be one of"),
-    ("colour", '"red"', "colour: unknown key"),
-])
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("gate_pct", "nan", "gate_pct: must be a percentage"),
+        ("gate_pct", "inf", "gate_pct: must be a percentage"),
+        ("gate_pct", "-0.5", "gate_pct: must be a percentage"),
+        ("gate_pct", '"0.05"', "gate_pct: expected a number"),
+        ("level", "nan", "level: must be between 0 and 1"),
+        ("sample_size", "9223372036854775807", "sample_size: must be between 100 and"),
+        ("sample_size", "-1", "sample_size: must be between 100 and"),
+        ("sample_size", "1.5", "sample_size: expected an integer"),
+        ("sample_size", "true", "sample_size: expected int"),
+        ("calibration_days", "100000", "calibration_days: must be between 1 and"),
+        ("validation_max_examples", "0", "validation_max_examples: must be between 1 and"),
+        ("validation_days", "-1", "validation_days: must be between 0 and 90"),
+        ("fallback_ladder", '["int8", "fp16"]', "fallback_ladder: unknown key"),
+        ("recipients", '["a@example.com\\r\\nBcc: all@example.com"]', "recipients: not email addresses"),
+        ("recipients", '["Team <a@example.com>"]', "recipients: not email addresses"),
+        ("recipients", '"a@example.com"', "recipients: expected a list of strings"),
+        ("traffic", '"/data/\\u0000x"', "traffic: control characters"),
+        ("calibration_method", '"l3"', "calibration_method: must be one of"),
+        ("colour", '"red"', "colour: unknown key"),
+    ],
+)
 def test_hostile_settings_are_refused_naming_the_key(tmp_path, key, value, message):
-    text = (f'[models.m]\ntraffic = "t"\nsnapshot = "s"\n{key} = {value}\n' if key != "traffic"
-            else f'[models.m]\nsnapshot = "s"\ntraffic = {value}\n')
+    text = (
+        f'[models.m]\ntraffic = "t"\nsnapshot = "s"\n{key} = {value}\n'
+        if key != "traffic"
+        else f'[models.m]\nsnapshot = "s"\ntraffic = {value}\n'
+    )
     with pytest.raises(ConfigError) as error:
         load(config_file(tmp_path, text), environ={})
     assert f"models.m.{message}" in str(error.value)
@@ -82,18 +103,38 @@ def test_hostile_environment_and_store_values_are_refused(tmp_path):
 @pytest.mark.parametrize("model_id", HOSTILE_IDS)
 def test_hostile_model_ids_are_refused(tmp_path, model_id):
     with pytest.raises(ConfigError, match="a model id is letters, digits"):
-        load(config_file(tmp_path, f'[models.{toml_string(model_id)}]\ntraffic = "t"\nsnapshot = "s"\n'),
-             environ={})
+        load(config_file(tmp_path, f'[models.{toml_string(model_id)}]\ntraffic = "t"\nsnapshot = "s"\n'), environ={})
 
 
 TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20)  # TOML strings hold no surrogates
-TOML_VALUE = st.one_of(st.integers(-2**63, 2**63 - 1).map(str), st.floats().map(
-    lambda f: "nan" if math.isnan(f) else ("inf" if f == math.inf else "-inf" if f == -math.inf else repr(f))),
-    st.booleans().map(lambda b: str(b).lower()), TEXT.map(toml_string),
-    st.lists(TEXT.map(toml_string), max_size=3).map(lambda v: f"[{', '.join(v)}]"))
-KEYS = st.sampled_from(["gate_pct", "level", "sample_size", "sample_seed", "min_examples", "min_positives",
-                        "calibration_method", "calibration_days", "embedding_precision", "cooldown_days",
-                        "healthy_days_to_reenable", "recipients", "traffic", "snapshot", "unknown_key"])
+TOML_VALUE = st.one_of(
+    st.integers(-(2**63), 2**63 - 1).map(str),
+    st.floats().map(
+        lambda f: "nan" if math.isnan(f) else ("inf" if f == math.inf else "-inf" if f == -math.inf else repr(f))
+    ),
+    st.booleans().map(lambda b: str(b).lower()),
+    TEXT.map(toml_string),
+    st.lists(TEXT.map(toml_string), max_size=3).map(lambda v: f"[{', '.join(v)}]"),
+)
+KEYS = st.sampled_from(
+    [
+        "gate_pct",
+        "level",
+        "sample_size",
+        "sample_seed",
+        "min_examples",
+        "min_positives",
+        "calibration_method",
+        "calibration_days",
+        "embedding_precision",
+        "cooldown_days",
+        "healthy_days_to_reenable",
+        "recipients",
+        "traffic",
+        "snapshot",
+        "unknown_key",
+    ]
+)
 
 
 @FUZZ
@@ -117,18 +158,26 @@ def test_random_settings_load_or_are_refused_naming_the_key(tmp_path_factory, en
 
 # --- plans --------------------------------------------------------------------------------
 
+
 def valid_plan_dict() -> dict:
-    plan = QuantPlan("ctr", 2, (
-        LayerPlan("bot_l.0", "linear", "int8", activation=ActivationRange(-0.1, 3.0, 0.0121, 8)),
-        LayerPlan("emb_l.0", "embedding", "int4", search=True),
-        LayerPlan("top_l.1", "linear", "fp16")), Provenance("l2", "2026-11-27", "2026-11-28"))
+    plan = QuantPlan(
+        "ctr",
+        2,
+        (
+            LayerPlan("bot_l.0", "linear", "int8", activation=ActivationRange(-0.1, 3.0, 0.0121, 8)),
+            LayerPlan("emb_l.0", "embedding", "int4", search=True),
+            LayerPlan("top_l.1", "linear", "fp16"),
+        ),
+        Provenance("l2", "2026-11-27", "2026-11-28"),
+    )
     return json.loads(plan.to_json())
 
 
 JSON_VALUE = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats() | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 def paths_of(data, prefix=()):
@@ -167,16 +216,21 @@ def test_mutated_plans_are_refused_naming_the_field(data):
             assert math.isfinite(layer.activation.scale) and layer.activation.scale > 0
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(lo=float("nan")), "layers.bot_l.0.activation.lo"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(scale=-0.5), "layers.bot_l.0.activation.scale"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(zero_point=10**30),
-     "layers.bot_l.0.activation.zero_point"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(bits=10**9), "layers.bot_l.0.activation.bits"),
-    (lambda d: d.update(version=10**40), None),
-    (lambda d: d.update(version=-3), "version"),
-    (lambda d: d["layers"]["top_l.1"].update(precision="fp8"), "layers.top_l.1.precision"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda d: d["layers"]["bot_l.0"]["activation"].update(lo=float("nan")), "layers.bot_l.0.activation.lo"),
+        (lambda d: d["layers"]["bot_l.0"]["activation"].update(scale=-0.5), "layers.bot_l.0.activation.scale"),
+        (
+            lambda d: d["layers"]["bot_l.0"]["activation"].update(zero_point=10**30),
+            "layers.bot_l.0.activation.zero_point",
+        ),
+        (lambda d: d["layers"]["bot_l.0"]["activation"].update(bits=10**9), "layers.bot_l.0.activation.bits"),
+        (lambda d: d.update(version=10**40), None),
+        (lambda d: d.update(version=-3), "version"),
+        (lambda d: d["layers"]["top_l.1"].update(precision="fp8"), "layers.top_l.1.precision"),
+    ],
+)
 def test_nan_negative_and_huge_plan_values_are_refused(edit, field):
     plan = valid_plan_dict()
     edit(plan)
@@ -188,6 +242,7 @@ def test_nan_negative_and_huge_plan_values_are_refused(edit, field):
 
 
 # --- names in SQL and paths ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("text", HOSTILE_IDS + ["'", '"', "\\", "%", "_", ";", "--", "/*", "$1", ":m"])
 def test_sql_metacharacters_are_data(database_url, text):
@@ -229,8 +284,9 @@ def test_the_cli_refuses_a_hostile_model_without_touching_anything(tmp_path, cap
     from lpmon.cli import main
     from lpmon.store import init_store
 
-    path = config_file(tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n'
-                                 '[models.m]\ntraffic = "t"\nsnapshot = "s"\n')
+    path = config_file(
+        tmp_path, f'store = "sqlite:///{tmp_path / "s.db"}"\n[models.m]\ntraffic = "t"\nsnapshot = "s"\n'
+    )
     init_store(f"sqlite:///{tmp_path / 's.db'}")
     before = sorted(p.name for p in tmp_path.parent.iterdir())
     assert main(["run", "--config", str(path), "--model", "../../escape", "--date", "2026-11-01"]) != 0

@@ -25,14 +25,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from lpmon.config import load
+from lpmon.demo.world import WorldConfig, write_world
 from lpmon.pipeline import open_store, run_day
 from lpmon.store import StoreError, init_store
-from lpmon.demo.world import WorldConfig, write_world
 from support import REPO
 
 MODEL, DAY0, DAY1 = "stable", "2026-11-01", "2026-11-02"
-UNPRIVILEGED = (["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-                if os.geteuid() == 0 else [])
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"] if os.geteuid() == 0 else []
 # A run whose day is judged DEGRADED (so it promotes a new plan), optionally with a
 # step wrapped: "deny_export" makes serving's folder unwritable after the promotion.
 DRIVER = r"""
@@ -56,10 +55,17 @@ sys.exit(main(sys.argv[3:]))
 
 
 def lpmon(*args, unprivileged=False, env=None, driver=None, cwd=None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "lpmon.cli", *args] if driver is None else \
-        [sys.executable, "-c", DRIVER, *driver, *args]
-    return subprocess.run((UNPRIVILEGED if unprivileged else []) + command, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, **(env or {})), cwd=cwd)
+    command = (
+        [sys.executable, "-m", "lpmon.cli", *args] if driver is None else [sys.executable, "-c", DRIVER, *driver, *args]
+    )
+    return subprocess.run(
+        (UNPRIVILEGED if unprivileged else []) + command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, **(env or {})),
+        cwd=cwd,
+    )
 
 
 def refused(out: subprocess.CompletedProcess, *words: str) -> str:
@@ -84,7 +90,8 @@ def write_config(root: Path, world: Path, store: str | None = None, top: str = "
         f'work_dir = "{root / "work"}"\n{top}\n'
         f"[defaults]\nsample_size = 5000\nmin_examples = 1000\n{defaults}\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
-        f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n')
+        f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n'
+    )
     return path
 
 
@@ -131,8 +138,12 @@ def test_a_store_truncated_to_zero_bytes_is_refused_by_every_command_and_left_em
     db = run_dir / "state.db"
     db.write_bytes(b"")
     for command in COMMANDS:
-        refused(lpmon(*command, "--config", str(run_dir / "lpmon.toml")), "state.db", "empty (0 bytes)",
-                "restore it from a backup")
+        refused(
+            lpmon(*command, "--config", str(run_dir / "lpmon.toml")),
+            "state.db",
+            "empty (0 bytes)",
+            "restore it from a backup",
+        )
         assert db.stat().st_size == 0, command  # never re-created over the lost history
 
 
@@ -199,6 +210,7 @@ def test_a_read_only_store_is_a_one_line_error_and_unchanged(run_dir):
 
 # --- serving's copy of the plan ---------------------------------------------------------------
 
+
 def plan_version(path: Path) -> int:
     return json.loads(path.read_text())["version"]
 
@@ -216,14 +228,32 @@ def test_an_unwritable_serving_folder_stops_the_promotion_before_it_commits(run_
     folder = serving(run_dir).parent
     folder.chmod(0o555)
     try:
-        out = lpmon("run", "--config", str(run_dir / "lpmon.toml"), "--model", MODEL, "--date", DAY1,
-                    unprivileged=True, driver=["promote", str(folder)])
+        out = lpmon(
+            "run",
+            "--config",
+            str(run_dir / "lpmon.toml"),
+            "--model",
+            MODEL,
+            "--date",
+            DAY1,
+            unprivileged=True,
+            driver=["promote", str(folder)],
+        )
         refused(out, f"{MODEL}: serving's folder", "is not writable by this user", "nothing was promoted")
         assert active_version(run_dir) == 1 and plan_version(serving(run_dir)) == 1  # they agree
     finally:
         folder.chmod(0o755)
-    out = lpmon("run", "--config", str(run_dir / "lpmon.toml"), "--model", MODEL, "--date", DAY1,
-                unprivileged=True, driver=["promote", str(folder)])  # the rerun after the fix
+    out = lpmon(
+        "run",
+        "--config",
+        str(run_dir / "lpmon.toml"),
+        "--model",
+        MODEL,
+        "--date",
+        DAY1,
+        unprivileged=True,
+        driver=["promote", str(folder)],
+    )  # the rerun after the fix
     assert out.returncode == 0, out.stderr
     assert active_version(run_dir) == 2 and plan_version(serving(run_dir)) == 2
 
@@ -235,8 +265,17 @@ def test_an_export_failing_after_the_commit_is_recorded_shown_and_retried(run_di
     config = str(run_dir / "lpmon.toml")
     folder = serving(run_dir).parent
     try:
-        out = lpmon("run", "--config", config, "--model", MODEL, "--date", DAY1, unprivileged=True,
-                    driver=["deny_export", str(folder)])
+        out = lpmon(
+            "run",
+            "--config",
+            config,
+            "--model",
+            MODEL,
+            "--date",
+            DAY1,
+            unprivileged=True,
+            driver=["deny_export", str(folder)],
+        )
         refused(out, f"{MODEL}: v2 active in the store, serving file still v1:", "not writable")
     finally:
         folder.chmod(0o755)
@@ -246,7 +285,9 @@ def test_an_export_failing_after_the_commit_is_recorded_shown_and_retried(run_di
     assert store.export_status(MODEL)["status"] == "failed"
     store.db.engine.dispose()
     status = lpmon("status", "--config", config)
-    assert status.returncode == 0 and "! serving: stable: v2 active in the store, serving file still v1" in status.stdout
+    assert (
+        status.returncode == 0 and "! serving: stable: v2 active in the store, serving file still v1" in status.stdout
+    )
     entry = json.loads(lpmon("status", "--config", config, "--json").stdout)[MODEL]
     assert entry["serving"]["version"] == 1 and "serving file still v1" in entry["serving"]["problem"]
     assert lpmon("run", "--config", config, "--model", MODEL, "--date", DAY1).returncode == 0  # the retry
@@ -267,8 +308,9 @@ def test_active_json_replaced_by_a_directory_is_recorded_and_leaves_no_temporary
     assert store.export_status(MODEL)["status"] == "failed" and store.rows("runs", MODEL)[-1]["status"] != "RUNNING"
     store.db.engine.dispose()
     # A promotion is refused before it commits while the path is a directory.
-    out = lpmon("run", "--config", str(config.path), "--model", MODEL, "--date", DAY1,
-                driver=["promote", str(target.parent)])
+    out = lpmon(
+        "run", "--config", str(config.path), "--model", MODEL, "--date", DAY1, driver=["promote", str(target.parent)]
+    )
     refused(out, "is not a regular file", "nothing was promoted")
     assert active_version(run_dir) == 1
     target.rmdir()
@@ -284,9 +326,17 @@ def test_files_for_other_processes_get_the_umasks_mode_or_the_configured_one(run
     assert lpmon("run", "--config", str(run_dir / "lpmon.toml"), "--model", MODEL, "--date", DAY1).returncode == 0
     assert serving(run_dir).stat().st_mode & 0o777 == 0o640
     write_config(run_dir, world)
-    out = subprocess.run(["sh", "-c", f"umask 027 && exec {sys.executable} -m lpmon.cli run --config "
-                                      f"{run_dir / 'lpmon.toml'} --model {MODEL} --date {DAY1}"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"umask 027 && exec {sys.executable} -m lpmon.cli run --config "
+            f"{run_dir / 'lpmon.toml'} --model {MODEL} --date {DAY1}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert serving(run_dir).stat().st_mode & 0o777 == 0o640
 
@@ -303,6 +353,7 @@ def test_temporary_files_of_killed_writers_are_removed_once_stale(run_dir):
 
 # --- a partition checked file by file -----------------------------------------------------------
 
+
 def traffic_copy(world: Path, root: Path) -> Path:
     """The model's traffic, copied, and the config pointed at the copy."""
     traffic = root / "traffic"
@@ -316,8 +367,9 @@ def traffic_copy(world: Path, root: Path) -> Path:
 def test_a_second_file_with_another_schema_fails_the_day_recorded_and_the_retry_succeeds(run_dir, world, change):
     partition = traffic_copy(world, run_dir)
     table = pq.read_table(next(partition.glob("*.parquet"))).slice(0, 10)
-    table = table.set_column(table.schema.get_field_index("request_id"), "request_id",
-                             pc.add(table.column("request_id"), 1 << 40))
+    table = table.set_column(
+        table.schema.get_field_index("request_id"), "request_id", pc.add(table.column("request_id"), 1 << 40)
+    )
     if change == "another schema":
         table = table.rename_columns([("x_0" if n == "dense_0" else n) for n in table.column_names])
     else:
@@ -352,15 +404,17 @@ def test_a_row_with_too_many_ids_fails_the_day_and_the_limit_is_a_setting(run_di
         ids = table.column("sparse_0").to_pylist()
         lists = [[i] for i in ids]
         lists[3] = [ids[3]] * 10_001
-        return table.set_column(table.schema.get_field_index("sparse_0"), "sparse_0",
-                                pa.array(lists, pa.list_(pa.int64())))
+        return table.set_column(
+            table.schema.get_field_index("sparse_0"), "sparse_0", pa.array(lists, pa.list_(pa.int64()))
+        )
 
     rewrite_partition(partition, multi_hot)
     result = run_day(load(run_dir / "lpmon.toml", environ={}), MODEL, DAY1)
     assert result.status == "failed" and "column sparse_0 has 1 rows with more than 10,000 ids" in result.message
     write_config(run_dir, world, defaults="max_ids_per_row = 20000")
-    traffic_copy_config = (run_dir / "lpmon.toml").read_text().replace(str(world / "traffic" / MODEL),
-                                                                        str(run_dir / "traffic"))
+    traffic_copy_config = (
+        (run_dir / "lpmon.toml").read_text().replace(str(world / "traffic" / MODEL), str(run_dir / "traffic"))
+    )
     (run_dir / "lpmon.toml").write_text(traffic_copy_config)
     assert run_day(load(run_dir / "lpmon.toml", environ={}), MODEL, DAY1).status != "failed"
 
@@ -368,9 +422,14 @@ def test_a_row_with_too_many_ids_fails_the_day_and_the_limit_is_a_setting(run_di
 @pytest.mark.parametrize("shift_h, accepted", [(8 * 24, False), (-30, False), (6, True)])
 def test_ts_is_checked_against_the_partitions_day(run_dir, world, shift_h, accepted):
     partition = traffic_copy(world, run_dir)
-    rewrite_partition(partition, lambda t: t.set_column(
-        t.schema.get_field_index("ts"), "ts",
-        pc.add(t.column("ts").cast(pa.timestamp("us")), pa.scalar(shift_h * 3600 * 10**6, pa.duration("us")))))
+    rewrite_partition(
+        partition,
+        lambda t: t.set_column(
+            t.schema.get_field_index("ts"),
+            "ts",
+            pc.add(t.column("ts").cast(pa.timestamp("us")), pa.scalar(shift_h * 3600 * 10**6, pa.duration("us"))),
+        ),
+    )
     result = run_day(load(run_dir / "lpmon.toml", environ={}), MODEL, DAY1)
     if accepted:
         assert result.status != "failed", result.message
@@ -380,6 +439,7 @@ def test_ts_is_checked_against_the_partitions_day(run_dir, world, shift_h, accep
 
 
 # --- a model snapshot that is not one -------------------------------------------------------------
+
 
 def test_weights_that_are_not_an_npz_archive_say_so(world, tmp_path):
     import numpy as np
@@ -403,6 +463,7 @@ def test_weights_that_are_not_an_npz_archive_say_so(world, tmp_path):
 
 
 # --- Airflow tasks refuse as the CLI does ---------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_airflow_tasks_refuse_a_store_that_was_never_initialised(airflow_db, tmp_path, monkeypatch, capfd):

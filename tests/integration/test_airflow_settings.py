@@ -15,8 +15,10 @@ MODELS = '[models.m]\ntraffic = "t"\nsnapshot = "s"\n'
 def test_no_start_date_by_default_and_the_new_keys_are_checked(tmp_path):
     assert AirflowSettings().start_date == "" and AirflowSettings().timezone == "UTC"
     path = tmp_path / "lpmon.toml"
-    path.write_text(MODELS + '[airflow]\ntimezone = "Mars/Olympus"\npartition_marker = "../x"\n'
-                             'partition_poke_s = 0\npartition_wait_s = -1\n')
+    path.write_text(
+        MODELS + '[airflow]\ntimezone = "Mars/Olympus"\npartition_marker = "../x"\n'
+        "partition_poke_s = 0\npartition_wait_s = -1\n"
+    )
     with pytest.raises(ConfigError) as err:
         load(path, environ={})
     message = str(err.value)
@@ -26,8 +28,11 @@ def test_no_start_date_by_default_and_the_new_keys_are_checked(tmp_path):
     assert "airflow.partition_wait_s: expected a non-negative integer, got -1" in message
     path.write_text(MODELS + '[airflow]\ntimezone = "Europe/Paris"\npartition_wait_s = 7200\n')
     settings = load(path, environ={}).airflow
-    assert (settings.timezone, settings.partition_wait_s, settings.partition_marker) == ("Europe/Paris", 7200,
-                                                                                         "_SUCCESS")
+    assert (settings.timezone, settings.partition_wait_s, settings.partition_marker) == (
+        "Europe/Paris",
+        7200,
+        "_SUCCESS",
+    )
 
 
 def test_the_models_task_says_when_a_day_is_before_the_start_or_has_no_traffic(tmp_path, monkeypatch, airflow_db):

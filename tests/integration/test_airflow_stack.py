@@ -19,17 +19,25 @@ from pathlib import Path
 
 import pytest
 
-from support.airflow_stack import Stack
 from conftest import _postgres_database, free_port
 from lpmon.config import load
-from lpmon.report.notify import NO_CONNECTION
 from lpmon.pipeline import open_store, run_day
-from support.world import dag_world, snapshot_rows
+from lpmon.report.notify import NO_CONNECTION
 from support import REPO
+from support.airflow_stack import Stack
+from support.world import dag_world, snapshot_rows
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 START, DAYS = dt.date(2026, 11, 1), 5
 MODEL = "gradual_drift"
@@ -49,7 +57,7 @@ def deployment(tmp_path, smtp_server):
     """World + lpmon store + Airflow metadata on PostgreSQL; yields a factory of stacks."""
     lpmon_db, drop_lpmon = _postgres_database()
     metadata_db, drop_metadata = _postgres_database()
-    shared = tmp_path / "shared"   # what workers share besides PostgreSQL and Redis
+    shared = tmp_path / "shared"  # what workers share besides PostgreSQL and Redis
     # Without catchup, unpausing the DAG for the backfill schedules only its latest day
     # (a day without traffic here, left out of the comparison below).
     config_path = dag_world(shared, [MODEL], days=DAYS, store=lpmon_db)
@@ -57,9 +65,13 @@ def deployment(tmp_path, smtp_server):
     stacks = []
 
     def make(executor: str, extra_env: dict | None = None) -> Stack:
-        stack = Stack(tmp_path / f"airflow-{executor}", metadata_db, free_port(),
-                      {"AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-                       "LPMON_CONFIG": str(config_path), **(extra_env or {})}, executor)
+        stack = Stack(
+            tmp_path / f"airflow-{executor}",
+            metadata_db,
+            free_port(),
+            {"AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "LPMON_CONFIG": str(config_path), **(extra_env or {})},
+            executor,
+        )
         stack.env.pop("AIRFLOW_CONN_SMTP_DEFAULT", None)  # each test says how (or whether) mail goes out
         stacks.append(stack)
         return stack
@@ -80,8 +92,9 @@ def backfill_twice_and_compare(stack: Stack, config_path: Path, tmp_path: Path):
     end = str(START + dt.timedelta(days=DAYS - 1))
     first = stack.backfill("lpmon_monitor", str(START), end)
     runs = stack.runs("lpmon_monitor")
-    assert len(runs) == DAYS and all(r["state"] == "success" for r in runs), [(r["logical_date"], r["state"])
-                                                                              for r in runs]
+    assert len(runs) == DAYS and all(r["state"] == "success" for r in runs), [
+        (r["logical_date"], r["state"]) for r in runs
+    ]
     store = open_store(load(config_path, environ={}))
     rows = backfilled_rows(store, end)
     assert [r["logical_date"] for r in rows["runs"]] == [str(START + dt.timedelta(days=i)) for i in range(DAYS)]
@@ -95,15 +108,17 @@ def backfill_twice_and_compare(stack: Stack, config_path: Path, tmp_path: Path):
 
 
 def backfilled_rows(store, end: str) -> dict:
-    return {table: [r for r in rows if r.get("logical_date", "") <= end]
-            for table, rows in snapshot_rows(store, MODEL).items()}
+    return {
+        table: [r for r in rows if r.get("logical_date", "") <= end]
+        for table, rows in snapshot_rows(store, MODEL).items()
+    }
 
 
 def readme_commands() -> list[str]:
     """The `airflow ...` lines of the README's "On your existing Airflow" block."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## On your existing Airflow"):]
-    block = section[section.index("```bash") + 7:section.index("```", section.index("```bash") + 7)]
+    section = text[text.index("## On your existing Airflow") :]
+    block = section[section.index("```bash") + 7 : section.index("```", section.index("```bash") + 7)]
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("airflow ")]
 
 
@@ -129,8 +144,11 @@ def scheduled_run_monitors_the_day_that_ended(stack: Stack, config_path: Path) -
     """Unpausing (without catchup) makes the scheduler run the last complete day: its
     data interval is yesterday, it ran after today's midnight, and the store has that
     day (no traffic there: INSUFFICIENT_DATA, naming the day), not today."""
-    (run,) = stack.wait(lambda: [r for r in stack.runs("lpmon_monitor", "scheduled")
-                                 if r["state"] in ("success", "failed")], 300, "the scheduled run")
+    (run,) = stack.wait(
+        lambda: [r for r in stack.runs("lpmon_monitor", "scheduled") if r["state"] in ("success", "failed")],
+        300,
+        "the scheduled run",
+    )
     assert run["state"] == "success", run
     start, end = (dt.datetime.fromisoformat(run[k]) for k in ("data_interval_start", "data_interval_end"))
     after = dt.datetime.fromisoformat(run["run_after"])
@@ -187,19 +205,20 @@ def the_page_through_airflows_nav(stack: Stack, config_path: Path) -> None:
             page.fill("input[name=password]", stack.admin_password)
             page.click("button[type=submit]")
             page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
-            page.click("a[href='/plugin/lpmon']")                      # Airflow's own nav entry
+            page.click("a[href='/plugin/lpmon']")  # Airflow's own nav entry
             frame = page.frame_locator("iframe[title=lpmon]")
             frame.locator(f"#models a:text-is('{MODEL}')").click()
             frame.locator("#dne-chart").wait_for()
             chart = frame.locator("#dne-chart")
-            dots = chart.locator("circle.day").evaluate_all("els => els.map(e => [e.dataset.day, e.dataset.dne,"
-                                                             " e.dataset.status, e.getAttribute('fill')])")
+            dots = chart.locator("circle.day").evaluate_all(
+                "els => els.map(e => [e.dataset.day, e.dataset.dne, e.dataset.status, e.getAttribute('fill')])"
+            )
             scored = [m for m in metrics if m["dne_pct"] is not None]
             assert [(d, v) for d, v, _, _ in dots] == [(m["logical_date"], f"{m['dne_pct']:.4f}") for m in scored]
             assert [s for _, _, s, _ in dots] == [runs[m["logical_date"]]["status"] for m in scored]
             assert len({f for *_, f in dots}) == len({s for _, _, s, _ in dots})  # one colour per status
             assert float(chart.locator("line[data-gate]").get_attribute("data-gate")) == config.model(MODEL).gate_pct
-            assert chart.locator("text.y-tick").count() >= 3                   # a y axis with values
+            assert chart.locator("text.y-tick").count() >= 3  # a y axis with values
             days = frame.locator("#days").inner_text()
             assert all(f"{m['dne_pct']:.4f}" in days for m in scored)
             plan = frame.locator("#plan").inner_text()
@@ -231,11 +250,17 @@ def the_page_through_airflows_nav(stack: Stack, config_path: Path) -> None:
 def test_backfill_with_the_local_executor_on_postgresql(deployment, tmp_path, smtp_server):
     make, config_path = deployment
     stack = make("LocalExecutor")
-    stack.start(("api-server", "-H", "127.0.0.1", "-p", str(stack.port), "-w", "1"),
-                ("scheduler", "--skip-serve-logs"), ("dag-processor",))
+    stack.start(
+        ("api-server", "-H", "127.0.0.1", "-p", str(stack.port), "-w", "1"),
+        ("scheduler", "--skip-serve-logs"),
+        ("dag-processor",),
+    )
     # The README's commands for an existing Airflow: the Variable, smtp_default, dags show, unpause.
-    shown = run_readme_commands(stack, config_path, f"smtp://127.0.0.1:{smtp_server.port}/?disable_ssl=true"
-                                                    "&disable_tls=true&from_email=lpmon%40example.com")
+    shown = run_readme_commands(
+        stack,
+        config_path,
+        f"smtp://127.0.0.1:{smtp_server.port}/?disable_ssl=true&disable_tls=true&from_email=lpmon%40example.com",
+    )
     assert "digraph" in shown["dags show"] and "monitor.partition" in shown["dags show"]
     backfill_twice_and_compare(stack, config_path, tmp_path)
     run = scheduled_run_monitors_the_day_that_ended(stack, config_path)
@@ -255,8 +280,11 @@ def test_backfill_with_the_local_executor_on_postgresql(deployment, tmp_path, sm
     stack.airflow("dags", "unpause", "lpmon_onboard")
     (asset,) = stack.get("/api/v2/assets?name_pattern=lpmon_model_snapshot")["assets"]
     stack.post("/api/v2/assets/events", {"asset_id": asset["id"], "extra": {"model_id": MODEL, "day": "2026-11-05"}})
-    (run,) = stack.wait(lambda: [r for r in stack.runs("lpmon_onboard", None) if r["state"] in ("success", "failed")],
-                        300, "lpmon_onboard run")
+    (run,) = stack.wait(
+        lambda: [r for r in stack.runs("lpmon_onboard", None) if r["state"] in ("success", "failed")],
+        300,
+        "lpmon_onboard run",
+    )
     assert run["state"] == "success"
     active = open_store(config).active_plan(MODEL)
     from lpmon.quant import QuantPlan
@@ -270,9 +298,12 @@ def test_backfill_on_celery_workers_with_redis_and_no_smtp_connection(deployment
     make, config_path = deployment
     stack = make("CeleryExecutor", {"AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/7"})
     stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    stack.start(("api-server", "-H", "127.0.0.1", "-p", str(stack.port), "-w", "1"),
-                ("scheduler", "--skip-serve-logs"), ("dag-processor",),
-                ("celery", "worker", "--skip-serve-logs", "--concurrency", "2"))
+    stack.start(
+        ("api-server", "-H", "127.0.0.1", "-p", str(stack.port), "-w", "1"),
+        ("scheduler", "--skip-serve-logs"),
+        ("dag-processor",),
+        ("celery", "worker", "--skip-serve-logs", "--concurrency", "2"),
+    )
     backfill_twice_and_compare(stack, config_path, tmp_path)
     # The tasks ran on the Celery worker, not in the scheduler.
     worker_log = (stack.home / "celery-worker.log").read_text()
@@ -285,7 +316,8 @@ def test_backfill_on_celery_workers_with_redis_and_no_smtp_connection(deployment
     (alert,) = [a for a in store.rows("alerts", MODEL) if a["logical_date"] == day]
     store.db.engine.dispose()
     assert alert["status"] == "failed" and alert["error"].startswith(f"{NO_CONNECTION} 'smtp_default'")
-    request = urllib.request.Request(f"{stack.base}/lpmon/api/models/{MODEL}",
-                                     headers={"Authorization": f"Bearer {stack.token()}"})
+    request = urllib.request.Request(
+        f"{stack.base}/lpmon/api/models/{MODEL}", headers={"Authorization": f"Bearer {stack.token()}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.loads(response.read())["mail_problem"] == alert["error"]

@@ -20,8 +20,17 @@ from support.world import dag_world, snapshot_rows
 
 DAGS = REPO / "dags"
 START = dt.date(2026, 11, 1)
-HEAVY = ("numpy", "pandas", "pyarrow", "scipy", "matplotlib", "lpmon.pipeline", "lpmon.airflow.tasks", "lpmon.model",
-         "lpmon.store")
+HEAVY = (
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "matplotlib",
+    "lpmon.pipeline",
+    "lpmon.airflow.tasks",
+    "lpmon.model",
+    "lpmon.store",
+)
 
 
 def day(i: int) -> dt.date:
@@ -30,19 +39,26 @@ def day(i: int) -> dt.date:
 
 def promoted_events(dr) -> list[dict]:
     """The extras of this run's lpmon_plan_promoted asset events, from Airflow's metadata DB."""
-    from sqlalchemy import select
-
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
-        rows = session.execute(select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                               .where(AssetModel.name == "lpmon_plan_promoted", AssetEvent.source_run_id == dr.run_id)
-                               .order_by(AssetEvent.id)).scalars().all()
+        rows = (
+            session.execute(
+                select(AssetEvent.extra)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.name == "lpmon_plan_promoted", AssetEvent.source_run_id == dr.run_id)
+                .order_by(AssetEvent.id)
+            )
+            .scalars()
+            .all()
+        )
     return [{k: v for k, v in extra.items() if k in ("model", "version", "day", "path")} for extra in rows]
 
 
 # --- parsing and shape --------------------------------------------------------------------
+
 
 def test_every_dag_file_parses_in_under_a_second_without_heavy_imports(tmp_path):
     script = f"""
@@ -68,9 +84,11 @@ def test_reading_the_airflow_table_imports_no_sqlalchemy(tmp_path):
     """What a DAG file needs of lpmon (lpmon.airflow.defaults) loads neither the store nor sqlalchemy."""
     path = tmp_path / "lpmon.toml"
     path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\n\n[airflow]\ntimezone = "Europe/Paris"\n')
-    script = ("import sys; from lpmon.config import airflow_settings; s = airflow_settings(); "
-              "print(s.timezone, sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'airflow') "
-              "or m.startswith('lpmon.store')))")
+    script = (
+        "import sys; from lpmon.config import airflow_settings; s = airflow_settings(); "
+        "print(s.timezone, sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'airflow') "
+        "or m.startswith('lpmon.store')))"
+    )
     env = dict(os.environ, LPMON_CONFIG=str(path), PYTHONWARNINGS="ignore")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["Europe/Paris", "[]"]
@@ -78,22 +96,41 @@ def test_reading_the_airflow_table_imports_no_sqlalchemy(tmp_path):
 
 def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     path = tmp_path / "lpmon.toml"
-    path.write_text('[models.m]\ntraffic = "t"\nsnapshot = "s"\n\n[airflow]\nrecalibrate_schedule = "0 4 * * 1"\n'
-                    'start_date = "2026-10-01"\ntask_retries = 3\ntimezone = "Europe/Paris"\n')
+    path.write_text(
+        '[models.m]\ntraffic = "t"\nsnapshot = "s"\n\n[airflow]\nrecalibrate_schedule = "0 4 * * 1"\n'
+        'start_date = "2026-10-01"\ntask_retries = 3\ntimezone = "Europe/Paris"\n'
+    )
     bag = dagbag(path)
     monitor, recalibrate, onboard = (bag.dags[d] for d in ("lpmon_monitor", "lpmon_recalibrate", "lpmon_onboard"))
     assert monitor.catchup and monitor.max_active_runs == 1
     assert monitor.start_date == pendulum.datetime(2026, 10, 1, tz="Europe/Paris")
-    assert {t.task_id for t in monitor.tasks} == {"models"} | {f"monitor.{name}" for name in (
-        "partition", "sample", "score", "compare", "decide", "record", "recalibrate", "fallback", "report",
-        "alert", "publish")}
+    assert {t.task_id for t in monitor.tasks} == {"models"} | {
+        f"monitor.{name}"
+        for name in (
+            "partition",
+            "sample",
+            "score",
+            "compare",
+            "decide",
+            "record",
+            "recalibrate",
+            "fallback",
+            "report",
+            "alert",
+            "publish",
+        )
+    }
     task = monitor.get_task
     assert task("monitor.partition").downstream_task_ids == {"monitor.sample"}
     assert task("monitor.partition").mode == "reschedule"
     assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
     assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
-    assert task("monitor.report").upstream_task_ids == {"models", "monitor.record", "monitor.recalibrate",
-                                                        "monitor.fallback"}
+    assert task("monitor.report").upstream_task_ids == {
+        "models",
+        "monitor.record",
+        "monitor.recalibrate",
+        "monitor.fallback",
+    }
     assert task("monitor.report").downstream_task_ids == {"monitor.alert", "monitor.publish"}
     assert task("monitor.report").trigger_rule == "none_failed_min_one_success"
     assert [a.name for a in task("monitor.publish").outlets] == ["lpmon_plan_promoted"]
@@ -126,6 +163,7 @@ def test_without_a_start_date_there_is_no_catchup_and_no_2026(dagbag, tmp_path):
 
 # --- dag.test() runs ----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, smtp_server, tmp_path):
     config_path = dag_world(tmp_path / "dag", ["stable"], days=2)
@@ -138,13 +176,15 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
         assert states[("monitor.recalibrate", 0)] == "skipped" and states[("monitor.fallback", 0)] == "skipped"
         # The first day onboards (serving loads the new plan: an asset event); later days promote nothing.
         assert states[("monitor.publish", 0)] == ("success" if i == 0 else "skipped")
-        rendered = {ti.rendered_map_index for ti in dr.get_task_instances() if ti.state == "success"
-                    and ti.map_index >= 0}
+        rendered = {
+            ti.rendered_map_index for ti in dr.get_task_instances() if ti.state == "success" and ti.map_index >= 0
+        }
         assert rendered == {"stable"}, rendered  # map indexes are model names in the UI
         run_day(load(twin_path, environ={}), "stable", day(i))
     config = load(config_path, environ={})
-    assert snapshot_rows(open_store(config), "stable") == snapshot_rows(open_store(load(twin_path, environ={})),
-                                                                        "stable")
+    assert snapshot_rows(open_store(config), "stable") == snapshot_rows(
+        open_store(load(twin_path, environ={})), "stable"
+    )
     # The one email: onboarding put plan v1 in force (serving loads it); healthy days send nothing.
     assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"stable/{day(0)}/PROMOTION"]
     report = config.work_dir / "reports" / "stable" / f"{day(1)}.html"
@@ -170,8 +210,14 @@ def test_a_drifting_day_recalibrates_promotes_and_emails_once(dagbag, smtp_serve
     assert store.active_plan("sudden_shift").version == 2
     # Serving-side DAGs learn of the promotion through the lpmon_plan_promoted asset.
     assert states[("monitor.publish", 0)] == "success"
-    assert promoted_events(dr) == [{"model": "sudden_shift", "version": 2, "day": str(day(7)),
-                                    "path": str(config.plans_dir / "sudden_shift" / "active.json")}]
+    assert promoted_events(dr) == [
+        {
+            "model": "sudden_shift",
+            "version": 2,
+            "day": str(day(7)),
+            "path": str(config.plans_dir / "sudden_shift" / "active.json"),
+        }
+    ]
     subjects = [m["Subject"] for m in smtp_server.messages]  # one mail for the day's two events
     assert len(subjects) == 1 and "NE degraded, new plan promoted" in subjects[0], subjects
     assert "v2 now serving" in smtp_server.messages[0].get_body(("plain",)).get_content().splitlines()[0]
@@ -192,7 +238,9 @@ def test_a_drifting_day_recalibrates_promotes_and_emails_once(dagbag, smtp_serve
     assert dr.state == "success" and len(smtp_server.messages) == 1
     assert snapshot_rows(store, "sudden_shift") == before
     assert {(a["event"], a["status"]) for a in store.rows("alerts", "sudden_shift")} == {
-        ("DEGRADED", "sent"), ("PROMOTION", "sent")}
+        ("DEGRADED", "sent"),
+        ("PROMOTION", "sent"),
+    }
 
 
 @pytest.mark.slow
@@ -260,8 +308,7 @@ def test_bad_inputs_are_recorded_alerted_and_the_next_day_is_unaffected(dagbag, 
     assert runs[str(day(3))]["status"] == "failed" and "model snapshot" in runs[str(day(3))]["message"]
     assert [r["version"] for r in store.rows("plans", "stable")] == [1]
     mails = {m["X-Lpmon-Event"]: m for m in smtp_server.messages}
-    assert sorted(mails) == [f"stable/{day(1)}/INSUFFICIENT_DATA", f"stable/{day(2)}/FAILED",
-                             f"stable/{day(3)}/FAILED"]
+    assert sorted(mails) == [f"stable/{day(1)}/INSUFFICIENT_DATA", f"stable/{day(2)}/FAILED", f"stable/{day(3)}/FAILED"]
     assert truncated.name in mails[f"stable/{day(2)}/FAILED"].get_body(("plain",)).get_content()
     # The next day: as if the bad days had not happened.
     dr, states = run_dag(bag, "lpmon_monitor", day(4))
@@ -311,7 +358,9 @@ def test_proactive_recalibration_promotes_only_a_better_plan_once(dagbag, smtp_s
     assert len(proactive) == 1 and proactive[0]["status"] == "active"
     assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"gradual_drift/{day(11)}/PROMOTION"]
     assert "proactive" in smtp_server.messages[0].get_body(("plain",)).get_content().lower()
-    dr, _ = run_dag(bag, "lpmon_recalibrate", day(11), conf={"day": str(day(11))})  # again: nothing new, no second email
+    dr, _ = run_dag(
+        bag, "lpmon_recalibrate", day(11), conf={"day": str(day(11))}
+    )  # again: nothing new, no second email
     assert dr.state == "success" and len(smtp_server.messages) == 1
     assert len([p for p in store.rows("plans", "gradual_drift") if p["reason"] == "PROACTIVE"]) == 1
 
@@ -359,8 +408,10 @@ def test_a_late_partition_without_smtp_is_insufficient_data_recorded_and_green(d
     assert states[("monitor.partition", 0)] == "success" and states[("monitor.alert", 0)] == "success"
     store = open_store(load(config_path, environ={}))
     (run,) = store.rows("runs", "stable")
-    assert run["status"] == "INSUFFICIENT_DATA" and "not complete 3600 s after the day ended (no _SUCCESS)" in run[
-        "message"]
+    assert (
+        run["status"] == "INSUFFICIENT_DATA"
+        and "not complete 3600 s after the day ended (no _SUCCESS)" in run["message"]
+    )
     (alert,) = store.rows("alerts", "stable")
     assert alert["event"] == "INSUFFICIENT_DATA" and alert["status"] == "failed"
     assert alert["error"].startswith(f"{NO_CONNECTION} 'smtp_default' (not defined)")
@@ -376,9 +427,11 @@ def test_the_partition_wait_waits_for_the_marker_until_its_deadline(tmp_path, mo
     monkeypatch.setattr(dagtasks, "label", lambda model_id: None)  # no task context here
     today = dt.date.today().isoformat()
     assert dagtasks.partition_ready("stable", {"params": {"day": today}}) == (False, {})  # the day is not over
-    done, value = dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}})   # long over, no marker
+    done, value = dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}})  # long over, no marker
     assert done and not value["complete"] and "_SUCCESS" in value["message"]
     traffic = TrafficStore(load(config_path, environ={}).model("stable").traffic)
     Path(traffic.partition(day(0)), "_SUCCESS").write_text("")
     assert dagtasks.partition_ready("stable", {"params": {"day": str(day(0))}}) == (
-        True, {"complete": True, "waited": True})
+        True,
+        {"complete": True, "waited": True},
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from support import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -29,8 +30,16 @@ def env_example() -> dict[str, str]:
 
 
 def test_the_deployment_has_every_service_with_health_checks():
-    assert set(SERVICES) == {"postgres", "redis", "mailpit", "airflow-init", "airflow-apiserver",
-                             "airflow-scheduler", "airflow-dag-processor", "airflow-worker"}
+    assert set(SERVICES) == {
+        "postgres",
+        "redis",
+        "mailpit",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-worker",
+    }
     for name, service in SERVICES.items():
         if name != "airflow-init":
             assert "healthcheck" in service, name
@@ -47,7 +56,7 @@ def test_every_interpolated_variable_is_documented_in_env_example():
     text = (REPO / "docker-compose.yml").read_text()
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)\}", text))
     documented = env_example()
-    assert used == set(documented), (used ^ set(documented))
+    assert used == set(documented), used ^ set(documented)
     assert all(comment for comment in documented.values())
 
 
@@ -64,8 +73,9 @@ def test_every_airflow_and_lpmon_variable_is_one_they_read():
             options = known.get(section.lower(), {}).get("options", {})
             assert key.lower() in options, f"{name}: Airflow has no [{section.lower()}] {key.lower()}"
         elif name.startswith("LPMON_"):
-            read = f'"{name}"' in sources or (name in ("LPMON_WORK_DIR", "LPMON_PLANS_DIR")
-                                                and 'f"LPMON_{key.upper()}"' in sources)
+            read = f'"{name}"' in sources or (
+                name in ("LPMON_WORK_DIR", "LPMON_PLANS_DIR") and 'f"LPMON_{key.upper()}"' in sources
+            )
             assert read, f"{name}: lpmon does not read it"
     assert environment["AIRFLOW_CONN_SMTP_DEFAULT"].startswith("smtp://mailpit:1025/")
 
@@ -78,8 +88,10 @@ def test_the_deployed_lpmon_config_loads_with_the_compose_environment():
     config = load(REPO / "deploy" / "lpmon.toml", environ=env)
     assert config.store.startswith("postgresql+psycopg://") and config.store.endswith("@postgres:5432/lpmon")
     assert str(config.work_dir) == "/data/work" and str(config.plans_dir) == "/data/plans"
-    assert all(m.traffic.startswith("/data/traffic/") and m.snapshot.startswith("/data/models/")
-               for m in config.models.values())
+    assert all(
+        m.traffic.startswith("/data/traffic/") and m.snapshot.startswith("/data/models/")
+        for m in config.models.values()
+    )
 
 
 def test_the_image_is_the_pinned_airflow_with_lpmon_and_its_dags():
@@ -97,5 +109,17 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
     import subprocess
 
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
-    subprocess.run(["docker-compose", "--project-directory", str(REPO), "--env-file", str(tmp_path / ".env"),
-                    "-f", str(REPO / "docker-compose.yml"), "config", "-q"], check=True)
+    subprocess.run(
+        [
+            "docker-compose",
+            "--project-directory",
+            str(REPO),
+            "--env-file",
+            str(tmp_path / ".env"),
+            "-f",
+            str(REPO / "docker-compose.yml"),
+            "config",
+            "-q",
+        ],
+        check=True,
+    )

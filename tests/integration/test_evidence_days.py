@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from lpmon.config import load
+from lpmon.demo.world import COUNTRIES, WorldConfig, write_world
 from lpmon.pipeline import open_store, run_day
 from lpmon.policy import VERDICTS
 from lpmon.store import init_store
-from lpmon.demo.world import COUNTRIES, WorldConfig, write_world
 
 START = dt.date(2026, 11, 1)
 
@@ -34,7 +34,7 @@ def test_small_traffic_with_defaults_gets_verdicts_and_no_false_alarm(tmp_path):
     onboarded = next(i for i, r in enumerate(results) if r.plan_version is not None)
     assert onboarded <= 3, [r.message for r in results]
     # From the plan's third day on, the pooled window gives every day a verdict.
-    assert all(s in VERDICTS for s in statuses[onboarded + 2:]), [r.message for r in results]
+    assert all(s in VERDICTS for s in statuses[onboarded + 2 :]), [r.message for r in results]
     assert any("3 days (" in r.message for r in results[onboarded:])
     assert {r.plan_version for r in results[onboarded:]} == {results[onboarded].plan_version}
 
@@ -83,8 +83,13 @@ def test_segment_codes_survive_between_airflow_tasks(tmp_path):
 
     from lpmon.pipeline.daywork import DayWork
 
-    work = DayWork("m", "2026-11-01", segment_values={"country": ["DE", "US"]},
-                   segment_codes={"country": np.array([0, 1, 1], np.int32)}, labels=np.array([0, 1, 0], np.uint8))
+    work = DayWork(
+        "m",
+        "2026-11-01",
+        segment_values={"country": ["DE", "US"]},
+        segment_codes={"country": np.array([0, 1, 1], np.int32)},
+        labels=np.array([0, 1, 0], np.uint8),
+    )
     work.save(tmp_path)
     back = DayWork.load(tmp_path, "m", "2026-11-01")
     assert back.segment_values == {"country": ["DE", "US"]}

@@ -29,10 +29,16 @@ def logged_day(day: int, n: int = 20_000, shift: float = 0.0, seed: int = 0, p_r
     served = 1 / (1 + np.exp(-(logit + worse * shift * rng.normal(1.0, 0.5, n))))
     date = START + dt.timedelta(days=day)
     seconds = np.sort(rng.integers(0, 86_400, n))
-    return pa.table({"request_id": np.arange(n, dtype=np.int64) + day * 10**9,
-                     "ts": pa.array(np.datetime64(dt.datetime.combine(date, dt.time()), "s") + seconds),
-                     "label": (rng.random(n) < ref).astype(np.int8),
-                     p_ref: ref.astype(np.float32), p_q: served.astype(np.float32), "country": country})
+    return pa.table(
+        {
+            "request_id": np.arange(n, dtype=np.int64) + day * 10**9,
+            "ts": pa.array(np.datetime64(dt.datetime.combine(date, dt.time()), "s") + seconds),
+            "label": (rng.random(n) < ref).astype(np.int8),
+            p_ref: ref.astype(np.float32),
+            p_q: served.astype(np.float32),
+            "country": country,
+        }
+    )
 
 
 def logged_world(root, days, extra="") -> "Path":  # noqa: F821
@@ -40,11 +46,13 @@ def logged_world(root, days, extra="") -> "Path":  # noqa: F821
     for i, table in enumerate(days):
         store.write_day(START + dt.timedelta(days=i), table)
     path = root / "lpmon.toml"
-    path.write_text(f'store = "sqlite:///{root / "state.db"}"\n\n'
-                    '[defaults]\nsample_size = 10000\nmin_examples = 1000\n'
-                    'recipients = ["oncall@example.com"]\n\n'
-                    f'[models.served]\ntraffic = "{root / "traffic"}"\nscorer = "logged"\n{extra}\n'
-                    '[airflow]\nstart_date = "2026-11-01"\ntask_retries = 0\nbase_url = "http://airflow.test"\n')
+    path.write_text(
+        f'store = "sqlite:///{root / "state.db"}"\n\n'
+        "[defaults]\nsample_size = 10000\nmin_examples = 1000\n"
+        'recipients = ["oncall@example.com"]\n\n'
+        f'[models.served]\ntraffic = "{root / "traffic"}"\nscorer = "logged"\n{extra}\n'
+        '[airflow]\nstart_date = "2026-11-01"\ntask_retries = 0\nbase_url = "http://airflow.test"\n'
+    )
     init_store(f"sqlite:///{root / 'state.db'}")
     return path
 
@@ -53,8 +61,11 @@ def test_config_needs_no_snapshot_and_checks_the_columns(tmp_path):
     path = logged_world(tmp_path, [], extra='p_ref_column = "fp32_score"\np_q_column = "served_score"\n')
     settings = load(path, environ={}).model("served")
     assert (settings.scorer, settings.snapshot, settings.p_ref_column) == ("logged", "", "fp32_score")
-    path.write_text(path.read_text().replace('scorer = "logged"', 'scorer = "logged"\np_q_column = "label"')
-                    .replace('p_q_column = "served_score"\n', ""))
+    path.write_text(
+        path.read_text()
+        .replace('scorer = "logged"', 'scorer = "logged"\np_q_column = "label"')
+        .replace('p_q_column = "served_score"\n', "")
+    )
     with pytest.raises(ConfigError, match="models.served.p_q_column: must name a prediction column"):
         load(path, environ={})
     path.write_text(path.read_text().replace('scorer = "logged"', 'scorer = "remote"'))
@@ -63,12 +74,15 @@ def test_config_needs_no_snapshot_and_checks_the_columns(tmp_path):
     assert "snapshot: required" in str(err.value)  # a model scorer needs its snapshot
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("nan", "column p_q has 3 rows with NaN (of 20000)"),
-    ("above", "column p_q has 3 rows outside [0, 1] (of 20000): not probabilities"),
-    ("missing", "missing column p_q"),
-    ("text", "column p_q has type string, expected float probabilities"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("nan", "column p_q has 3 rows with NaN (of 20000)"),
+        ("above", "column p_q has 3 rows outside [0, 1] (of 20000): not probabilities"),
+        ("missing", "missing column p_q"),
+        ("text", "column p_q has type string, expected float probabilities"),
+    ],
+)
 def test_bad_logged_predictions_are_named_like_any_bad_traffic(tmp_path, bad, message):
     table = logged_day(0)
     values = table.column("p_q").to_numpy().copy()
@@ -77,24 +91,31 @@ def test_bad_logged_predictions_are_named_like_any_bad_traffic(tmp_path, bad, me
     if bad == "above":
         values[[5, 50, 500]] = [1.5, -0.1, 2.0]
     column = pa.array(values) if bad != "text" else pa.array(values.astype(str))
-    table = table.drop(["p_q"]) if bad == "missing" else table.set_column(table.schema.get_field_index("p_q"),
-                                                                          "p_q", column)
+    table = (
+        table.drop(["p_q"])
+        if bad == "missing"
+        else table.set_column(table.schema.get_field_index("p_q"), "p_q", column)
+    )
     store = TrafficStore(tmp_path)
     store.write_day(START, table)
-    with pytest.raises(TrafficError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
-                       .replace(")", r"\)")):
+    with pytest.raises(
+        TrafficError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")
+    ):
         sample(store, START, 1000, 0, TrafficSchema.logged("p_ref", "p_q"))
 
 
 def test_configurable_columns_through_the_library(tmp_path):
-    path = logged_world(tmp_path, [logged_day(0, p_ref="ref_score", p_q="served_score")],
-                        extra='p_ref_column = "ref_score"\np_q_column = "served_score"\n')
+    path = logged_world(
+        tmp_path,
+        [logged_day(0, p_ref="ref_score", p_q="served_score")],
+        extra='p_ref_column = "ref_score"\np_q_column = "served_score"\n',
+    )
     result = run_day(load(path, environ={}), "served", START)
     assert result.status == "HEALTHY" and result.dne_pct == 0.0 and result.plan_version is None
 
 
 @pytest.mark.slow
-def test_logged_days_through_the_dag_healthy_then_degraded_with_its_evidence(dagbag, smtp_server, tmp_path):  # noqa: F811
+def test_logged_days_through_the_dag_healthy_then_degraded_with_its_evidence(dagbag, smtp_server, tmp_path):
     path = logged_world(tmp_path, [logged_day(0), logged_day(1, shift=0.5)], extra='segments = ["country"]\n')
     bag = dagbag(path)
     dr, states = run_dag(bag, "lpmon_monitor", START)
@@ -135,8 +156,7 @@ def test_a_bad_logged_day_fails_naming_the_column(tmp_path):
     table = logged_day(0)
     values = table.column("p_ref").to_numpy().copy()
     values[:7] = np.nan
-    path = logged_world(tmp_path, [table.set_column(table.schema.get_field_index("p_ref"), "p_ref",
-                                                    pa.array(values))])
+    path = logged_world(tmp_path, [table.set_column(table.schema.get_field_index("p_ref"), "p_ref", pa.array(values))])
     result = run_day(load(path, environ={}), "served", START)
     assert result.status == "failed" and "column p_ref has 7 rows with NaN" in result.message
 
@@ -158,5 +178,7 @@ def test_score_writes_the_logged_predictions(tmp_path):
     at = [rows[r] for r in scores.column("request_id").to_numpy()]
     np.testing.assert_array_equal(scores.column("p_q").to_numpy(), table.column("p_q").to_numpy()[at])
     np.testing.assert_array_equal(scores.column("p_fp32").to_numpy(), table.column("p_ref").to_numpy()[at])
-    assert main(["score", "--config", str(path), "--model", "served", "--date", str(START), "--fp32",
-                 "--out", str(out)]) == 1
+    assert (
+        main(["score", "--config", str(path), "--model", "served", "--date", str(START), "--fp32", "--out", str(out)])
+        == 1
+    )

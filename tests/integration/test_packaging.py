@@ -18,47 +18,91 @@ ROOT = REPO
 @pytest.mark.slow
 def test_sdist_contains_kernel_sources_and_builds(tmp_path):
     # Build from a copy of the tracked files, as a clean clone would be.
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     clone = tmp_path / "clone"
     for name in files:
         (clone / name).parent.mkdir(parents=True, exist_ok=True)
         (clone / name).write_bytes((ROOT / name).read_bytes())
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
-                   cwd=clone, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path / "dist")],
+        cwd=clone,
+        check=True,
+        capture_output=True,
+    )
     (sdist,) = (tmp_path / "dist").glob("lpmon-*.tar.gz")
     names = {Path(n).name for n in tarfile.open(sdist).getnames()}
-    assert {"logloss.pyx", "logloss_isa.c", "logloss_body.h", "lpmon_logloss.h",
-            "logloss_dispatch.h", "lpmon_isa.h", "lpmon_fma.h", "affine_isa.c", "affine_body.h",
-            "affine_dispatch.h", "rowwise_isa.c", "constraints.txt"} <= names
+    assert {
+        "logloss.pyx",
+        "logloss_isa.c",
+        "logloss_body.h",
+        "lpmon_logloss.h",
+        "logloss_dispatch.h",
+        "lpmon_isa.h",
+        "lpmon_fma.h",
+        "affine_isa.c",
+        "affine_body.h",
+        "affine_dispatch.h",
+        "rowwise_isa.c",
+        "constraints.txt",
+    } <= names
     assert not {"logloss.c", "affine.c", "rowwise.c", "calibrate.c"} & names  # generated, not shipped
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path / "wheels"), str(sdist)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheels"),
+            str(sdist),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "wheels").glob("lpmon-*.whl")
     # The wheel alone (no source tree on the path) holds every subpackage and kernel.
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-                    str(target), str(wheel)], check=True, capture_output=True)
-    probe = ("import lpmon.metrics, lpmon.calibrate, lpmon.quant.rowwise, lpmon.model, lpmon.traffic, "
-             "lpmon.demo.world, lpmon.cli; print(lpmon.metrics.__file__)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(target)), check=True).stdout
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import lpmon.metrics, lpmon.calibrate, lpmon.quant.rowwise, lpmon.model, lpmon.traffic, "
+        "lpmon.demo.world, lpmon.cli; print(lpmon.metrics.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(target)),
+        check=True,
+    ).stdout
     assert out.startswith(str(target))
 
 
 def test_lpmon_isa_environment_variable_selects_kernels():
     for isa in logloss.available_isas():
         env = dict(os.environ, LPMON_ISA=isa)
-        out = subprocess.run([sys.executable, "-c",
-                              "from lpmon._kernels import logloss; print(logloss.current_isa())"],
-                             env=env, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", "from lpmon._kernels import logloss; print(logloss.current_isa())"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert out.strip() == isa
 
 
 def test_unknown_isa_is_a_clear_error():
     env = dict(os.environ, LPMON_ISA="avx9000")
-    done = subprocess.run([sys.executable, "-c", "import lpmon._kernels.logloss"],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import lpmon._kernels.logloss"], env=env, capture_output=True, text=True
+    )
     assert done.returncode != 0 and "instruction set 'avx9000' is not available" in done.stderr
 
 

@@ -25,34 +25,42 @@ class Stack:
         home.mkdir(parents=True, exist_ok=True)
         self.admin_password = secrets.token_urlsafe(12)  # a throwaway stack's login, made per run
         (home / "passwords.json").write_text(json.dumps({"admin": self.admin_password}))
-        self.env = dict(os.environ, **env, **{
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-            "AIRFLOW__CORE__EXECUTOR": executor,
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
-            "AIRFLOW__API__BASE_URL": self.base,
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(48),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "PYTHONWARNINGS": "ignore",
-        })
+        self.env = dict(
+            os.environ,
+            **env,
+            **{
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+                "AIRFLOW__CORE__EXECUTOR": executor,
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
+                "AIRFLOW__API__BASE_URL": self.base,
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(48),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "PYTHONWARNINGS": "ignore",
+            },
+        )
         self.processes: list[subprocess.Popen] = []
         self._token = None
 
     def airflow(self, *args, check=True, timeout=300) -> subprocess.CompletedProcess:
-        return subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, check=check,
-                              timeout=timeout)
+        return subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, check=check, timeout=timeout
+        )
 
     def start(self, *components: tuple[str, ...]) -> None:
         self.airflow("db", "migrate")
         for args in components:
             log = open(self.home / f"{'-'.join(args[:2])}.log", "ab")
-            self.processes.append(subprocess.Popen([AIRFLOW, *args], env=self.env, stdout=log,
-                                                   stderr=subprocess.STDOUT, start_new_session=True))
+            self.processes.append(
+                subprocess.Popen(
+                    [AIRFLOW, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
         self.wait(lambda: self._get("/api/v2/monitor/health", auth=False) is not None, 120, "api-server health")
 
     def stop(self) -> None:
@@ -90,9 +98,11 @@ class Stack:
         return self._get(path)
 
     def post(self, path: str, payload: dict):
-        request = urllib.request.Request(self.base + path, json.dumps(payload).encode(),
-                                         {"Authorization": f"Bearer {self.token()}",
-                                          "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base + path,
+            json.dumps(payload).encode(),
+            {"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -101,8 +111,9 @@ class Stack:
         while time.monotonic() < deadline:
             for p in self.processes:
                 if p.poll() is not None:
-                    raise RuntimeError(f"{p.args[1:3]} exited with {p.returncode} while waiting for {what}; "
-                                       f"logs in {self.home}")
+                    raise RuntimeError(
+                        f"{p.args[1:3]} exited with {p.returncode} while waiting for {what}; logs in {self.home}"
+                    )
             value = ready()
             if value:
                 return value
@@ -114,12 +125,27 @@ class Stack:
         self.wait(lambda: self.get(f"/api/v2/dags/{dag_id}"), 120, f"{dag_id} parsed")
         self.airflow("dags", "unpause", dag_id)  # the scheduler runs no task of a paused DAG, backfills included
         known = {b["id"] for b in (self.get(f"/api/v2/backfills?dag_id={dag_id}") or {}).get("backfills", [])}
-        self.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", start, "--to-date", end,
-                     "--reprocess-behavior", reprocess, "--max-active-runs", "1")
+        self.airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            dag_id,
+            "--from-date",
+            start,
+            "--to-date",
+            end,
+            "--reprocess-behavior",
+            reprocess,
+            "--max-active-runs",
+            "1",
+        )
         backfills = self.get(f"/api/v2/backfills?dag_id={dag_id}")["backfills"]
         (new,) = [b for b in backfills if b["id"] not in known]
-        return self.wait(lambda: (lambda b: b if b and b.get("completed_at") else None)(
-            self.get(f"/api/v2/backfills/{new['id']}")), timeout, f"backfill {new['id']}")
+        return self.wait(
+            lambda: (lambda b: b if b and b.get("completed_at") else None)(self.get(f"/api/v2/backfills/{new['id']}")),
+            timeout,
+            f"backfill {new['id']}",
+        )
 
     def runs(self, dag_id: str, run_type: str | None = "backfill") -> list[dict]:
         runs = self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=logical_date")["dag_runs"]

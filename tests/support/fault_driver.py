@@ -35,9 +35,9 @@ def die_after_statement(prefix: str) -> None:
 
 def main(point: str, config_path: str, model_id: str, day: str) -> int:
     from lpmon import pipeline
-    from lpmon.pipeline import steps
     from lpmon.cli import main as lpmon_main
     from lpmon.config import load
+    from lpmon.pipeline import steps
     from lpmon.store import StateStore
 
     if point == "scoring":

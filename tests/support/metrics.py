@@ -6,8 +6,16 @@ import numpy as np
 
 from lpmon.metrics import Comparison, reference
 
-LEVEL_FIELDS = ("ne_ref", "ne_q", "calibration_ref", "calibration_q", "mean_abs_diff",
-                "max_abs_diff", "log_loss_ref", "log_loss_q")
+LEVEL_FIELDS = (
+    "ne_ref",
+    "ne_q",
+    "calibration_ref",
+    "calibration_q",
+    "mean_abs_diff",
+    "max_abs_diff",
+    "log_loss_ref",
+    "log_loss_q",
+)
 # Relative gaps (%), which can be ~0: their error is relative to the size of
 # the per-example loss differences they sum, not to the gap itself.
 GAP_FIELDS = ("dne_pct", "dne_pct_lo", "dne_pct_hi", "kl_gap_pct")

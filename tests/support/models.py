@@ -24,12 +24,12 @@ def dlrm_checkpoint(path, dims=(7, 7, 7, 7), rows=(50, 40, 30, 20), n_dense=5, b
         state[f"emb_l.{t}.weight"] = torch.randn(r, d, generator=gen) * 0.3
     widths = [n_dense, *bottom, dims[0]]
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        state[f"bot_l.{2 * i}.weight"] = torch.randn(b, a, generator=gen) / a ** 0.5
+        state[f"bot_l.{2 * i}.weight"] = torch.randn(b, a, generator=gen) / a**0.5
         state[f"bot_l.{2 * i}.bias"] = torch.randn(b, generator=gen) * 0.1
     vectors = 1 + len(rows)
     widths = [dims[0] + vectors * (vectors - 1) // 2, *top]
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        state[f"top_l.{2 * i}.weight"] = torch.randn(b, a, generator=gen) / a ** 0.5
+        state[f"top_l.{2 * i}.weight"] = torch.randn(b, a, generator=gen) / a**0.5
         state[f"top_l.{2 * i}.bias"] = torch.randn(b, generator=gen) * 0.1
     torch.save({"state_dict": state}, path)
     return path

@@ -72,20 +72,21 @@ def hard_table(rng, rows: int, dim: int, bits: int) -> np.ndarray:
     table = row_tie_table(rng, rows, dim, bits)
     fp16_max = 65504.0
     specials = [
-        np.zeros(dim, f32),                                       # all zero
-        np.full(dim, f32(3.25)),                                  # constant
-        np.full(dim, f32(-1e-3)),                                 # constant negative
-        np.linspace(-1, 1, dim, dtype=f32),                       # evenly spread
-        np.where(np.arange(dim) == dim // 2, f32(1e30 if bits == 8 else fp16_max),
-                 rng.normal(0, 1, dim).astype(f32)),              # one huge outlier
+        np.zeros(dim, f32),  # all zero
+        np.full(dim, f32(3.25)),  # constant
+        np.full(dim, f32(-1e-3)),  # constant negative
+        np.linspace(-1, 1, dim, dtype=f32),  # evenly spread
+        np.where(
+            np.arange(dim) == dim // 2, f32(1e30 if bits == 8 else fp16_max), rng.normal(0, 1, dim).astype(f32)
+        ),  # one huge outlier
         np.where(np.arange(dim) % 2 == 0, f32(-fp16_max), f32(fp16_max)),  # fp16's full range
-        f32(fp16_max) - rng.integers(0, 64, dim).astype(f32),    # just under fp16's max
-        f32(1.0) + rng.integers(0, 4, dim).astype(f32) * f32(2 ** -23),  # range of a few ulps
-        rng.normal(0, 1e-6, dim).astype(f32),                     # fp16-subnormal scale
-        rng.normal(0, 1e-30, dim).astype(f32),                    # scale rounds to 0 in fp16
+        f32(fp16_max) - rng.integers(0, 64, dim).astype(f32),  # just under fp16's max
+        f32(1.0) + rng.integers(0, 4, dim).astype(f32) * f32(2**-23),  # range of a few ulps
+        rng.normal(0, 1e-6, dim).astype(f32),  # fp16-subnormal scale
+        rng.normal(0, 1e-30, dim).astype(f32),  # scale rounds to 0 in fp16
     ]
     if bits == 8:
-        specials.append(rng.normal(0, 1e30, dim).astype(f32))    # huge values, fine in fp32
+        specials.append(rng.normal(0, 1e30, dim).astype(f32))  # huge values, fine in fp32
     return np.concatenate([table, np.array(specials, f32)])
 
 
@@ -105,7 +106,8 @@ def activation_ties(rng, n: int, scale: float, zero_point: int, qmin: int, qmax:
     ties = ((k - zero_point + 0.5) * np.float64(np.float32(scale))).astype(f32)
     for _ in range(2):
         step = rng.integers(-1, 2, ties.size)
-        ties = np.where(step > 0, np.nextafter(ties, f32(np.inf)),
-                        np.where(step < 0, np.nextafter(ties, f32(-np.inf)), ties)).astype(f32)
+        ties = np.where(
+            step > 0, np.nextafter(ties, f32(np.inf)), np.where(step < 0, np.nextafter(ties, f32(-np.inf)), ties)
+        ).astype(f32)
     x[rng.choice(n, ties.size, replace=False)] = ties
     return x

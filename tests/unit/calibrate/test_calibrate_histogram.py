@@ -31,8 +31,7 @@ def test_counts_match_numpy_histogram(dtype, loc, scale):
 
 def test_growth_keeps_every_count():
     rng = np.random.default_rng(1)
-    batches = [rng.normal(0, 0.01, 1000), rng.normal(0, 1, 1000), rng.normal(50, 1, 1000),
-               rng.normal(-300, 5, 1000)]
+    batches = [rng.normal(0, 0.01, 1000), rng.normal(0, 1, 1000), rng.normal(50, 1, 1000), rng.normal(-300, 5, 1000)]
     grown = histogram_of(*batches)
     assert grown.counts.sum() == 4000
     direct = histogram_of(np.concatenate(batches))
@@ -52,8 +51,11 @@ finite = st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False, width=32)
 
 
 @settings(max_examples=100, deadline=None)
-@given(values=hnp.arrays(np.float32, st.integers(1, 400), elements=finite),
-       cuts=st.lists(st.integers(0, 400), max_size=4), seed=st.integers(0, 1000))
+@given(
+    values=hnp.arrays(np.float32, st.integers(1, 400), elements=finite),
+    cuts=st.lists(st.integers(0, 400), max_size=4),
+    seed=st.integers(0, 1000),
+)
 def test_property_merge_and_order_do_not_matter(values, cuts, seed):
     parts = np.split(values, sorted(c % (len(values) + 1) for c in cuts))
     whole = histogram_of(values)
@@ -62,8 +64,12 @@ def test_property_merge_and_order_do_not_matter(values, cuts, seed):
         merged.merge(histogram_of(part))
     shuffled = histogram_of(np.random.default_rng(seed).permutation(values))
     for other in (merged, shuffled):
-        assert (other.exponent, other.origin, other.count, other.zeros) == \
-            (whole.exponent, whole.origin, whole.count, whole.zeros)
+        assert (other.exponent, other.origin, other.count, other.zeros) == (
+            whole.exponent,
+            whole.origin,
+            whole.count,
+            whole.zeros,
+        )
         assert (other.counts == whole.counts).all()
 
 
@@ -75,8 +81,9 @@ def two_pass(*batches, bins=2048):
     return hist
 
 
-@pytest.mark.parametrize("case", ["normal", "growing", "tiny negatives", "far from zero", "huge range",
-                                  "constant", "zeros", "one value"])
+@pytest.mark.parametrize(
+    "case", ["normal", "growing", "tiny negatives", "far from zero", "huge range", "constant", "zeros", "one value"]
+)
 def test_one_pass_scan_and_count_equals_two_passes(isa, case):
     rng = np.random.default_rng(5)
     f32 = np.float32
@@ -97,8 +104,14 @@ def test_one_pass_scan_and_count_equals_two_passes(isa, case):
     want = two_pass(*batches)
     everything = np.concatenate(batches)
     assert (want.counts == reference.histogram_counts(everything, want.edges())).all()
-    assert (fused.exponent, fused.origin, fused.lo, fused.hi, fused.count, fused.zeros) == \
-        (want.exponent, want.origin, want.lo, want.hi, want.count, want.zeros)
+    assert (fused.exponent, fused.origin, fused.lo, fused.hi, fused.count, fused.zeros) == (
+        want.exponent,
+        want.origin,
+        want.lo,
+        want.hi,
+        want.count,
+        want.zeros,
+    )
     np.testing.assert_array_equal(fused.counts, want.counts)
 
 
@@ -111,6 +124,12 @@ def test_one_pass_rejects_nan_and_inf_leaving_the_histogram_as_it_was(isa):
         batch[7_777] = bad
         with pytest.raises(ValueError, match="1 (NaN|inf)"):
             hist.observe(batch)
-        assert (hist.exponent, hist.origin, hist.lo, hist.hi, hist.count, hist.zeros) == \
-            (before.exponent, before.origin, before.lo, before.hi, before.count, before.zeros)
+        assert (hist.exponent, hist.origin, hist.lo, hist.hi, hist.count, hist.zeros) == (
+            before.exponent,
+            before.origin,
+            before.lo,
+            before.hi,
+            before.count,
+            before.zeros,
+        )
         np.testing.assert_array_equal(hist.counts, before.counts)

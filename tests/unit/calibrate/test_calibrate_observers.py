@@ -44,8 +44,10 @@ def test_l2_search_kernels_match_brute_force(isa):
     assert want[0] <= greedy[0] <= 1.05 * want[0]  # greedy is close, never better
     # All-positive data (the start pinned at 0) and a start range wider than the end's.
     edges[0] = 0.0
-    assert kernel.l2_search_affine(below, sums, squares, edges, 0, 1, 256)[1:] == \
-        reference.l2_search_affine(below, sums, squares, edges, 0, 1, 256)[1:]
+    assert (
+        kernel.l2_search_affine(below, sums, squares, edges, 0, 1, 256)[1:]
+        == reference.l2_search_affine(below, sums, squares, edges, 0, 1, 256)[1:]
+    )
     last = len(edges) - 2
     got = kernel.l2_search_affine(below, sums, squares, edges, last, 3, 16)
     assert got[1:] == reference.l2_search_affine(below, sums, squares, edges, last, 3, 16)[1:]
@@ -64,8 +66,7 @@ def test_fake_quant_sse_matches_reference(dtype):
     values = np.random.default_rng(5).normal(0, 2, 10_001).astype(dtype)
     qp = choose_qparams(-3.0, 4.0)
     got = kernel.fake_quant_sse(values, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
-    assert got == pytest.approx(
-        reference.fake_quant_sse(values, qp.scale, qp.zero_point, qp.qmin, qp.qmax), rel=1e-6)
+    assert got == pytest.approx(reference.fake_quant_sse(values, qp.scale, qp.zero_point, qp.qmin, qp.qmax), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["normal", "student_t3", "relu"])
@@ -86,7 +87,7 @@ def test_expected_error_matches_measured(samples, method):
     result = observer(method).observe(values).compute()
     measured = np.mean((values.astype(np.float64) - fake_quantize(values, result.qparams)) ** 2)
     if method in ("minmax", "ema"):
-        assert result.expected_mse == pytest.approx(result.scale ** 2 / 12)
+        assert result.expected_mse == pytest.approx(result.scale**2 / 12)
     else:
         assert result.expected_mse == pytest.approx(measured, rel=0.05)
         clipped = np.mean((values < result.qparams.lo) | (values > result.qparams.hi))
@@ -119,9 +120,11 @@ def test_ema_merge_replays_batches_in_order():
 
 
 @settings(max_examples=40, deadline=None)
-@given(values=hnp.arrays(np.float32, st.integers(2, 300),
-                         elements=st.floats(-1e4, 1e4, allow_subnormal=False, width=32)),
-       seed=st.integers(0, 10_000), method=st.sampled_from(["minmax", "percentile", "l2", "l2_fast", "kl"]))
+@given(
+    values=hnp.arrays(np.float32, st.integers(2, 300), elements=st.floats(-1e4, 1e4, allow_subnormal=False, width=32)),
+    seed=st.integers(0, 10_000),
+    method=st.sampled_from(["minmax", "percentile", "l2", "l2_fast", "kl"]),
+)
 def test_property_range_invariant_under_permutation_and_merge(values, seed, method):
     whole = observer(method, bins=64) if method != "minmax" else observer(method)
     whole.observe(values)
@@ -137,8 +140,9 @@ def test_property_range_invariant_under_permutation_and_merge(values, seed, meth
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("values", [np.full(1000, 2.5), np.zeros(1000), np.array([-7.0]),
-                                    np.array([0.0, 1e30, -1e30, 1.0])])
+@pytest.mark.parametrize(
+    "values", [np.full(1000, 2.5), np.zeros(1000), np.array([-7.0]), np.array([0.0, 1e30, -1e30, 1.0])]
+)
 def test_edge_cases_give_finite_ranges(method, values):
     for symmetric in (False, True):
         result = observer(method).observe(values).compute(symmetric=symmetric)

@@ -7,12 +7,12 @@ import pytest
 
 from lpmon import cli
 from lpmon.calibrate import observer
+from lpmon.demo.world import World, WorldConfig
 from lpmon.metrics import compare
 from lpmon.model import Model, forward_fp32, forward_quantized
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan
 from lpmon.traffic import TrafficSchema, TrafficStore, sample
 from lpmon.traffic.sample import to_batch
-from lpmon.demo.world import World, WorldConfig
 
 GATE = 0.05
 
@@ -25,8 +25,7 @@ def plan_on(model, batch, keep_fp16=()):
             layers.append(LayerPlan(name, "linear", "fp16"))
             continue
         r = observer("l2").observe(taps[name].input).compute()
-        layers.append(LayerPlan(name, "linear", "int8",
-                                activation=ActivationRange(r.lo, r.hi, r.scale, r.zero_point)))
+        layers.append(LayerPlan(name, "linear", "int8", activation=ActivationRange(r.lo, r.hi, r.scale, r.zero_point)))
     layers += [LayerPlan(f"emb_l.{t}", "embedding", "int8") for t in range(len(model.spec.tables))]
     return QuantPlan("world", 1, tuple(layers))
 
@@ -88,10 +87,27 @@ def test_sudden_shift_changes_the_second_half():
 
 
 def test_world_command_writes_store_snapshot_and_config(tmp_path):
-    assert cli.main(["world", "--root", str(tmp_path), "--scenario", "outliers", "--days", "2",
-                     "--examples-per-day", "3000", "--seed", "4", "--model-id", "ctr_a"]) == 0
-    assert cli.main(["world", "--root", str(tmp_path), "--days", "1",
-                     "--examples-per-day", "2000"]) == 0
+    assert (
+        cli.main(
+            [
+                "world",
+                "--root",
+                str(tmp_path),
+                "--scenario",
+                "outliers",
+                "--days",
+                "2",
+                "--examples-per-day",
+                "3000",
+                "--seed",
+                "4",
+                "--model-id",
+                "ctr_a",
+            ]
+        )
+        == 0
+    )
+    assert cli.main(["world", "--root", str(tmp_path), "--days", "1", "--examples-per-day", "2000"]) == 0
     config = (tmp_path / "lpmon.toml").read_text()
     assert "[models.ctr_a]" in config and "[models.stable]" in config
     store = TrafficStore(tmp_path / "traffic" / "ctr_a")
@@ -100,8 +116,10 @@ def test_world_command_writes_store_snapshot_and_config(tmp_path):
     s = sample(store, "2026-11-02", 1000, 0, TrafficSchema.for_model(model.spec))
     assert len(s) == 1000 and forward_fp32(model, s.batch).probabilities.shape == (1000,)
     # Rewriting a model replaces its entry instead of duplicating it.
-    assert cli.main(["world", "--root", str(tmp_path), "--days", "1",
-                     "--examples-per-day", "2000", "--model-id", "ctr_a"]) == 0
+    assert (
+        cli.main(["world", "--root", str(tmp_path), "--days", "1", "--examples-per-day", "2000", "--model-id", "ctr_a"])
+        == 0
+    )
     text = (tmp_path / "lpmon.toml").read_text()
     assert text.count("[models.ctr_a]") == 1
     parsed = tomllib.loads(text)["models"]

@@ -24,8 +24,11 @@ def test_stub_matches_the_compiled_module(name):
     module = importlib.import_module(f"lpmon._kernels.{name}")
     stub = ast.parse((Path(module.__file__).parent / f"{name}.pyi").read_text())
     functions = {node.name: node for node in stub.body if isinstance(node, ast.FunctionDef)}
-    public = {n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
-              and getattr(v, "__module__", None) == module.__name__}
+    public = {
+        n
+        for n, v in vars(module).items()
+        if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+    }
     assert set(functions) == public
     for fname, node in functions.items():
         assert ast.get_docstring(node), f"{name}.{fname} has no docstring in its stub"

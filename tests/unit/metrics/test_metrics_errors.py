@@ -54,11 +54,14 @@ def test_nan_detected_in_every_chunk_position(isa):
             metrics.normalized_entropy(bad, y)
 
 
-@pytest.mark.parametrize("labels, expected", [
-    (np.array([0, 1, 2, 1], np.uint8), "y has 1 of 4 labels that are not 0 or 1"),
-    (np.array([0, 1, 7, -1], np.int64), "y has 2 of 4 labels that are not 0 or 1"),
-    (np.array([0, 0.5, 1, np.nan]), r"y has 2 of 4 labels that are not 0 or 1 \(1 NaN\)"),
-])
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        (np.array([0, 1, 2, 1], np.uint8), "y has 1 of 4 labels that are not 0 or 1"),
+        (np.array([0, 1, 7, -1], np.int64), "y has 2 of 4 labels that are not 0 or 1"),
+        (np.array([0, 0.5, 1, np.nan]), r"y has 2 of 4 labels that are not 0 or 1 \(1 NaN\)"),
+    ],
+)
 @pytest.mark.parametrize("impl", [metrics, reference])
 def test_bad_labels(impl, labels, expected):
     p = np.full(4, 0.5, np.float32)

@@ -38,8 +38,7 @@ def test_results_do_not_depend_on_threads():
     one = metrics.compare(p_ref, p_q, y, n_threads=1)
     assert metrics.compare(p_ref, p_q, y, n_threads=2) == one
     assert metrics.compare(p_ref, p_q, y, n_threads=5) == one
-    assert (metrics.normalized_entropy(p_ref, y, n_threads=2)
-            == metrics.normalized_entropy(p_ref, y, n_threads=1))
+    assert metrics.normalized_entropy(p_ref, y, n_threads=2) == metrics.normalized_entropy(p_ref, y, n_threads=1)
 
 
 def test_read_only_and_non_contiguous_inputs():
@@ -49,7 +48,8 @@ def test_read_only_and_non_contiguous_inputs():
     got = metrics.compare(p_ref[::2], p_q[::2], y[::2])
     assert_matches_reference(got, p_ref[::2].copy(), p_q[::2].copy(), y[::2].copy())
     assert metrics.normalized_entropy(p_ref[::2], y[::2]) == pytest.approx(
-        reference.normalized_entropy(p_ref[::2], y[::2]), rel=1e-6)
+        reference.normalized_entropy(p_ref[::2], y[::2]), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("label_dtype", [np.bool_, np.uint8, np.int8, np.int64, np.float32, np.float64])
@@ -67,7 +67,8 @@ def test_mixed_prediction_dtypes_compute_in_float64():
 
 def test_python_lists_are_accepted():
     assert metrics.normalized_entropy([0.2, 0.7, 0.4], [0, 1, 1]) == pytest.approx(
-        reference.normalized_entropy(np.array([0.2, 0.7, 0.4]), np.array([0, 1, 1])), rel=1e-6)
+        reference.normalized_entropy(np.array([0.2, 0.7, 0.4]), np.array([0, 1, 1])), rel=1e-6
+    )
 
 
 def test_identical_predictions_have_zero_gap():
@@ -84,8 +85,7 @@ def test_extreme_predictions_are_clipped():
     y = np.array([1, 0, 1, 0, 1, 0], dtype=np.uint8)
     assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
     # A confident miss costs -log(1e-7), not infinity.
-    assert metrics.normalized_entropy([0.0, 1.0], [1, 0]) == pytest.approx(
-        -np.log(1e-7) / np.log(2), rel=1e-6)
+    assert metrics.normalized_entropy([0.0, 1.0], [1, 0]) == pytest.approx(-np.log(1e-7) / np.log(2), rel=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -117,7 +117,7 @@ def test_quantized_loss_keeps_accuracy_where_it_is_far_below_the_reference(isa, 
     rng = np.random.default_rng(12)
     n = 50_000
     p_ref, p_q, y = paired_predictions(rng, n, dtype)
-    confident = rng.random(n) < 0.02           # a few confident reversals among normal examples
+    confident = rng.random(n) < 0.02  # a few confident reversals among normal examples
     p_ref[confident] = np.where(y[confident] == 1, 1e-6, 1 - 1e-6)
     p_q[confident] = np.where(y[confident] == 1, 1 - 1e-6, 1e-6)
     assert_matches_reference(metrics.compare(p_ref, p_q, y), p_ref, p_q, y)
@@ -144,7 +144,8 @@ def test_small_differences_keep_relative_accuracy():
 
 
 predictions = hnp.arrays(
-    np.float64, st.integers(2, 300),
+    np.float64,
+    st.integers(2, 300),
     elements=st.floats(0, 1, allow_nan=False, allow_subnormal=False),
 )
 

@@ -7,9 +7,12 @@ from lpmon.model import Model, ModelSpec, SpecError, TableSpec, forward_fp32
 from lpmon.model.dlrm_import import import_dlrm, model_from_state_dict
 from support.models import random_batch
 
-SPEC = ModelSpec(dense=tuple(f"dense_{i}" for i in range(4)),
-                 tables=tuple(TableSpec(f"sparse_{t}", 30, 8) for t in range(3)),
-                 bottom_mlp=(16, 8), top_mlp=(10, 1))
+SPEC = ModelSpec(
+    dense=tuple(f"dense_{i}" for i in range(4)),
+    tables=tuple(TableSpec(f"sparse_{t}", 30, 8) for t in range(3)),
+    bottom_mlp=(16, 8),
+    top_mlp=(10, 1),
+)
 
 
 def test_state_dict_round_trip_keeps_predictions():
@@ -18,13 +21,13 @@ def test_state_dict_round_trip_keeps_predictions():
     again = model_from_state_dict(state)
     assert again.spec == SPEC
     batch = random_batch(SPEC, 100, np.random.default_rng(0))
-    np.testing.assert_array_equal(forward_fp32(again, batch).probabilities,
-                                  forward_fp32(model, batch).probabilities)
+    np.testing.assert_array_equal(forward_fp32(again, batch).probabilities, forward_fp32(model, batch).probabilities)
 
 
 def test_cat_interaction_is_inferred():
-    spec = ModelSpec(dense=("dense_0",), tables=(TableSpec("sparse_0", 5, 3),), bottom_mlp=(4,),
-                     top_mlp=(2, 1), interaction="cat")
+    spec = ModelSpec(
+        dense=("dense_0",), tables=(TableSpec("sparse_0", 5, 3),), bottom_mlp=(4,), top_mlp=(2, 1), interaction="cat"
+    )
     assert model_from_state_dict(Model.initialise(spec).weights).spec.interaction == "cat"
 
 
@@ -58,5 +61,4 @@ def test_torch_checkpoint_file(tmp_path):
     torch.save({"state_dict": state, "iter": 7}, tmp_path / "dlrm.pt")
     imported = import_dlrm(tmp_path / "dlrm.pt")
     batch = random_batch(SPEC, 50, np.random.default_rng(1))
-    np.testing.assert_array_equal(forward_fp32(imported, batch).probabilities,
-                                  forward_fp32(model, batch).probabilities)
+    np.testing.assert_array_equal(forward_fp32(imported, batch).probabilities, forward_fp32(model, batch).probabilities)

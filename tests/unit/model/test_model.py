@@ -4,16 +4,19 @@ import numpy as np
 import pytest
 
 from lpmon.calibrate import observer
-from lpmon.model import Batch, Model, ModelSpec, SparseFeature, SpecError, TableSpec
-from lpmon.model import forward_fp32, forward_quantized
+from lpmon.model import Batch, Model, ModelSpec, SparseFeature, SpecError, TableSpec, forward_fp32, forward_quantized
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan
 from support.models import random_batch
 
 
 def small_spec(interaction="dot", dim=8):
-    return ModelSpec(dense=tuple(f"dense_{i}" for i in range(5)),
-                     tables=tuple(TableSpec(f"sparse_{t}", 50 + t, dim) for t in range(3)),
-                     bottom_mlp=(16, dim), top_mlp=(12, 1), interaction=interaction)
+    return ModelSpec(
+        dense=tuple(f"dense_{i}" for i in range(5)),
+        tables=tuple(TableSpec(f"sparse_{t}", 50 + t, dim) for t in range(3)),
+        bottom_mlp=(16, dim),
+        top_mlp=(12, 1),
+        interaction=interaction,
+    )
 
 
 def reference_forward(model, batch):
@@ -27,7 +30,7 @@ def reference_forward(model, batch):
         vectors = [x]
         for t, feature in enumerate(batch.sparse):
             stop = feature.offsets[i + 1] if i + 1 < len(batch) else len(feature.indices)
-            ids = feature.indices[feature.offsets[i]:stop]
+            ids = feature.indices[feature.offsets[i] : stop]
             vectors.append(w[f"emb_l.{t}.weight"][ids].sum(axis=0))
         if spec.interaction == "dot":
             dots = [vectors[a] @ vectors[b] for a in range(len(vectors)) for b in range(a)]
@@ -62,10 +65,8 @@ def int8_plan(model, batch, embedding_precision="int8"):
     layers = []
     for name, _, _ in model.spec.linear_layers():
         r = observer("l2").observe(taps[name].input).compute()
-        layers.append(LayerPlan(name, "linear", "int8",
-                                activation=ActivationRange(r.lo, r.hi, r.scale, r.zero_point)))
-    layers += [LayerPlan(f"emb_l.{t}", "embedding", embedding_precision)
-               for t in range(len(model.spec.tables))]
+        layers.append(LayerPlan(name, "linear", "int8", activation=ActivationRange(r.lo, r.hi, r.scale, r.zero_point)))
+    layers += [LayerPlan(f"emb_l.{t}", "embedding", embedding_precision) for t in range(len(model.spec.tables))]
     return QuantPlan("m", 1, tuple(layers))
 
 
@@ -77,8 +78,16 @@ def test_all_fp32_plan_equals_fp32_exactly():
     quant = forward_quantized(model, batch, all_fp32_plan(spec), taps=True)
     np.testing.assert_array_equal(quant.probabilities, fp32.probabilities)
     assert quant.saturation == {}
-    assert set(fp32.taps) == {"bot_l.0", "bot_l.2", "emb_l.0", "emb_l.1", "emb_l.2",
-                              "interaction", "top_l.0", "top_l.2"}
+    assert set(fp32.taps) == {
+        "bot_l.0",
+        "bot_l.2",
+        "emb_l.0",
+        "emb_l.1",
+        "emb_l.2",
+        "interaction",
+        "top_l.0",
+        "top_l.2",
+    }
     assert fp32.taps["bot_l.0"].input.shape == (500, 5)
 
 
@@ -124,16 +133,18 @@ def test_snapshot_round_trip_and_shape_errors(tmp_path):
         Model.load(tmp_path)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(top_mlp=(12, 2)), "the last layer must have 1 output"),
-    (dict(interaction="attention"), "interaction: must be one of"),
-    (dict(bottom_mlp=(16, 4)), r"tables\[0\].dim: dot interaction needs"),
-    (dict(dense=("x",)), "dense: must list dense_"),
-    (dict(bottom_mlp=()), "bottom_mlp: must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(top_mlp=(12, 2)), "the last layer must have 1 output"),
+        (dict(interaction="attention"), "interaction: must be one of"),
+        (dict(bottom_mlp=(16, 4)), r"tables\[0\].dim: dot interaction needs"),
+        (dict(dense=("x",)), "dense: must list dense_"),
+        (dict(bottom_mlp=()), "bottom_mlp: must be a non-empty list"),
+    ],
+)
 def test_bad_specs(change, message):
-    values = dict(dense=("dense_0",), tables=(TableSpec("sparse_0", 10, 8),), bottom_mlp=(8,),
-                  top_mlp=(4, 1))
+    values = dict(dense=("dense_0",), tables=(TableSpec("sparse_0", 10, 8),), bottom_mlp=(8,), top_mlp=(4, 1))
     values.update(change)
     with pytest.raises(SpecError, match=message):
         ModelSpec(**values)
@@ -174,8 +185,7 @@ def test_scoring_pass_feeds_calibration_observers(method):
     batch = random_batch(spec, 3001, np.random.default_rng(4))
     names = [name for name, _, _ in spec.linear_layers()]
     fed = {name: observer(method) for name in names}
-    scored = forward_fp32(model, batch, batch_size=37,
-                          observe=lambda name, x: fed[name].observe(x), observe_every=2)
+    scored = forward_fp32(model, batch, batch_size=37, observe=lambda name, x: fed[name].observe(x), observe_every=2)
     np.testing.assert_array_equal(scored.probabilities, forward_fp32(model, batch, batch_size=37).probabilities)
     second_pass = observe(model, batch.take(np.arange(len(batch))[0::2]), method)
     assert {n: to_state(o) for n, o in fed.items()} == {n: to_state(o) for n, o in second_pass.items()}

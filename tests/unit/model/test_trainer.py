@@ -3,17 +3,22 @@
 import numpy as np
 import pytest
 
+from lpmon.demo.world import World, WorldConfig
 from lpmon.metrics import normalized_entropy
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec, forward_fp32
 from lpmon.model.trainer import Trainer, TrainerConfig, take
-from lpmon.demo.world import World, WorldConfig
 
 
 def tiny(interaction, pooling="sum"):
     dim = 4
-    return ModelSpec(dense=("dense_0", "dense_1", "dense_2"),
-                     tables=(TableSpec("sparse_0", 20, dim), TableSpec("sparse_1", 15, dim)),
-                     bottom_mlp=(6, dim), top_mlp=(5, 1), interaction=interaction, pooling=pooling)
+    return ModelSpec(
+        dense=("dense_0", "dense_1", "dense_2"),
+        tables=(TableSpec("sparse_0", 20, dim), TableSpec("sparse_1", 15, dim)),
+        bottom_mlp=(6, dim),
+        top_mlp=(5, 1),
+        interaction=interaction,
+        pooling=pooling,
+    )
 
 
 @pytest.mark.parametrize("interaction, pooling", [("dot", "sum"), ("cat", "mean")])
@@ -23,8 +28,9 @@ def test_gradients_match_finite_differences(interaction, pooling):
     for name in model.weights:  # float64 so that finite differences are exact enough
         model.weights[name] = model.weights[name].astype(np.float64)
     n = 40
-    sparse = tuple(SparseFeature(rng.integers(0, t.rows, 2 * n), np.arange(0, 2 * n, 2, dtype=np.int64))
-                   for t in model.spec.tables)
+    sparse = tuple(
+        SparseFeature(rng.integers(0, t.rows, 2 * n), np.arange(0, 2 * n, 2, dtype=np.int64)) for t in model.spec.tables
+    )
     batch = Batch(rng.normal(size=(n, 3)), sparse)
     labels = (rng.random(n) < 0.4).astype(np.uint8)
     trainer = Trainer(model)

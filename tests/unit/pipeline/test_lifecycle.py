@@ -6,9 +6,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lpmon.pipeline.lifecycle import (Origin, PlanLifecycle, Verdict, changed_units, cooling_units, group_units, judge,
-                             layer_from_json, layer_to_json, reenable_targets, same_quantization, validate)
 from lpmon.metrics import compare
+from lpmon.pipeline.lifecycle import (
+    Origin,
+    PlanLifecycle,
+    Verdict,
+    changed_units,
+    cooling_units,
+    group_units,
+    judge,
+    layer_from_json,
+    layer_to_json,
+    reenable_targets,
+    same_quantization,
+    validate,
+)
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan
 from lpmon.store import Database, StateStore, init_store
 
@@ -22,11 +34,15 @@ def comparison(point, lo, hi, n=10_000):
 
 def plan(version=1, bot="int8", lo=-1.0, table="int8"):
     activation = ActivationRange(lo, 1.0, 2 / 255, 128) if bot == "int8" else None
-    return QuantPlan("m", version, (LayerPlan("bot_l.0", "linear", bot, activation=activation),
-                                    LayerPlan("emb_l.0", "embedding", table)))
+    return QuantPlan(
+        "m",
+        version,
+        (LayerPlan("bot_l.0", "linear", bot, activation=activation), LayerPlan("emb_l.0", "embedding", table)),
+    )
 
 
 # --- rule 1: promotion needs confidence ----------------------------------------------------
+
 
 def test_a_candidate_passes_only_with_its_whole_interval_under_the_gate():
     assert judge(comparison(0.01, -0.02, 0.05), GATE).passed  # on the gate is within it
@@ -39,7 +55,7 @@ def test_a_candidate_passes_only_with_its_whole_interval_under_the_gate():
 def test_being_significantly_better_counts_only_against_a_plan_over_the_gate():
     candidate = comparison(0.03, -0.05, 0.11)
     better = comparison(-0.4, -0.6, -0.2)
-    assert not judge(candidate, GATE).passed                              # nothing to compare with
+    assert not judge(candidate, GATE).passed  # nothing to compare with
     verdict = judge(candidate, GATE, versus_active=better)
     assert verdict.passed and "significantly better than the plan in force" in verdict.reason
     assert not judge(candidate, GATE, versus_active=comparison(-0.1, -0.3, 0.1)).passed  # not significant
@@ -74,7 +90,7 @@ def test_validation_draws_more_evidence_only_while_it_is_inconclusive():
     verdict = validate(plan(), evidence, GATE)
     assert verdict.passed and evidence.drawn == 2 and verdict.n == 15_000
     clear = FakeEvidence([(0.3, 0.2, 0.4), (0.01, -0.02, 0.04)])
-    assert validate(plan(), clear, GATE).degraded and clear.drawn == 0   # clearly bad: no more is drawn
+    assert validate(plan(), clear, GATE).degraded and clear.drawn == 0  # clearly bad: no more is drawn
 
 
 def test_a_candidate_that_cannot_be_shown_is_not_promoted_and_says_why():
@@ -90,6 +106,7 @@ def test_the_paired_comparison_is_used_only_when_the_plan_in_force_is_over_the_g
 
 
 # --- rule 3: no churn, no flapping ------------------------------------------------------
+
 
 def test_identical_plans_and_changed_units():
     assert same_quantization(plan(1), plan(7))
@@ -110,15 +127,19 @@ def test_reenabling_returns_units_to_their_baseline_only():
     active = {"bot_l.0": "fp16", "top_l.0": "fp32", "emb_l.0": "fp16", "emb_l.1": "int8"}
     baseline = {"bot_l.0": "int8", "top_l.0": "fp16", "emb_l.0": "int4", "emb_l.1": "int8"}
     assert reenable_targets(active, baseline, pinned=set(), cooling=set()) == {
-        "bot_l.0": "int8", "top_l.0": "fp16", "emb_l.0": "int4"}
+        "bot_l.0": "int8",
+        "top_l.0": "fp16",
+        "emb_l.0": "int4",
+    }
     assert reenable_targets(active, baseline, pinned={"bot_l.0"}, cooling={"emb_l.0"}) == {"top_l.0": "fp16"}
 
 
 def test_many_table_moves_are_grouped_and_numbered_naturally():
-    moves = {f"emb_l.{i}": ("int8", "fp16") for i in range(26)} | {"bot_l.0": ("int8", "fp16"),
-                                                                   "emb_l.30": ("int4", "int8")}
-    assert group_units(moves) == ["bot_l.0 int8 -> fp16", "26 embedding tables int8 -> fp16",
-                                  "emb_l.30 int4 -> int8"]
+    moves = {f"emb_l.{i}": ("int8", "fp16") for i in range(26)} | {
+        "bot_l.0": ("int8", "fp16"),
+        "emb_l.30": ("int4", "int8"),
+    }
+    assert group_units(moves) == ["bot_l.0 int8 -> fp16", "26 embedding tables int8 -> fp16", "emb_l.30 int4 -> int8"]
 
 
 def test_a_pinned_layer_round_trips_with_the_plan_checks():
@@ -129,6 +150,7 @@ def test_a_pinned_layer_round_trips_with_the_plan_checks():
 
 
 # --- promotions against a real store ----------------------------------------------------
+
 
 @pytest.fixture
 def lifecycle(database_url):
@@ -156,8 +178,13 @@ def test_identical_candidates_are_not_stored_and_failed_ones_are_not_promoted(li
     lifecycle.propose(plan(), "2026-11-01", Origin.ONBOARD, PASS, expected_active=None)
     same = lifecycle.propose(plan(9), "2026-11-02", Origin.FALLBACK, PASS, expected_active=1)
     assert not same.promoted and "identical to plan v1" in same.reason
-    failed = lifecycle.propose(plan(2, bot="fp16"), "2026-11-02", Origin.FALLBACK,
-                               Verdict(False, "not shown within the gate"), expected_active=1)
+    failed = lifecycle.propose(
+        plan(2, bot="fp16"),
+        "2026-11-02",
+        Origin.FALLBACK,
+        Verdict(False, "not shown within the gate"),
+        expected_active=1,
+    )
     assert not failed.promoted and failed.reason == "not shown within the gate"
     assert [p["version"] for p in lifecycle.store.rows("plans", "m")] == [1]
 
@@ -173,10 +200,11 @@ def test_the_loser_of_a_race_is_told_which_plan_won(lifecycle):
 
 def test_a_forced_promotion_is_recorded_as_such_and_stored_plans_are_numbered_truly(lifecycle):
     imported = lifecycle.store_candidate(plan(42, table="int4"), "2026-11-01", Origin.USER)
-    assert imported == 1 and lifecycle.plan(1).version == 1                  # the file's 42 is not kept
+    assert imported == 1 and lifecycle.plan(1).version == 1  # the file's 42 is not kept
     assert lifecycle.store_candidate(plan(43, table="int4"), "2026-11-02", Origin.USER) == 1  # the same plan
-    forced = lifecycle.propose(lifecycle.plan(1), "2026-11-02", Origin.USER, None, expected_active=None,
-                               forced=True, stored=1)
+    forced = lifecycle.propose(
+        lifecycle.plan(1), "2026-11-02", Origin.USER, None, expected_active=None, forced=True, stored=1
+    )
     assert forced.promoted and forced.version == 1 and lifecycle.store.active_plan("m").version == 1
     event = lifecycle.store.plan_events("m")[-1]
     assert event["forced"] == 1 and "forced by the user" in event["reason"] and event["origin"] == "USER"

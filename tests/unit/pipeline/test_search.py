@@ -4,14 +4,14 @@ on the synthetic world. The search's greedy logic alone, on made-up scores: test
 import numpy as np
 import pytest
 
+from lpmon.demo.world import World, WorldConfig
+from lpmon.pipeline.assembly import Ranges, Unit, assemble, evaluate, plan_bytes, units
 from lpmon.pipeline.evidence import HeldOut
 from lpmon.pipeline.lifecycle import validate
-from lpmon.quant.precision import Precision, bytes_served, step_up
-from lpmon.pipeline.assembly import Ranges, Unit, assemble, evaluate, plan_bytes, units
 from lpmon.pipeline.search import fallback_search
+from lpmon.quant.precision import Precision, bytes_served, step_up
 from lpmon.traffic import TrafficSchema
 from lpmon.traffic.sample import to_batch
-from lpmon.demo.world import World, WorldConfig
 
 GATE = 0.05
 
@@ -24,6 +24,7 @@ def world_day(scenario, day, n=100_000):
 
 
 # --- units, ladders, bytes -------------------------------------------------------------------
+
 
 def test_ladders_start_wherever_a_unit_is():
     assert step_up("int2", Unit("t", "embedding", 10, 4).ladder) is Precision.INT4
@@ -43,18 +44,20 @@ def test_cost_is_bytes_served_so_big_tables_cost_more():
 
 # --- on the synthetic world --------------------------------------------------------------------
 
+
 def test_all_fp32_assembly_is_the_reference_and_bytes_add_up():
     model, batch, labels = world_day("stable", 0, 5_000)
     ranges = Ranges.calibrate(model, batch)
     all_units = units(model)
     plan = assemble(model, ranges, {unit: "fp32" for unit in all_units})
     c = evaluate(model, plan, batch, labels)
-    assert c.dne_pct == 0.0 and c.dne_pct_hi == 0.0            # whole-model fp32 always passes rule 1
+    assert c.dne_pct == 0.0 and c.dne_pct_hi == 0.0  # whole-model fp32 always passes rule 1
     int8 = assemble(model, ranges, {unit: "int8" for unit in all_units}, model_id="w", version=3)
     assert int8.version == 3 and int8.layer("bot_l.0").activation is not None
     assert len(all_units) == 4 + 26
     assert plan_bytes(all_units, {u: "fp32" for u in all_units}) > 2.5 * plan_bytes(  # 16-wide rows: 64 B vs 24
-        all_units, {u: "int8" for u in all_units})
+        all_units, {u: "int8" for u in all_units}
+    )
 
 
 @pytest.mark.slow
@@ -64,11 +67,14 @@ def test_outliers_raise_a_few_fc_layers_and_no_table():
     ranges = Ranges.calibrate(model, calibration)
     evidence = HeldOut(model, evaluation, labels[30_000:])
     plan_of = lambda p: assemble(model, ranges, p)  # noqa: E731
-    _, day0, _ = world_day("outliers", 0, 20_000)   # the plan in force: calibrated before the outliers came
+    _, day0, _ = world_day("outliers", 0, 20_000)  # the plan in force: calibrated before the outliers came
     active = assemble(model, Ranges.calibrate(model, day0), {u: "int8" for u in units(model)})
-    result = fallback_search({u: "int8" for u in units(model)}, units=units(model),
-                             score=lambda p: evidence.kl_gap(plan_of(p)),
-                             accept=lambda p: validate(plan_of(p), evidence, GATE, active=active,
-                                                       active_over_gate=True), target=GATE)
+    result = fallback_search(
+        {u: "int8" for u in units(model)},
+        units=units(model),
+        score=lambda p: evidence.kl_gap(plan_of(p)),
+        accept=lambda p: validate(plan_of(p), evidence, GATE, active=active, active_over_gate=True),
+        target=GATE,
+    )
     assert result.passed, result.reason
     assert result.moved and not [u for u in result.moved if u.startswith("emb_l.")], result.moved

@@ -4,15 +4,13 @@ import warnings
 
 import numpy as np
 import pytest
-from support.quant_tables import activation_ties
 
-from lpmon.quant import choose_qparams, fake_quantize
-from lpmon.quant.qparams import fma32, quantize
+from lpmon.quant import choose_qparams, fake_quantize, reference
 from lpmon.quant.halfprec import from_bf16, round_weight, to_bf16, to_fp16
-from lpmon.quant import reference
-from lpmon.quant.linear import (QuantizedLinear, dequantize, dequantize_output,
-                                 quantize_activation)
+from lpmon.quant.linear import QuantizedLinear, dequantize, dequantize_output, quantize_activation
+from lpmon.quant.qparams import fma32, quantize
 from lpmon.quant.reference import int8_linear_accumulators
+from support.quant_tables import activation_ties
 
 
 def layer_and_inputs(rng, batch, k, n):
@@ -87,7 +85,7 @@ def test_fma32_rounds_once():
     got = fma32(a, b, c)
     # Correct rounding: got is the float32 nearest the exact value.
     assert (np.abs(got - exact) <= np.abs(np.nextafter(got, np.inf) - got) / 2 + 1e-45).all()
-    assert fma32(np.float32(1 + 2**-23), np.float32(1 - 2**-23), np.float32(-1)) == np.float32(-2.0**-46)
+    assert fma32(np.float32(1 + 2**-23), np.float32(1 - 2**-23), np.float32(-1)) == np.float32(-(2.0**-46))
 
 
 def test_weight_validation():
@@ -106,9 +104,9 @@ def test_fp16_saturates_and_bf16_rounds_half_to_even():
     w = np.array([70000.0, -1e6, 1.0, 1e-8], np.float32)
     np.testing.assert_array_equal(to_fp16(w).astype(np.float32)[:3], [65504.0, -65504.0, 1.0])
     # bf16: 1 + 2**-8 is a tie between 1 and 1 + 2**-7: rounds to the even 1.0.
-    ties = np.array([1 + 2 ** -8, 1 + 3 * 2 ** -8, np.nan, np.inf], np.float32)
+    ties = np.array([1 + 2**-8, 1 + 3 * 2**-8, np.nan, np.inf], np.float32)
     rounded = from_bf16(to_bf16(ties))
-    assert rounded[0] == 1.0 and rounded[1] == 1 + 2 ** -6 and np.isnan(rounded[2])
+    assert rounded[0] == 1.0 and rounded[1] == 1 + 2**-6 and np.isnan(rounded[2])
     assert rounded[3] == np.inf
     assert round_weight(w, "fp32") is not None
     with pytest.raises(ValueError, match="precision must be fp32, fp16 or bf16"):
@@ -126,8 +124,11 @@ def torch_int8_linear(layer, x, x_qp, out_qp, relu):
         warnings.simplefilter("ignore", UserWarning)  # torch deprecates quantized tensors
         tx = torch.quantize_per_tensor(torch.from_numpy(x), x_qp.scale, x_qp.zero_point, torch.quint8)
         tw = torch._make_per_channel_quantized_tensor(
-            torch.from_numpy(layer.weight), torch.from_numpy(layer.weight_scale.astype(np.float64)),
-            torch.zeros(n, dtype=torch.int64), 0)
+            torch.from_numpy(layer.weight),
+            torch.from_numpy(layer.weight_scale.astype(np.float64)),
+            torch.zeros(n, dtype=torch.int64),
+            0,
+        )
         module = (torch.ao.nn.intrinsic.quantized.LinearReLU if relu else torch.ao.nn.quantized.Linear)(k, n)
         module.set_weight_bias(tw, torch.from_numpy(layer.bias))
         module.scale, module.zero_point = out_qp.scale, out_qp.zero_point
@@ -160,14 +161,20 @@ def test_activation_quantization_is_identical_to_fbgemm(isa, signed):
     x = activation_ties(rng, 1_000_000, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        theirs = torch.quantize_per_tensor(torch.from_numpy(x), qp.scale, qp.zero_point,
-                                           torch.qint8 if signed else torch.quint8).int_repr().numpy()
+        theirs = (
+            torch.quantize_per_tensor(
+                torch.from_numpy(x), qp.scale, qp.zero_point, torch.qint8 if signed else torch.quint8
+            )
+            .int_repr()
+            .numpy()
+        )
     ours, _ = quantize_activation(x.reshape(1000, 1000), qp)
     np.testing.assert_array_equal(ours.ravel(), theirs)
 
 
-@pytest.mark.parametrize("batch, k, n, relu", [(256, 64, 48, False), (256, 700, 48, True),
-                                               (64, 1000, 129, True), (1024, 513, 64, False)])
+@pytest.mark.parametrize(
+    "batch, k, n, relu", [(256, 64, 48, False), (256, 700, 48, True), (64, 1000, 129, True), (1024, 513, 64, False)]
+)
 def test_int8_linear_is_identical_to_torch_fbgemm(isa, batch, k, n, relu):
     """Inputs on quantization ties, widths off the vector length, K over the exact block."""
     rng = np.random.default_rng(k + n)
@@ -176,15 +183,16 @@ def test_int8_linear_is_identical_to_torch_fbgemm(isa, batch, k, n, relu):
     out_qp = choose_qparams(-8.0, 8.0)
     x_q, _ = quantize_activation(x, x_qp)
     acc = layer.accumulate(x_q, x_qp.zero_point)
-    layer = QuantizedLinear(layer.weight, layer.weight_scale,
-                            biases_on_output_ties(rng, layer, acc[0], x_qp, out_qp))
+    layer = QuantizedLinear(layer.weight, layer.weight_scale, biases_on_output_ties(rng, layer, acc[0], x_qp, out_qp))
     their_x, theirs = torch_int8_linear(layer, x, x_qp, out_qp, relu)
     np.testing.assert_array_equal(x_q, their_x)
     ours = layer.forward(x_q, x_qp, out_qp, relu=relu)
     np.testing.assert_array_equal(ours, theirs)
     # Row 0 is on ties: rounding acc * s + bias, then dividing by s_y, would move some.
-    unfused = np.rint((acc[0] * (np.float32(x_qp.scale) * layer.weight_scale) + layer.bias)
-                      / np.float32(out_qp.scale)) + out_qp.zero_point
+    unfused = (
+        np.rint((acc[0] * (np.float32(x_qp.scale) * layer.weight_scale) + layer.bias) / np.float32(out_qp.scale))
+        + out_qp.zero_point
+    )
     lo = out_qp.zero_point if relu else 0
     assert np.count_nonzero(np.clip(unfused, lo, 255) != ours[0]) >= n // 8
 
@@ -192,11 +200,11 @@ def test_int8_linear_is_identical_to_torch_fbgemm(isa, batch, k, n, relu):
 @pytest.mark.filterwarnings("ignore::UserWarning")  # torch reports the saturated weights
 def test_bf16_matches_torch():
     x = np.random.default_rng(9).normal(0, 1e3, 10_000).astype(np.float32)
-    np.testing.assert_array_equal(from_bf16(to_bf16(x)),
-                                  torch.from_numpy(x).to(torch.bfloat16).float().numpy())
+    np.testing.assert_array_equal(from_bf16(to_bf16(x)), torch.from_numpy(x).to(torch.bfloat16).float().numpy())
     big = np.array([[7e4, -7e4, 3.0]], np.float32)
-    np.testing.assert_array_equal(to_fp16(big).astype(np.float32),
-                                  torch._saturate_weight_to_fp16(torch.from_numpy(big)).numpy())
+    np.testing.assert_array_equal(
+        to_fp16(big).astype(np.float32), torch._saturate_weight_to_fp16(torch.from_numpy(big)).numpy()
+    )
 
 
 def float_output_cases(rng, rows, cols):
@@ -205,19 +213,19 @@ def float_output_cases(rng, rows, cols):
     (where rounding twice differs from once), results in float32's subnormal range,
     exact cancellations to zero (signed zeros), and values beyond float32's range."""
     f32 = np.float32
-    acc = rng.integers(-2 ** 24, 2 ** 24, (rows, cols)).astype(f32)
-    acc[rows // 2:] = rng.integers(-300, 300, (rows - rows // 2, cols))
-    multiplier = (rng.uniform(1e-4, 1e-2, cols) * rng.choice([1, 2 ** -120], cols)).astype(f32)
+    acc = rng.integers(-(2**24), 2**24, (rows, cols)).astype(f32)
+    acc[rows // 2 :] = rng.integers(-300, 300, (rows - rows // 2, cols))
+    multiplier = (rng.uniform(1e-4, 1e-2, cols) * rng.choice([1, 2**-120], cols)).astype(f32)
     bias = rng.normal(0, 1, cols).astype(f32)
     # Midpoints: acc * (1 + 2**-23) + 2**-23 (1 + 2**-17) sits just above 2**24 + 1 (one
     # rounding: 2**24 + 2), but its float64 value is 2**24 + 1 exactly (round-to-even: 2**24).
-    multiplier[0], bias[0], acc[:, 0] = 1 + 2.0 ** -23, 2.0 ** -23 * (1 + 2.0 ** -17), 2.0 ** 24 - 1
-    multiplier[1], bias[1] = 1, 0.5                         # acc + 0.5: float32 ties for |acc| > 2**23
-    acc[: rows // 2, 1] = rng.integers(2 ** 23, 2 ** 24, rows // 2) * rng.choice([-1, 1], rows // 2)
-    multiplier[2], bias[2] = 2.0 ** -140, -(2.0 ** -149) * 3  # subnormal results, some negative zeros
+    multiplier[0], bias[0], acc[:, 0] = 1 + 2.0**-23, 2.0**-23 * (1 + 2.0**-17), 2.0**24 - 1
+    multiplier[1], bias[1] = 1, 0.5  # acc + 0.5: float32 ties for |acc| > 2**23
+    acc[: rows // 2, 1] = rng.integers(2**23, 2**24, rows // 2) * rng.choice([-1, 1], rows // 2)
+    multiplier[2], bias[2] = 2.0**-140, -(2.0**-149) * 3  # subnormal results, some negative zeros
     acc[:, 2] = rng.integers(-8, 8, rows)
-    multiplier[3], bias[3], acc[:, 3] = 0.5, -0.0, -0.0     # -0 * 0.5 + -0 = -0
-    multiplier[4], bias[4] = 2.0 ** 110, 1.0                 # |acc| * 2**110 overflows to inf
+    multiplier[3], bias[3], acc[:, 3] = 0.5, -0.0, -0.0  # -0 * 0.5 + -0 = -0
+    multiplier[4], bias[4] = 2.0**110, 1.0  # |acc| * 2**110 overflows to inf
     return acc, multiplier, bias
 
 
@@ -232,9 +240,8 @@ def test_dequantize_output_kernel_is_the_numpy_reference_bit_for_bit(isa, rows, 
     theirs = reference.dequantize_output(acc, multiplier, bias, relu=relu)
     fused = fma32(acc, multiplier, bias)
     np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
-    np.testing.assert_array_equal(ours.view(np.int32),
-                                  (np.maximum(fused, 0) if relu else fused).view(np.int32))
-    assert ours[0, 0] == np.float32(2.0 ** 24 + 2)          # fused, not double-rounded
+    np.testing.assert_array_equal(ours.view(np.int32), (np.maximum(fused, 0) if relu else fused).view(np.int32))
+    assert ours[0, 0] == np.float32(2.0**24 + 2)  # fused, not double-rounded
     if not relu:
         assert np.signbit(ours[:, 3]).all() and np.isinf(ours[:, 4]).any()
         assert np.count_nonzero((ours[:, 2] != 0) & (np.abs(ours[:, 2]) < np.finfo(np.float32).tiny))
@@ -247,8 +254,9 @@ def test_dequantize_output_takes_read_only_and_strided_inputs_and_checks_shapes(
     wide[:, ::2] = acc
     for array in (acc, multiplier, bias):
         array.flags.writeable = False
-    np.testing.assert_array_equal(dequantize_output(wide[:, ::2], multiplier, bias),
-                                  dequantize_output(acc, multiplier, bias))
+    np.testing.assert_array_equal(
+        dequantize_output(wide[:, ::2], multiplier, bias), dequantize_output(acc, multiplier, bias)
+    )
     assert dequantize_output(np.zeros((0, 24), np.float32), multiplier, bias).shape == (0, 24)
     with pytest.raises(ValueError, match="shape"):
         dequantize_output(acc, multiplier[:-1], bias)

@@ -8,15 +8,20 @@ from lpmon.quant import ActivationRange, LayerPlan, PlanError, Provenance, Quant
 
 def plan(**changes):
     layers = (
-        LayerPlan("bot_l.0", "linear", "int8",
-                  activation=ActivationRange(-0.1, 3.0000000000000004, 0.011764706112444401, 9)),
+        LayerPlan(
+            "bot_l.0", "linear", "int8", activation=ActivationRange(-0.1, 3.0000000000000004, 0.011764706112444401, 9)
+        ),
         LayerPlan("emb_l.0", "embedding", "int4", search=True),
         LayerPlan("emb_l.1", "embedding", "int8"),
         LayerPlan("top_l.1", "linear", "bf16"),
         LayerPlan("top_l.2", "linear", "fp32"),
     )
-    values = dict(model_id="ctr", version=2, layers=layers,
-                  provenance=Provenance("l2", "2026-11-27: 100000 examples", "2026-11-28"))
+    values = dict(
+        model_id="ctr",
+        version=2,
+        layers=layers,
+        provenance=Provenance("l2", "2026-11-27: 100000 examples", "2026-11-28"),
+    )
     values.update(changes)
     return QuantPlan(**values)
 
@@ -32,24 +37,35 @@ def test_json_round_trip_is_lossless():
     assert again.layer("emb_l.1").scheme == "rowwise"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.update(schema_version=99), "schema_version: 99 is not supported"),
-    (lambda d: d.update(colour="red"), r"plan.colour: unknown field"),
-    (lambda d: d["layers"]["emb_l.0"].update(bitz=4), r"layers.emb_l.0.bitz: unknown field"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(scale=-1.0),
-     r"layers.bot_l.0.activation.scale: must be positive"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(scale="0.1"),
-     r"layers.bot_l.0.activation.scale: expected float, got str"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(zero_point=300),
-     r"zero_point: 300 is outside \[0, 255\]"),
-    (lambda d: d["layers"]["bot_l.0"]["activation"].update(lo=5.0), r"lo 5.0 is above hi"),
-    (lambda d: d["layers"]["top_l.1"].update(precision="int4"),
-     r"layers.top_l.1.precision: 'int4' is not valid for a linear"),
-    (lambda d: d["layers"]["top_l.1"].update(scheme="rowwise"), r"layers.top_l.1.scheme: 'rowwise'"),
-    (lambda d: d["layers"]["bot_l.0"].update(activation=None), r"needs a static activation range"),
-    (lambda d: d.update(version=0), r"version: must be a positive integer"),
-    (lambda d: d.update(version=True), r"version: expected int, got bool"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.update(schema_version=99), "schema_version: 99 is not supported"),
+        (lambda d: d.update(colour="red"), r"plan.colour: unknown field"),
+        (lambda d: d["layers"]["emb_l.0"].update(bitz=4), r"layers.emb_l.0.bitz: unknown field"),
+        (
+            lambda d: d["layers"]["bot_l.0"]["activation"].update(scale=-1.0),
+            r"layers.bot_l.0.activation.scale: must be positive",
+        ),
+        (
+            lambda d: d["layers"]["bot_l.0"]["activation"].update(scale="0.1"),
+            r"layers.bot_l.0.activation.scale: expected float, got str",
+        ),
+        (
+            lambda d: d["layers"]["bot_l.0"]["activation"].update(zero_point=300),
+            r"zero_point: 300 is outside \[0, 255\]",
+        ),
+        (lambda d: d["layers"]["bot_l.0"]["activation"].update(lo=5.0), r"lo 5.0 is above hi"),
+        (
+            lambda d: d["layers"]["top_l.1"].update(precision="int4"),
+            r"layers.top_l.1.precision: 'int4' is not valid for a linear",
+        ),
+        (lambda d: d["layers"]["top_l.1"].update(scheme="rowwise"), r"layers.top_l.1.scheme: 'rowwise'"),
+        (lambda d: d["layers"]["bot_l.0"].update(activation=None), r"needs a static activation range"),
+        (lambda d: d.update(version=0), r"version: must be a positive integer"),
+        (lambda d: d.update(version=True), r"version: expected int, got bool"),
+    ],
+)
 def test_bad_plans_name_the_field(edit, message):
     data = json.loads(plan().to_json())
     edit(data)
@@ -59,8 +75,7 @@ def test_bad_plans_name_the_field(edit, message):
 
 def test_nan_ranges_and_bad_json_are_rejected():
     with pytest.raises(PlanError, match="activation.hi: must be finite"):
-        plan(layers=(LayerPlan("a", "linear", "int8",
-                               activation=ActivationRange(0.0, math.nan, 0.1, 0)),))
+        plan(layers=(LayerPlan("a", "linear", "int8", activation=ActivationRange(0.0, math.nan, 0.1, 0)),))
     text = plan().to_json().replace("3.0000000000000004", "NaN")
     with pytest.raises(PlanError, match="must be finite"):
         QuantPlan.from_json(text)

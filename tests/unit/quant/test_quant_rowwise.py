@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from support.quant_tables import WIDTHS, cached_hard_table
 
 from lpmon.quant import reference, rowwise
+from support.quant_tables import WIDTHS, cached_hard_table
 
 BITS = [8, 4, 2]
 
@@ -12,11 +12,11 @@ BITS = [8, 4, 2]
 def tricky_table(rng, rows, dim):
     table = rng.normal(0, 1, (rows, dim)).astype(np.float32)
     if rows >= 6:
-        table[0] = 0.0                      # all-zero row
-        table[1] = 3.25                     # constant row
-        table[2] *= 1e4                     # large values
+        table[0] = 0.0  # all-zero row
+        table[1] = 3.25  # constant row
+        table[2] *= 1e4  # large values
         table[3] = -np.abs(table[3]) - 100  # all negative
-        table[4, 0] = 1e-30                 # tiny
+        table[4, 0] = 1e-30  # tiny
         table[5] = np.linspace(-1, 1, dim)
     return table
 
@@ -28,8 +28,9 @@ def test_quantize_and_dequantize_match_reference(isa, bits, dim):
     packed = rowwise.quantize_rows(table, bits)
     assert packed.shape == (40, rowwise.row_bytes(bits, dim))
     np.testing.assert_array_equal(packed, reference.quantize_rows(table, bits))
-    np.testing.assert_array_equal(rowwise.dequantize_rows(packed, bits, dim),
-                                  reference.dequantize_rows(packed, bits, dim))
+    np.testing.assert_array_equal(
+        rowwise.dequantize_rows(packed, bits, dim), reference.dequantize_rows(packed, bits, dim)
+    )
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -39,8 +40,11 @@ def test_hard_tables_match_reference_at_every_width(isa, bits):
         table = cached_hard_table(dim, 12, dim, bits)
         packed = rowwise.quantize_rows(table, bits)
         np.testing.assert_array_equal(packed, reference.quantize_rows(table, bits), err_msg=f"dim {dim}")
-        np.testing.assert_array_equal(rowwise.dequantize_rows(packed, bits, dim),
-                                      reference.dequantize_rows(packed, bits, dim), err_msg=f"dim {dim}")
+        np.testing.assert_array_equal(
+            rowwise.dequantize_rows(packed, bits, dim),
+            reference.dequantize_rows(packed, bits, dim),
+            err_msg=f"dim {dim}",
+        )
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -126,8 +130,7 @@ def test_bad_input_names_what_is_wrong():
 # --- against FBGEMM, through PyTorch (CI installs torch's CPU build) ---
 
 torch = pytest.importorskip("torch")
-PREPACK = {8: "embedding_bag_byte_prepack", 4: "embedding_bag_4bit_prepack",
-           2: "embedding_bag_2bit_prepack"}
+PREPACK = {8: "embedding_bag_byte_prepack", 4: "embedding_bag_4bit_prepack", 2: "embedding_bag_2bit_prepack"}
 
 
 def torch_widths(bits):
@@ -165,19 +168,19 @@ def test_unpack_is_identical_to_fbgemm(isa, bits):
 @pytest.mark.parametrize("bits", [4, 2])
 def test_greedy_search_is_byte_identical_to_torch(isa, bits):
     table = np.random.default_rng(6).standard_t(3, (500, 64)).astype(np.float32)
-    theirs = getattr(torch.ops.quantized, PREPACK[bits])(
-        torch.tensor(table), optimized_qparams=True).numpy()
+    theirs = getattr(torch.ops.quantized, PREPACK[bits])(torch.tensor(table), optimized_qparams=True).numpy()
     np.testing.assert_array_equal(rowwise.quantize_rows(table, bits, search=True), theirs)
     for dim in torch_widths(bits)[::4]:
         table = cached_hard_table(300 + dim, 16, dim, bits)
-        theirs = getattr(torch.ops.quantized, PREPACK[bits])(
-            torch.tensor(table), optimized_qparams=True).numpy()
-        np.testing.assert_array_equal(rowwise.quantize_rows(table, bits, search=True), theirs,
-                                      err_msg=f"dim {dim}")
+        theirs = getattr(torch.ops.quantized, PREPACK[bits])(torch.tensor(table), optimized_qparams=True).numpy()
+        np.testing.assert_array_equal(rowwise.quantize_rows(table, bits, search=True), theirs, err_msg=f"dim {dim}")
 
 
-LOOKUP = {8: "embedding_bag_byte_rowwise_offsets", 4: "embedding_bag_4bit_rowwise_offsets",
-          2: "embedding_bag_2bit_rowwise_offsets"}
+LOOKUP = {
+    8: "embedding_bag_byte_rowwise_offsets",
+    4: "embedding_bag_4bit_rowwise_offsets",
+    2: "embedding_bag_2bit_rowwise_offsets",
+}
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -191,8 +194,13 @@ def test_pooled_lookup_is_identical_to_fbgemm(isa, bits, weighted):
         indices = rng.integers(0, len(packed), 1500)
         offsets = np.concatenate([[0], np.sort(rng.integers(0, 1500, 99))])
         weights = rng.normal(0, 2, 1500).astype(np.float32) if weighted else None
-        theirs = lookup(torch.from_numpy(packed), torch.from_numpy(indices), torch.from_numpy(offsets),
-                        mode=0, per_sample_weights=None if weights is None else torch.from_numpy(weights))
+        theirs = lookup(
+            torch.from_numpy(packed),
+            torch.from_numpy(indices),
+            torch.from_numpy(offsets),
+            mode=0,
+            per_sample_weights=None if weights is None else torch.from_numpy(weights),
+        )
         ours = rowwise.embedding_bag(packed, bits, dim, indices, offsets, per_sample_weights=weights)
         np.testing.assert_array_equal(ours, theirs.numpy(), err_msg=f"dim {dim}")
 
@@ -202,7 +210,7 @@ def float_bags(rng, n_bags, dim, rows=300):
     subnormals and values of very different magnitudes (order-dependent sums)."""
     table = (rng.normal(0, 1, (rows, dim)) * 10.0 ** rng.integers(-6, 7, (rows, dim))).astype(np.float32)
     table[0] = -0.0
-    table[1] = np.float32(2.0 ** -140) * rng.integers(-4, 5, dim)
+    table[1] = np.float32(2.0**-140) * rng.integers(-4, 5, dim)
     counts = rng.integers(0, 10, n_bags)
     counts[:3] = 0
     indices = rng.integers(0, rows, counts.sum())
@@ -225,8 +233,9 @@ def test_float_embedding_bag_kernel_is_the_numpy_reference_bit_for_bit(isa, n_ba
 def test_float_embedding_bag_is_identical_to_torch(mode):
     rng = np.random.default_rng(3)
     table, indices, offsets = float_bags(rng, 400, 32)
-    theirs = torch.nn.functional.embedding_bag(torch.from_numpy(indices), torch.from_numpy(table),
-                                               torch.from_numpy(offsets), mode=mode).numpy()
+    theirs = torch.nn.functional.embedding_bag(
+        torch.from_numpy(indices), torch.from_numpy(table), torch.from_numpy(offsets), mode=mode
+    ).numpy()
     ours = rowwise.embedding_bag_float(table, indices, offsets, mode=mode)
     np.testing.assert_array_equal(ours.view(np.int32), theirs.view(np.int32))
 
@@ -241,5 +250,4 @@ def test_float_embedding_bag_checks_its_inputs():
         rowwise.embedding_bag_float(table.astype(np.float64), [0], [0])
     read_only = table[:, ::2]
     read_only.flags.writeable = False
-    np.testing.assert_array_equal(rowwise.embedding_bag_float(read_only, [1, 2], [0, 1]),
-                                  np.ones((2, 2), np.float32))
+    np.testing.assert_array_equal(rowwise.embedding_bag_float(read_only, [1, 2], [0, 1]), np.ones((2, 2), np.float32))

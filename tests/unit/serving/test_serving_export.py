@@ -18,13 +18,13 @@ import pytest
 
 from lpmon.cli import main
 from lpmon.config import load
+from lpmon.demo.world import WorldConfig, write_world
 from lpmon.model import Executor, Model
 from lpmon.pipeline import open_store
-from lpmon.pipeline.context import draw as _draw
 from lpmon.pipeline.assembly import Ranges, assemble
+from lpmon.pipeline.context import draw as _draw
 from lpmon.serving.scores import read_metadata
 from lpmon.store import init_store
-from lpmon.demo.world import WorldConfig, write_world
 from support import REPO
 from support.models import dlrm_checkpoint, random_batch
 
@@ -54,8 +54,12 @@ def run_fresh(tmp_path, modules, batch) -> dict:
     inputs = tmp_path / "inputs.pt"
     torch.save({"dense_x": dense, "lS_o": offsets, "lS_i": indices}, inputs)
     out = tmp_path / "out.pt"
-    subprocess.run([sys.executable, "-c", FRESH, ",".join(str(m) for m in modules), str(inputs), str(out)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-c", FRESH, ",".join(str(m) for m in modules), str(inputs), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return {Path(k): v.numpy() for k, v in torch.load(out).items()}
 
 
@@ -65,16 +69,21 @@ def world(tmp_path_factory):
     the day's traffic) imported and put in force."""
     root = tmp_path_factory.mktemp("world")
     paths = write_world(root, WorldConfig("stable", days=1, seed=3, examples_per_day=12_000))
-    text = paths.config.read_text().replace("# Written by `lpmon world`.\n",
-                                            "[defaults]\nsample_size = 6000\nmin_examples = 1000\n")
+    text = paths.config.read_text().replace(
+        "# Written by `lpmon world`.\n", "[defaults]\nsample_size = 6000\nmin_examples = 1000\n"
+    )
     paths.config.write_text(text)
     config = load(paths.config, environ={})
     init_store(config.store)
     model = Model.load(config.model("stable").snapshot)
     sample = _draw(config.model("stable"), model, str(DAY))
     names = [n for n, _, _ in model.spec.linear_layers()]
-    plan = assemble(model, Ranges.calibrate(model, sample.batch, "l2"),
-                    {**{n: "int8" for n in names}, "embeddings": "int8"}, model_id="stable")
+    plan = assemble(
+        model,
+        Ranges.calibrate(model, sample.batch, "l2"),
+        {**{n: "int8" for n in names}, "embeddings": "int8"},
+        model_id="stable",
+    )
     (root / "plan.json").write_text(plan.to_json())
     assert main(["plans", "import", "--config", str(paths.config), "--model", "stable", str(root / "plan.json")]) == 0
     assert main(["plans", "promote", "--config", str(paths.config), "--model", "stable", "1", "--force"]) == 0
@@ -84,8 +93,25 @@ def world(tmp_path_factory):
 def test_world_export_through_the_cli_is_exact_in_a_fresh_process(world, tmp_path, capsys):
     config = load(world, environ={})
     out = tmp_path / "serving" / "stable.pt"
-    assert main(["plans", "export", "--config", str(world), "--model", "stable", "--version", "1",
-                 "--format", "torchscript", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plans",
+                "export",
+                "--config",
+                str(world),
+                "--model",
+                "stable",
+                "--version",
+                "1",
+                "--format",
+                "torchscript",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "checked on 4,096 examples of 2026-11-01: largest difference from lpmon's p_q 0 ulp" in printed
     manifest = json.loads(out.with_name("stable.pt.manifest.json").read_text())
@@ -105,8 +131,7 @@ def test_world_export_through_the_cli_is_exact_in_a_fresh_process(world, tmp_pat
 
     # lpmon score: the day's sample as the daily run scored it.
     scores = tmp_path / "scores.parquet"
-    assert main(["score", "--config", str(world), "--model", "stable", "--date", str(DAY),
-                 "--out", str(scores)]) == 0
+    assert main(["score", "--config", str(world), "--model", "stable", "--date", str(DAY), "--out", str(scores)]) == 0
     table = pq.read_table(scores)
     assert table.column_names == ["request_id", "label", "p_fp32", "p_q"]
     assert read_metadata(scores)["plan_version"] == 1
@@ -122,13 +147,31 @@ def test_world_export_through_the_cli_is_exact_in_a_fresh_process(world, tmp_pat
 
 def test_score_fp32_and_another_plan_and_errors(world, tmp_path, capsys):
     out = tmp_path / "fp32.parquet"
-    assert main(["score", "--config", str(world), "--model", "stable", "--date", str(DAY), "--fp32",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["score", "--config", str(world), "--model", "stable", "--date", str(DAY), "--fp32", "--out", str(out)])
+        == 0
+    )
     table = pq.read_table(out)
     np.testing.assert_array_equal(table.column("p_q").to_numpy(), table.column("p_fp32").to_numpy())
     assert read_metadata(out)["plan_version"] is None and read_metadata(out)["p_q"] == "fp32"
-    assert main(["score", "--config", str(world), "--model", "stable", "--date", str(DAY), "--plan", "v9",
-                 "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "score",
+                "--config",
+                str(world),
+                "--model",
+                "stable",
+                "--date",
+                str(DAY),
+                "--plan",
+                "v9",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     assert "no plan v9 (versions: v1)" in capsys.readouterr().err
     assert main(["plans", "export", "--config", str(world), "--model", "stable", "--format", "torchscript"]) == 1
     assert "give --out FILE.pt" in capsys.readouterr().err
@@ -143,8 +186,11 @@ PLANS = {  # FC layers, then tables in order
     "int8 FC, int2 tables": ("int8", ["int2"] * 4, False),
     "int8 FC, int4/int2 tables with range search": ("int8", ["int4", "int2", "int4", "int2"], True),
     "fp16 FC, mixed tables": ("fp16", ["int8", "int4", "fp16", "fp32"], False),
-    "mixed FC, mixed tables": ({"bot_l.0": "fp16", "bot_l.2": "int8", "top_l.0": "int8", "top_l.2": "fp16"},
-                               ["int2", "int8", "int4", "fp16"], False),
+    "mixed FC, mixed tables": (
+        {"bot_l.0": "fp16", "bot_l.2": "int8", "top_l.0": "int8", "top_l.2": "fp16"},
+        ["int2", "int8", "int4", "fp16"],
+        False,
+    ),
 }
 
 
@@ -156,9 +202,16 @@ def dlrm_plan(model, ranges, fc, tables, search):
     precisions.update({f"emb_l.{t}": p for t, p in enumerate(tables)})
     plan = assemble(model, ranges, precisions, model_id="dlrm")
     if search:
-        plan = type(plan)(plan.model_id, 1, tuple(
-            LayerPlan(layer.name, layer.kind, layer.precision, layer.scheme, layer.activation, True)
-            if layer.precision in ("int4", "int2") else layer for layer in plan.layers))
+        plan = type(plan)(
+            plan.model_id,
+            1,
+            tuple(
+                LayerPlan(layer.name, layer.kind, layer.precision, layer.scheme, layer.activation, True)
+                if layer.precision in ("int4", "int2")
+                else layer
+                for layer in plan.layers
+            ),
+        )
     return plan
 
 
@@ -206,8 +259,23 @@ def test_readme_serving_example_runs(world, tmp_path):
     text = README.read_text()
     section = text.split("## Serving the plan", 1)[1]
     example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert main(["plans", "export", "--config", str(world), "--model", "stable", "--format", "torchscript",
-                 "--out", str(tmp_path / "ctr.pt")]) == 0
+    assert (
+        main(
+            [
+                "plans",
+                "export",
+                "--config",
+                str(world),
+                "--model",
+                "stable",
+                "--format",
+                "torchscript",
+                "--out",
+                str(tmp_path / "ctr.pt"),
+            ]
+        )
+        == 0
+    )
     result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     p = [float(v) for v in re.findall(r"[0-9.]+(?:e-?\d+)?", result.stdout.split("tensor", 1)[1])]
@@ -217,8 +285,23 @@ def test_readme_serving_example_runs(world, tmp_path):
 def test_without_torch_the_error_names_the_extra(world, tmp_path, without_torch, capsys):
     with pytest.raises(ImportError, match=r"pip install 'lpmon\[torch\]'"):
         importlib.import_module("lpmon.serving.torchscript")
-    assert main(["plans", "export", "--config", str(world), "--model", "stable", "--format", "torchscript",
-                 "--out", str(tmp_path / "x.pt")]) == 1
+    assert (
+        main(
+            [
+                "plans",
+                "export",
+                "--config",
+                str(world),
+                "--model",
+                "stable",
+                "--format",
+                "torchscript",
+                "--out",
+                str(tmp_path / "x.pt"),
+            ]
+        )
+        == 1
+    )
     assert "pip install 'lpmon[torch]'" in capsys.readouterr().err
 
 
@@ -233,15 +316,15 @@ def test_int8_float_output_is_fused_even_where_float64_lands_on_a_float32_midpoi
     f32 = np.float32
 
     class Layer:
-        weight_scale = np.array([1 + 2.0 ** -23, 0.5], f32)
-        bias = np.array([2.0 ** -23 * (1 + 2.0 ** -17), 0.25], f32)
+        weight_scale = np.array([1 + 2.0**-23, 0.5], f32)
+        bias = np.array([2.0**-23 * (1 + 2.0**-17), 0.25], f32)
 
         def accumulate(self, x_q, zero_point):
-            return np.array([[2.0 ** 24 - 1, 3.0], [-5.0, 7.0]], f32)
+            return np.array([[2.0**24 - 1, 3.0], [-5.0, 7.0]], f32)
 
     out = int8_float_output(Layer(), None, QParams(1.0, 0, 0, 255))
-    assert out[0, 0] == f32(2.0 ** 24 + 2)
+    assert out[0, 0] == f32(2.0**24 + 2)
     acc = Layer().accumulate(None, 0)
     np.testing.assert_array_equal(out, fma32(acc, (f32(1.0) * Layer.weight_scale).astype(f32), Layer.bias))
     naive = (acc.astype(np.float64) * Layer.weight_scale + Layer.bias).astype(f32)
-    assert naive[0, 0] == f32(2.0 ** 24)  # what a single float64 pass would have given
+    assert naive[0, 0] == f32(2.0**24)  # what a single float64 pass would have given

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from lpmon.config import load
+from lpmon.demo.world import WorldConfig, write_world
 from lpmon.model import Model, forward_fp32, forward_quantized, load_snapshot
 from lpmon.model.dlrm_import import import_dlrm
 from lpmon.model.spec import SpecError
 from lpmon.pipeline import open_store, run_day
 from lpmon.pipeline.assembly import Ranges, assemble, observe
 from lpmon.store import init_store
-from lpmon.demo.world import WorldConfig, write_world
 from support import REPO
 from support.models import random_batch
 
@@ -51,11 +51,21 @@ def test_imported_dlrm_both_ways_fp32_and_int8(tmp_path):
         np.testing.assert_array_equal(q_torch.taps[name].output, q_numpy.taps[name].output)
     # Observers fed through forward hooks (every other row) see what the executor's observe= sees.
     fed = {}
-    forward_fp32(torch_model, batch, batch_size=700, observe_every=2,
-                 observe=lambda name, x: fed.setdefault(name, []).append(x.copy()))
+    forward_fp32(
+        torch_model,
+        batch,
+        batch_size=700,
+        observe_every=2,
+        observe=lambda name, x: fed.setdefault(name, []).append(x.copy()),
+    )
     expected = {}
-    forward_fp32(numpy_model, batch, batch_size=700, observe_every=2,
-                 observe=lambda name, x: expected.setdefault(name, []).append(x.copy()))
+    forward_fp32(
+        numpy_model,
+        batch,
+        batch_size=700,
+        observe_every=2,
+        observe=lambda name, x: expected.setdefault(name, []).append(x.copy()),
+    )
     for name in names:
         a, b = np.concatenate(fed[name]), np.concatenate(expected[name])
         assert a.shape == b.shape == (2000, a.shape[1]) and np.max(np.abs(a - b)) < 1e-5
@@ -103,8 +113,9 @@ class UserDLRM(nn.Module):
 def torch_snapshot(model: Model, folder):
     folder.mkdir(parents=True, exist_ok=True)
     torch.jit.script(UserDLRM(model)).save(str(folder / "model.pt"))
-    (folder / "inputs.json").write_text(json.dumps({"dense": list(model.spec.dense),
-                                                    "sparse": list(model.spec.sparse)}))
+    (folder / "inputs.json").write_text(
+        json.dumps({"dense": list(model.spec.dense), "sparse": list(model.spec.sparse)})
+    )
     return folder
 
 
@@ -121,7 +132,7 @@ def test_a_torchscript_program_is_a_snapshot_found_by_module_type(tmp_path):
     with pytest.raises(SpecError, match="supports DLRM-shaped programs only"):
         load_snapshot(tmp_path / "snap")
     with pytest.raises(SpecError, match="a TorchScript program .*load it with lpmon.model.load_snapshot"):
-        Model.load(tmp_path / "snap")   # the NumPy format's own loader says where to go
+        Model.load(tmp_path / "snap")  # the NumPy format's own loader says where to go
     (tmp_path / "snap" / "inputs.json").unlink()
     with pytest.raises(SpecError, match="no inputs.json"):
         load_snapshot(tmp_path / "snap")
@@ -139,9 +150,12 @@ def test_the_pipeline_runs_a_user_torch_model_as_the_numpy_executor_does(tmp_pat
         if backend == "torch":
             snapshot = torch_snapshot(Model.load(paths.snapshot), root / "torch_snapshot")
         text = paths.config.read_text().replace(str(paths.snapshot), str(snapshot))
-        paths.config.write_text(text.replace("# Written by `lpmon world`.\n",
-                                             f'[defaults]\nsample_size = 10000\nmin_examples = 1000\n'
-                                             f'backend = "{backend}"\n'))
+        paths.config.write_text(
+            text.replace(
+                "# Written by `lpmon world`.\n",
+                f'[defaults]\nsample_size = 10000\nmin_examples = 1000\nbackend = "{backend}"\n',
+            )
+        )
         config = load(paths.config, environ={})
         init_store(config.store)
         results[backend] = (run_day(config, "stable", DAY), open_store(config))
@@ -151,10 +165,14 @@ def test_the_pipeline_runs_a_user_torch_model_as_the_numpy_executor_does(tmp_pat
     assert torch_result.plan_version == numpy_result.plan_version
     if numpy_result.dne_pct is not None:
         assert torch_result.dne_pct == pytest.approx(numpy_result.dne_pct, abs=1e-3)
-    plans = [json.loads(store.active_plan("stable").plan_json)["layers"] if store.active_plan("stable") else None
-             for _, store in results.values()]
-    assert plans[0] == plans[1] or (plans[0] and {k: v["precision"] for k, v in plans[0].items()}
-                                    == {k: v["precision"] for k, v in plans[1].items()})
+    plans = [
+        json.loads(store.active_plan("stable").plan_json)["layers"] if store.active_plan("stable") else None
+        for _, store in results.values()
+    ]
+    assert plans[0] == plans[1] or (
+        plans[0]
+        and {k: v["precision"] for k, v in plans[0].items()} == {k: v["precision"] for k, v in plans[1].items()}
+    )
 
 
 def test_backend_config(tmp_path):
@@ -170,8 +188,13 @@ def test_bench_pipeline_prints_the_torch_back_end_beside_numpy():
     import sys
 
     bench = REPO / "bench" / "bench_pipeline.py"
-    done = subprocess.run([sys.executable, str(bench), "--sizes", "3000", "--rows", "1000", "--backend", "torch"],
-                          capture_output=True, text=True, timeout=600, check=True)
+    done = subprocess.run(
+        [sys.executable, str(bench), "--sizes", "3000", "--rows", "1000", "--backend", "torch"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     assert "torch back end: daily run" in done.stdout and "torch / NumPy" in done.stdout
 
 

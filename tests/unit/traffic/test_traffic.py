@@ -8,8 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lpmon.traffic import (EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore,
-                           request_hash, sample)
+from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore, request_hash, sample
 from lpmon.traffic.criteo import import_criteo
 
 DAY = dt.date(2026, 11, 2)
@@ -25,8 +24,7 @@ def day_table(n=20_000, seed=0, string_ids=False, **overrides):
         "label": (rng.random(n) < 0.1).astype(np.int8),
         "dense_0": rng.normal(size=n).astype(np.float32),
         "dense_1": rng.normal(size=n).astype(np.float32),
-        "sparse_0": pa.array([list(rng.integers(0, 100, k)) for k in rng.integers(0, 3, n)],
-                             type=pa.list_(pa.int64())),
+        "sparse_0": pa.array([list(rng.integers(0, 100, k)) for k in rng.integers(0, 3, n)], type=pa.list_(pa.int64())),
         "sparse_1": rng.integers(0, 30, n),
     }
     columns.update(overrides)
@@ -52,8 +50,7 @@ def test_sample_is_deterministic_and_layout_free(store, tmp_path):
     np.testing.assert_array_equal(a.request_ids, b.request_ids)
     # Another file layout of the same day: the same sample, in the same order.
     other = TrafficStore(tmp_path / "other")
-    other.write_day(DAY, day_table().take(np.random.default_rng(1).permutation(20_000)),
-                    rows_per_file=2_500)
+    other.write_day(DAY, day_table().take(np.random.default_rng(1).permutation(20_000)), rows_per_file=2_500)
     np.testing.assert_array_equal(sample(other, DAY, 3_000, 5, SCHEMA).request_ids, a.request_ids)
     # Another seed: another sample.
     assert len(np.intersect1d(sample(store, DAY, 3_000, 6, SCHEMA).request_ids, a.request_ids)) < 1_000
@@ -75,7 +72,7 @@ def test_sample_rows_are_intact(store):
     f = s.batch.sparse[0]
     for k in (0, 17, 499):
         stop = f.offsets[k + 1] if k + 1 < len(s) else len(f.indices)
-        assert list(f.indices[f.offsets[k]:stop]) == sparse0[rows[k]]
+        assert list(f.indices[f.offsets[k] : stop]) == sparse0[rows[k]]
     np.testing.assert_array_equal(s.batch.sparse[1].indices, table.column("sparse_1").to_numpy()[rows])
 
 
@@ -93,20 +90,34 @@ def test_string_request_ids(tmp_path):
     assert list(a.request_ids) == list(b.request_ids) and len(a) == 300
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t: t.drop(["dense_1"]), "missing column dense_1"),
-    (lambda t: t.set_column(3, "dense_0", pa.array(np.arange(t.num_rows))),
-     "column dense_0 has type int64, expected float32"),
-    (lambda t: t.set_column(3, "dense_0", pa.array(np.where(np.arange(t.num_rows) % 1000 == 0, np.nan,
-                                                               1.0).astype(np.float32))),
-     "column dense_0 has 20 rows with NaN or inf"),
-    (lambda t: t.set_column(2, "label", pa.array(np.where(np.arange(t.num_rows) < 5, 2, 0).astype(np.int8))),
-     "column label has 5 rows not 0 or 1"),
-    (lambda t: t.set_column(6, "sparse_1", pa.array(np.where(np.arange(t.num_rows) < 3, 30, 1))),
-     r"column sparse_1 has 3 rows with ids outside \[0, 30\)"),
-    (lambda t: t.set_column(0, "request_id", pa.array(np.arange(t.num_rows) // 2)),
-     "column request_id has 10000 duplicate rows"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.drop(["dense_1"]), "missing column dense_1"),
+        (
+            lambda t: t.set_column(3, "dense_0", pa.array(np.arange(t.num_rows))),
+            "column dense_0 has type int64, expected float32",
+        ),
+        (
+            lambda t: t.set_column(
+                3, "dense_0", pa.array(np.where(np.arange(t.num_rows) % 1000 == 0, np.nan, 1.0).astype(np.float32))
+            ),
+            "column dense_0 has 20 rows with NaN or inf",
+        ),
+        (
+            lambda t: t.set_column(2, "label", pa.array(np.where(np.arange(t.num_rows) < 5, 2, 0).astype(np.int8))),
+            "column label has 5 rows not 0 or 1",
+        ),
+        (
+            lambda t: t.set_column(6, "sparse_1", pa.array(np.where(np.arange(t.num_rows) < 3, 30, 1))),
+            r"column sparse_1 has 3 rows with ids outside \[0, 30\)",
+        ),
+        (
+            lambda t: t.set_column(0, "request_id", pa.array(np.arange(t.num_rows) // 2)),
+            "column request_id has 10000 duplicate rows",
+        ),
+    ],
+)
 def test_bad_traffic_names_partition_column_and_count(tmp_path, change, message):
     store = TrafficStore(tmp_path)
     store.write_day(DAY, change(day_table()))
@@ -154,17 +165,21 @@ def test_criteo_import(tmp_path):
     assert first["sparse_0"] == 1 + int("68fd1e64", 16) % 999
     second = table.slice(1, 1).to_pylist()[0]
     assert second["sparse_0"] == 0 and second["sparse_25"] == 1 + int("80e26c9b", 16) % 999
-    schema = TrafficSchema(tuple(f"dense_{i}" for i in range(13)),
-                           tuple(f"sparse_{i}" for i in range(26)), (1000,) * 26)
+    schema = TrafficSchema(
+        tuple(f"dense_{i}" for i in range(13)), tuple(f"sparse_{i}" for i in range(26)), (1000,) * 26
+    )
     assert len(sample(store, DAY, 10, 0, schema)) == 10
 
 
-@pytest.mark.parametrize("line, message", [
-    ("2\t" + "\t".join(["1"] * 13 + ["aa"] * 26), r"day.tsv:1: column label must be 0 or 1"),
-    ("1\tx" + "\t".join([""] * 13 + ["aa"] * 26), r"day.tsv:1: column I1 is not an integer"),
-    ("1\t" + "\t".join(["1"] * 13 + ["zz"] * 26), r"day.tsv:1: column C1 is not a hex id"),
-    ("1\t2\t3", r"day.tsv:1: 3 tab-separated fields, expected 40"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("2\t" + "\t".join(["1"] * 13 + ["aa"] * 26), r"day.tsv:1: column label must be 0 or 1"),
+        ("1\tx" + "\t".join([""] * 13 + ["aa"] * 26), r"day.tsv:1: column I1 is not an integer"),
+        ("1\t" + "\t".join(["1"] * 13 + ["zz"] * 26), r"day.tsv:1: column C1 is not a hex id"),
+        ("1\t2\t3", r"day.tsv:1: 3 tab-separated fields, expected 40"),
+    ],
+)
 def test_criteo_bad_lines(tmp_path, line, message):
     tsv = tmp_path / "day.tsv"
     tsv.write_text(line + "\n")

@@ -9,7 +9,9 @@ from lpmon.policy import Action, Rules, Status, assess
 from lpmon.verdict import DayEvidence, SequentialGate, cusum, judge_segments, label_free_jumps, pool
 from lpmon.verdict.pooling import z_of
 
-RULES = Rules(gate_pct=0.05, min_examples=2000, min_positives=100, max_halfwidth_gates=1.0, window_days=7)  # tighter than the default, to make pooling visible
+RULES = Rules(
+    gate_pct=0.05, min_examples=2000, min_positives=100, max_halfwidth_gates=1.0, window_days=7
+)  # tighter than the default, to make pooling visible
 Z = z_of(0.95)
 START = dt.date(2026, 11, 1)
 
@@ -18,14 +20,17 @@ def day(i: int, dne: float, se: float, n: int = 10_000, positives: int = 1_000) 
     return DayEvidence(str(START + dt.timedelta(days=i)), n, positives, dne, se, n * 0.45)
 
 
-@pytest.mark.parametrize("dne, se, status, action", [
-    (0.01, 0.01, Status.HEALTHY, Action.RECORD),
-    (0.05, 0.02, Status.HEALTHY, Action.RECORD),          # on the gate is within it
-    (0.07, 0.02, Status.WARN, Action.RECORD),             # 1 SE above: WARN
-    (0.09, 0.015, Status.WARN, Action.RECORD),            # 2.7 SE above: the 95 % interval clears it, not DEGRADED
-    (0.12, 0.015, Status.DEGRADED, Action.RECALIBRATE),   # 4.7 SE above
-    (-0.2, 0.05, Status.HEALTHY, Action.RECORD),          # better than fp32 by chance
-])
+@pytest.mark.parametrize(
+    "dne, se, status, action",
+    [
+        (0.01, 0.01, Status.HEALTHY, Action.RECORD),
+        (0.05, 0.02, Status.HEALTHY, Action.RECORD),  # on the gate is within it
+        (0.07, 0.02, Status.WARN, Action.RECORD),  # 1 SE above: WARN
+        (0.09, 0.015, Status.WARN, Action.RECORD),  # 2.7 SE above: the 95 % interval clears it, not DEGRADED
+        (0.12, 0.015, Status.DEGRADED, Action.RECALIBRATE),  # 4.7 SE above
+        (-0.2, 0.05, Status.HEALTHY, Action.RECORD),  # better than fp32 by chance
+    ],
+)
 def test_a_day_alone(dne, se, status, action):
     a = assess(day(0, dne, se), [], RULES)
     assert (a.status, a.action) == (status, action), a.reasons
@@ -57,7 +62,7 @@ def test_pooling_stops_at_the_window_and_says_how_many_examples_are_missing():
 
 
 def test_a_wide_interval_that_decides_needs_no_more_examples():
-    a = assess(day(0, 1.0, 0.1), [], RULES)   # +-0.2 % wide, but 9.5 SE above the gate
+    a = assess(day(0, 1.0, 0.1), [], RULES)  # +-0.2 % wide, but 9.5 SE above the gate
     assert a.status is Status.DEGRADED
 
 
@@ -65,7 +70,7 @@ def test_the_window_pools_in_a_stratified_way():
     a, b = day(0, 0.0, 0.02, n=10_000), day(1, 0.1, 0.04, n=30_000)
     pooled = pool([a, b], 0.95)
     assert pooled.dne_pct == pytest.approx(0.075)
-    assert pooled.se_pct == pytest.approx(np.sqrt(0.25 ** 2 * 0.02 ** 2 + 0.75 ** 2 * 0.04 ** 2))
+    assert pooled.se_pct == pytest.approx(np.sqrt(0.25**2 * 0.02**2 + 0.75**2 * 0.04**2))
 
 
 def persistent(dne: float, se: float, days: int, seed: int) -> list[DayEvidence]:
@@ -96,7 +101,7 @@ def test_a_stationary_dne_below_the_gate_stays_quiet():
 def test_the_cusum_counts_blocks_of_enough_examples_and_restarts_with_the_history():
     small = [day(i, 0.2, 0.05, n=700, positives=70) for i in range(6)]
     s = cusum(small, 0.05, 2000, 100, SequentialGate(), 0.95)
-    assert s.blocks == 2 and s.days == 6 and s.closed_today   # 3 days of 700 make 2,100 examples
+    assert s.blocks == 2 and s.days == 6 and s.closed_today  # 3 days of 700 make 2,100 examples
     assert cusum(small[:4], 0.05, 2000, 100, SequentialGate(), 0.95).closed_today is False
 
 
@@ -127,7 +132,7 @@ def test_pooled_intervals_cover_the_truth():
         return p, q, (rng.random(n) < p).astype(np.uint8)
 
     p, q, y = draw(2_000_000)
-    truth = compare(p, q, y).dne_pct   # 2M examples: its own error is ~1/20 of a 5-day window's
+    truth = compare(p, q, y).dne_pct  # 2M examples: its own error is ~1/20 of a 5-day window's
     covered = 0
     for _ in range(300):
         days = [DayEvidence.from_metrics(str(i), compare(*draw(2_000)).as_dict(), 0.95) for i in range(5)]
@@ -148,8 +153,9 @@ def test_segments_are_judged_with_benjamini_hochberg():
 
 
 def test_a_degraded_segment_alone_is_degraded_without_an_action():
-    finding = judge_segments({("surface", "feed"): day(0, 0.3, 0.03)}, 0.05, 2000, 100, warn_q=0.05,
-                             degraded_q=5e-4, level=0.95)
+    finding = judge_segments(
+        {("surface", "feed"): day(0, 0.3, 0.03)}, 0.05, 2000, 100, warn_q=0.05, degraded_q=5e-4, level=0.95
+    )
     a = assess(day(0, 0.0, 0.01), [], RULES, segments=finding)
     assert a.status is Status.DEGRADED and a.action is Action.RECORD
     assert any("segment surface=feed" in r for r in a.reasons)
@@ -160,7 +166,7 @@ def test_label_free_jumps_warn_only_where_labels_cannot_judge():
     today = {"KL gap %": 0.08, "mean |p_fp32 - p_q|": 0.0011, "saturation": 0.0}
     jumps = label_free_jumps(today, history, 0.05)
     assert [j.signal for j in jumps] == ["KL gap %"] and "label-free: KL gap %" in jumps[0].describe()
-    assert label_free_jumps(today, history[:2], 0.05) == []          # too little history
+    assert label_free_jumps(today, history[:2], 0.05) == []  # too little history
     small = day(0, 0.0, 0.5, n=500, positives=50)
     a = assess(small, [], RULES, label_free=jumps)
     assert a.status is Status.WARN and any(r.startswith("label-free:") for r in a.reasons)
@@ -183,7 +189,7 @@ def test_after_a_traffic_change_the_window_pools_only_the_days_since():
     since = [day(5, 0.5, 0.4, n=1_500, positives=150)]
     today = day(6, 0.5, 0.4, n=1_500, positives=150)
     pooled = assess(today, before + since, RULES)
-    assert len(pooled.evidence.days) > 2                     # diluted by the days before the change
+    assert len(pooled.evidence.days) > 2  # diluted by the days before the change
     a = assess(today, before + since, RULES, comparable=since)
     assert a.evidence.days == (since[0].day, today.day)
     assert a.status is Status.INSUFFICIENT_DATA and "2 days" in a.reasons[0]
