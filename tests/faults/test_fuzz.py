@@ -211,6 +211,7 @@ def criteo_lines(draw):
 
 @FUZZ
 @given(data=criteo_lines())
+@pytest.mark.slow
 def test_the_criteo_importer_imports_or_names_the_line(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("criteo")
     tsv = folder / "day.tsv"

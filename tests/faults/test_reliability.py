@@ -222,6 +222,7 @@ def active_version(root: Path) -> int:
     return version
 
 
+@pytest.mark.slow
 def test_an_unwritable_serving_folder_stops_the_promotion_before_it_commits(run_dir):
     if os.geteuid() == 0 and not shutil.which("setpriv"):
         pytest.skip("running as root without setpriv: root ignores file modes")
@@ -296,6 +297,7 @@ def test_an_export_failing_after_the_commit_is_recorded_shown_and_retried(run_di
     assert entry["serving"] == {"problem": "", "version": 2, "file": str(serving(run_dir))}
 
 
+@pytest.mark.slow
 def test_active_json_replaced_by_a_directory_is_recorded_and_leaves_no_temporary_file(run_dir, monkeypatch):
     config = load(run_dir / "lpmon.toml", environ={})
     target = serving(run_dir)

@@ -22,6 +22,7 @@ def test_bench_metrics_runs():
     assert "targets (largest N):" in done.stdout
 
 
+@pytest.mark.slow
 def test_bench_calibrate_runs():
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_calibrate.py"), "--n", "2e4", "--repeat", "1"],

@@ -365,6 +365,7 @@ def test_proactive_recalibration_promotes_only_a_better_plan_once(dagbag, smtp_s
     assert len([p for p in store.rows("plans", "gradual_drift") if p["reason"] == "PROACTIVE"]) == 1
 
 
+@pytest.mark.slow
 def test_onboarding_from_snapshot_events_builds_one_plan_per_snapshot(tmp_path):
     from types import SimpleNamespace
 
