@@ -88,8 +88,7 @@ def alert_day(store: StateStore, report: DayReport, recipients: list[str], maile
               only: list[str] | None = None) -> dict[str, str]:
     """Send the day's alerts that were not sent yet; returns {event: status}.
     Never raises: a send that fails (or cannot be tried) is recorded with its error."""
-    sent = {(r["event"], r["status"]) for r in store.rows("alerts", report.model_id)
-            if r["logical_date"] == report.day and r["channel"] == CHANNEL}
+    sent = {(r["event"], r["status"]) for r in store.alerts(report.model_id, report.day, CHANNEL)}
     wanted = only if only is not None else events(report)
     outcome = {event: "sent" for event in wanted if (event, "sent") in sent}
     pending = [event for event in wanted if event not in outcome]

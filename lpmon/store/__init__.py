@@ -2,6 +2,7 @@
 
 from .database import Database, StoreError, init_store, migrations
 from .reports import report_names, run_report
-from .repository import PlanRecord, StateStore
+from .queries import DaySummary, PlanRecord
+from .repository import StateStore
 
-__all__ = ["Database", "PlanRecord", "StateStore", "StoreError", "init_store", "migrations", "report_names", "run_report"]
+__all__ = ["Database", "DaySummary", "PlanRecord", "StateStore", "StoreError", "init_store", "migrations", "report_names", "run_report"]
