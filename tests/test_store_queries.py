@@ -1,13 +1,20 @@
-"""The store's named reads (lpmon.store.queries) on SQLite and PostgreSQL."""
+"""The store's named reads (lpmon.store.queries) on SQLite and PostgreSQL, and the
+rule that keeps the schema inside lpmon.store: no other module names a table."""
 
+import ast
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lpmon.metrics import compare
 from lpmon.store import Database, StateStore, migrations
+from lpmon.store.database import TABLES
 
+PACKAGE = Path(__file__).resolve().parent.parent / "lpmon"
+ALL_TABLES = set(TABLES) | {"plan_events", "plan_pins", "exports", "schema_migrations"}
 
 
 @pytest.fixture
@@ -113,3 +120,46 @@ def test_plans_by_origin_in_force_and_onboarded_snapshots(store):
     assert [store.plan_in_force_after("ctr", d) for d in ("2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03")] \
         == [None, v1, v1, v2]
     assert store.plan_record("ctr", v3).status == "candidate" and store.active_plan("ctr").version == v2
+
+
+# --- the schema stays in lpmon.store ------------------------------------------------------------
+_SQL = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(" + "|".join(sorted(ALL_TABLES)) + r")\b")  # SQL as lpmon writes it
+
+
+def _store_receiver(node: ast.AST) -> bool:
+    """store.x(...), self.store.x(...), store.db.x(...): a call on the state store."""
+    while isinstance(node, ast.Attribute):
+        if node.attr in ("store", "db"):
+            return True
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in ("store", "db", "state")
+
+
+def schema_leaks(source: str) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr == "rows":
+                found.append(f"line {node.lineno}: .rows(...)")
+            elif _store_receiver(node.func.value):
+                found += [f"line {node.lineno}: table {arg.value!r} passed to the store" for arg in node.args
+                          if isinstance(arg, ast.Constant) and arg.value in ALL_TABLES]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL.search(node.value):
+            found.append(f"line {node.lineno}: SQL naming table {_SQL.search(node.value)[1]!r}")
+    return found
+
+
+def test_the_checker_finds_what_it_is_meant_to():
+    assert len(schema_leaks('store.rows("runs", m)\nself.store.table("plans")\nx = "SELECT * FROM runs r"')) == 3
+    assert schema_leaks('data["decisions"]\ncommands.add_parser("plans")\nout.get("alerts", {})') == []
+
+
+def test_no_module_outside_the_store_names_a_table():
+    leaks = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if (PACKAGE / "store") in path.parents:
+            continue
+        found = schema_leaks(path.read_text(encoding="utf-8"))
+        if found:
+            leaks[str(path.relative_to(PACKAGE))] = found
+    assert leaks == {}, "use (or add) a named query in lpmon/store/queries.py instead"
