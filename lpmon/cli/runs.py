@@ -89,7 +89,7 @@ def run(args, config) -> int:
     with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet, plain=False) as advance:
         result = run_day(config, args.model, args.date, on_step=advance)
     data = result_data(result, active_version(config, args.model),
-                        day_outputs(args, config, args.model, result.logical_date))
+                       day_outputs(args, config, args.model, result.logical_date))
     emit(args, data, result_lines(data))
     return exit_code([data], args)
 
@@ -111,7 +111,7 @@ def backfill(args, config) -> int:
             advance(str(day))
             result = run_day(config, args.model, day)
             data = result_data(result, active_version(config, args.model),
-                                day_outputs(args, config, args.model, result.logical_date))
+                               day_outputs(args, config, args.model, result.logical_date))
             out.append(data)
             if not args.json:
                 print("\n".join(result_lines(data)), flush=True)
