@@ -12,7 +12,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 TORCH_VERSION := 2.13.0
 BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.pxi kernels/*.h kernels/*.c)
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast lint bench install clean
 
 demo: $(STAMP)
 	$(BIN)/lpmon demo
@@ -27,8 +27,23 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
+# Lint (pyflakes, pycodestyle, isort), the format check and the types of the numeric core:
+# the settings are pyproject.toml's [tool.ruff] and [tool.mypy]. CI runs this before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Every benchmark in bench/, at small sizes (about 6 minutes on 2 busy cores; not run in CI). For the
+# figures of PERF.md and the issues, run a script alone at its default sizes (see its --help).
 bench: $(STAMP)
-	$(BIN)/python bench/bench_metrics.py
+	$(BIN)/python bench/bench_metrics.py --sizes 1e6 1e7 --repeat 3
+	$(BIN)/python bench/bench_calibrate.py --n 1e6 --repeat 3
+	$(BIN)/python bench/bench_quant.py --rows 100000 --bags 8192 --repeat 3
+	$(BIN)/python bench/bench_model.py --examples 16384 --rows 10000 --repeat 3
+	$(BIN)/python bench/bench_pipeline.py --sizes 20000 --rows 10000
+	$(BIN)/python bench/bench_decisions.py --sizes 5000 --days 8 --scenarios outliers gradual_drift
+	$(BIN)/python bench/bench_decisions.py --evidence --sizes 2000 --reps 5 --days 10 --truth-examples 200000
 
 install: $(STAMP)
 
@@ -40,4 +55,4 @@ $(STAMP): $(BUILD_INPUTS)
 	touch $@
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info lpmon/_kernels/*.so kernels/logloss.c
+	rm -rf $(VENV) build dist *.egg-info lpmon/_kernels/*.so $(patsubst %.pyx,%.c,$(wildcard kernels/*.pyx))

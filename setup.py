@@ -89,7 +89,10 @@ setup(
     # installed lpmon finds its migrations (importlib.resources).
     packages=find_packages(include=["lpmon", "lpmon.*"]) + ["lpmon._sql"],
     package_dir={"lpmon._sql": "sql"},
-    package_data={"lpmon._sql": ["*.sql", "migrations/*.sql", "reports/*.sql"]},
+    # py.typed: lpmon is annotated (PEP 561), so type checkers read it and the
+    # compiled kernels' stubs (lpmon/_kernels/*.pyi) in an installed copy too.
+    package_data={"lpmon._sql": ["*.sql", "migrations/*.sql", "reports/*.sql"],
+                  "lpmon": ["py.typed"], "lpmon._kernels": ["*.pyi"]},
     cmdclass={"build_ext": BuildPerIsa},
     ext_modules=cythonize(
         [kernel_extension(path) for path in sorted(Path("kernels").glob("*.pyx"))],

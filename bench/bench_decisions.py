@@ -44,7 +44,7 @@ from lpmon.metrics import compare  # noqa: E402
 from lpmon.model import forward_fp32, forward_quantized  # noqa: E402
 from lpmon.pipeline import open_store, run_day  # noqa: E402
 from lpmon.quant import LayerPlan, QuantPlan  # noqa: E402
-from lpmon.pipeline.search import plan_bytes, units  # noqa: E402
+from lpmon.pipeline.assembly import plan_bytes, units  # noqa: E402
 from lpmon.store import init_store  # noqa: E402
 from lpmon.demo.world import World, WorldConfig, write_world  # noqa: E402
 

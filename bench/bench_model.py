@@ -23,7 +23,7 @@ from timing import best  # noqa: E402
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec  # noqa: E402
 from lpmon.model import Executor  # noqa: E402
 from lpmon.quant import QuantPlan  # noqa: E402
-from lpmon.pipeline.search import EMBEDDINGS, Ranges, assemble  # noqa: E402
+from lpmon.pipeline.assembly import EMBEDDINGS, Ranges, assemble  # noqa: E402
 
 TARGET = 1.5
 

@@ -54,7 +54,7 @@ init_store(config.store)
 from lpmon.pipeline.lifecycle import Origin, PlanLifecycle
 from lpmon.model import Model
 from lpmon.pipeline.context import begin as _begin, draw as _draw
-from lpmon.pipeline.search import Ranges, assemble, units
+from lpmon.pipeline.assembly import Ranges, assemble, units
 _, settings, store = _begin(config, "stable", "2026-11-01")  # registers the model
 model = Model.load(settings.snapshot)
 sample = _draw(settings, model, "2026-11-01", min(n, 20_000))
@@ -91,7 +91,7 @@ import numpy as np
 from lpmon.calibrate import observer, to_state
 from lpmon.config import load
 from lpmon.model import Model, forward_fp32
-from lpmon.pipeline.search import observe
+from lpmon.pipeline.assembly import observe
 from lpmon.traffic import TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
 

@@ -1,5 +1,6 @@
 """Compiled core of lpmon.quant.linear: affine quantization with saturation
-counts, and requantization of int32 accumulators, as FBGEMM computes them.
+counts, and requantization of int32 accumulators to uint8 or float32, as
+FBGEMM computes them.
 
 The C loops (affine_body.h) are built once per instruction set and chosen at
 import, like the other per-ISA kernels. Validation happens in lpmon.quant.linear.
@@ -17,9 +18,12 @@ cdef extern from "affine_dispatch.h" nogil:
                                     int64_t *)
     ctypedef void (*lp_requantize_fn)(const float *, int64_t, int64_t, const float *, const float *,
                                       float, float, float, uint8_t *)
+    ctypedef void (*lp_dequantize_output_fn)(const float *, int64_t, int64_t, const float *,
+                                             const float *, int, float *)
     ctypedef struct lp_affine_kernels:
         lp_quantize_fn quantize
         lp_requantize_fn requantize
+        lp_dequantize_output_fn dequantize_output
     int lp_best_isa()
     lp_affine_kernels lp_affine_kernels_for(int isa)
 
@@ -57,3 +61,13 @@ def requantize(const float[:, ::1] acc, const float[::1] multiplier, const float
         with nogil:
             _kernels.requantize(&acc[0, 0], acc.shape[0], acc.shape[1], &multiplier[0],
                                 &bias_over_scale[0], zero_point, lo, hi, &out[0, 0])
+
+
+def dequantize_output(const float[:, ::1] acc, const float[::1] multiplier, const float[::1] bias,
+                      bint relu, float[:, ::1] out):
+    """out[i, j] = fma(acc[i, j], multiplier[j], bias[j]) rounded once (then max(., 0) if relu),
+    FBGEMM's float output stage (ReQuantizeForFloat)."""
+    if acc.shape[0] and acc.shape[1]:
+        with nogil:
+            _kernels.dequantize_output(&acc[0, 0], acc.shape[0], acc.shape[1], &multiplier[0],
+                                       &bias[0], relu, &out[0, 0])

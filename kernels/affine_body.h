@@ -61,3 +61,28 @@ void LP_NAME(lp_requantize)(const float *acc, int64_t rows, int64_t cols, const 
         }
     }
 }
+
+/*
+ * FBGEMM's float output stage (ReQuantizeForFloat, torch's fbgemm linear
+ * with a float32 output): out[i, j] = fma(acc[i, j], multiplier[j], bias[j])
+ * with one rounding, multiplier[j] = act_scale * weight_scale[j] (float32).
+ * relu then clamps at 0 as NumPy's maximum(y, 0) does (-0 becomes +0, NaN stays).
+ */
+void LP_NAME(lp_dequantize_output)(const float *acc, int64_t rows, int64_t cols,
+                                   const float *multiplier, const float *bias, int relu, float *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *a = acc + r * cols;
+        float *o = out + r * cols;
+        if (relu) {
+#pragma omp simd
+            for (int64_t j = 0; j < cols; j++) {
+                float y = lp_fma(a[j], multiplier[j], bias[j]);
+                o[j] = (y > 0.0f || y != y) ? y : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < cols; j++) o[j] = lp_fma(a[j], multiplier[j], bias[j]);
+        }
+    }
+}

@@ -8,18 +8,23 @@ typedef void (*lp_quantize_fn)(const float *, int64_t, float, float, float, floa
                                int64_t *);
 typedef void (*lp_requantize_fn)(const float *, int64_t, int64_t, const float *, const float *,
                                  float, float, float, uint8_t *);
+typedef void (*lp_dequantize_output_fn)(const float *, int64_t, int64_t, const float *,
+                                        const float *, int, float *);
 
 typedef struct {
     lp_quantize_fn quantize;
     lp_requantize_fn requantize;
+    lp_dequantize_output_fn dequantize_output;
 } lp_affine_kernels;
 
 #define LP_AFFINE_DECLARE(isa)                                                                 \
     void lp_quantize_affine_##isa(const float *, int64_t, float, float, float, float, uint8_t *, \
                                   int64_t *);                                                  \
     void lp_requantize_##isa(const float *, int64_t, int64_t, const float *, const float *,     \
-                             float, float, float, uint8_t *);
-#define LP_AFFINE_TABLE(isa) { lp_quantize_affine_##isa, lp_requantize_##isa }
+                             float, float, float, uint8_t *);                              \
+    void lp_dequantize_output_##isa(const float *, int64_t, int64_t, const float *,             \
+                                    const float *, int, float *);
+#define LP_AFFINE_TABLE(isa) { lp_quantize_affine_##isa, lp_requantize_##isa, lp_dequantize_output_##isa }
 
 LP_AFFINE_DECLARE(base)
 #ifdef LP_X86_VARIANTS

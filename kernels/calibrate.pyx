@@ -70,10 +70,11 @@ def observe_f32(const float[::1] x, int64_t[::1] counts, int exponent, int64_t o
     return h.exponent, h.origin, h.lo, h.hi, h.zeros
 
 
-# Block of values whose bin indices are computed (vectorised) before counting.
-DEF BLOCK = 2048
-# Flush the int32 per-copy counts before they could overflow.
-DEF FLUSH = 1 << 28
+# BLOCK: values whose bin indices are computed (vectorised) before counting.
+# FLUSH: the int32 per-copy counts are flushed before they could overflow.
+cdef enum:
+    BLOCK = 2048
+    FLUSH = 1 << 28
 
 
 def count_bins(const floating[::1] x, int exponent, int64_t origin, int64_t[::1] counts):
@@ -88,7 +89,7 @@ def count_bins(const floating[::1] x, int exponent, int64_t origin, int64_t[::1]
     equal bins do not serialise on one memory location.
     """
     cdef Py_ssize_t n = x.shape[0], n_bins = counts.shape[0]
-    cdef Py_ssize_t start, stop, j, m, k, flushed = 0
+    cdef Py_ssize_t block, start, stop, j, m, k, flushed = 0
     cdef double inv_width = 2.0 ** (-exponent), shift = <double>origin
     # float32 values index in float32 (4 lanes in SSE2 rather than 2) while
     # bins fit int32: x * 2**-exponent is exact in float32, then floor, then
@@ -106,7 +107,8 @@ def count_bins(const floating[::1] x, int exponent, int64_t origin, int64_t[::1]
     cdef int32_t *idx = &index[0]
     cdef int64_t zeros = 0
     with nogil:
-        for start in range(0, n, BLOCK):
+        for block in range((n + BLOCK - 1) // BLOCK):  # a C loop (a range step must be a literal)
+            start = block * BLOCK
             stop = min(n, start + BLOCK)
             m = stop - start
             # x * 2**-exponent is exact, and so is subtracting the integer

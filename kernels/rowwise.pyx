@@ -19,11 +19,14 @@ cdef extern from "rowwise_dispatch.h" nogil:
     ctypedef int64_t (*lp_bag_fn)(const uint8_t *, int64_t, int, int64_t, int64_t,
                                   const int64_t *, int64_t, const int64_t *, int64_t, const float *,
                                   int, float *)
+    ctypedef int64_t (*lp_bag_float_fn)(const float *, int64_t, int64_t, const int64_t *, int64_t,
+                                        const int64_t *, int64_t, float *)
     ctypedef struct lp_rowwise_kernels:
         lp_q8_fn quantize8
         lp_qn_fn quantize_nbit
         lp_dq_fn dequantize
         lp_bag_fn embedding_bag
+        lp_bag_float_fn embedding_bag_float
     int lp_best_isa()
     lp_rowwise_kernels lp_rowwise_kernels_for(int isa)
 
@@ -81,4 +84,21 @@ def embedding_bag(const uint8_t[:, ::1] packed, int bits, int64_t dim, const int
         bad = _kernels.embedding_bag(&packed[0, 0], packed.shape[0], bits, dim, packed.shape[1], idx,
                                      indices.shape[0], &offsets[0], offsets.shape[0], w, mean,
                                      &out[0, 0])
+    return bad
+
+
+def embedding_bag_float(const float[:, ::1] table, const int64_t[::1] indices,
+                        const int64_t[::1] offsets, float[:, ::1] out):
+    """Bag sums of float32 rows in the ids' order into out; returns the position of the
+    first index out of range, or -1."""
+    cdef const int64_t *idx = NULL
+    cdef const float *rows = NULL
+    if indices.shape[0]:
+        idx = &indices[0]
+    if table.shape[0] and table.shape[1]:
+        rows = &table[0, 0]
+    cdef int64_t bad
+    with nogil:
+        bad = _kernels.embedding_bag_float(rows, table.shape[0], table.shape[1], idx, indices.shape[0],
+                                           &offsets[0], offsets.shape[0], &out[0, 0])
     return bad

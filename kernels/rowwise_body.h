@@ -275,6 +275,19 @@ LP_INLINE void lp_bag_avx2(const uint8_t *packed, int bits, int64_t dim, int64_t
 }
 #endif
 
+/* The position of the first index outside [0, n_rows), or -1 (one vectorised pass, then a scan). */
+static inline int64_t LP_NAME(lp_first_bad_index)(const int64_t *indices, int64_t n_indices, int64_t n_rows)
+{
+    int64_t bad = 0;
+#pragma omp simd reduction(|:bad)
+    for (int64_t i = 0; i < n_indices; i++) bad |= (uint64_t)indices[i] >= (uint64_t)n_rows;
+    if (bad) {
+        for (int64_t i = 0; i < n_indices; i++)
+            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;
+    }
+    return -1;
+}
+
 /*
  * Bag b sums rows indices[offsets[b] : offsets[b + 1]] (the last bag runs to
  * n_indices), each times its per-sample weight if given; mean divides by the
@@ -286,13 +299,8 @@ int64_t LP_NAME(lp_embedding_bag)(const uint8_t *packed, int64_t n_rows, int bit
                                   const int64_t *offsets, int64_t n_bags,
                                   const float *weights, int mean, float *out)
 {
-    int64_t bad = 0;
-#pragma omp simd reduction(|:bad)
-    for (int64_t i = 0; i < n_indices; i++) bad |= (uint64_t)indices[i] >= (uint64_t)n_rows;
-    if (bad) {
-        for (int64_t i = 0; i < n_indices; i++)
-            if ((uint64_t)indices[i] >= (uint64_t)n_rows) return i;
-    }
+    int64_t bad = LP_NAME(lp_first_bad_index)(indices, n_indices, n_rows);
+    if (bad >= 0) return bad;
     for (int64_t i = 0; i < n_indices && i < LP_AHEAD; i++)
         lp_prefetch_row(packed + indices[i] * row_bytes, row_bytes);
     for (int64_t b = 0; b < n_bags; b++) {
@@ -310,6 +318,37 @@ int64_t LP_NAME(lp_embedding_bag)(const uint8_t *packed, int64_t n_rows, int bit
         lp_bag_generic(packed, bits, dim, row_bytes, indices, start, stop, weights, o);
         if (inv != 1.0f)
             for (int64_t c = 0; c < dim; c++) o[c] *= inv;
+    }
+    return -1;
+}
+
+/*
+ * Float32 tables (torch's embedding_bag, mode sum): bag b is the sum of its
+ * rows one after another in the ids' order, from zeros, each addition rounded
+ * (no reassociation: bit for bit what torch and the NumPy reference give).
+ * Returns the position of the first index outside [0, n_rows) (nothing is
+ * computed then), or -1. The caller divides for mode mean.
+ */
+int64_t LP_NAME(lp_embedding_bag_float)(const float *table, int64_t n_rows, int64_t dim,
+                                        const int64_t *indices, int64_t n_indices,
+                                        const int64_t *offsets, int64_t n_bags, float *out)
+{
+    int64_t bad = LP_NAME(lp_first_bad_index)(indices, n_indices, n_rows);
+    if (bad >= 0) return bad;
+    const int64_t row_bytes = dim * (int64_t)sizeof(float);
+    for (int64_t i = 0; i < n_indices && i < LP_AHEAD; i++)
+        lp_prefetch_row((const uint8_t *)(table + indices[i] * dim), row_bytes);
+    for (int64_t b = 0; b < n_bags; b++) {
+        int64_t start = offsets[b], stop = b + 1 < n_bags ? offsets[b + 1] : n_indices;
+        float *o = out + b * dim;
+        for (int64_t c = 0; c < dim; c++) o[c] = 0.0f;
+        for (int64_t i = start; i < stop; i++) {
+            if (i + LP_AHEAD < n_indices)
+                lp_prefetch_row((const uint8_t *)(table + indices[i + LP_AHEAD] * dim), row_bytes);
+            const float *row = table + indices[i] * dim;
+#pragma omp simd
+            for (int64_t c = 0; c < dim; c++) o[c] += row[c];
+        }
     }
     return -1;
 }

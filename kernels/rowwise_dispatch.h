@@ -10,12 +10,15 @@ typedef int64_t (*lp_qn_fn)(int, const float *, int64_t, int64_t, const float *,
 typedef void (*lp_dq_fn)(const uint8_t *, int, int64_t, int64_t, int64_t, float *);
 typedef int64_t (*lp_bag_fn)(const uint8_t *, int64_t, int, int64_t, int64_t, const int64_t *,
                              int64_t, const int64_t *, int64_t, const float *, int, float *);
+typedef int64_t (*lp_bag_float_fn)(const float *, int64_t, int64_t, const int64_t *, int64_t,
+                                   const int64_t *, int64_t, float *);
 
 typedef struct {
     lp_q8_fn quantize8;
     lp_qn_fn quantize_nbit;
     lp_dq_fn dequantize;
     lp_bag_fn embedding_bag;
+    lp_bag_float_fn embedding_bag_float;
 } lp_rowwise_kernels;
 
 #define LP_ROWWISE_DECLARE(isa)                                                              \
@@ -25,10 +28,12 @@ typedef struct {
     void lp_dequantize_rows_##isa(const uint8_t *, int, int64_t, int64_t, int64_t, float *); \
     int64_t lp_embedding_bag_##isa(const uint8_t *, int64_t, int, int64_t, int64_t,          \
                                    const int64_t *, int64_t, const int64_t *, int64_t,       \
-                                   const float *, int, float *);
+                                   const float *, int, float *);                             \
+    int64_t lp_embedding_bag_float_##isa(const float *, int64_t, int64_t, const int64_t *,     \
+                                         int64_t, const int64_t *, int64_t, float *);
 #define LP_ROWWISE_TABLE(isa)                                                                \
     { lp_quantize_rows8_##isa, lp_quantize_rows_nbit_##isa, lp_dequantize_rows_##isa,        \
-      lp_embedding_bag_##isa }
+      lp_embedding_bag_##isa, lp_embedding_bag_float_##isa }
 
 LP_ROWWISE_DECLARE(base)
 #ifdef LP_X86_VARIANTS

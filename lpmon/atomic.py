@@ -31,7 +31,7 @@ def default_mode() -> int:
     return 0o666 & ~umask()
 
 
-def write_atomically(path: str | Path, data: bytes, mode: int | None = None) -> Path:
+def write_atomically(path: str | Path, data: bytes | memoryview, mode: int | None = None) -> Path:
     """Replace path with data; readers see the old file or the new one, never a part."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)

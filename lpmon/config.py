@@ -27,7 +27,7 @@ import re
 import stat
 import tomllib
 import unicodedata
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 
@@ -44,7 +44,6 @@ class ModelSettings:
 
     traffic: str = ""
     snapshot: str = ""
-    scenario: str = ""
     sample_size: int = 200_000
     sample_seed: int = 0
     gate_pct: float = 0.05
@@ -391,8 +390,10 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
             bad(key, f"must name a prediction column (not request_id, label, ts, dense_* or sparse_*), got {column!r}")
     if s.p_ref_column == s.p_q_column and ("p_ref_column" in changed or "p_q_column" in changed):
         problems.append(f"{where}.p_q_column: must differ from p_ref_column ({s.p_ref_column!r})")
-    if s.embedding_precision not in ("int8", "int4", "int2", "fp16", "fp32"):
-        bad("embedding_precision", f"must be int8, int4, int2, fp16 or fp32, got {s.embedding_precision!r}")
+    from lpmon.quant.precision import PRECISIONS  # not at DAG parse time: lpmon.quant loads numpy
+
+    if s.embedding_precision not in PRECISIONS["embedding"]:
+        bad("embedding_precision", f"must be {', '.join(PRECISIONS['embedding'])}, got {s.embedding_precision!r}")
     if not 0 < s.max_halfwidth_gates <= 100:
         bad("max_halfwidth_gates", f"must be above 0 and at most 100 (gates), got {s.max_halfwidth_gates}")
     if not 10 <= s.sequential_run_length_days <= 1_000_000:

@@ -24,6 +24,7 @@ lpmon.pipeline.lifecycle's to decide.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -109,7 +110,7 @@ def choose_evidence(today: DayEvidence, earlier: list[DayEvidence], rules: Rules
 
 def assess(today: DayEvidence | None, earlier: list[DayEvidence], rules: Rules, *,
            segments: tuple[list[SegmentFinding], int] = ([], 0),
-           label_free: list[LabelFreeJump] = (), comparable: list[DayEvidence] | None = None,
+           label_free: Sequence[LabelFreeJump] = (), comparable: list[DayEvidence] | None = None,
            why_none: str = "no comparison") -> Assessment:
     """The day's verdict. today: its own comparison (None when nothing was compared);
     earlier: the days before it under the same plan, oldest first (for the CUSUM);
@@ -131,6 +132,7 @@ def assess(today: DayEvidence | None, earlier: list[DayEvidence], rules: Rules, 
                               sequential)
         status, reasons = _label_free(Status.INSUFFICIENT_DATA, reasons, label_free)
         return Assessment(status, Action.RECORD, tuple(reasons), evidence, sequential)
+    assert evidence.dne_pct is not None  # sufficient evidence has an estimate
     interval = f"dNE {evidence.dne_pct:.4f} % [{evidence.lo:.4f}, {evidence.hi:.4f}]{where}"
     z, z_needed = evidence.z_over(gate), rules.sequential.single_look_z
     if z > z_needed:

@@ -42,7 +42,7 @@ def _postgres_database():
     url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     admin.close()
 
-    def drop():  # a connection of its own: the server may have restarted since (tests/test_faults.py)
+    def drop():  # a connection of its own: the server may have restarted since (tests/faults/test_faults.py)
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=30) as again:
             again.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -81,8 +81,8 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+from support import REPO  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
@@ -183,3 +183,17 @@ def without_torch(monkeypatch):
     monkeypatch.delitem(sys.modules, "lpmon.serving.torchscript", raising=False)
     if hasattr(sys.modules.get("lpmon.serving"), "torchscript"):
         monkeypatch.delattr(sys.modules["lpmon.serving"], "torchscript")
+
+
+@pytest.fixture
+def dagbag(airflow_db, monkeypatch, tmp_path):
+    """Parse the DAG folder with LPMON_CONFIG pointing at the test's world (set it first)."""
+    def parse(config_path):
+        from airflow.dag_processing.dagbag import DagBag
+
+        monkeypatch.setenv("LPMON_CONFIG", str(config_path))
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        return bag
+
+    return parse

@@ -17,7 +17,9 @@ from urllib.parse import quote
 from lpmon import pipeline
 from lpmon.pipeline import steps
 from lpmon.config import Config, ConfigError, load
+from lpmon.airflow import smtp
 from lpmon.pipeline.daywork import DayWork
+from lpmon.policy import Action, Status
 
 CONFIG_VARIABLE = "lpmon_config"
 log = logging.getLogger(__name__)
@@ -109,12 +111,11 @@ def models(context, day: str | None = None) -> list[str]:
     """The config's models; says once per run (in this task's log) what the run
     cannot do: send alerts without an SMTP connection, find traffic for its day,
     or cover a day before [airflow] start_date."""
-    from lpmon.report import notify
     from lpmon.traffic import TrafficStore
 
     cfg = config()
     day = day or day_of(context, cfg.airflow.timezone)
-    mailer = notify.from_airflow(cfg.airflow.smtp_conn_id)
+    mailer = smtp.from_airflow(cfg.airflow.smtp_conn_id)
     if mailer.problem:
         log.warning("lpmon: alerts of this run will be recorded as not sent: %s", mailer.problem)
     if cfg.airflow.start_date and day < cfg.airflow.start_date:
@@ -193,8 +194,8 @@ def sample(model_id: str, context, partition: dict | None = None) -> dict:
 
 def _late(work: DayWork, message: str) -> DayWork:
     """The day ends here, as for a missing partition: the later steps see the failure."""
-    work.failure = work.status = "INSUFFICIENT_DATA"
-    work.message, work.action, work.reasons = message, "RECORD", [message]
+    work.failure = work.status = Status.INSUFFICIENT_DATA.value
+    work.message, work.action, work.reasons = message, Action.RECORD.value, [message]
     return work
 
 
@@ -267,21 +268,19 @@ def publish(result: dict, context, asset) -> dict:
 def alert(model_id: str, context) -> dict:
     """Email the day's events (one mail, each event once); a failed send is recorded, never raised."""
     from lpmon.report import alerts
-    from lpmon.report import notify
 
     label(model_id)
     cfg = config()
     day = day_of(context, cfg.airflow.timezone)
     store = pipeline.open_store(cfg)
     out = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context), write_report=False,
-                             mailer=lambda: notify.from_airflow(cfg.airflow.smtp_conn_id))
+                             mailer=lambda: smtp.from_airflow(cfg.airflow.smtp_conn_id))
     return {"model": model_id, "day": day, "alerts": out["alerts"]}
 
 
 def proactive_recalibration(model_id: str, context) -> dict:
     from lpmon.report import alerts
     from lpmon.report import day as dayreport
-    from lpmon.report import notify
 
     label(model_id)
     cfg = config()
@@ -292,7 +291,7 @@ def proactive_recalibration(model_id: str, context) -> dict:
         report = dayreport.promotion(cfg, store, model_id, day, outcome["old_plan_version"],
                                      outcome["new_plan_version"], outcome["reason"], run_url(cfg, context))
         outcome["alerts"] = alerts.alert_day(store, report, list(cfg.model(model_id).recipients),
-                                             notify.from_airflow(cfg.airflow.smtp_conn_id), only=["PROMOTION"])
+                                             smtp.from_airflow(cfg.airflow.smtp_conn_id), only=["PROMOTION"])
     return outcome
 
 
@@ -328,7 +327,6 @@ def _notify_failure(context) -> None:
     import html
     from email.message import EmailMessage
 
-    from lpmon.report import notify
 
     cfg = config()
     ti = context["ti"]
@@ -345,7 +343,7 @@ def _notify_failure(context) -> None:
     day = day_of(context, cfg.airflow.timezone)
     what = f"{ti.dag_id}.{ti.task_id}" + (f" for {model_id}" if model_id else "")
     error = str(context.get("exception") or "unknown error")
-    mailer = notify.from_airflow(cfg.airflow.smtp_conn_id)
+    mailer = smtp.from_airflow(cfg.airflow.smtp_conn_id)
     message = EmailMessage(policy=email.policy.default.clone(max_line_length=998))  # an unfolded subject
     message["Subject"] = f"[lpmon] task failed: {what} ({day})"
     message["From"] = mailer.from_email

@@ -20,8 +20,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 from lpmon.config import Config, confined, load
 from lpmon.report.notify import NO_CONNECTION
-from lpmon.store.reports import run_report
 from lpmon.report.page import index_page, model_page
+from lpmon.store.reports import run_report
 
 HISTORY_DAYS = 60
 
@@ -127,10 +127,9 @@ class _Stores:
 
 def create_app(config_loader=load, run_links=None):
     """The FastAPI app. Every route depends on Airflow's get_user (401/403 without a valid token)."""
+    from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse
-
-    from airflow.api_fastapi.core_api.security import get_user
 
     stores = _Stores()
 

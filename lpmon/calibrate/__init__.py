@@ -12,6 +12,7 @@ observer(method, axis=0) observes per channel along axis (weights).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from .observers import (
@@ -28,7 +29,7 @@ from .per_channel import PerChannelObserver, PerChannelRange
 from .state import STORABLE, from_state, to_state
 
 #: Every calibration method, by name.
-METHODS = {
+METHODS: dict[str, Callable[..., Observer]] = {
     "minmax": MinMaxObserver,
     "ema": EmaObserver,
     "percentile": PercentileObserver,
@@ -50,5 +51,14 @@ def observer(method: str, *, axis: int | None = None, **options):
     return PerChannelObserver(make, axis)
 
 
-__all__ = ["METHODS", "STORABLE", "Observer", "PerChannelObserver", "PerChannelRange", "RangeResult",
-           "from_state", "observer", "to_state"]
+__all__ = [
+    "METHODS",
+    "STORABLE",
+    "Observer",
+    "PerChannelObserver",
+    "PerChannelRange",
+    "RangeResult",
+    "from_state",
+    "observer",
+    "to_state",
+]

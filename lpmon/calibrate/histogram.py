@@ -44,8 +44,7 @@ def scan(values: np.ndarray, name: str = "batch") -> tuple[float, float]:
         nan = int(np.count_nonzero(np.isnan(values)))
         inf = int(np.count_nonzero(np.isinf(values)))
         raise ValueError(
-            f"{name} has {nan} NaN and {inf} inf of {values.size} values: "
-            "a range cannot be calibrated on them"
+            f"{name} has {nan} NaN and {inf} inf of {values.size} values: a range cannot be calibrated on them"
         )
     return lo, hi
 
@@ -78,7 +77,7 @@ class AlignedHistogram:
     hi: float = -math.inf
     exponent: int = _MIN_EXPONENT
     origin: int = 0
-    counts: np.ndarray = field(default=None, repr=False)
+    counts: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]  # None: zeros, see __post_init__
 
     def __post_init__(self):
         if self.n_bins < 8:
@@ -116,6 +115,7 @@ class AlignedHistogram:
         grid = _kernel.observe_f32(values, counts, self.exponent, self.origin, self.lo, self.hi, self.count)
         if grid is None:
             scan(values, name)  # raises, counting what was wrong
+            raise RuntimeError(f"{name}: the kernel found NaN or inf that the scan did not")
         self.exponent, self.origin, self.lo, self.hi, zeros = grid
         self.counts, self.count, self.zeros = counts, self.count + values.size, self.zeros + zeros
 
@@ -134,8 +134,9 @@ class AlignedHistogram:
         self.zeros += other.zeros
 
     def copy(self) -> "AlignedHistogram":
-        return AlignedHistogram(self.n_bins, self.count, self.zeros, self.lo, self.hi,
-                                self.exponent, self.origin, self.counts.copy())
+        return AlignedHistogram(
+            self.n_bins, self.count, self.zeros, self.lo, self.hi, self.exponent, self.origin, self.counts.copy()
+        )
 
     def _cover(self, lo: float, hi: float) -> None:
         """Regrid so that [lo, hi] is covered, coarsening only as much as needed."""

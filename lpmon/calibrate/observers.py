@@ -73,6 +73,18 @@ class Observer:
         lo, hi = scan(values)
         self._observe(values, lo, hi)
 
+    def _observe(self, values: np.ndarray, lo: float, hi: float) -> None:
+        """Take in a scanned batch (finite, within [lo, hi])."""
+        raise NotImplementedError
+
+    def _merge(self, other: "Observer") -> None:
+        """Add the statistics of other (same type and options) into this observer."""
+        raise NotImplementedError
+
+    def _range(self, bits: int, signed: bool, symmetric: bool) -> tuple[float, float, float]:
+        """(lo, hi, objective) of the method's range."""
+        raise NotImplementedError
+
     def merge(self, other: "Observer") -> "Observer":
         if type(other) is not type(self) or other._options() != self._options():
             raise ValueError(f"cannot merge {other!r} into {self!r}: different methods or options")
@@ -87,8 +99,22 @@ class Observer:
         lo, hi, objective = self._range(bits, signed, symmetric)
         qp = choose_qparams(lo, hi, bits, signed, symmetric)
         mse, clipped = self._error(qp)
-        return RangeResult(self.method, lo, hi, qp.scale, qp.zero_point, qp.qmin, qp.qmax, bits,
-                           signed, symmetric, self.count, mse, clipped, objective)
+        return RangeResult(
+            self.method,
+            lo,
+            hi,
+            qp.scale,
+            qp.zero_point,
+            qp.qmin,
+            qp.qmax,
+            bits,
+            signed,
+            symmetric,
+            self.count,
+            mse,
+            clipped,
+            objective,
+        )
 
     def _error(self, qp: QParams) -> tuple[float, float]:
         return qp.scale * qp.scale / 12.0, 0.0
@@ -258,8 +284,7 @@ class MseObserver(Observer):
         return (self.grid,)
 
     def _sse(self, qp: QParams) -> float:
-        return sum(_kernel.fake_quant_sse(part, qp.scale, qp.zero_point, qp.qmin, qp.qmax)
-                   for part in self.parts)
+        return sum(_kernel.fake_quant_sse(part, qp.scale, qp.zero_point, qp.qmin, qp.qmax) for part in self.parts)
 
     def _range(self, bits, signed, symmetric):
         fractions = np.linspace(1.0, 1.0 / self.grid, self.grid)

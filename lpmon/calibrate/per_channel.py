@@ -53,13 +53,13 @@ class PerChannelObserver:
         if not self.channels:
             self.channels = [self.make_observer() for _ in range(len(rows))]
         if len(rows) != len(self.channels):
-            raise ValueError(f"expected {len(self.channels)} channels on axis {self.axis}, "
-                             f"got {len(rows)}")
+            raise ValueError(f"expected {len(self.channels)} channels on axis {self.axis}, got {len(rows)}")
         # Validate every channel first, so a bad batch leaves no channel updated.
         for index, row in enumerate(rows):
             values = as_values(row, name=f"channel {index}")
             if not np.isfinite(values).all():
                 from .histogram import scan
+
                 scan(values, name=f"channel {index}")
         for observer, row in zip(self.channels, rows):
             observer.observe(row)

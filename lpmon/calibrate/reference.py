@@ -18,8 +18,7 @@ def range_errors(below, sums, squares, edges, levels):
     """Expected squared error of every [edges[s], edges[e]], as an [s, e] matrix (inf where e <= s)."""
     a, b = edges[:, None], edges[None, :]
     under = squares[:, None] - 2 * a * sums[:, None] + a * a * below[:, None]
-    over = (squares[-1] - squares[None, :]) - 2 * b * (sums[-1] - sums[None, :]) \
-        + b * b * (below[-1] - below[None, :])
+    over = (squares[-1] - squares[None, :]) - 2 * b * (sums[-1] - sums[None, :]) + b * b * (below[-1] - below[None, :])
     inside = (below[None, :] - below[:, None]) * ((b - a) / (levels - 1)) ** 2 / 12
     errors = under + over + inside
     s, e = np.indices(errors.shape)
@@ -28,7 +27,7 @@ def range_errors(below, sums, squares, edges, levels):
 
 def l2_search_affine(below, sums, squares, edges, last_start, first_end, levels):
     errors = range_errors(below, sums, squares, edges, levels)
-    errors[last_start + 1:, :] = np.inf
+    errors[last_start + 1 :, :] = np.inf
     errors[:, :first_end] = np.inf
     s, e = np.unravel_index(np.argmin(errors), errors.shape)
     return errors[s, e], int(s), int(e)

@@ -32,20 +32,33 @@ def _float(text: str, what: str) -> float:
 def to_state(obs: Observer) -> dict:
     """The observer's statistics as a dict of JSON types."""
     if obs.method not in STORABLE:
-        raise ValueError(f"a {obs.method!r} observer keeps raw values and cannot be stored; "
-                         f"storable methods: {', '.join(STORABLE)}")
+        raise ValueError(
+            f"a {obs.method!r} observer keeps raw values and cannot be stored; storable methods: {', '.join(STORABLE)}"
+        )
     state = {"method": obs.method, "count": obs.count}
     if isinstance(obs, MinMaxObserver):
         state.update(lo=_hex(obs.lo), hi=_hex(obs.hi))
     elif isinstance(obs, EmaObserver):
-        state.update(averaging_constant=obs.averaging_constant,
-                     batches=[[_hex(lo), _hex(hi)] for lo, hi in obs.batches])
-    else:
+        state.update(
+            averaging_constant=obs.averaging_constant, batches=[[_hex(lo), _hex(hi)] for lo, hi in obs.batches]
+        )
+    elif isinstance(obs, HistogramObserver):
         h = obs.histogram
         bins = np.flatnonzero(h.counts)
-        state.update(options=list(obs._options()), n_bins=h.n_bins, histogram_count=h.count,
-                     zeros=h.zeros, lo=_hex(h.lo), hi=_hex(h.hi), exponent=h.exponent,
-                     origin=h.origin, bins=bins.tolist(), counts=h.counts[bins].tolist())
+        state.update(
+            options=list(obs._options()),
+            n_bins=h.n_bins,
+            histogram_count=h.count,
+            zeros=h.zeros,
+            lo=_hex(h.lo),
+            hi=_hex(h.hi),
+            exponent=h.exponent,
+            origin=h.origin,
+            bins=bins.tolist(),
+            counts=h.counts[bins].tolist(),
+        )
+    else:  # a storable method's observer of a kind this module does not know
+        raise ValueError(f"no stored form for a {type(obs).__name__}")
     return state
 
 
@@ -64,8 +77,7 @@ def from_state(state: dict, make_observer) -> Observer:
         obs.batches = [(_float(lo, "lo"), _float(hi, "hi")) for lo, hi in state["batches"]]
     elif isinstance(obs, HistogramObserver):
         if list(obs._options()) != state["options"]:
-            raise ValueError(f"calibration state has options {state['options']}, "
-                             f"the observer {list(obs._options())}")
+            raise ValueError(f"calibration state has options {state['options']}, the observer {list(obs._options())}")
         n_bins = int(state["n_bins"])
         bins = np.asarray(state["bins"], dtype=np.int64)
         if bins.size and (bins.min() < 0 or bins.max() >= n_bins):
@@ -77,6 +89,14 @@ def from_state(state: dict, make_observer) -> Observer:
         lo, hi = _float(state["lo"], "lo"), _float(state["hi"], "hi")
         if counts.sum() and not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
             raise ValueError(f"calibration state: bad range [{lo}, {hi}]")
-        obs.histogram = AlignedHistogram(n_bins, int(state["histogram_count"]), int(state["zeros"]),
-                                         lo, hi, int(state["exponent"]), int(state["origin"]), counts)
+        obs.histogram = AlignedHistogram(
+            n_bins,
+            int(state["histogram_count"]),
+            int(state["zeros"]),
+            lo,
+            hi,
+            int(state["exponent"]),
+            int(state["origin"]),
+            counts,
+        )
     return obs

@@ -49,8 +49,8 @@ def result_lines(data: dict) -> list[str]:
 
 def day_outputs(args, config, model_id: str, day: str) -> dict:
     """What the DAG's report and alert tasks give for the day (lpmon.report.alerts.deliver_day)."""
-    from lpmon.report import alerts
     from lpmon.pipeline import open_store
+    from lpmon.report import alerts
 
     store = open_store(config)
     try:
@@ -63,11 +63,11 @@ def day_outputs(args, config, model_id: str, day: str) -> dict:
 def mailer(args, config):
     """Airflow's SMTP connection ([airflow] smtp_conn_id; AIRFLOW_CONN_SMTP_DEFAULT works without a
     running Airflow); without one the alerts are recorded as not sent, and said so."""
-    from lpmon.report import notify
-
-    if getattr(args, "mailer", None) is None:  # once per command (a backfill asks every day)
+    if getattr(args, "_mailer", None) is None:  # once per command (a backfill asks every day)
         with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout as it loads: keep --json clean
-            args._mailer = notify.from_airflow(config.airflow.smtp_conn_id)
+            from lpmon.airflow.smtp import from_airflow
+
+            args._mailer = from_airflow(config.airflow.smtp_conn_id)
         if args._mailer.problem:
             note(args, f"lpmon: alerts recorded as not sent: {args._mailer.problem}")
     return args._mailer
@@ -82,8 +82,8 @@ def exit_code(days: list[dict], args) -> int:
 
 
 def run(args, config) -> int:
-    from lpmon.pipeline import STEPS, run_day
     from lpmon.cli.progress import progress
+    from lpmon.pipeline import STEPS, run_day
 
     config.model(args.model)
     with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet, plain=False) as advance:
@@ -97,8 +97,8 @@ def run(args, config) -> int:
 def backfill(args, config) -> int:
     import datetime as dt
 
-    from lpmon.pipeline import run_day
     from lpmon.cli.progress import progress
+    from lpmon.pipeline import run_day
 
     config.model(args.model)
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
@@ -140,8 +140,8 @@ def onboard(args, config) -> int:
 
 
 def status(args, config) -> int:
-    from lpmon.pipeline.export import serving_problem
     from lpmon.pipeline import open_store
+    from lpmon.pipeline.export import serving_problem
     from lpmon.quant import QuantPlan
 
     store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found

@@ -170,7 +170,7 @@ def write_world(root: str | Path, config: WorldConfig, progress=None) -> WorldPa
     snapshot = world.model.save(root / "models" / config.name / "snapshot")
     config_file = root / "lpmon.toml"
     entry = (f'\n[models.{_toml_key(config.name)}]\ntraffic = "{traffic}"\nsnapshot = "{snapshot}"\n'
-             f'scenario = "{config.scenario}"\n')
+             f'# the {config.scenario} scenario of lpmon world\n')
     existing = config_file.read_text() if config_file.exists() else "# Written by `lpmon world`.\n"
     header = f"[models.{_toml_key(config.name)}]"
     if header in existing:  # rewriting the same model: replace its entry

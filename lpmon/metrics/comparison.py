@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
+from typing import Any
 
 from .inputs import one_class_message
 
@@ -56,12 +57,12 @@ class ComparisonSums:
 
     n: int
     positives: int
-    loss_ref: float      # sum of reference log losses
+    loss_ref: float  # sum of reference log losses
     loss_ref_sq: float
-    loss_q: float        # sum of quantized log losses
-    diff: float          # sum of d = l_q - l_ref
+    loss_q: float  # sum of quantized log losses
+    diff: float  # sum of d = l_q - l_ref
     diff_sq: float
-    diff_x_loss: float   # sum of d * l_ref
+    diff_x_loss: float  # sum of d * l_ref
     kl: float
     p_ref: float
     p_q: float
@@ -81,7 +82,7 @@ def comparison_from_sums(s: ComparisonSums, level: float) -> Comparison:
     n, pos = s.n, s.positives
     calibration_ref = s.p_ref / pos if pos else math.nan
     calibration_q = s.p_q / pos if pos else math.nan
-    common = dict(
+    common: dict[str, Any] = dict(
         n=n,
         positives=pos,
         calibration_ref=calibration_ref,
@@ -96,7 +97,12 @@ def comparison_from_sums(s: ComparisonSums, level: float) -> Comparison:
     if entropy == 0.0:
         nan = math.nan
         return Comparison(
-            ne_ref=nan, ne_q=nan, dne_pct=nan, dne_pct_lo=nan, dne_pct_hi=nan, kl_gap_pct=nan,
+            ne_ref=nan,
+            ne_q=nan,
+            dne_pct=nan,
+            dne_pct_lo=nan,
+            dne_pct_hi=nan,
+            kl_gap_pct=nan,
             undefined_reason=one_class_message(n, pos),
             **common,
         )

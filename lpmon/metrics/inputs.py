@@ -72,18 +72,17 @@ def prediction_problems(name: str, p: np.ndarray) -> str | None:
     outside = int(np.count_nonzero((finite < 0) | (finite > 1)))
     if not (nan or inf or outside):
         return None
-    parts = [f"{count} {what}" for count, what in ((nan, "NaN"), (inf, "inf"),
-                                                   (outside, "outside [0, 1]")) if count]
+    parts = [f"{count} {what}" for count, what in ((nan, "NaN"), (inf, "inf"), (outside, "outside [0, 1]")) if count]
     return f"{name} has {', '.join(parts)} of {p.size} predictions"
 
 
 def raise_invalid(labels: np.ndarray, **predictions: np.ndarray) -> None:
     """Explain, as a ValueError, why the kernel found invalid examples."""
-    problems = [prediction_problems(name, p) for name, p in predictions.items()]
+    found = [prediction_problems(name, p) for name, p in predictions.items()]
     bad_labels = int(np.count_nonzero(labels > 1))
     if bad_labels:
-        problems.append(label_error("y", labels, bad_labels))
-    problems = [problem for problem in problems if problem]
+        found.append(label_error("y", labels, bad_labels))
+    problems = [problem for problem in found if problem]
     if not problems:  # the kernel and this check disagree: never pass silently
         problems = ["the kernel found invalid input that could not be located"]
     raise ValueError("; ".join(problems))
@@ -95,10 +94,7 @@ def check_both_classes(n: int, positives: int) -> None:
 
 
 def one_class_message(n: int, positives: int) -> str:
-    return (
-        f"only one class present ({positives} positives among {n} examples): "
-        "NE is undefined without both labels"
-    )
+    return f"only one class present ({positives} positives among {n} examples): NE is undefined without both labels"
 
 
 def check_level(level: float) -> float:

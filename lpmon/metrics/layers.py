@@ -17,8 +17,10 @@ def layer_metrics(plan, fp32_taps, quant_taps, saturation) -> dict[str, dict]:
         noise = float(np.sum((ref.astype(np.float64) - q) ** 2))
         signal = float(np.sum(ref.astype(np.float64) ** 2))
         s = saturation.get(layer.name)
-        out[layer.name] = {"precision": layer.precision,
-                           "sqnr_db": 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else None,
-                           "saturation_below": s.below / s.total if s else 0.0,
-                           "saturation_above": s.above / s.total if s else 0.0}
+        out[layer.name] = {
+            "precision": layer.precision,
+            "sqnr_db": 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else None,
+            "saturation_below": s.below / s.total if s else 0.0,
+            "saturation_above": s.above / s.total if s else 0.0,
+        }
     return out

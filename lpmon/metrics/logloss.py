@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -55,8 +57,9 @@ def compare(p_ref, p_q, y, *, level: float = 0.95, n_threads: int = 1) -> Compar
     return result
 
 
-def compare_by_segment(p_ref, p_q, y, segment_ids, *, level: float = 0.95,
-                       n_threads: int = 1) -> dict[object, Comparison]:
+def compare_by_segment(
+    p_ref, p_q, y, segment_ids, *, level: float = 0.95, n_threads: int = 1
+) -> dict[object, Comparison]:
     """compare() per segment (country, surface, ...), in one pass over the data.
 
     segment_ids: one hashable id per example (ints, strings, ...). Returns
@@ -75,7 +78,11 @@ def compare_by_segment(p_ref, p_q, y, segment_ids, *, level: float = 0.95,
     if missing:
         raise ValueError(f"segment_ids has {missing} missing (None/NaN) of {len(codes)} ids")
     sums = _kernel.compare_segment_sums(
-        p_ref, p_q, y, np.ascontiguousarray(codes, dtype=np.int64), len(uniques),
+        p_ref,
+        p_q,
+        y,
+        np.ascontiguousarray(codes, dtype=np.int64),
+        len(uniques),
         inputs.check_threads(n_threads),
     )
     if _has_invalid(sums.sum(axis=0)):
@@ -101,8 +108,9 @@ def _has_invalid(sums: np.ndarray) -> bool:
 
 
 def _to_sums(row: np.ndarray, n: int) -> ComparisonSums:
-    fields = {name: float(row[index]) for name, index in _kernel.CMP_FIELDS.items()
-              if name != "invalid"}
+    fields: dict[str, Any] = {
+        name: float(row[index]) for name, index in _kernel.CMP_FIELDS.items() if name != "invalid"
+    }
     fields["positives"] = int(fields["positives"])
     return ComparisonSums(n=n, **fields)
 

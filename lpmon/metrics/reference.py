@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,8 +76,15 @@ def _compare_arrays(p_ref: np.ndarray, p_q: np.ndarray, y: np.ndarray, level: fl
     abs_diff = np.abs(p_ref.astype(np.float64) - p_q.astype(np.float64))
     entropy = binary_entropy(positives / n)
     nan = math.nan
-    ne_fields = dict(ne_ref=nan, ne_q=nan, dne_pct=nan, dne_pct_lo=nan, dne_pct_hi=nan,
-                     kl_gap_pct=nan, undefined_reason=inputs.one_class_message(n, positives))
+    ne_fields: dict[str, Any] = dict(
+        ne_ref=nan,
+        ne_q=nan,
+        dne_pct=nan,
+        dne_pct_lo=nan,
+        dne_pct_hi=nan,
+        kl_gap_pct=nan,
+        undefined_reason=inputs.one_class_message(n, positives),
+    )
     if entropy > 0:
         ratio = (l_q - l_ref).mean() / l_ref.mean()
         linearised = (l_q - l_ref) - ratio * l_ref

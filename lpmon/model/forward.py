@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpmon.quant import QParams, integer_range
+from lpmon.quant import QParams, reference
 from lpmon.quant.halfprec import round_weight, to_fp16
-from lpmon.quant.linear import QuantizedLinear, Saturation, quantize_activation
-from lpmon.quant.qparams import fma32
+from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
-from lpmon.quant.rowwise import embedding_bag, quantize_rows
+from lpmon.quant.rowwise import embedding_bag, embedding_bag_float, quantize_rows
 
 from .batch import Batch, SparseFeature
 from .snapshot import Model
@@ -47,27 +46,16 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndarray:
-    """Sum (or mean) of table rows per bag; an empty bag gives zeros.
+    """Sum (or mean) of float32 table rows per bag; an empty bag gives zeros.
 
     Each bag is summed in its ids' order, one row after another (as torch's
-    embedding_bag and FBGEMM do), so that serving's module agrees to the bit:
-    step k adds the k-th row of every bag that has one (bags sorted by length,
-    so those are a prefix), which costs one pass over the ids in all.
+    embedding_bag and FBGEMM do), so that serving's module agrees to the bit
+    (a compiled kernel: lpmon.quant.rowwise.embedding_bag_float). Other dtypes
+    (the trainer's float64 gradient checks) take its NumPy reference.
     """
-    n, bags = len(feature.indices), len(feature.offsets)
-    out = np.zeros((bags, table.shape[1]), table.dtype)
-    if n == 0:
-        return out
-    counts = np.diff(np.append(feature.offsets, n))
-    longest_first = np.argsort(-counts, kind="stable")
-    ordered = counts[longest_first]
-    for k in range(int(ordered[0])):
-        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
-        out[live] += table[feature.indices[feature.offsets[live] + k]]
-    if mode == "mean":
-        filled = counts > 0
-        out[filled] /= counts[filled, None]
-    return out
+    if table.dtype != np.float32 or len(feature.offsets) == 0:
+        return reference.embedding_bag_float(table, feature.indices, feature.offsets, mode)
+    return embedding_bag_float(table, feature.indices, feature.offsets, mode=mode)
 
 
 def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
@@ -76,35 +64,27 @@ def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndar
     # In float64, rounded once: float32 products are exact there, so any summation
     # order (NumPy's, torch's bmm) gives the same float32 dot products (but for sums
     # within 2**-50 of a rounding boundary), and serving's module can agree exactly.
-    vectors = np.stack([bottom] + pooled, axis=1).astype(np.float64)   # [batch, V, d]
-    z = (vectors @ vectors.transpose(0, 2, 1)).astype(np.float32)      # [batch, V, V]
+    vectors = np.empty((bottom.shape[0], 1 + len(pooled), bottom.shape[1]), np.float64)  # [batch, V, d]
+    for v, part in enumerate([bottom] + pooled):
+        vectors[:, v] = part                                      # stacked and widened in one copy
+    z = vectors @ vectors.transpose(0, 2, 1)                      # [batch, V, V]
     rows, cols = np.tril_indices(vectors.shape[1], k=-1)          # i > j: DLRM without self-interaction
-    return np.concatenate([bottom, z[:, rows, cols]], axis=1)
+    out = np.empty((bottom.shape[0], bottom.shape[1] + len(rows)), np.float32)
+    out[:, :bottom.shape[1]] = bottom
+    out[:, bottom.shape[1]:] = z[:, rows, cols]                   # rounded once, to float32
+    return out
 
 
-def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams) -> np.ndarray:
+def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *,
+                      relu: bool = False) -> np.ndarray:
     """float32 outputs of an int8 layer as FBGEMM's float output stage computes them
     (ReQuantizeForFloat, torch's linear_with_input_q_dq_qweight_dq_output_fp32):
-    fma(acc, s_x * s_w[n], bias[n]), one rounding. A product rounded before the
-    bias is added differs by an ulp in about 1 output in 20.
-
-    acc (a float32 integer) times the float32 multiplier is exact in float64; the
-    float64 sum with the bias, rounded to float32, is the fused result unless that
-    sum fell exactly on a midpoint between two float32 values (double rounding; or
-    a float32 subnormal): those few are redone with fma32.
+    fma(acc, s_x * s_w[n], bias[n]), one rounding (a compiled kernel: see
+    lpmon.quant.linear.dequantize_output), then max(., 0) if relu.
     """
     acc = layer.accumulate(x_q, qp.zero_point)
     multiplier = (np.float32(qp.scale) * layer.weight_scale).astype(np.float32)
-    total = acc.astype(np.float64)
-    total *= multiplier.astype(np.float64)
-    total += layer.bias.astype(np.float64)
-    out = total.astype(np.float32)
-    low = total.view(np.int64) & 0x1FFFFFFF               # the 29 bits float32 drops
-    redo = (low == 0x10000000) | (np.abs(total) < 2.0 ** -125)
-    if redo.any():
-        rows, cols = np.nonzero(redo)
-        out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], layer.bias[cols])
-    return out
+    return dequantize_output(acc, multiplier, layer.bias, relu=relu)
 
 
 class Executor:
@@ -113,16 +93,17 @@ class Executor:
     def __init__(self, model: Model, plan: QuantPlan | None = None):
         self.model, self.plan = model, plan
         spec, weights = model.spec, model.weights
-        self.tables: list[tuple[str, object]] = []
+        self.tables: list[tuple[int | None, np.ndarray]] = []   # (bits, rows); None: float32 rows
         for t, table in enumerate(spec.tables):
             name = f"emb_l.{t}"
             precision = self._precision(name)
             weight = weights[f"{name}.weight"]
             if precision == "fp32":
-                self.tables.append(("fp32", weight))
+                self.tables.append((None, np.ascontiguousarray(weight, dtype=np.float32)))
             elif precision == "fp16":
-                self.tables.append(("fp32", to_fp16(weight).astype(np.float32)))
+                self.tables.append((None, to_fp16(weight).astype(np.float32)))
             else:
+                assert plan is not None
                 bits = int(precision[3:])
                 layer = plan.layer(name)
                 self.tables.append((bits, quantize_rows(weight, bits, search=layer.search, name=name)))
@@ -131,8 +112,10 @@ class Executor:
             precision = self._precision(name)
             w, b = weights[f"{name}.weight"], weights[f"{name}.bias"]
             if precision == "int8":
-                a = plan.layer(name).activation
-                qp = QParams(a.scale, a.zero_point, *integer_range(a.bits, a.signed))
+                assert plan is not None
+                activation = plan.layer(name).activation
+                assert activation is not None  # the plan's validation requires one for an int8 layer
+                qp = activation.qparams()
                 self.linears[name] = ("int8", QuantizedLinear.from_float(w, b), qp)
             else:
                 self.linears[name] = ("float", np.ascontiguousarray(round_weight(w, precision).T), b)
@@ -149,7 +132,7 @@ class Executor:
         if entry[0] == "int8":
             _, layer, qp = entry
             x_q, saturation = quantize_activation(x, qp)
-            y = int8_float_output(layer, x_q, qp)
+            y = int8_float_output(layer, x_q, qp, relu=relu)
             previous = result.saturation.get(name)
             if previous is not None:
                 saturation = Saturation(previous.below + saturation.below,
@@ -164,7 +147,9 @@ class Executor:
                 y = (x.astype(np.float64) @ weight_t.astype(np.float64) + bias).astype(np.float32)
             else:
                 y = x @ weight_t + bias
-        return np.maximum(y, 0) if relu else y
+            if relu:
+                y = np.maximum(y, 0, out=y)
+        return y
 
     def _forward_chunk(self, batch: Batch, result: ForwardResult, taps: dict | None,
                        observe: LayerObserver | None = None):
@@ -177,12 +162,12 @@ class Executor:
                 taps.setdefault(name, []).append((x, y))
             x = y
         pooled = []
-        for t, (kind, table) in enumerate(self.tables):
+        for t, (bits, table) in enumerate(self.tables):
             feature = batch.sparse[t]
-            if kind == "fp32":
+            if bits is None:
                 p = pooled_fp32(table, feature, spec.pooling)
             else:
-                p = embedding_bag(table, kind, spec.tables[t].dim, feature.indices, feature.offsets,
+                p = embedding_bag(table, bits, spec.tables[t].dim, feature.indices, feature.offsets,
                                   mode=spec.pooling)
             if taps is not None:
                 taps.setdefault(f"emb_l.{t}", []).append((feature.indices, p))
@@ -215,7 +200,7 @@ class Executor:
         if observe_every < 1:
             raise ValueError(f"observe_every must be at least 1, got {observe_every}")
         result = ForwardResult(np.empty(len(batch), np.float32))
-        collected = {} if taps else None
+        collected: dict[str, list] | None = {} if taps else None
         done = 0
         for chunk in batch.chunks(batch_size):
             sampled = None
@@ -225,32 +210,12 @@ class Executor:
                            else lambda name, x, first=first: observe(name, x[first::observe_every]))
             result.probabilities[done:done + len(chunk)] = self._forward_chunk(chunk, result, collected, sampled)
             done += len(chunk)
-        if taps:
+        if collected is not None:
             result.taps = {name: LayerTap(np.concatenate([a for a, _ in parts]),
                                           np.concatenate([b for _, b in parts]))
                            for name, parts in collected.items()}
         return result
 
-
-def forward_fp32(model: Model, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-                 observe: LayerObserver | None = None, observe_every: int = 1) -> ForwardResult:
-    """fp32 probabilities; observe / observe_every: see Executor.forward."""
-    return _executor(model, None).forward(batch, taps=taps, batch_size=batch_size, observe=observe,
-                                   observe_every=observe_every)
-
-
-def forward_quantized(model: Model, batch: Batch, plan: QuantPlan, *, taps: bool = False,
-                      batch_size: int = DEFAULT_BATCH_SIZE) -> ForwardResult:
-    return _executor(model, plan).forward(batch, taps=taps, batch_size=batch_size)
-
-
-def _executor(model: Model, plan: QuantPlan | None):
-    """The NumPy executor, or the torch back end's for a model with backend "torch"."""
-    if model.backend == "torch":
-        from lpmon.torch_backend import TorchExecutor
-
-        return TorchExecutor(model, plan)
-    return Executor(model, plan)
 
 
 def check_batch(model: Model, batch: Batch) -> None:

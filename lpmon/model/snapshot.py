@@ -47,25 +47,13 @@ class Model:
                 weights[name] = rng.normal(0, np.sqrt(1.0 / shape[0]), shape)
         return cls(spec, {k: v.astype(np.float32) for k, v in weights.items()})
 
-    def forward_fp32(self, batch, **options):
-        """Probabilities (and optional taps) in float32; see lpmon.model.forward."""
-        from .forward import forward_fp32
-
-        return forward_fp32(self, batch, **options)
-
-    def forward_quantized(self, batch, plan, **options):
-        """The same model executed under a QuantPlan; see lpmon.model.forward."""
-        from .forward import forward_quantized
-
-        return forward_quantized(self, batch, plan, **options)
-
     def save(self, directory: str | Path) -> Path:
         """Write spec.json and weights.npz, each atomically (temp file, then rename)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(directory / SPEC_FILE, self.spec.to_json().encode())
         buffer = io.BytesIO()
-        np.savez(buffer, **self.weights)
+        np.savez(buffer, **self.weights)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
         write_atomically(directory / WEIGHTS_FILE, buffer.getbuffer())
         return directory
 
@@ -73,9 +61,8 @@ class Model:
     def load(cls, directory: str | Path) -> "Model":
         directory = Path(directory)
         if not (directory / SPEC_FILE).is_file() and (directory / "model.pt").is_file():
-            from lpmon.torch_backend import load_snapshot  # a TorchScript program (backend "torch")
-
-            return load_snapshot(directory)
+            raise SpecError(f"{directory}: a TorchScript program (model.pt), not spec.json + weights.npz: "
+                            "load it with lpmon.model.load_snapshot")
         if not (directory / SPEC_FILE).is_file():
             raise SpecError(f"{directory}: no {SPEC_FILE} (is this a model snapshot?)")
         if not (directory / WEIGHTS_FILE).is_file():

@@ -67,7 +67,8 @@ class ModelSpec:
 
     def weight_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every tensor a snapshot must hold, by its DLRM state-dict name."""
-        shapes = {f"emb_l.{t}.weight": (table.rows, table.dim) for t, table in enumerate(self.tables)}
+        shapes: dict[str, tuple[int, ...]] = {f"emb_l.{t}.weight": (table.rows, table.dim)
+                                             for t, table in enumerate(self.tables)}
         for name, fan_in, fan_out in self.linear_layers():
             shapes[f"{name}.weight"] = (fan_out, fan_in)
             shapes[f"{name}.bias"] = (fan_out,)

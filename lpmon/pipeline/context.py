@@ -11,7 +11,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from lpmon.config import Config, ModelSettings
-from lpmon.model import Batch, Model
+from lpmon.model import Batch, Model, load_snapshot
 from lpmon.pipeline import export
 from lpmon.pipeline.daywork import DayWork
 from lpmon.pipeline.evidence import HeldOut
@@ -73,7 +73,7 @@ def begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, State
 
 def load_model(settings: ModelSettings) -> Model:
     """The model's snapshot, scored by the configured back end (numpy, or torch)."""
-    model = Model.load(settings.snapshot)
+    model = load_snapshot(settings.snapshot)
     if model.backend != settings.backend:
         import dataclasses
 
@@ -86,6 +86,7 @@ def draw(settings: ModelSettings, model: Model | None, day: str, size: int | Non
         schema = TrafficSchema.logged(settings.p_ref_column, settings.p_q_column, settings.max_ids_per_row,
                                       settings.ts_tolerance_hours * 3600, settings.segments)
     else:
+        assert model is not None, "a model-scored day draws with the model's spec"
         schema = TrafficSchema.for_model(model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600,
                                          settings.segments)
     return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed,
@@ -137,8 +138,8 @@ class Day:
         self.config, self.work = config, work
         self.day, self.settings, self.store = begin(config, work.model_id, work.day)
         self.lifecycle = plan_lifecycle(config, self.store, work.model_id)
-        self._model = None
-        self._evidence = None
+        self._model: Model | None = None
+        self._evidence: HeldOut | None = None
 
     @property
     def model(self) -> Model:
@@ -146,12 +147,12 @@ class Day:
             self._model = load_model(self.settings)
         return self._model
 
-    def plan(self, version: int) -> QuantPlan:
+    def plan(self, version: int | None) -> QuantPlan:
+        assert version is not None, "the score step fixes the day's plan before anything asks for it"
         return self.lifecycle.plan(version)
 
     def halves(self):
-        self.work.require_sample()
-        return halves(self.work.batch, self.work.labels)
+        return halves(*self.work.require_sample())
 
     def evidence(self) -> HeldOut:
         if self._evidence is None:

@@ -19,6 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,6 @@ class DayWork:
     new_plan_version: int | None = None
     promoted: bool = False
     next_steps: list = field(default_factory=list)      # what decide/recalibrate chose: record, recalibrate, fallback
-    moved: list = field(default_factory=list)           # "layer int8->fp16" for every precision change
     layers: dict = field(default_factory=dict)          # per-layer SQNR and saturation
     calibration: dict = field(default_factory=dict)     # today's observer state per FC layer
     segment_values: dict = field(default_factory=dict)  # segment column -> its values (codes index them)
@@ -77,7 +77,7 @@ class DayWork:
     p_q: np.ndarray | None = None
     segment_codes: dict = field(default_factory=dict)   # segment column -> int32 code per example
     # the step context (store, loaded model) shared by steps in one process; never saved
-    context: object = field(default=None, repr=False, compare=False)
+    context: Any = field(default=None, repr=False, compare=False)   # lpmon.pipeline.context.Day
 
     _TRANSIENT = ("batch", "labels", "p_ref", "p_q", "segment_codes", "context")
 
@@ -101,7 +101,7 @@ class DayWork:
         for column, codes in self.segment_codes.items():
             arrays[SEGMENT_PREFIX + column] = codes
         if arrays:
-            _atomic(folder / ARRAYS, lambda path: np.savez(path, **arrays))
+            _atomic(folder / ARRAYS, lambda path: np.savez(path, **arrays))  # type: ignore[arg-type]  # (numpy's stub)
 
     @classmethod
     def load(cls, work_dir: Path, model_id: str, day: str, *, arrays: bool = True) -> "DayWork":
@@ -111,7 +111,8 @@ class DayWork:
         except FileNotFoundError:
             raise WorkMissing(f"{folder / STATE}: no saved state for {model_id} on {day}; "
                               "run the day from its first step (sample)") from None
-        work = cls(**state)
+        known = {f.name for f in fields(cls)}
+        work = cls(**{k: v for k, v in state.items() if k in known})  # a key an older lpmon saved: dropped
         if arrays and (folder / ARRAYS).exists():
             with np.load(folder / ARRAYS, allow_pickle=False) as z:
                 if "dense" in z:
@@ -129,10 +130,12 @@ class DayWork:
         """The sample and scores are not needed once the day is reported."""
         (self.folder(work_dir, self.model_id, self.day) / ARRAYS).unlink(missing_ok=True)
 
-    def require_sample(self) -> None:
+    def require_sample(self) -> tuple[Batch, np.ndarray]:
+        """The day's sample and labels (saved by the sample step)."""
         if self.batch is None or self.labels is None:
             raise WorkMissing(f"{self.model_id} {self.day}: the day's sample is not in the work directory; "
                               "run the day from its first step (sample)")
+        return self.batch, self.labels
 
     def as_dict(self) -> dict:
         """The JSON part (what state.json holds)."""

@@ -31,7 +31,7 @@ def plan_key(plan: QuantPlan) -> tuple:
 
 class HeldOut:
     def __init__(self, model: Model, batch: Batch, labels: np.ndarray, *, level: float = 0.95,
-                 more: Iterator[tuple[Batch, np.ndarray]] | None = None, cap: int | None = None):
+                 more: Iterator[tuple[Batch, np.ndarray, str]] | None = None, cap: int | None = None):
         self.model, self.level = model, level
         self._batches, self._labels = [batch], [np.asarray(labels, np.uint8)]
         self._ref = [forward_fp32(model, batch).probabilities]

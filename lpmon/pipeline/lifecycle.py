@@ -155,7 +155,8 @@ def reenable_targets(active: dict[str, str], baseline: dict[str, str], *, pinned
 def group_units(moves: dict[str, tuple[str, str]]) -> list[str]:
     """Human lines for many unit moves: tables with the same move are grouped.
     moves: unit -> (before, after)."""
-    lines, tables = [], {}
+    lines: list[str] = []
+    tables: dict[tuple[str, str], list[str]] = {}
     for unit, (before, after) in sorted(moves.items(), key=lambda kv: _natural(kv[0])):
         if unit.startswith("emb_l."):
             tables.setdefault((before, after), []).append(unit)

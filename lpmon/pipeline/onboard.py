@@ -11,7 +11,7 @@ from lpmon.config import Config
 from lpmon.model import Batch, Model
 from lpmon.pipeline import export
 from lpmon.pipeline.lifecycle import (Origin, Outcome, group_units)
-from lpmon.pipeline.search import (Ranges, assemble, units)
+from lpmon.pipeline.assembly import Ranges, assemble, units
 from lpmon.quant import Provenance
 from lpmon.store import StateStore
 from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, load_model, plan_lifecycle
@@ -82,6 +82,7 @@ def onboard_day(config: Config, model_id: str, day) -> Outcome:
         active = store.active_plan(model_id)
         export.publish(config, store, model_id)
         if outcome is None:
+            assert active is not None  # only a model with a plan in force skips onboarding
             return Outcome(False, active.version, f"already onboarded: plan v{active.version} is in force",
                            active_version=active.version)
         return outcome

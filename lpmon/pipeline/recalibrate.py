@@ -11,7 +11,7 @@ from lpmon.config import Config
 from lpmon.model import Batch
 from lpmon.pipeline import export
 from lpmon.pipeline.lifecycle import (Origin, Verdict, cooling_units, significantly_better, validate)
-from lpmon.pipeline.search import Ranges, assemble, merge_stored, observe, unit_precisions
+from lpmon.pipeline.assembly import Ranges, assemble, merge_stored, observe, unit_precisions
 from lpmon.quant import Provenance, QuantPlan
 from lpmon.pipeline.context import Day, begin, day_lock, draw, halves, held_out, load_model, plan_lifecycle
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 from lpmon.pipeline.lifecycle import (Origin, cooling_units, group_units, reenable_targets, validate)
-from lpmon.pipeline.search import assemble, unit_precisions
+from lpmon.pipeline.assembly import assemble, unit_precisions
 from lpmon.policy import Action, Status
 from lpmon.pipeline.context import Day
 from lpmon.pipeline.recalibrate import provenance_of, ranges_of

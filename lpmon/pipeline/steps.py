@@ -1,26 +1,7 @@
-"""The daily job, as plain functions of (model, logical date). The DAGs only call these.
-
-One day is a chain of steps over a DayWork (lpmon.pipeline.daywork):
-
-    sample -> score -> compare -> decide -> record | recalibrate [-> fallback] -> report
-
-`sample` draws the day's sample; `score` runs fp32 and the plan in force over
-it (onboarding the model first if it has no active plan), measures per-layer
-SQNR and saturation, and observes every FC layer's input for calibration;
-`compare` and `decide` apply lpmon.metrics and lpmon.policy; `record` handles
-the healthy path (and the retry of fallen-back layers after a healthy streak);
-`recalibrate` builds a candidate from the calibration half of the sample
-(merged with the last `calibration_days` days' stored statistics) and
-validates it on the evaluation half; `fallback` moves layers up the precision
-ladder when the candidate does not hold; `report` writes the day's rows in one
-transaction and exports the active plan. `run_day` chains them in memory.
-
-Idempotent: the plan in force for a day is the one its first run used (kept
-on the run's row, written before anything is promoted), candidate plans are
-stored once per (model, day, plan), promotion is a compare-and-swap that
-treats "already active" as done, and an interrupted fallback search resumes
-from its saved progress. A rerun of a day, or a backfill, leaves the same rows.
-"""
+"""The steps of a model's day, each a function of (config, DayWork), as the DAG's
+tasks run them one by one and run_day chains them in memory: sample, score,
+compare, decide, then record or recalibrate [then fallback], then report. The
+flow and its idempotence are described in lpmon.pipeline."""
 
 from __future__ import annotations
 
@@ -37,7 +18,7 @@ from lpmon.model.spec import SpecError
 from lpmon.pipeline import export
 from lpmon.pipeline.daywork import DayWork, RunResult
 from lpmon.pipeline.lifecycle import (Origin, group_units, validate)
-from lpmon.pipeline.search import assemble, unit_precisions
+from lpmon.pipeline.assembly import assemble, unit_precisions
 from lpmon.policy import Action, Status
 from lpmon.store import StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError
@@ -111,7 +92,7 @@ def score_step(config: Config, work: DayWork) -> DayWork:
             work.require_sample()
         _timed(work, "score", started)
         return work
-    work.require_sample()
+    batch, labels = work.require_sample()
     model, store = d.model, d.store
     previous = store.run(work.model_id, d.day)
     if previous and previous["plan_version"]:
@@ -126,12 +107,14 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     else:
         _wait_for_earlier_days(d)
         if store.active_plan(work.model_id) is None:
-            outcome = onboard_once(config, store, work.model_id, d.day, model, work.batch, work.labels)
+            outcome = onboard_once(config, store, work.model_id, d.day, model, batch, labels)
             if outcome is not None and not outcome.promoted:
                 return _fail(work, Status.INSUFFICIENT_DATA, outcome.reason)
             if outcome is not None:
                 work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, outcome.version, True
-        work.plan_version = store.active_plan(work.model_id).version
+        active = store.active_plan(work.model_id)
+        assert active is not None  # onboarded above, or by another run meanwhile
+        work.plan_version = active.version
         # The plan in force is fixed before anything can be promoted today.
         store.record_run(work.model_id, d.day, Status.RUNNING.value, plan_version=work.plan_version,
                          sample_size=work.sample_size, positives=work.positives)
@@ -140,11 +123,11 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     # The calibration half's FC inputs are observed in the scoring pass itself
     # (rows 0, 2, 4, ... are the calibration half), not in a second forward pass.
     fed = {name: observer(method) for name, _, _ in model.spec.linear_layers()} if method in STORABLE else None
-    fp32 = forward_fp32(model, work.batch, observe=(lambda name, x: fed[name].observe(x)) if fed else None,
+    fp32 = forward_fp32(model, batch, observe=(lambda name, x: fed[name].observe(x)) if fed else None,
                         observe_every=2)
-    quant = forward_quantized(model, work.batch, plan)   # saturation counted over every example
+    quant = forward_quantized(model, batch, plan)   # saturation counted over every example
     work.p_ref, work.p_q = fp32.probabilities, quant.probabilities
-    probe = work.batch.slice(0, min(work.sample_size, SQNR_EXAMPLES))
+    probe = batch.slice(0, min(work.sample_size, SQNR_EXAMPLES))
     work.layers = layer_metrics(plan, forward_fp32(model, probe, taps=True).taps,
                                  forward_quantized(model, probe, plan, taps=True).taps, quant.saturation)
     if fed is not None:
@@ -277,12 +260,12 @@ def fallback_step(config: Config, work: DayWork) -> DayWork:
     return work
 
 
-def _rejudge(d: Day, version: int) -> None:
+def _rejudge(d: Day, version: int | None) -> None:
     """Another run promoted plan `version` while this day was being judged: judge the
     day against it instead (the winner's plan is the one in force)."""
     work = d.work
     work.plan_version = version
-    quant = forward_quantized(d.model, work.batch, d.plan(version))
+    quant = forward_quantized(d.model, work.require_sample()[0], d.plan(version))
     work.p_q = quant.probabilities
     compare_step(d.config, work)
     reasons = list(work.reasons)
@@ -295,6 +278,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
     """Write the day's rows in one transaction and export the active plan."""
     d = day_of(config, work)
     store, model_id = d.store, work.model_id
+    assert work.status is not None and work.action is not None, "decide (or a failure) sets both"
     total = sum(v for k, v in work.timings.items() if k != "total_s")
     work.timings["total_s"] = round(total, 3)
     with store.db.transaction() as c:

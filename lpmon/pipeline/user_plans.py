@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lpmon.config import Config
 from lpmon.pipeline.lifecycle import Origin, Outcome, validate
-from lpmon.model import Model
+from lpmon.model import load_snapshot
 from lpmon.model.spec import ModelSpec
 from lpmon.pipeline import export
 from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, plan_lifecycle
@@ -67,7 +67,7 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
         active = lifecycle.active()
         verdict = None
         if not force:
-            model = Model.load(settings.snapshot)
+            model = load_snapshot(settings.snapshot)
             sample = draw(settings, model, day)
             _, evaluation, labels = halves(sample.batch, sample.labels)
             run = store.run(model_id, day)

@@ -10,7 +10,8 @@ through float32 BLAS, which is exact as long as every partial sum stays below
 most 512 terms are exact in any summation order, and blocks are added in
 float64 (exact too). The output is requantized as FBGEMM does with a float
 bias: with s = s_x * s_w[n] (float32), round((float(acc) + bias[n] / s) *
-(s / s_y)) + zp_y, clamped (a fused ReLU clamps at zp_y).
+(s / s_y)) + zp_y, clamped (a fused ReLU clamps at zp_y). A float32 output
+(FBGEMM's ReQuantizeForFloat) is fma(float(acc), s, bias[n]), rounded once.
 """
 
 from __future__ import annotations
@@ -60,6 +61,27 @@ def dequantize(q: np.ndarray, qp: QParams) -> np.ndarray:
     return ((q.astype(np.float32) - np.float32(qp.zero_point)) * np.float32(qp.scale)).astype(np.float32)
 
 
+def dequantize_output(acc, multiplier, bias, *, relu: bool = False) -> np.ndarray:
+    """float32 outputs [rows, out] of int32 accumulators, FBGEMM's float output stage
+    (ReQuantizeForFloat): fma(acc[i, j], multiplier[j], bias[j]) rounded once, where
+    multiplier[j] = float32(s_x * s_w[j]); relu then clamps at 0.
+
+    acc holds the accumulators as float32 (exact integers, see accumulate); a product
+    rounded before the bias is added differs by an ulp in about 1 output in 20.
+    """
+    acc = np.ascontiguousarray(acc, dtype=np.float32)
+    if acc.ndim != 2:
+        raise ValueError(f"acc must be 2-D [rows, out], got shape {acc.shape}")
+    multiplier = np.ascontiguousarray(multiplier, dtype=np.float32).reshape(-1)
+    bias = np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+    if multiplier.shape != (acc.shape[1],) or bias.shape != (acc.shape[1],):
+        raise ValueError(f"multiplier and bias must have shape ({acc.shape[1]},), "
+                         f"got {multiplier.shape} and {bias.shape}")
+    out = np.empty(acc.shape, dtype=np.float32)
+    _kernel.dequantize_output(acc, multiplier, bias, relu, out)
+    return out
+
+
 @dataclass(frozen=True)
 class QuantizedLinear:
     """An int8 linear layer: weight [out, in] int8 with per-output-channel scales."""
@@ -106,11 +128,13 @@ class QuantizedLinear:
             total += a[:, start:start + EXACT_BLOCK] @ w[start:start + EXACT_BLOCK]
         return total.astype(np.float32)  # |acc| < 2**31 is exact in float64, int32 range fits
 
-    def forward_float(self, x_q: np.ndarray, x_qp: QParams) -> np.ndarray:
-        """float32 outputs (FBGEMM's dequantizing output stage): acc * s_x s_w + bias."""
+    def forward_float(self, x_q: np.ndarray, x_qp: QParams, *, relu: bool = False) -> np.ndarray:
+        """float32 outputs [batch, out] from uint8 inputs, as FBGEMM's float output stage
+        computes them: fma(acc, float32(s_x * s_w[n]), bias[n]) rounded once (see
+        dequantize_output), then max(., 0) if relu."""
         acc = self.accumulate(x_q, x_qp.zero_point)
         multiplier = (np.float32(x_qp.scale) * self.weight_scale).astype(np.float32)
-        return acc * multiplier + self.bias
+        return dequantize_output(acc, multiplier, self.bias, relu=relu)
 
     def forward(self, x_q: np.ndarray, x_qp: QParams, out_qp: QParams, relu: bool = False):
         """uint8 outputs [batch, out] from uint8 inputs."""

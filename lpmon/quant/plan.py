@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, cast
+
+from .precision import PRECISIONS
+from .qparams import QParams, integer_range
 
 SCHEMA_VERSION = 1
-PRECISIONS = {
-    "linear": ("fp32", "fp16", "bf16", "int8"),
-    "embedding": ("fp32", "fp16", "int8", "int4", "int2"),
-}
 SCHEMES = {
     "fp32": "none", "fp16": "weight_fp16", "bf16": "weight_bf16",
     "int8": None,  # per kind: linear per_channel_symmetric, embedding rowwise
@@ -38,6 +38,17 @@ class ActivationRange:
     zero_point: int
     bits: int = 8
     signed: bool = False
+
+    # The one seam between the three views of a range: calibration's result
+    # (lpmon.calibrate.RangeResult), the plan's record (this), the executors' grid (QParams).
+    @classmethod
+    def of(cls, result) -> "ActivationRange":
+        """The plan's record of a calibrated range (a lpmon.calibrate RangeResult)."""
+        return cls(result.lo, result.hi, result.scale, result.zero_point, result.bits, result.qmin < 0)
+
+    def qparams(self) -> QParams:
+        """The integer grid the executors quantize with."""
+        return QParams(self.scale, self.zero_point, *integer_range(self.bits, self.signed))
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ class QuantPlan:
 def default_scheme(kind: str, precision: str) -> str:
     if precision == "int8":
         return "per_channel_symmetric" if kind == "linear" else "rowwise"
-    return SCHEMES.get(precision, "")
+    return SCHEMES.get(precision) or ""
 
 
 def validate(plan: QuantPlan) -> None:
@@ -191,10 +202,10 @@ def _validate_activation(a: ActivationRange, path: str) -> None:
         raise PlanError(f"{path}.zero_point: {a.zero_point} is outside [{qmin}, {qmax}]")
 
 
-_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool}
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
 
-def _typed(values: dict, cls, path: str) -> dict:
+def _typed(values: dict[str, Any], cls, path: str) -> dict:
     """values with each field's type checked against cls's annotation."""
     hints = {f.name: f.type for f in fields(cls)}
     out = {}
@@ -206,7 +217,7 @@ def _typed(values: dict, cls, path: str) -> dict:
             if not isinstance(value, expected) or bad_bool:
                 raise PlanError(f"{path}.{key}: expected {hint}, got {type(value).__name__} {value!r}")
             if hint == "float":
-                value = float(value)
+                value = float(cast(float, value))  # an int or a float: checked above
         out[key] = value
     return out
 

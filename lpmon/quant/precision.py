@@ -24,6 +24,14 @@ class Precision(str, Enum):
         return {"fp32": 32, "bf16": 16, "fp16": 16, "int8": 8, "int4": 4, "int2": 2}[self.value]
 
 
+#: What each kind of unit can be served at (a plan's layers are checked against this).
+PRECISIONS = {
+    "linear": ("fp32", "fp16", "bf16", "int8"),
+    "embedding": ("fp32", "fp16", "int8", "int4", "int2"),
+}
+#: The integer row-wise table formats (a scale and bias per row).
+ROWWISE = ("int8", "int4", "int2")
+
 # Every unit climbs from wherever it is to fp32; whole-model fp32 is the top of every ladder.
 TABLE_LADDER = (Precision.INT2, Precision.INT4, Precision.INT8, Precision.FP16, Precision.FP32)
 LINEAR_LADDER = (Precision.INT8, Precision.FP16, Precision.FP32)

@@ -89,3 +89,48 @@ def embedding_bag(packed, bits, dim, indices, offsets, mode="sum", per_sample_we
 def int8_linear_accumulators(x_q, x_zero_point, w_q) -> np.ndarray:
     """acc[b, n] = sum_k (x_q - zp) * w_q[n, k] in int64 (exact)."""
     return (x_q.astype(np.int64) - x_zero_point) @ w_q.astype(np.int64).T
+
+
+def dequantize_output(acc, multiplier, bias, relu=False) -> np.ndarray:
+    """fma(acc[i, j], multiplier[j], bias[j]) rounded once, then max(., 0) if relu.
+
+    acc * multiplier (float32 values) is exact in float64; the float64 sum with the
+    bias, rounded to float32, is the fused result unless that sum fell exactly on a
+    midpoint between two float32 values (double rounding) or in float32's subnormal
+    range: those few are redone with fma32.
+    """
+    acc, multiplier, bias = (np.asarray(a, f32) for a in (acc, multiplier, bias))
+    total = acc.astype(np.float64)
+    total *= multiplier.astype(np.float64)
+    total += bias.astype(np.float64)
+    out = total.astype(f32)
+    low = total.view(np.int64) & 0x1FFFFFFF               # the 29 bits float32 drops
+    redo = (low == 0x10000000) | (np.abs(total) < 2.0 ** -125)
+    if redo.any():
+        rows, cols = np.nonzero(redo)
+        out[rows, cols] = fma32(acc[rows, cols], multiplier[cols], bias[cols])
+    return np.maximum(out, f32(0)) if relu else out
+
+
+def embedding_bag_float(table, indices, offsets, mode="sum") -> np.ndarray:
+    """torch's embedding_bag over a float32 table: each bag's rows added one after
+    another in the ids' order, from zeros; mean divides by the bag's size.
+
+    Vectorised over bags: step k adds the k-th row of every bag that has one (bags
+    sorted by length, so those are a prefix), one pass over the ids in all.
+    """
+    indices, offsets = np.asarray(indices, np.int64), np.asarray(offsets, np.int64)
+    n, bags = len(indices), len(offsets)
+    out = np.zeros((bags, table.shape[1]), table.dtype)
+    if n == 0:
+        return out
+    counts = np.diff(np.append(offsets, n))
+    longest_first = np.argsort(-counts, kind="stable")
+    ordered = counts[longest_first]
+    for k in range(int(ordered[0])):
+        live = longest_first[:np.searchsorted(-ordered, -k, side="left")]
+        out[live] += table[indices[offsets[live] + k]]
+    if mode == "mean":
+        filled = counts > 0
+        out[filled] /= counts[filled, None]
+    return out

@@ -3,6 +3,7 @@
     packed = quantize_rows(table, bits=8)        # uint8 [rows, row_bytes]
     table2 = dequantize_rows(packed, 8, dim)     # float32 [rows, dim]
     pooled = embedding_bag(packed, 8, dim, indices, offsets, mode="sum")
+    pooled = embedding_bag_float(table, indices, offsets)   # float32 tables, same order
 
 Rows: 8-bit [dim x uint8][fp32 scale][fp32 bias], with bias = row min and
 scale = (max - min) / 255; 4- and 2-bit [packed codes, element c in the low
@@ -76,19 +77,8 @@ def embedding_bag(packed, bits: int, dim: int, indices, offsets, *, mode: str = 
     packed = _as_packed(packed, bits, dim)
     if mode not in ("sum", "mean"):
         raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
-    indices = _as_index_array(indices, "indices")
-    offsets = _as_index_array(offsets, "offsets")
+    indices, offsets = _as_bags(indices, offsets)
     rows = packed.shape[0]
-    if offsets.size == 0:
-        raise ValueError("offsets is empty: there must be at least one bag")
-    if offsets[0] != 0:
-        raise ValueError(f"offsets must start at 0, got {offsets[0]}")
-    steps = np.flatnonzero(np.diff(offsets) < 0)
-    if steps.size:
-        raise ValueError(f"offsets must not decrease: offsets[{steps[0] + 1}] = "
-                         f"{offsets[steps[0] + 1]} < offsets[{steps[0]}] = {offsets[steps[0]]}")
-    if offsets[-1] > indices.size:
-        raise ValueError(f"offsets[-1] = {offsets[-1]} is past the {indices.size} indices")
     weights = None
     if per_sample_weights is not None:
         if mode != "sum":
@@ -103,10 +93,53 @@ def embedding_bag(packed, bits: int, dim: int, indices, offsets, *, mode: str = 
     out = np.empty((offsets.size, dim), dtype=np.float32)
     # The kernel checks each index as it reads it and stops at the first bad one.
     if _kernel.embedding_bag(packed, bits, dim, indices, offsets, weights, mode == "mean", out) >= 0:
-        bad = np.flatnonzero((indices < 0) | (indices >= rows))
-        raise ValueError(f"indices has {bad.size} ids outside the table's {rows} rows "
-                         f"(first at position {bad[0]}: {indices[bad[0]]})")
+        _raise_bad_indices(indices, rows)
     return out
+
+
+def embedding_bag_float(table, indices, offsets, *, mode: str = "sum") -> np.ndarray:
+    """Pooled lookups into a float32 table [rows, dim], as torch's embedding_bag computes
+    them: each bag's rows summed one after another in the ids' order (so the sum agrees
+    to the bit with torch and FBGEMM), mode "sum" or "mean" (an empty bag gives zeros).
+    offsets as for embedding_bag."""
+    if mode not in ("sum", "mean"):
+        raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+    table = np.asarray(table)
+    if table.ndim != 2 or table.dtype != np.float32:
+        raise ValueError(f"table must be a 2-D float32 array, got {table.dtype} {table.shape}")
+    indices, offsets = _as_bags(indices, offsets)
+    out = np.empty((offsets.size, table.shape[1]), dtype=np.float32)
+    if table.shape[1] == 0:
+        return out
+    if _kernel.embedding_bag_float(np.ascontiguousarray(table), indices, offsets, out) >= 0:
+        _raise_bad_indices(indices, table.shape[0])
+    if mode == "mean":
+        counts = np.diff(np.append(offsets, indices.size))
+        filled = counts > 0
+        out[filled] /= counts[filled, None]
+    return out
+
+
+def _as_bags(indices, offsets):
+    indices = _as_index_array(indices, "indices")
+    offsets = _as_index_array(offsets, "offsets")
+    if offsets.size == 0:
+        raise ValueError("offsets is empty: there must be at least one bag")
+    if offsets[0] != 0:
+        raise ValueError(f"offsets must start at 0, got {offsets[0]}")
+    steps = np.flatnonzero(np.diff(offsets) < 0)
+    if steps.size:
+        raise ValueError(f"offsets must not decrease: offsets[{steps[0] + 1}] = "
+                         f"{offsets[steps[0] + 1]} < offsets[{steps[0]}] = {offsets[steps[0]]}")
+    if offsets[-1] > indices.size:
+        raise ValueError(f"offsets[-1] = {offsets[-1]} is past the {indices.size} indices")
+    return indices, offsets
+
+
+def _raise_bad_indices(indices, rows):
+    bad = np.flatnonzero((indices < 0) | (indices >= rows))
+    raise ValueError(f"indices has {bad.size} ids outside the table's {rows} rows "
+                     f"(first at position {bad[0]}: {indices[bad[0]]})")
 
 
 def greedy_row_ranges(table: np.ndarray, bits: int, n_bins: int = 200, ratio: float = 0.16,

@@ -22,7 +22,7 @@ import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from lpmon.report.day import DayReport, chart, headline, render_html, render_text
+from lpmon.report.day import DayReport, chart, events, headline, render_html, render_text
 from lpmon.report.notify import NO_CONNECTION, Mailer
 from lpmon.store import StateStore
 
@@ -31,22 +31,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "email"
 EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA", "RESOLVED")
 MAIL_POLICY = email.policy.default.clone(max_line_length=998)   # headers are not folded (one-line subjects)
-
-
-def events(report: DayReport) -> list[str]:
-    """What in this day deserves an email."""
-    out = []
-    if report.status in ("DEGRADED", "INSUFFICIENT_DATA"):
-        out.append(report.status)
-    if report.status == "failed":
-        out.append("FAILED")
-    if report.new_plan_version and report.promoted:
-        out.append("PROMOTION")
-    if report.action == "FALLBACK":
-        out.append("FALLBACK")
-    if report.resolved_from:
-        out.append("RESOLVED")
-    return out
 
 
 def subject(report: DayReport, event: str) -> str:

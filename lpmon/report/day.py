@@ -85,7 +85,8 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     segments = store.segment_metrics(model_id, day)
     return DayReport(
         model_id=model_id, day=day, status=summary.status, action=summary.action or "",
-        reasons=([f"serving: {serving}"] if serving else []) + summary.reasons, gate_pct=config.model(model_id).gate_pct,
+        reasons=([f"serving: {serving}"] if serving else []) + summary.reasons,
+        gate_pct=config.model(model_id).gate_pct,
         message=summary.message, active_version=store.plan_in_force_after(model_id, day),
         **links(config, model_id, day), serving_problem=serving,
         resolved_from=judged[-1]["logical_date"] if summary.status == "HEALTHY" and judged
@@ -345,6 +346,22 @@ def run_link_of(config: Config, model_id: str, day: str) -> str:
     return html.unescape(match.group(1)) if match else ""
 
 
+def events(report: DayReport) -> list[str]:
+    """What in this day deserves an email (lpmon.report.alerts sends them; the report file names them)."""
+    out = []
+    if report.status in ("DEGRADED", "INSUFFICIENT_DATA"):
+        out.append(report.status)
+    if report.status == "failed":
+        out.append("FAILED")
+    if report.new_plan_version and report.promoted:
+        out.append("PROMOTION")
+    if report.action == "FALLBACK":
+        out.append("FALLBACK")
+    if report.resolved_from:
+        out.append("RESOLVED")
+    return out
+
+
 def write_file(config: Config, report: DayReport) -> Path:
     """The report as one self-contained HTML file (chart inlined), written atomically:
     <work_dir>/reports/<model>/<day>.html."""
@@ -352,8 +369,6 @@ def write_file(config: Config, report: DayReport) -> Path:
     path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
     path.parent.mkdir(parents=True, exist_ok=True)
     # The umask's mode (or file_mode), like the plans: people other than the worker read reports.
-    from lpmon.report.alerts import events
-
     return write_atomically(path, render_html(report, f"data:image/png;base64,{png}", "+".join(events(report)),
                                               navigation=True).encode("utf-8"),
                             config.file_mode)

@@ -17,8 +17,10 @@ import html
 import math
 from urllib.parse import quote
 
-STATUS_COLOURS = {"HEALTHY": "#2f9e44", "WARN": "#e8a317", "DEGRADED": "#e03131",
-                  "INSUFFICIENT_DATA": "#868e96", "failed": "#5f3dc4"}
+from lpmon.policy import Status
+
+STATUS_COLOURS = {Status.HEALTHY.value: "#2f9e44", Status.WARN.value: "#e8a317", Status.DEGRADED.value: "#e03131",
+                  Status.INSUFFICIENT_DATA.value: "#868e96", Status.FAILED.value: "#5f3dc4"}
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:

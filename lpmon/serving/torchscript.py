@@ -36,6 +36,7 @@ from lpmon.model import Batch, Model
 from lpmon.model.forward import Executor
 from lpmon.quant import QuantPlan
 from lpmon.quant.halfprec import round_weight
+from lpmon.quant.precision import ROWWISE
 from lpmon.quant.rowwise import row_bytes
 
 from . import require_torch
@@ -200,13 +201,13 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
     executor = Executor(model, plan)
     mode = 0 if spec.pooling == "sum" else 1
     tables = []
-    for t, (kind, table) in enumerate(executor.tables):
+    for t, (bits, table) in enumerate(executor.tables):
         precision = executor._precision(f"emb_l.{t}")
-        if kind == "fp32":
+        if bits is None:
             weight = torch.from_numpy(np.ascontiguousarray(table))
             tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), spec.pooling))
         else:
-            tables.append(RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), int(kind),
+            tables.append(RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), bits,
                                      spec.tables[t].dim, mode))
     linears = {}
     names = [name for name, _, _ in spec.linear_layers()]
@@ -315,7 +316,7 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
         precision = layer.precision if layer else "fp32"
         entry = {"kind": "embedding", "precision": precision, "feature": table.name, "rows": table.rows,
                  "dim": table.dim, "scheme": layer.scheme if layer else "none", "pooling": spec.pooling}
-        if precision in ("int8", "int4", "int2"):
+        if precision in ROWWISE:
             bits = int(precision[3:])
             op = {8: "byte", 4: "4bit", 2: "2bit"}[bits]
             entry.update(op=f"quantized::embedding_bag_{op}_rowwise_offsets", row_bytes=row_bytes(bits, table.dim),

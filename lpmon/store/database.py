@@ -24,10 +24,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from . import locks
 from lpmon.store.errors import StoreError
 from lpmon.store.locks import _HELD  # noqa: F401 - tests look at the held locks here
 from lpmon.store.url import StoreUrlError, check_store_url
+
+from . import locks
 
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from .database import Database
 
 _PLAN_COLUMNS = "model_id, version, status, logical_date, plan_json, reason"
 # A day's run with its overall metrics (segment '') and its decision, if any.
@@ -63,7 +67,7 @@ class DaySummary:
 class Queries:
     """Read-only queries over self.db (a lpmon.store.Database)."""
 
-    db = None  # set by StateStore
+    db: Database  # set by StateStore
 
     def _all(self, sql: str, **params) -> list[dict]:
         with self.db.engine.connect() as c:

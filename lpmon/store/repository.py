@@ -4,6 +4,7 @@ is an idempotent upsert; a plan's promotion is one compare-and-swap transaction.
 from __future__ import annotations
 
 import json
+
 import sqlalchemy as sa
 
 from lpmon.metrics import Comparison
@@ -87,7 +88,7 @@ class StateStore(Queries):
         values["n"], values["positives"] = comparison.n, comparison.positives
         self._write(connection, [_upsert("run_metrics", ("model_id", "logical_date", "segment"), values)])
 
-    def plan_days(self, model_id: str, before: str, plan_version: int) -> list[dict]:
+    def plan_days(self, model_id: str, before: str, plan_version: int | None) -> list[dict]:
         """The days before `before` since plan `plan_version` last came into force,
         oldest first: each run's overall metrics (None where it has none) and the
         largest saturated share of any FC layer. Days without a plan (failed,

@@ -1,6 +1,6 @@
 """The torch back end (`backend = "torch"`): a model scored with PyTorch and FBGEMM.
 
-    model = Model.load(snapshot)          # spec.json + weights.npz, or model.pt + inputs.json
+    model = lpmon.model.load_snapshot(snapshot)   # spec.json + weights.npz, or model.pt + inputs.json
     model = dataclasses.replace(model, backend="torch")
     forward_fp32(model, batch)            # runs TorchExecutor instead of the NumPy executor
 
@@ -31,7 +31,6 @@ import numpy as np
 from lpmon.model.batch import Batch
 from lpmon.model.forward import DEFAULT_BATCH_SIZE, ForwardResult, LayerTap, check_batch
 from lpmon.model.spec import SpecError
-from lpmon.quant import QParams, integer_range
 from lpmon.quant.linear import Saturation, quantize_activation
 from lpmon.serving import require_torch
 
@@ -123,8 +122,7 @@ class TorchExecutor:
                 raise TypeError(f"{name}: unexpected module {type(layer).__name__}")
             qp = None
             if isinstance(layer, Int8Linear):
-                a = plan.layer(name).activation
-                qp = QParams(a.scale, a.zero_point, *integer_range(a.bits, a.signed))
+                qp = plan.layer(name).activation.qparams()
             self.fc.append((name, layer, qp))
 
     def forward(self, batch: Batch, *, taps: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,

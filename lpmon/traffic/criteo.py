@@ -9,8 +9,8 @@ sizes (id 0 is kept for a missing category). Streams in chunks.
 from __future__ import annotations
 
 import csv
-import gzip
 import datetime as dt
+import gzip
 import io
 import itertools
 import sys
@@ -28,8 +28,8 @@ N_DENSE, N_SPARSE = 13, 26
 COLUMNS = ["label"] + [f"I{i}" for i in range(1, N_DENSE + 1)] + [f"C{i}" for i in range(1, N_SPARSE + 1)]
 
 
-HEX_ID = r"[0-9a-fA-F]{1,16}"   # a hashed category: up to 64 bits of hex, nothing else
-INTEGER = r"-?[0-9]{1,18}"     # an integer feature (negative values occur; they become 0)
+HEX_ID = r"[0-9a-fA-F]{1,16}"  # a hashed category: up to 64 bits of hex, nothing else
+INTEGER = r"-?[0-9]{1,18}"  # an integer feature (negative values occur; they become 0)
 
 
 def _malformed(values: pd.Series, pattern: str) -> np.ndarray:
@@ -41,8 +41,7 @@ def _hash_ids(values: pd.Series, rows: int, path: str, column: str, first_line: 
     ids = np.zeros(len(values), dtype=np.int64)
     bad = np.flatnonzero(_malformed(values, HEX_ID))
     if bad.size:
-        raise TrafficError(f"{path}:{first_line + bad[0]}: column {column} is not a hex id: "
-                           f"{values.iloc[bad[0]]!r}")
+        raise TrafficError(f"{path}:{first_line + bad[0]}: column {column} is not a hex id: {values.iloc[bad[0]]!r}")
     present = values.notna().to_numpy()
     if present.any():
         parsed = np.array([int(v, 16) for v in values[present]], dtype=np.uint64)
@@ -50,8 +49,16 @@ def _hash_ids(values: pd.Series, rows: int, path: str, column: str, first_line: 
     return ids
 
 
-def import_criteo(tsv: str | Path, store: TrafficStore, day, *, table_rows: int = 100_000,
-                  chunk_rows: int = 500_000, first_request_id: int = 0, progress=sys.stderr) -> int:
+def import_criteo(
+    tsv: str | Path,
+    store: TrafficStore,
+    day,
+    *,
+    table_rows: int = 100_000,
+    chunk_rows: int = 500_000,
+    first_request_id: int = 0,
+    progress=sys.stderr,
+) -> int:
     """Import one TSV file as the day's partition; returns the number of rows."""
     if table_rows < 2:
         raise ValueError(f"table_rows must be at least 2, got {table_rows}")
@@ -75,16 +82,30 @@ def import_criteo(tsv: str | Path, store: TrafficStore, day, *, table_rows: int 
             # Every line has 40 fields, empty ones included: pandas would pad short lines.
             for offset, line in enumerate(lines):
                 if line.count("\t") != len(COLUMNS) - 1:
-                    raise TrafficError(f"{path}:{first_line + offset}: {line.count(chr(9)) + 1} "
-                                       f"tab-separated fields, expected {len(COLUMNS)}")
-            chunk = pd.read_csv(io.StringIO("".join(lines)), sep="\t", header=None, names=COLUMNS,
-                                dtype={c: str for c in COLUMNS}, engine="c", quoting=csv.QUOTE_NONE,
-                                keep_default_na=False, na_values=[""])
+                    raise TrafficError(
+                        f"{path}:{first_line + offset}: {line.count(chr(9)) + 1} "
+                        f"tab-separated fields, expected {len(COLUMNS)}"
+                    )
+            chunk = pd.read_csv(
+                io.StringIO("".join(lines)),
+                sep="\t",
+                header=None,
+                names=COLUMNS,
+                dtype={c: str for c in COLUMNS},
+                engine="c",
+                quoting=csv.QUOTE_NONE,
+                keep_default_na=False,
+                na_values=[""],
+            )
             parts.append(_convert(chunk, path, first_line, table_rows, first_request_id + rows, midnight))
             rows += len(chunk)
             if progress is not None:  # one line per chunk off a terminal, a line redrawn on one
-                print(f"{chr(13) if terminal else ''}import-criteo {Path(path).name}: {rows:,} rows",
-                      end="" if terminal else "\n", file=progress, flush=True)
+                print(
+                    f"{chr(13) if terminal else ''}import-criteo {Path(path).name}: {rows:,} rows",
+                    end="" if terminal else "\n",
+                    file=progress,
+                    flush=True,
+                )
     if terminal:
         print(file=progress)
     if rows == 0:
@@ -111,16 +132,23 @@ def _convert(chunk: pd.DataFrame, path, first_line, table_rows, first_id, midnig
     label = pd.to_numeric(chunk["label"], errors="coerce")
     bad = np.flatnonzero(~label.isin([0, 1]).to_numpy())
     if bad.size:
-        raise TrafficError(f"{path}:{first_line + bad[0]}: column label must be 0 or 1, got "
-                           f"{chunk['label'].iloc[bad[0]]!r} ({bad.size} such rows in this chunk)")
-    data = {"request_id": np.arange(first_id, first_id + n, dtype=np.int64),
-            "ts": pa.array(np.full(n, midnight)), "label": label.to_numpy().astype(np.int8)}
+        raise TrafficError(
+            f"{path}:{first_line + bad[0]}: column label must be 0 or 1, got "
+            f"{chunk['label'].iloc[bad[0]]!r} ({bad.size} such rows in this chunk)"
+        )
+    data = {
+        "request_id": np.arange(first_id, first_id + n, dtype=np.int64),
+        "ts": pa.array(np.full(n, midnight)),
+        "label": label.to_numpy().astype(np.int8),
+    }
     for i in range(N_DENSE):
         column = f"I{i + 1}"
         malformed = np.flatnonzero(_malformed(chunk[column], INTEGER))
         if malformed.size:
-            raise TrafficError(f"{path}:{first_line + malformed[0]}: column {column} is not an integer: "
-                               f"{chunk[column].iloc[malformed[0]]!r}")
+            raise TrafficError(
+                f"{path}:{first_line + malformed[0]}: column {column} is not an integer: "
+                f"{chunk[column].iloc[malformed[0]]!r}"
+            )
         values = pd.to_numeric(chunk[column])
         x = np.maximum(values.fillna(0).to_numpy(dtype=np.float64), 0)
         data[f"dense_{i}"] = np.log1p(x).astype(np.float32)

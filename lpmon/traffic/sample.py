@@ -21,19 +21,18 @@ from lpmon.model.batch import Batch, SparseFeature
 from .schema import EmptyDay, TrafficError, TrafficSchema, sparse_ids
 from .store import TrafficStore, as_day
 
-_GOLDEN, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
-                         np.uint64(0x94D049BB133111EB))
+_GOLDEN, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
 @dataclass(frozen=True)
 class Sample:
     day: str
-    batch: Batch
-    labels: np.ndarray        # uint8
+    batch: Batch | None  # None when the schema has no features (logged predictions only)
+    labels: np.ndarray  # uint8
     request_ids: np.ndarray
-    day_rows: int             # rows in the day's partition (for the model)
+    day_rows: int  # rows in the day's partition (for the model)
     predictions: dict | None = None  # logged probabilities by column (float32), when the schema has them
-    extras: dict = field(default_factory=dict)   # column -> values of the schema's extra columns
+    extras: dict = field(default_factory=dict)  # column -> values of the schema's extra columns
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,20 +50,30 @@ def request_hash(ids: np.ndarray, seed: int) -> np.ndarray:
     return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
 
 
-def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *,
-           stratify: bool = False, batch_size: int = 65_536) -> Sample:
+def sample(
+    store: TrafficStore,
+    day,
+    n: int,
+    seed: int,
+    schema: TrafficSchema,
+    *,
+    stratify: bool = False,
+    batch_size: int = 65_536,
+) -> Sample:
     """A sample of n requests from the day (all of them if the day has fewer)."""
     if n < 1:
         raise ValueError(f"sample size must be positive, got {n}")
     day = as_day(day)
     partition = store.partition(day)
-    kinds = {}
+    kinds: dict[bool, str] = {}  # integer ids? -> the first file that has them
     for path, file_schema in store.schemas(day):  # every file: a partition may mix writers
         schema.check_columns(file_schema, path)
         kinds.setdefault(pa.types.is_integer(file_schema.field("request_id").type), path)
     if len(kinds) > 1:
-        raise TrafficError(f"{kinds[False]}: column request_id holds strings, but {kinds[True]} holds "
-                           "integers: one partition needs one kind of request id")
+        raise TrafficError(
+            f"{kinds[False]}: column request_id holds strings, but {kinds[True]} holds "
+            "integers: one partition needs one kind of request id"
+        )
 
     # Pass 1: hashes (and labels) of every request, into arrays sized from the files'
     # metadata (9 bytes a row, nothing else of the day is held); duplicates are an error.
@@ -100,8 +109,15 @@ def sample(store: TrafficStore, day, n: int, seed: int, schema: TrafficSchema, *
     batch = to_batch(table, schema) if schema.dense or schema.sparse else None
     predictions = {c: table.column(c).to_numpy().astype(np.float32) for c in schema.predictions} or None
     extras = {c: table.column(c).to_numpy(zero_copy_only=False) for c in schema.extra}
-    return Sample(str(day), batch, table.column("label").to_numpy().astype(np.uint8),
-                  table.column("request_id").to_numpy(), day_rows, predictions, extras)
+    return Sample(
+        str(day),
+        batch,
+        table.column("label").to_numpy().astype(np.uint8),
+        table.column("request_id").to_numpy(),
+        day_rows,
+        predictions,
+        extras,
+    )
 
 
 def _concat(batches: list[pa.RecordBatch], partition: str) -> pa.Table:

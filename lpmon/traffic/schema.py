@@ -34,7 +34,7 @@ class EmptyDay(TrafficError):
     """A partition without rows (the pipeline records INSUFFICIENT_DATA)."""
 
 
-MAX_IDS_PER_ROW = 10_000   # default: far above real multi-hot features, far below a hostile row
+MAX_IDS_PER_ROW = 10_000  # default: far above real multi-hot features, far below a hostile row
 TS_TOLERANCE_S = 12 * 3600  # default: late or early events, or a timezone, but not another day
 
 
@@ -45,18 +45,35 @@ class TrafficSchema:
     table_rows: tuple[int, ...]
     max_ids_per_row: int = MAX_IDS_PER_ROW
     ts_tolerance_s: float = TS_TOLERANCE_S
-    predictions: tuple[str, ...] = ()   # logged probabilities (scorer = "logged"): floats in [0, 1]
-    extra: tuple[str, ...] = ()         # further columns carried into the sample as they are (segments)
+    predictions: tuple[str, ...] = ()  # logged probabilities (scorer = "logged"): floats in [0, 1]
+    extra: tuple[str, ...] = ()  # further columns carried into the sample as they are (segments)
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, max_ids_per_row: int = MAX_IDS_PER_ROW,
-                  ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
-        return cls(spec.dense, spec.sparse, tuple(t.rows for t in spec.tables), max_ids_per_row, ts_tolerance_s,
-                   extra=tuple(extra))
+    def for_model(
+        cls,
+        spec: ModelSpec,
+        max_ids_per_row: int = MAX_IDS_PER_ROW,
+        ts_tolerance_s: float = TS_TOLERANCE_S,
+        extra: tuple[str, ...] = (),
+    ) -> "TrafficSchema":
+        return cls(
+            spec.dense,
+            spec.sparse,
+            tuple(t.rows for t in spec.tables),
+            max_ids_per_row,
+            ts_tolerance_s,
+            extra=tuple(extra),
+        )
 
     @classmethod
-    def logged(cls, p_ref: str, p_q: str, max_ids_per_row: int = MAX_IDS_PER_ROW,
-               ts_tolerance_s: float = TS_TOLERANCE_S, extra: tuple[str, ...] = ()) -> "TrafficSchema":
+    def logged(
+        cls,
+        p_ref: str,
+        p_q: str,
+        max_ids_per_row: int = MAX_IDS_PER_ROW,
+        ts_tolerance_s: float = TS_TOLERANCE_S,
+        extra: tuple[str, ...] = (),
+    ) -> "TrafficSchema":
         """Traffic whose serving logged both models' predictions beside the label."""
         return cls((), (), (), max_ids_per_row, ts_tolerance_s, predictions=(p_ref, p_q), extra=tuple(extra))
 
@@ -69,16 +86,24 @@ class TrafficSchema:
         names = set(schema.names)
         missing = [c for c in self.columns if c not in names]
         if missing:
-            raise TrafficError(f"{partition}: missing column {missing[0]}"
-                               + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            raise TrafficError(
+                f"{partition}: missing column {missing[0]}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
         for column in self.extra:
             kind = schema.field(column).type
             if pa.types.is_dictionary(kind):
                 kind = kind.value_type
-            if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-                    or pa.types.is_boolean(kind)):
-                raise TrafficError(f"{partition}: segment column {column} has type {kind}, expected strings "
-                                   "or integers (one value per segment)")
+            if not (
+                pa.types.is_string(kind)
+                or pa.types.is_large_string(kind)
+                or pa.types.is_integer(kind)
+                or pa.types.is_boolean(kind)
+            ):
+                raise TrafficError(
+                    f"{partition}: segment column {column} has type {kind}, expected strings "
+                    "or integers (one value per segment)"
+                )
         rid = schema.field("request_id").type
         if not (pa.types.is_integer(rid) or pa.types.is_string(rid) or pa.types.is_large_string(rid)):
             raise TrafficError(f"{partition}: column request_id has type {rid}, expected int64 or string")
@@ -92,14 +117,14 @@ class TrafficSchema:
         for column in self.predictions:
             kind = schema.field(column).type
             if not pa.types.is_floating(kind):
-                raise TrafficError(f"{partition}: column {column} has type {kind}, expected float "
-                                   "probabilities in [0, 1]")
+                raise TrafficError(
+                    f"{partition}: column {column} has type {kind}, expected float probabilities in [0, 1]"
+                )
         for column in self.sparse:
             kind = schema.field(column).type
             value = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else kind
             if not pa.types.is_integer(value):
-                raise TrafficError(f"{partition}: column {column} has type {kind}, expected "
-                                   "list<int64> or int64 ids")
+                raise TrafficError(f"{partition}: column {column} has type {kind}, expected list<int64> or int64 ids")
         if "ts" in names and not pa.types.is_timestamp(schema.field("ts").type):
             raise TrafficError(f"{partition}: column ts has type {schema.field('ts').type}, expected timestamp")
 
@@ -109,8 +134,9 @@ class TrafficSchema:
         n = batch.num_rows
         for column in batch.schema.names:
             if column in self.columns and batch.column(column).null_count:
-                raise TrafficError(f"{partition}: column {column} has "
-                                   f"{batch.column(column).null_count} null values of {n} rows")
+                raise TrafficError(
+                    f"{partition}: column {column} has {batch.column(column).null_count} null values of {n} rows"
+                )
         self.labels(batch, partition)
         for column in self.dense:
             values = batch.column(column).to_numpy(zero_copy_only=False)
@@ -124,8 +150,9 @@ class TrafficSchema:
                 raise TrafficError(f"{partition}: column {column} has {bad} rows with NaN (of {n})")
             bad = np.count_nonzero((values < 0) | (values > 1))
             if bad:
-                raise TrafficError(f"{partition}: column {column} has {bad} rows outside [0, 1] (of {n}): "
-                                   "not probabilities")
+                raise TrafficError(
+                    f"{partition}: column {column} has {bad} rows outside [0, 1] (of {n}): not probabilities"
+                )
         for column in self.sparse:
             self._check_lengths(batch.column(column), column, partition, n)
         if day is not None and "ts" in batch.schema.names:
@@ -135,8 +162,9 @@ class TrafficSchema:
             outside = (ids < 0) | (ids >= rows)
             if outside.any():
                 bad_rows = np.unique(owner[outside]).size
-                raise TrafficError(f"{partition}: column {column} has {bad_rows} rows with ids "
-                                   f"outside [0, {rows}) (of {n})")
+                raise TrafficError(
+                    f"{partition}: column {column} has {bad_rows} rows with ids outside [0, {rows}) (of {n})"
+                )
 
     def _check_lengths(self, values: pa.Array, column: str, partition: str, n: int) -> None:
         if not (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)):
@@ -144,32 +172,37 @@ class TrafficSchema:
         lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
         over = int(np.count_nonzero(lengths > self.max_ids_per_row))
         if over:
-            raise TrafficError(f"{partition}: column {column} has {over} rows with more than "
-                               f"{self.max_ids_per_row:,} ids (the longest {int(lengths.max()):,}; "
-                               f"setting max_ids_per_row) (of {n})")
+            raise TrafficError(
+                f"{partition}: column {column} has {over} rows with more than "
+                f"{self.max_ids_per_row:,} ids (the longest {int(lengths.max()):,}; "
+                f"setting max_ids_per_row) (of {n})"
+            )
 
     def _check_ts(self, values: pa.Array, day: dt.date, partition: str, n: int) -> None:
         if values.null_count:
             raise TrafficError(f"{partition}: column ts has {values.null_count} null values of {n} rows")
-        seconds = values.cast(pa.timestamp("us", tz=values.type.tz)).cast(pa.int64()).to_numpy(
-            zero_copy_only=False) / 1e6
+        seconds = (
+            values.cast(pa.timestamp("us", tz=values.type.tz)).cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+        )
         start = dt.datetime.combine(day, dt.time(), dt.timezone.utc).timestamp() - self.ts_tolerance_s
         end = start + 86_400 + 2 * self.ts_tolerance_s
         outside = int(np.count_nonzero((seconds < start) | (seconds >= end)))
         if outside:
-            first = dt.datetime.fromtimestamp(float(seconds[(seconds < start) | (seconds >= end)][0]),
-                                              dt.timezone.utc)
-            raise TrafficError(f"{partition}: column ts has {outside} rows outside {day} (give or take "
-                               f"{self.ts_tolerance_s / 3600:g} h; setting ts_tolerance_hours), e.g. "
-                               f"{first:%Y-%m-%d %H:%M:%S} UTC (of {n}): is the partition mislabelled?")
+            first = dt.datetime.fromtimestamp(float(seconds[(seconds < start) | (seconds >= end)][0]), dt.timezone.utc)
+            raise TrafficError(
+                f"{partition}: column ts has {outside} rows outside {day} (give or take "
+                f"{self.ts_tolerance_s / 3600:g} h; setting ts_tolerance_hours), e.g. "
+                f"{first:%Y-%m-%d %H:%M:%S} UTC (of {n}): is the partition mislabelled?"
+            )
 
     @staticmethod
     def labels(batch: pa.RecordBatch, partition: str) -> np.ndarray:
         """The batch's labels as int8, every one checked to be 0 or 1."""
         column = batch.column("label")
         if column.null_count:
-            raise TrafficError(f"{partition}: column label has {column.null_count} null values of "
-                               f"{batch.num_rows} rows")
+            raise TrafficError(
+                f"{partition}: column label has {column.null_count} null values of {batch.num_rows} rows"
+            )
         label = column.to_numpy(zero_copy_only=False)
         bad = np.count_nonzero((label != 0) & (label != 1))
         if bad:

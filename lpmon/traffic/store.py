@@ -60,11 +60,13 @@ class TrafficStore:
         if info.type != pafs.FileType.Directory:
             raise MissingDay(f"{partition}: no traffic for {as_day(day)}")
         selector = pafs.FileSelector(partition, recursive=True)
-        return sorted(i.path for i in self.filesystem.get_file_info(selector)
-                      if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        return sorted(
+            i.path
+            for i in self.filesystem.get_file_info(selector)
+            if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+        )
 
-    def write_day(self, day, table: pa.Table, rows_per_file: int = 1_000_000,
-                  row_group_rows: int = 65_536) -> str:
+    def write_day(self, day, table: pa.Table, rows_per_file: int = 1_000_000, row_group_rows: int = 65_536) -> str:
         """Write (or replace) a day's partition: files land in a temporary
         directory that is then moved into place, so readers never see half a day.
         Small row groups keep the memory of a streamed read small."""
@@ -72,8 +74,12 @@ class TrafficStore:
         staging = f"{self.root}/.staging-{uuid.uuid4().hex}"
         self.filesystem.create_dir(staging, recursive=True)
         for index, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
-            pq.write_table(table.slice(start, rows_per_file), f"{staging}/part-{index:05d}.parquet",
-                           filesystem=self.filesystem, row_group_size=row_group_rows)
+            pq.write_table(
+                table.slice(start, rows_per_file),
+                f"{staging}/part-{index:05d}.parquet",
+                filesystem=self.filesystem,
+                row_group_size=row_group_rows,
+            )
         if self.filesystem.get_file_info(partition).type != pafs.FileType.NotFound:
             self.filesystem.delete_dir(partition)
         self.filesystem.move(staging, partition)

@@ -9,10 +9,22 @@ All are pure functions of stored per-day figures (lpmon.store's evidence
 queries), so a rerun of a day sees the same history and reaches the same verdict.
 """
 
-from .pooling import DayEvidence, Pooled, pool, sufficiency, trailing_window
-from .sequential import Sequential, SequentialGate, cusum
-from .segments import SegmentFinding, judge_segments
 from .labelfree import LabelFreeJump, label_free_jumps
+from .pooling import DayEvidence, Pooled, pool, sufficiency, trailing_window
+from .segments import SegmentFinding, judge_segments
+from .sequential import Sequential, SequentialGate, cusum
 
-__all__ = ["DayEvidence", "LabelFreeJump", "Pooled", "SegmentFinding", "Sequential", "SequentialGate", "cusum",
-           "judge_segments", "label_free_jumps", "pool", "sufficiency", "trailing_window"]
+__all__ = [
+    "DayEvidence",
+    "LabelFreeJump",
+    "Pooled",
+    "SegmentFinding",
+    "Sequential",
+    "SequentialGate",
+    "cusum",
+    "judge_segments",
+    "label_free_jumps",
+    "pool",
+    "sufficiency",
+    "trailing_window",
+]

@@ -27,8 +27,10 @@ class LabelFreeJump:
     days: int
 
     def describe(self) -> str:
-        return (f"label-free: {self.signal} {self.value:.4g} is {self.value / self.baseline:.1f}x its median "
-                f"{self.baseline:.4g} over the plan's first {self.days} days")
+        return (
+            f"label-free: {self.signal} {self.value:.4g} is {self.value / self.baseline:.1f}x its median "
+            f"{self.baseline:.4g} over the plan's first {self.days} days"
+        )
 
 
 def floors(gate_pct: float) -> dict[str, float]:
@@ -36,13 +38,14 @@ def floors(gate_pct: float) -> dict[str, float]:
     return {"KL gap %": 0.5 * gate_pct, "mean |p_fp32 - p_q|": 1e-4, "saturation": 0.01}
 
 
-def label_free_jumps(today: dict[str, float | None], history: list[dict[str, float | None]],
-                     gate_pct: float) -> list[LabelFreeJump]:
+def label_free_jumps(
+    today: dict[str, float | None], history: list[dict[str, float | None]], gate_pct: float
+) -> list[LabelFreeJump]:
     """Today's signals (name -> value) against the plan's history (oldest first)."""
     jumps = []
     for signal, floor in floors(gate_pct).items():
         value = today.get(signal)
-        past = [h[signal] for h in history[:BASELINE_DAYS] if h.get(signal) is not None]
+        past = [v for h in history[:BASELINE_DAYS] if (v := h.get(signal)) is not None]
         if value is None or len(past) < MIN_BASELINE_DAYS:
             continue
         baseline = statistics.median(past)

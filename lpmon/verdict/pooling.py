@@ -32,13 +32,13 @@ class DayEvidence:
     positives: int
     dne_pct: float | None
     se_pct: float | None
-    loss_sum: float          # sum of the reference's log losses over the day's examples
+    loss_sum: float  # sum of the reference's log losses over the day's examples
 
     @classmethod
     def from_metrics(cls, day: str, row: dict, level: float) -> "DayEvidence":
         """From a run_metrics row (or a Comparison's dict): NULL/NaN NE fields give None."""
         n, positives = int(row["n"]), int(row["positives"])
-        dne, lo, hi, ne_ref = (row.get(k) for k in ("dne_pct", "dne_pct_lo", "dne_pct_hi", "ne_ref"))
+        dne, lo, hi, ne_ref = (row.get(k, math.nan) for k in ("dne_pct", "dne_pct_lo", "dne_pct_hi", "ne_ref"))
         if any(v is None or v != v for v in (dne, lo, hi, ne_ref)) or n == 0:
             return cls(day, n, positives, None, None, 0.0)
         loss = float(ne_ref) * binary_entropy(positives / n) * n
@@ -64,26 +64,35 @@ class Pooled:
     def defined(self) -> bool:
         return self.dne_pct is not None and self.se_pct is not None
 
+    def _estimate(self) -> tuple[float, float]:
+        """(dne_pct, se_pct), which the interval's figures need: only when defined."""
+        if self.dne_pct is None or self.se_pct is None:
+            raise ValueError(f"no defined dNE over {self.span()}: the evidence has no interval")
+        return self.dne_pct, self.se_pct
+
     @property
     def lo(self) -> float:
-        return self.dne_pct - z_of(self.level) * self.se_pct
+        dne, se = self._estimate()
+        return dne - z_of(self.level) * se
 
     @property
     def hi(self) -> float:
-        return self.dne_pct + z_of(self.level) * self.se_pct
+        dne, se = self._estimate()
+        return dne + z_of(self.level) * se
 
     @property
     def halfwidth(self) -> float:
-        return z_of(self.level) * self.se_pct
+        return z_of(self.level) * self._estimate()[1]
 
     def z_over(self, gate_pct: float) -> float:
         """How many standard errors the estimate is above the gate."""
-        if self.se_pct == 0:
-            return math.inf if self.dne_pct > gate_pct else -math.inf
-        return (self.dne_pct - gate_pct) / self.se_pct
+        dne, se = self._estimate()
+        if se == 0:
+            return math.inf if dne > gate_pct else -math.inf
+        return (dne - gate_pct) / se
 
     def span(self) -> str:
-        """"2026-11-02" or "7 days (2026-10-27..2026-11-02), 18,412 examples"."""
+        """ "2026-11-02" or "7 days (2026-10-27..2026-11-02), 18,412 examples"."""
         if len(self.days) == 1:
             return f"{self.days[0]}, {self.n:,} examples"
         return f"{len(self.days)} days ({self.days[0]}..{self.days[-1]}), {self.n:,} examples"
@@ -94,17 +103,23 @@ def pool(days: list[DayEvidence], level: float) -> Pooled:
     their counts but no estimate)."""
     names = tuple(d.day for d in days)
     n, positives = sum(d.n for d in days), sum(d.positives for d in days)
-    defined = [d for d in days if d.defined]
-    total = sum(d.loss_sum for d in defined)
+    # (loss sum, dNE, SE) of the days that are defined (DayEvidence.defined)
+    defined = [
+        (d.loss_sum, d.dne_pct, d.se_pct)
+        for d in days
+        if d.dne_pct is not None and d.se_pct is not None and d.loss_sum > 0
+    ]
+    total = sum(loss for loss, _, _ in defined)
     if not defined or total <= 0:
         return Pooled(names, n, positives, None, None, level)
-    dne = sum(d.loss_sum * d.dne_pct for d in defined) / total
-    se = math.sqrt(sum((d.loss_sum / total) ** 2 * d.se_pct ** 2 for d in defined))
+    dne = sum(loss * d for loss, d, _ in defined) / total
+    se = math.sqrt(sum((loss / total) ** 2 * s**2 for loss, _, s in defined))
     return Pooled(names, n, positives, dne, se, level)
 
 
-def sufficiency(evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int,
-                max_halfwidth_gates: float) -> list[str]:
+def sufficiency(
+    evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int, max_halfwidth_gates: float
+) -> list[str]:
     """Why the evidence cannot carry a verdict ([] when it can). It can when it has
     min_examples and min_positives, and its interval either decides (wholly above or
     below the gate) or is no wider than +-max_halfwidth_gates gates: power to tell a
@@ -121,13 +136,16 @@ def sufficiency(evidence: Pooled, gate_pct: float, min_examples: int, min_positi
     decides = evidence.lo > gate_pct or evidence.hi < gate_pct
     limit = max_halfwidth_gates * gate_pct
     if not decides and evidence.halfwidth > limit:
-        short.append(f"the interval +-{evidence.halfwidth:.4f} % straddles the {gate_pct} % gate and is wider "
-                     f"than the +-{limit:.4f} % a verdict needs")
+        short.append(
+            f"the interval +-{evidence.halfwidth:.4f} % straddles the {gate_pct} % gate and is wider "
+            f"than the +-{limit:.4f} % a verdict needs"
+        )
     return short
 
 
-def examples_missing(evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int,
-                     max_halfwidth_gates: float) -> int:
+def examples_missing(
+    evidence: Pooled, gate_pct: float, min_examples: int, min_positives: int, max_halfwidth_gates: float
+) -> int:
     """Roughly how many more labelled examples would make the evidence sufficient
     (the interval shrinks as 1/sqrt(n); positives at the evidence's rate)."""
     need = max(min_examples - evidence.n, 0)

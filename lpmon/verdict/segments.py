@@ -26,16 +26,18 @@ class SegmentFinding:
     lo: float
     hi: float
     p_value: float
-    degraded: bool            # BH-rejected at the DEGRADED level
+    degraded: bool  # BH-rejected at the DEGRADED level
 
     @property
     def name(self) -> str:
         return f"{self.column}={self.value}"
 
     def describe(self, gate_pct: float, tested: int) -> str:
-        return (f"segment {self.name}: dNE {self.dne_pct:.4f} % [{self.lo:.4f}, {self.hi:.4f}] over "
-                f"{self.n:,} examples, above the {gate_pct} % gate (p = {self.p_value:.2g}, "
-                f"Benjamini-Hochberg across {tested} segments)")
+        return (
+            f"segment {self.name}: dNE {self.dne_pct:.4f} % [{self.lo:.4f}, {self.hi:.4f}] over "
+            f"{self.n:,} examples, above the {gate_pct} % gate (p = {self.p_value:.2g}, "
+            f"Benjamini-Hochberg across {tested} segments)"
+        )
 
 
 def bh_rejections(p_values: list[float], q: float) -> set[int]:
@@ -49,19 +51,35 @@ def bh_rejections(p_values: list[float], q: float) -> set[int]:
     return set(order[:cutoff])
 
 
-def judge_segments(segments: dict[tuple[str, str], DayEvidence], gate_pct: float, min_examples: int,
-                   min_positives: int, *, warn_q: float, degraded_q: float,
-                   level: float) -> tuple[list[SegmentFinding], int]:
+def judge_segments(
+    segments: dict[tuple[str, str], DayEvidence],
+    gate_pct: float,
+    min_examples: int,
+    min_positives: int,
+    *,
+    warn_q: float,
+    degraded_q: float,
+    level: float,
+) -> tuple[list[SegmentFinding], int]:
     """The segments over the gate at the WARN level (some of them also DEGRADED),
     worst first, and how many segments were tested."""
     tested = []
     for (column, value), day in sorted(segments.items()):
         e = pool([day], level)
-        if e.defined and e.n >= min_examples and e.positives >= min_positives and e.se_pct > 0:
+        if (
+            e.dne_pct is not None
+            and e.se_pct is not None
+            and e.n >= min_examples
+            and e.positives >= min_positives
+            and e.se_pct > 0
+        ):
             p = 1.0 - NormalDist().cdf(e.z_over(gate_pct))
-            tested.append((column, value, e, p))
-    p_values = [t[3] for t in tested]
+            tested.append((column, value, e, e.dne_pct, p))
+    p_values = [t[4] for t in tested]
     warned, degraded = bh_rejections(p_values, warn_q), bh_rejections(p_values, degraded_q)
-    findings = [SegmentFinding(c, v, e.n, e.dne_pct, e.lo, e.hi, p, i in degraded)
-                for i, (c, v, e, p) in enumerate(tested) if i in warned]
+    findings = [
+        SegmentFinding(c, v, e.n, dne, e.lo, e.hi, p, i in degraded)
+        for i, (c, v, e, dne, p) in enumerate(tested)
+        if i in warned
+    ]
     return sorted(findings, key=lambda f: f.p_value), len(tested)

@@ -29,6 +29,7 @@ K = 0.5
 
 def threshold_for(run_length: float, k: float = K) -> float:
     """h giving an in-control average run length `run_length` (Siegmund), by bisection."""
+
     def arl(h: float) -> float:
         b = h + 1.166
         return (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
@@ -62,20 +63,23 @@ class SequentialGate:
 
 @dataclass(frozen=True)
 class Sequential:
-    statistic: float          # S after the last closed block
-    blocks: int               # closed blocks since the plan came into force
-    days: int                 # days whose evidence is in the closed blocks
-    closed_today: bool        # whether today's day closed a block
-    alarm: bool               # S > h, on a day that closed a block
+    statistic: float  # S after the last closed block
+    blocks: int  # closed blocks since the plan came into force
+    days: int  # days whose evidence is in the closed blocks
+    closed_today: bool  # whether today's day closed a block
+    alarm: bool  # S > h, on a day that closed a block
     h: float
 
     def describe(self, gate_pct: float) -> str:
-        return (f"sequential: CUSUM {self.statistic:.2f} (alarm above {self.h:.2f}) over {self.blocks} block(s), "
-                f"{self.days} day(s) under this plan, of the excess over the {gate_pct} % gate")
+        return (
+            f"sequential: CUSUM {self.statistic:.2f} (alarm above {self.h:.2f}) over {self.blocks} block(s), "
+            f"{self.days} day(s) under this plan, of the excess over the {gate_pct} % gate"
+        )
 
 
-def cusum(days: list[DayEvidence], gate_pct: float, min_examples: int, min_positives: int,
-          gate: SequentialGate, level: float) -> Sequential:
+def cusum(
+    days: list[DayEvidence], gate_pct: float, min_examples: int, min_positives: int, gate: SequentialGate, level: float
+) -> Sequential:
     """The CUSUM over `days` (the plan's days in order, today last)."""
     h, s, blocks, counted, block = gate.h, 0.0, 0, 0, []
     closed_today = False
