@@ -15,12 +15,13 @@ Airflow's own auth manager. Model ids must be ones the config lists; the HTML
 
 from __future__ import annotations
 
-import json
+import threading
+from contextlib import asynccontextmanager, contextmanager
 
 from lpmon.config import Config, confined, load
 from lpmon.report.notify import NO_CONNECTION
-from lpmon.store.reports import run_report
 from lpmon.report.page import index_page, model_page
+from lpmon.store.reports import run_report
 
 HISTORY_DAYS = 60
 
@@ -35,16 +36,13 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
     """Everything the page shows for one model, from the state store."""
     settings = config.model(model_id)
     history = run_report(store.db, "dne_history", model_id=model_id)[-HISTORY_DAYS:]
-    decisions = store.rows("decisions", model_id)
     active = store.active_plan(model_id)
     layers = []
     if active is not None:
         from lpmon.quant import QuantPlan
 
         plan = QuantPlan.from_json(active.plan_json)
-        last = {}
-        for row in store.rows("layer_metrics", model_id):
-            last[row["layer"]] = row
+        last = store.latest_layer_metrics(model_id)
         for layer in plan.layers:
             metrics = last.get(layer.name, {})
             saturation = None
@@ -56,8 +54,8 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
                            "sqnr_db": metrics.get("sqnr_db"), "saturation": saturation})
     links = run_links([row["logical_date"] for row in history]) if run_links else {}
     last_day = history[-1]["logical_date"] if history else None
-    last_decision = next((d for d in reversed(decisions) if d["logical_date"] == last_day), None)
-    alerts = sorted(store.rows("alerts", model_id), key=lambda a: a["logical_date"])
+    last_summary = store.day_summary(model_id, last_day) if last_day else None
+    alerts = store.alerts(model_id)
     last_error = alerts[-1]["error"] if alerts else ""
     return {
         "model": model_id, "gate_pct": settings.gate_pct,
@@ -65,9 +63,9 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
                      "dne_pct": r["dne_pct"], "dne_pct_lo": r["dne_pct_lo"], "dne_pct_hi": r["dne_pct_hi"],
                      "plan_version": r["plan_version"], "new_plan_version": r["new_plan_version"],
                      "airflow_run": links.get(r["logical_date"])} for r in history],
-        "decisions": [{"day": d["logical_date"], "action": d["action"], "reasons": json.loads(d["reasons_json"]),
+        "decisions": [{"day": d["logical_date"], "action": d["action"], "reasons": d["reasons"],
                        "new_plan_version": d["new_plan_version"]}
-                      for d in decisions if d["action"] != "RECORD" or d["new_plan_version"]][-20:],
+                      for d in store.decisions(model_id, acted_only=True, last=20)],
         "active_plan": {"version": active.version, "since": active.logical_date, "layers": layers}
         if active else None,
         "alerts": [{"day": a["logical_date"], "event": a["event"], "status": a["status"],
@@ -77,7 +75,7 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
         "serving_problem": serving_problem(store, model_id),
         "pinned": sorted(store.pins(model_id)),
         "last_day": {"day": last_day, "status": history[-1]["status"],
-                     "reasons": json.loads(last_decision["reasons_json"]) if last_decision else [],
+                     "reasons": last_summary.reasons if last_summary else [],
                      "segments": [{"segment": r["segment"], "n": r["n"], "dne_pct": r["dne_pct"],
                                    "dne_pct_lo": r["dne_pct_lo"], "dne_pct_hi": r["dne_pct_hi"]}
                                   for r in store.segment_metrics(model_id, last_day)]}
@@ -85,31 +83,88 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
     }
 
 
+class _Stores:
+    """The app's one state store: opened (and checked) at the first request that needs
+    it, reopened when the configured store changes or after a request failed on it
+    (a store replaced or upgraded underneath), disposed at shutdown (the app's
+    lifespan; mounted in Airflow's api-server, which runs no lifespan of a plugin's
+    app, the one pool lives as long as the process). An engine per request would
+    leave a pool of connections behind each one."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._store = None
+        self.opened = 0  # how many times a store was opened (for tests)
+
+    @contextmanager
+    def use(self, config: Config):
+        from lpmon.pipeline import open_store
+
+        with self._lock:
+            if self._store is not None and self._store.db.url != config.store:
+                self.close()
+            if self._store is None:
+                self._store = open_store(config)
+                self.opened += 1
+            store = self._store
+        try:
+            yield store
+        except Exception:
+            with self._lock:
+                if self._store is store:
+                    self.close()
+            raise
+
+    def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.db.engine.dispose()
+
+    @property
+    def open(self) -> bool:
+        return self._store is not None
+
+
 def create_app(config_loader=load, run_links=None):
     """The FastAPI app. Every route depends on Airflow's get_user (401/403 without a valid token)."""
+    from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse
 
-    from airflow.api_fastapi.core_api.security import get_user
+    stores = _Stores()
 
-    app = FastAPI(title="lpmon", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None)
+    @asynccontextmanager
+    async def lifespan(_app):
+        try:
+            yield
+        finally:
+            with stores._lock:
+                stores.close()
 
-    def context(model_id: str | None = None):
-        from lpmon.pipeline import open_store
+    app = FastAPI(title="lpmon", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None,
+                  lifespan=lifespan)
+    app.state.stores = stores
 
+    def settings(model_id: str | None = None) -> Config:
         config = config_loader()
         if model_id is not None and model_id not in config.models:
             raise HTTPException(status_code=404, detail="no such model")
-        return config, open_store(config)
+        return config
 
     def summaries() -> list[dict]:
-        config, store = context()
+        config = settings()
         out = []
-        for model_id in sorted(config.models):
-            last = (run_report(store.db, "dne_history", model_id=model_id) or [{}])[-1]
-            out.append({"model": model_id, "day": last.get("logical_date"), "status": last.get("status"),
-                        "dne_pct": last.get("dne_pct")})
+        with stores.use(config) as store:
+            for model_id in sorted(config.models):
+                last = store.latest_day(model_id)
+                out.append({"model": model_id, "day": last.day if last else None,
+                            "status": last.status if last else None, "dne_pct": last.dne_pct if last else None})
         return out
+
+    def data(model_id: str) -> dict:
+        config = settings(model_id)
+        with stores.use(config) as store:
+            return model_data(config, store, model_id, run_links)
 
     @app.get("/api/models")
     def api_models() -> list[dict]:
@@ -117,8 +172,7 @@ def create_app(config_loader=load, run_links=None):
 
     @app.get("/api/models/{model_id}")
     def api_model(model_id: str) -> dict:
-        config, store = context(model_id)
-        return model_data(config, store, model_id, run_links)
+        return data(model_id)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -126,16 +180,14 @@ def create_app(config_loader=load, run_links=None):
 
     @app.get("/models/{model_id}", response_class=HTMLResponse)
     def page(model_id: str) -> str:
-        config, store = context(model_id)
-        return model_page(model_data(config, store, model_id, run_links))
+        return model_page(data(model_id))
 
     @app.get("/models/{model_id}/reports/{day}.html", response_class=HTMLResponse)
     def day_report(model_id: str, day: str) -> str:
         """The day's report file (the link in alert mails; its previous/next links are relative)."""
         import datetime as dt
 
-        config, store = context(model_id)
-        store.db.engine.dispose()
+        config = settings(model_id)
         try:
             day = dt.date.fromisoformat(day).isoformat()
             return confined(config.work_dir, "reports", model_id, f"{day}.html").read_text(encoding="utf-8")

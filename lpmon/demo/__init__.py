@@ -130,16 +130,13 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
 
 
 def _row(store, model_id: str, day: str, dag_state: str, seconds: float) -> str:
-    run = next((r for r in store.rows("runs", model_id) if r["logical_date"] == day), None)
-    if run is None:
+    summary = store.day_summary(model_id, day)
+    if summary is None:
         return f"{day:<11} {model_id:<14} {'-':>8} {'':>20}  {'(no run)':<18} {'-':<11} -     {dag_state}"
-    metrics = next((r for r in store.rows("run_metrics", model_id) if r["logical_date"] == day and r["segment"] == ""),
-                   {})
-    decision = next((r for r in store.rows("decisions", model_id) if r["logical_date"] == day), {})
-    dne = "-" if metrics.get("dne_pct") is None else f"{metrics['dne_pct']:.4f}"
-    interval = "" if metrics.get("dne_pct") is None else f"[{metrics['dne_pct_lo']:.3f}, {metrics['dne_pct_hi']:.3f}]"
-    plan = f"v{run['plan_version']}" if run["plan_version"] else "-"
-    if decision.get("new_plan_version") and decision["new_plan_version"] != run["plan_version"]:
-        plan += f"->v{decision['new_plan_version']}"  # (an onboarding day is judged under the plan it made)
-    return (f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {run['status']:<18} "
-            f"{decision.get('action', '-'):<11} {plan:<5} {dag_state} ({seconds:.0f} s)")
+    dne = "-" if summary.dne_pct is None else f"{summary.dne_pct:.4f}"
+    interval = "" if summary.dne_pct is None else f"[{summary.dne_pct_lo:.3f}, {summary.dne_pct_hi:.3f}]"
+    plan = f"v{summary.plan_version}" if summary.plan_version else "-"
+    if summary.new_plan_version and summary.new_plan_version != summary.plan_version:
+        plan += f"->v{summary.new_plan_version}"  # (an onboarding day is judged under the plan it made)
+    return (f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {summary.status:<18} "
+            f"{summary.action or '-':<11} {plan:<5} {dag_state} ({seconds:.0f} s)")

@@ -221,9 +221,9 @@ class PlanLifecycle:
     def store_candidate(self, candidate: QuantPlan, day: str, origin: Origin) -> int:
         """Store a candidate that is not promoted now (a user's import); an identical
         stored plan is reused."""
-        for record in self.store.rows("plans", self.model_id):
-            if same_quantization(QuantPlan.from_json(record["plan_json"]), candidate):
-                return int(record["version"])
+        for record in self.store.plans(self.model_id):
+            if same_quantization(QuantPlan.from_json(record.plan_json), candidate):
+                return int(record.version)
         return self.store.add_candidate(self.model_id, day, origin.value, lambda v: _numbered(candidate, v).to_json())
 
     def propose(self, candidate: QuantPlan, day: str, origin: Origin, verdict: Verdict | None, *,
@@ -234,9 +234,8 @@ class PlanLifecycle:
         stored: the version of an already stored candidate (a user's import) to promote."""
         ok = forced or (verdict is not None and verdict.passed)
         reason = "forced by the user (not validated)" if forced else (verdict.reason if verdict else "not validated")
-        rerun = next((r for r in self.store.plans_of_day(self.model_id, day)
-                      if r.reason == origin.value and same_quantization(QuantPlan.from_json(r.plan_json), candidate)),
-                     None)
+        rerun = next((r for r in self.store.plans_of_day(self.model_id, day, origin=origin.value)
+                      if same_quantization(QuantPlan.from_json(r.plan_json), candidate)), None)
         active = self.store.active_plan(self.model_id)
         current = active.version if active else None
         if rerun is not None and ok:

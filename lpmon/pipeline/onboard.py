@@ -12,7 +12,7 @@ from lpmon.model import Batch, Model
 from lpmon.pipeline import export
 from lpmon.pipeline.lifecycle import (Origin, Outcome, group_units)
 from lpmon.pipeline.assembly import Ranges, assemble, units
-from lpmon.quant import Provenance, QuantPlan
+from lpmon.quant import Provenance
 from lpmon.store import StateStore
 from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, load_model, plan_lifecycle
 from lpmon.pipeline.fallback import resumable_search
@@ -95,9 +95,7 @@ def onboard_snapshot(config: Config, model_id: str, day) -> int | None:
     with day_lock(config, model_id, day):
         day, settings, store = begin(config, model_id, day)
         snapshot_id = snapshot_digest(settings.snapshot)
-        done = [r for r in store.rows("plans", model_id) if r["reason"] == Origin.ONBOARD.value
-                and f"onboarding {snapshot_id}" in QuantPlan.from_json(r["plan_json"]).provenance.notes]
-        if not done:
+        if not store.onboarded_snapshot(model_id, snapshot_id):
             store.register_snapshot(model_id, snapshot_id, settings.snapshot)
             model = load_model(settings)
             sample = draw(settings, model, day)

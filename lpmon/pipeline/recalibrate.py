@@ -28,7 +28,7 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
     day, settings, store = begin(config, model_id, day)
     out = {"model": model_id, "day": day, "promoted": False, "new_plan_version": None}
     lifecycle = plan_lifecycle(config, store, model_id)
-    earlier = [r for r in store.plans_of_day(model_id, day) if r.reason == Origin.PROACTIVE.value]
+    earlier = store.plans_of_day(model_id, day, origin=Origin.PROACTIVE.value)
     if earlier:
         export.publish(config, store, model_id)  # a retry after a failed export writes the file
         return dict(out, promoted=earlier[0].status != "candidate", new_plan_version=earlier[0].version,

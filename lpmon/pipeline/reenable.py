@@ -17,7 +17,7 @@ def healthy_streak(store, model_id, day, version) -> int:
     """HEALTHY days in a row just before `day` under plan `version`: the streak
     starts when the plan came into force. Reruns see the same history."""
     streak = 0
-    for run in reversed([r for r in store.rows("runs", model_id) if r["logical_date"] < day]):
+    for run in reversed(store.runs_before(model_id, day)):
         if run["status"] != Status.HEALTHY.value or run["plan_version"] != version:
             break
         streak += 1

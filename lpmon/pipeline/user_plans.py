@@ -57,11 +57,11 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
     _, settings, store = begin(config, model_id, dt.date.today())
     lifecycle = plan_lifecycle(config, store, model_id)
     candidate = lifecycle.plan(version)
-    runs = store.rows("runs", model_id)
     if day is None and not force:
-        if not runs:
+        last = store.latest_day(model_id)
+        if last is None:
             raise ValueError(f"{model_id} has no runs yet: say which day's traffic validates the plan (--date)")
-        day = runs[-1]["logical_date"]
+        day = last.day
     day = str(dt.date.fromisoformat(str(day or dt.date.today())))
     with day_lock(config, model_id, day), store.db.day_lock(model_id, PLAN_LOCK):
         active = lifecycle.active()
@@ -70,7 +70,8 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
             model = load_snapshot(settings.snapshot)
             sample = draw(settings, model, day)
             _, evaluation, labels = halves(sample.batch, sample.labels)
-            over = any(r["logical_date"] == day and r["status"] == Status.DEGRADED.value for r in runs)
+            run = store.run(model_id, day)
+            over = run is not None and run["status"] == Status.DEGRADED.value
             verdict = validate(candidate, held_out(settings, model, day, evaluation, labels), settings.gate_pct,
                                active=active, active_over_gate=over)
         record = store.active_plan(model_id)

@@ -22,7 +22,7 @@ import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from lpmon.report.day import DayReport, chart, headline, render_html, render_text
+from lpmon.report.day import DayReport, chart, events, headline, render_html, render_text
 from lpmon.report.notify import NO_CONNECTION, Mailer
 from lpmon.store import StateStore
 
@@ -31,22 +31,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "email"
 EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA", "RESOLVED")
 MAIL_POLICY = email.policy.default.clone(max_line_length=998)   # headers are not folded (one-line subjects)
-
-
-def events(report: DayReport) -> list[str]:
-    """What in this day deserves an email."""
-    out = []
-    if report.status in ("DEGRADED", "INSUFFICIENT_DATA"):
-        out.append(report.status)
-    if report.status == "failed":
-        out.append("FAILED")
-    if report.new_plan_version and report.promoted:
-        out.append("PROMOTION")
-    if report.action == "FALLBACK":
-        out.append("FALLBACK")
-    if report.resolved_from:
-        out.append("RESOLVED")
-    return out
 
 
 def subject(report: DayReport, event: str) -> str:
@@ -88,8 +72,7 @@ def alert_day(store: StateStore, report: DayReport, recipients: list[str], maile
               only: list[str] | None = None) -> dict[str, str]:
     """Send the day's alerts that were not sent yet; returns {event: status}.
     Never raises: a send that fails (or cannot be tried) is recorded with its error."""
-    sent = {(r["event"], r["status"]) for r in store.rows("alerts", report.model_id)
-            if r["logical_date"] == report.day and r["channel"] == CHANNEL}
+    sent = {(r["event"], r["status"]) for r in store.alerts(report.model_id, report.day, CHANNEL)}
     wanted = only if only is not None else events(report)
     outcome = {event: "sent" for event in wanted if (event, "sent") in sent}
     pending = [event for event in wanted if event not in outcome]

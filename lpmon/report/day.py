@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,43 +63,39 @@ class DayReport:
 
 def build(config: Config, store: StateStore, model_id: str, day: str, run_url: str = "") -> DayReport:
     """The day's report from the rows the report step wrote."""
-    runs = [r for r in store.rows("runs", model_id) if r["logical_date"] == day]
-    if not runs:
+    summary = store.day_summary(model_id, day)
+    if summary is None:
         raise LookupError(f"{model_id}: no run recorded for {day}")
-    run = runs[0]
-    decision = next((r for r in store.rows("decisions", model_id) if r["logical_date"] == day), {})
-    metrics = next((r for r in store.rows("run_metrics", model_id)
-                    if r["logical_date"] == day and r["segment"] == ""), {})
-    layers = [r for r in store.rows("layer_metrics", model_id) if r["logical_date"] == day]
-    plans = {r["version"]: r for r in store.rows("plans", model_id)}
-    new_version = decision.get("new_plan_version")
+    layers = store.layer_metrics(model_id, day)
+    new_version = summary.new_plan_version
     moved, promoted = [], False
-    if new_version and new_version in plans:
-        promoted = plans[new_version]["status"] != "candidate"
-        if run["plan_version"] in plans:
-            moved = _precision_changes(plans[run["plan_version"]]["plan_json"], plans[new_version]["plan_json"])
+    new_plan = store.plan_record(model_id, new_version) if new_version else None
+    if new_plan is not None:
+        promoted = new_plan.status != "candidate"
+        old_plan = store.plan_record(model_id, summary.plan_version) if summary.plan_version else None
+        if old_plan is not None:
+            moved = _precision_changes(old_plan.plan_json, new_plan.plan_json)
     history = [r for r in run_report(store.db, "dne_history", model_id=model_id) if r["logical_date"] <= day]
     with_sqnr = [r for r in layers if r["sqnr_db"] is not None]
     from lpmon.pipeline.export import serving_problem
 
     serving = serving_problem(store, model_id)
-    days = [r["logical_date"] for r in store.rows("runs", model_id)]
-    earlier, later = [d for d in days if d < day], [d for d in days if d > day]
+    previous_day, next_day = store.neighbour_days(model_id, day)
     judged = [h for h in history if h["logical_date"] < day and h["status"] in ("HEALTHY", "DEGRADED")]
-    segments = sorted((r for r in store.rows("run_metrics", model_id) if r["logical_date"] == day and r["segment"]),
-                      key=lambda r: r["segment"])
+    segments = store.segment_metrics(model_id, day)
     return DayReport(
-        model_id=model_id, day=day, status=run["status"], action=decision.get("action", ""),
-        reasons=([f"serving: {serving}"] if serving else []) + json.loads(decision.get("reasons_json") or "[]"), gate_pct=config.model(model_id).gate_pct,
-        message=run.get("message") or "", active_version=_in_force(plans, day),
+        model_id=model_id, day=day, status=summary.status, action=summary.action or "",
+        reasons=([f"serving: {serving}"] if serving else []) + summary.reasons,
+        gate_pct=config.model(model_id).gate_pct,
+        message=summary.message, active_version=store.plan_in_force_after(model_id, day),
         **links(config, model_id, day), serving_problem=serving,
-        resolved_from=judged[-1]["logical_date"] if run["status"] == "HEALTHY" and judged
+        resolved_from=judged[-1]["logical_date"] if summary.status == "HEALTHY" and judged
         and judged[-1]["status"] == "DEGRADED" else "",
         segments=[{"segment": r["segment"], "n": r.get("n"), "dne_pct": r["dne_pct"], "dne_pct_lo": r["dne_pct_lo"],
                    "dne_pct_hi": r["dne_pct_hi"]} for r in segments],
-        previous_day=max(earlier, default=""), next_day=min(later, default=""),
-        dne_pct=metrics.get("dne_pct"), dne_pct_lo=metrics.get("dne_pct_lo"), dne_pct_hi=metrics.get("dne_pct_hi"),
-        plan_version=run["plan_version"], new_plan_version=new_version, promoted=promoted, moved=moved,
+        previous_day=previous_day, next_day=next_day,
+        dne_pct=summary.dne_pct, dne_pct_lo=summary.dne_pct_lo, dne_pct_hi=summary.dne_pct_hi,
+        plan_version=summary.plan_version, new_plan_version=new_version, promoted=promoted, moved=moved,
         worst_sqnr=[{"layer": r["layer"], "precision": r["layer_precision"], "sqnr_db": r["sqnr_db"]}
                     for r in sorted(with_sqnr, key=lambda r: r["sqnr_db"])[:WORST]],
         worst_saturation=[{"layer": r["layer"], "precision": r["layer_precision"],
@@ -113,21 +108,15 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
 def promotion(config: Config, store: StateStore, model_id: str, day: str, old: int, new: int, reason: str,
               run_url: str = "") -> DayReport:
     """The report of a proactive recalibration's promotion (lpmon_recalibrate)."""
-    plans = {r["version"]: r for r in store.rows("plans", model_id)}
-    run = next((r for r in store.rows("runs", model_id) if r["logical_date"] == day), {})
+    run = store.run(model_id, day) or {}
     history = [r for r in run_report(store.db, "dne_history", model_id=model_id) if r["logical_date"] <= day]
     return DayReport(model_id=model_id, day=day, status=run.get("status", "-"), action="PROACTIVE",
                      reasons=[reason], gate_pct=config.model(model_id).gate_pct, plan_version=old,
                      active_version=new, **links(config, model_id, day),
                      new_plan_version=new, promoted=True,
-                     moved=_precision_changes(plans[old]["plan_json"], plans[new]["plan_json"]),
+                     moved=_precision_changes(store.plan_record(model_id, old).plan_json,
+                                              store.plan_record(model_id, new).plan_json),
                      history=history[-HISTORY_DAYS:], run_url=run_url)
-
-
-def _in_force(plans: dict, day: str) -> int | None:
-    """The plan serving had after the day: the newest promoted by then (None: fp32)."""
-    return max((v for v, r in plans.items() if r["status"] in ("active", "retired") and r["logical_date"] <= day),
-               default=None)
 
 
 def links(config: Config, model_id: str, day: str) -> dict:
@@ -357,6 +346,22 @@ def run_link_of(config: Config, model_id: str, day: str) -> str:
     return html.unescape(match.group(1)) if match else ""
 
 
+def events(report: DayReport) -> list[str]:
+    """What in this day deserves an email (lpmon.report.alerts sends them; the report file names them)."""
+    out = []
+    if report.status in ("DEGRADED", "INSUFFICIENT_DATA"):
+        out.append(report.status)
+    if report.status == "failed":
+        out.append("FAILED")
+    if report.new_plan_version and report.promoted:
+        out.append("PROMOTION")
+    if report.action == "FALLBACK":
+        out.append("FALLBACK")
+    if report.resolved_from:
+        out.append("RESOLVED")
+    return out
+
+
 def write_file(config: Config, report: DayReport) -> Path:
     """The report as one self-contained HTML file (chart inlined), written atomically:
     <work_dir>/reports/<model>/<day>.html."""
@@ -364,8 +369,6 @@ def write_file(config: Config, report: DayReport) -> Path:
     path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
     path.parent.mkdir(parents=True, exist_ok=True)
     # The umask's mode (or file_mode), like the plans: people other than the worker read reports.
-    from lpmon.report.alerts import events
-
     return write_atomically(path, render_html(report, f"data:image/png;base64,{png}", "+".join(events(report)),
                                               navigation=True).encode("utf-8"),
                             config.file_mode)

@@ -64,11 +64,11 @@ def plan_in_force(store, model_id: str, day: str) -> int | None:
 
 
 def load_plan(store, model_id: str, version: int) -> QuantPlan:
-    rows = {r["version"]: r for r in store.rows("plans", model_id)}
-    if version not in rows:
+    record = store.plan_record(model_id, version)
+    if record is None:
         raise ValueError(f"{model_id}: no plan v{version} (versions: "
-                         f"{', '.join(f'v{v}' for v in sorted(rows)) or 'none'})")
-    return QuantPlan.from_json(rows[version]["plan_json"])
+                         f"{', '.join(f'v{p.version}' for p in store.plans(model_id)) or 'none'})")
+    return QuantPlan.from_json(record.plan_json)
 
 
 def score_day(config: Config, model_id: str, day: str, *, plan_version: int | None = None,

@@ -4,13 +4,13 @@ is an idempotent upsert; a plan's promotion is one compare-and-swap transaction.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from lpmon.metrics import Comparison
 
 from .database import Database, now
+from .queries import PlanRecord, Queries  # noqa: F401 - PlanRecord was defined here
 
 METRIC_COLUMNS = ("n", "positives", "ne_ref", "ne_q", "dne_pct", "dne_pct_lo", "dne_pct_hi",
                   "calibration_ref", "calibration_q", "mean_abs_diff", "max_abs_diff", "kl_gap_pct")
@@ -29,18 +29,8 @@ def _finite_or_none(value):
     return None if value is None or value != value else float(value)  # NaN is stored as NULL
 
 
-@dataclass(frozen=True)
-class PlanRecord:
-    model_id: str
-    version: int
-    status: str
-    logical_date: str
-    plan_json: str
-    reason: str
-
-
-class StateStore:
-    """The repositories over one Database."""
+class StateStore(Queries):
+    """The repositories over one Database (its named reads: lpmon.store.queries)."""
 
     def __init__(self, database: Database | str):
         self.db = database if isinstance(database, Database) else Database(database)
@@ -240,12 +230,6 @@ class StateStore:
                       {"m": model_id, "v": version, "p": plan_json, "d": logical_date, "r": reason, "t": now()})
             return int(version)
 
-    def active_plan(self, model_id: str) -> PlanRecord | None:
-        with self.db.engine.connect() as c:
-            row = c.execute(sa.text("SELECT model_id, version, status, logical_date, plan_json, reason FROM plans "
-                                    "WHERE model_id = :m AND status = 'active'"), {"m": model_id}).first()
-        return PlanRecord(*row) if row else None
-
     def promote(self, model_id: str, version: int, expected_active: int | None) -> bool:
         """Make `version` the active plan if `expected_active` still is (None: no active plan).
 
@@ -311,20 +295,6 @@ class StateStore:
                       {"m": model_id, "v": version, "p": plan_json_for(version), "d": logical_date, "r": reason,
                        "t": now()})
         return version
-
-    def plan_record(self, model_id: str, version: int) -> PlanRecord | None:
-        with self.db.engine.connect() as c:
-            row = c.execute(sa.text("SELECT model_id, version, status, logical_date, plan_json, reason FROM plans "
-                                    "WHERE model_id = :m AND version = :v"), {"m": model_id, "v": version}).first()
-        return PlanRecord(*row) if row else None
-
-    def plans_of_day(self, model_id: str, logical_date: str) -> list[PlanRecord]:
-        """The plans stored on one logical date (a rerun finds its own candidates)."""
-        with self.db.engine.connect() as c:
-            rows = c.execute(sa.text("SELECT model_id, version, status, logical_date, plan_json, reason FROM plans "
-                                     "WHERE model_id = :m AND logical_date = :d ORDER BY version"),
-                             {"m": model_id, "d": logical_date}).all()
-        return [PlanRecord(*row) for row in rows]
 
     def record_plan_event(self, model_id: str, version: int, logical_date: str, origin: str, reason: str, *,
                           forced: bool = False, units: list[str] = ()) -> None:

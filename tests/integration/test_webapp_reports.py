@@ -36,3 +36,38 @@ def test_a_mail_links_the_report_the_app_serves(client):
 def test_missing_or_hostile_report_paths_are_404(client, path):
     http, _ = client
     assert http.get(path).status_code == 404
+
+
+def test_the_app_opens_one_store_and_disposes_it_at_shutdown(tmp_path, monkeypatch):
+    """An engine per request left a connection pool behind each one: the app keeps one
+    store, reopens it when the configured store changes or a request failed on it."""
+    from fastapi.testclient import TestClient
+
+    import lpmon.pipeline
+    from airflow.api_fastapi.core_api.security import get_user
+    from lpmon.airflow.webapp import create_app
+    from lpmon.store import init_store
+
+    config = load(dag_world(tmp_path, ["stable"], days=1), environ={})
+    init_store(config.store)
+    engines = []
+    open_store = lpmon.pipeline.open_store
+    monkeypatch.setattr(lpmon.pipeline, "open_store", lambda c: engines.append(open_store(c)) or engines[-1])
+    app = create_app(lambda: config)
+    app.dependency_overrides[get_user] = lambda: None
+    disposed = []
+    with TestClient(app) as http:
+        for path in ("/api/models", "/api/models/stable", "/", "/models/stable", "/api/models"):
+            assert http.get(path).status_code == 200, path
+        assert len(engines) == 1 and app.state.stores.open
+        store = engines[0]
+        real = store.db.engine.dispose
+        monkeypatch.setattr(store.db.engine, "dispose", lambda: disposed.append(True) or real())
+        monkeypatch.setattr(store, "latest_day", lambda m: 1 / 0)  # a request fails on the store
+        with pytest.raises(ZeroDivisionError):
+            http.get("/api/models")
+        assert disposed == [True] and not app.state.stores.open
+        assert http.get("/api/models").status_code == 200 and len(engines) == 2   # reopened
+        last = engines[1].db.engine.dispose
+        monkeypatch.setattr(engines[1].db.engine, "dispose", lambda: disposed.append("shutdown") or last())
+    assert disposed == [True, "shutdown"] and not app.state.stores.open

@@ -8,13 +8,7 @@ from lpmon.report.day import render_html
 from support.mail import report, screenshot
 
 
-def test_the_plan_in_force_is_the_one_serving_had_after_the_day():
-    from lpmon.report.day import _in_force
-
-    plans = {1: {"status": "retired", "logical_date": "2026-11-03"}, 2: {"status": "active", "logical_date":
-             "2026-11-07"}, 3: {"status": "candidate", "logical_date": "2026-11-08"}}
-    assert [_in_force(plans, d) for d in ("2026-11-02", "2026-11-03", "2026-11-06", "2026-11-09")] == [
-        None, 1, 1, 2]
+# The plan in force after a day: StateStore.plan_in_force_after (tests/test_store_queries.py).
 
 
 def test_day_report_colours_status_marks_plan_changes_and_navigates():

@@ -1,0 +1,76 @@
+"""Setting up: `init` (the state store), `world` (a synthetic world), `import-criteo` and `import-dlrm`."""
+
+from __future__ import annotations
+
+import sys
+
+from lpmon.cli.output import EXIT_OK, emit, note
+
+
+def world(args) -> int:
+    import datetime as dt
+
+    from lpmon.cli.progress import PlainLines
+    from lpmon.demo.world import WorldConfig, write_world
+
+    config = WorldConfig(scenario=args.scenario, days=args.days,
+                         start=dt.date.fromisoformat(args.start), seed=args.seed,
+                         model_id=args.model_id, examples_per_day=args.examples_per_day)
+    paths = write_world(args.root, config, progress=PlainLines(sys.stderr, quiet=args.quiet))
+    emit(args, {"traffic": str(paths.traffic), "snapshot": str(paths.snapshot), "config": str(paths.config)},
+         f"traffic:  {paths.traffic}\nsnapshot: {paths.snapshot}\nconfig:   {paths.config}")
+    return EXIT_OK
+
+
+def init(args, config) -> int:
+    """The one command that creates or upgrades a store (a damaged one is refused, never overwritten)."""
+    from lpmon.store import Database, init_store
+
+    applied = init_store(config.store)
+    url = Database(config.store).safe_url
+    emit(args, {"store": url, "applied_migrations": list(applied or []), "integrity": "ok"},
+         f"state store {url}: " + (f"applied migrations {applied}" if applied else "up to date") + "; integrity ok")
+    return EXIT_OK
+
+
+def import_criteo(args) -> int:
+    from lpmon.traffic import TrafficStore
+    from lpmon.traffic.criteo import import_criteo
+
+    store = TrafficStore(args.store)
+    rows = import_criteo(args.tsv, store, args.day, table_rows=args.table_rows,
+                         progress=None if args.quiet else sys.stderr)
+    emit(args, {"rows": rows, "day": args.day, "partition": store.partition(args.day)},
+         f"imported {rows:,} rows into {store.partition(args.day)}")
+    return EXIT_OK
+
+
+def import_dlrm(args) -> int:
+    from lpmon.model.dlrm_import import load_torch_state_dict, model_from_state_dict, names_from_traffic
+    from lpmon.traffic import TrafficStore
+
+    state = load_torch_state_dict(args.checkpoint)
+    sparse, dense, how = args.sparse_names, None, ""
+    if args.from_traffic:
+        traffic = TrafficStore(args.from_traffic)
+        days = traffic.days()
+        if not days:
+            raise ValueError(f"--from-traffic {args.from_traffic}: no date=YYYY-MM-DD partition")
+        day = args.day or str(days[-1])
+        sparse, dense, how = names_from_traffic(state, traffic.schema(day), f"the traffic at {args.from_traffic}")
+    model = model_from_state_dict(state, sparse, dense)
+    model.save(args.out)
+    spec = model.spec
+    data = {"snapshot": str(args.out), "tables": [t.name for t in spec.tables], "dense": list(spec.dense),
+            "bottom_mlp": list(spec.bottom_mlp), "top_mlp": list(spec.top_mlp), "interaction": spec.interaction,
+            "matched": how}
+    lines = [f"snapshot {args.out}: {len(spec.tables)} tables, {len(spec.dense)} dense inputs, bottom MLP "
+             f"{'-'.join(map(str, spec.bottom_mlp))}, top MLP {'-'.join(map(str, spec.top_mlp))}, "
+             f"{spec.interaction} interaction"]
+    if how:
+        lines.append(f"matched to the traffic: {how}")
+    elif not args.sparse_names:
+        note(args, f"lpmon import-dlrm: tables named {spec.tables[0].name}..{spec.tables[-1].name}: the traffic "
+                   "needs these columns (or use --from-traffic DIR / --sparse-names)")
+    emit(args, data, lines)
+    return EXIT_OK
