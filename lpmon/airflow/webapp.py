@@ -48,38 +48,79 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
             saturation = None
             if metrics.get("saturation_below") is not None:
                 saturation = metrics["saturation_below"] + (metrics.get("saturation_above") or 0.0)
-            layers.append({"layer": layer.name, "kind": layer.kind, "precision": layer.precision,
-                           "lo": layer.activation.lo if layer.activation else None,
-                           "hi": layer.activation.hi if layer.activation else None,
-                           "sqnr_db": metrics.get("sqnr_db"), "saturation": saturation})
+            layers.append(
+                {
+                    "layer": layer.name,
+                    "kind": layer.kind,
+                    "precision": layer.precision,
+                    "lo": layer.activation.lo if layer.activation else None,
+                    "hi": layer.activation.hi if layer.activation else None,
+                    "sqnr_db": metrics.get("sqnr_db"),
+                    "saturation": saturation,
+                }
+            )
     links = run_links([row["logical_date"] for row in history]) if run_links else {}
     last_day = history[-1]["logical_date"] if history else None
     last_summary = store.day_summary(model_id, last_day) if last_day else None
     alerts = store.alerts(model_id)
     last_error = alerts[-1]["error"] if alerts else ""
     return {
-        "model": model_id, "gate_pct": settings.gate_pct,
-        "history": [{"day": r["logical_date"], "status": r["status"], "action": r["action"],
-                     "dne_pct": r["dne_pct"], "dne_pct_lo": r["dne_pct_lo"], "dne_pct_hi": r["dne_pct_hi"],
-                     "plan_version": r["plan_version"], "new_plan_version": r["new_plan_version"],
-                     "airflow_run": links.get(r["logical_date"])} for r in history],
-        "decisions": [{"day": d["logical_date"], "action": d["action"], "reasons": d["reasons"],
-                       "new_plan_version": d["new_plan_version"]}
-                      for d in store.decisions(model_id, acted_only=True, last=20)],
-        "active_plan": {"version": active.version, "since": active.logical_date, "layers": layers}
-        if active else None,
-        "alerts": [{"day": a["logical_date"], "event": a["event"], "status": a["status"],
-                    "recipients": a["recipients"], "error": a["error"]}
-                   for a in alerts][-10:],
+        "model": model_id,
+        "gate_pct": settings.gate_pct,
+        "history": [
+            {
+                "day": r["logical_date"],
+                "status": r["status"],
+                "action": r["action"],
+                "dne_pct": r["dne_pct"],
+                "dne_pct_lo": r["dne_pct_lo"],
+                "dne_pct_hi": r["dne_pct_hi"],
+                "plan_version": r["plan_version"],
+                "new_plan_version": r["new_plan_version"],
+                "airflow_run": links.get(r["logical_date"]),
+            }
+            for r in history
+        ],
+        "decisions": [
+            {
+                "day": d["logical_date"],
+                "action": d["action"],
+                "reasons": d["reasons"],
+                "new_plan_version": d["new_plan_version"],
+            }
+            for d in store.decisions(model_id, acted_only=True, last=20)
+        ],
+        "active_plan": {"version": active.version, "since": active.logical_date, "layers": layers} if active else None,
+        "alerts": [
+            {
+                "day": a["logical_date"],
+                "event": a["event"],
+                "status": a["status"],
+                "recipients": a["recipients"],
+                "error": a["error"],
+            }
+            for a in alerts
+        ][-10:],
         "mail_problem": last_error if (last_error or "").startswith(NO_CONNECTION) else "",
         "serving_problem": serving_problem(store, model_id),
         "pinned": sorted(store.pins(model_id)),
-        "last_day": {"day": last_day, "status": history[-1]["status"],
-                     "reasons": last_summary.reasons if last_summary else [],
-                     "segments": [{"segment": r["segment"], "n": r["n"], "dne_pct": r["dne_pct"],
-                                   "dne_pct_lo": r["dne_pct_lo"], "dne_pct_hi": r["dne_pct_hi"]}
-                                  for r in store.segment_metrics(model_id, last_day)]}
-        if last_day else None,
+        "last_day": {
+            "day": last_day,
+            "status": history[-1]["status"],
+            "reasons": last_summary.reasons if last_summary else [],
+            "segments": [
+                {
+                    "segment": r["segment"],
+                    "n": r["n"],
+                    "dne_pct": r["dne_pct"],
+                    "dne_pct_lo": r["dne_pct_lo"],
+                    "dne_pct_hi": r["dne_pct_hi"],
+                }
+                for r in store.segment_metrics(model_id, last_day)
+            ],
+        }
+        if last_day
+        else None,
     }
 
 
@@ -141,8 +182,7 @@ def create_app(config_loader=load, run_links=None):
             with stores._lock:
                 stores.close()
 
-    app = FastAPI(title="lpmon", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None,
-                  lifespan=lifespan)
+    app = FastAPI(title="lpmon", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.stores = stores
 
     def settings(model_id: str | None = None) -> Config:
@@ -157,8 +197,14 @@ def create_app(config_loader=load, run_links=None):
         with stores.use(config) as store:
             for model_id in sorted(config.models):
                 last = store.latest_day(model_id)
-                out.append({"model": model_id, "day": last.day if last else None,
-                            "status": last.status if last else None, "dne_pct": last.dne_pct if last else None})
+                out.append(
+                    {
+                        "model": model_id,
+                        "day": last.day if last else None,
+                        "status": last.status if last else None,
+                        "dne_pct": last.dne_pct if last else None,
+                    }
+                )
         return out
 
     def data(model_id: str) -> dict:

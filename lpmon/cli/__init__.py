@@ -20,20 +20,43 @@ from lpmon.cli.output import EXIT_DEGRADED, EXIT_ERROR, EXIT_OK, EXIT_USAGE, emi
 from lpmon.cli.plans import grouped_diff
 from lpmon.cli.runs import exit_code as _exit  # noqa: F401 - its old name (tests use it)
 
-__all__ = ["EXIT_DEGRADED", "EXIT_ERROR", "EXIT_OK", "EXIT_USAGE", "build_parser", "emit", "grouped_diff", "main",
-           "note", "plan_version"]
+__all__ = [
+    "EXIT_DEGRADED",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "build_parser",
+    "emit",
+    "grouped_diff",
+    "main",
+    "note",
+    "plan_version",
+]
 
 
 def global_options(parser: argparse.ArgumentParser, top: bool = False) -> argparse.ArgumentParser:
     """--config, --json, -q, -v: on the top parser with their defaults, on every
     command without (SUPPRESS), so that either place sets them."""
     default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
-    parser.add_argument("--config", type=Path, default=default(None),
-                        help="the lpmon config file (default: $LPMON_CONFIG, else lpmon.toml)")
-    parser.add_argument("--json", action="store_true", default=default(False),
-                        help="machine-readable output on stdout (schemas: README, 'The command line')")
-    parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
-                        help="no progress or notes on stderr (results and errors still print)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default(None),
+        help="the lpmon config file (default: $LPMON_CONFIG, else lpmon.toml)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="machine-readable output on stdout (schemas: README, 'The command line')",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress or notes on stderr (results and errors still print)",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=default(0), help="log more (-vv: debug)")
     return parser
 
@@ -49,19 +72,25 @@ def iso_day(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lpmon", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lpmon", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"lpmon {__version__}")
     global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_parser = commands.add_parser
     commands.add_parser = lambda *a, **k: global_options(_add_parser(*a, **k))  # every command takes them
     demo = commands.add_parser(
-        "demo", help="the main job: a synthetic world monitored day by day through Airflow (dag.test, SQLite)")
+        "demo", help="the main job: a synthetic world monitored day by day through Airflow (dag.test, SQLite)"
+    )
     demo.add_argument("--root", type=Path, default=Path("demo-output"), help="where the world and state go")
     demo.add_argument("--days", type=int, default=14)
-    demo.add_argument("--examples-per-day", type=int, default=50_000,
-                      help="traffic per day; validation draws beyond the sample from it")
+    demo.add_argument(
+        "--examples-per-day",
+        type=int,
+        default=50_000,
+        help="traffic per day; validation draws beyond the sample from it",
+    )
     demo.add_argument("--sample-size", type=int, default=10_000)
     world = commands.add_parser("world", help="write a synthetic world: traffic, model snapshot, lpmon.toml")
     world.add_argument("--root", type=Path, required=True)
@@ -85,8 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--end", required=True, type=iso_day, help="last day, YYYY-MM-DD (included)")
     for sub in (run, backfill):
         sub.add_argument("--no-alerts", action="store_true", help="write the day reports, send no email")
-        sub.add_argument("--fail-on-degraded", action="store_true",
-                         help="exit 3 when a day is DEGRADED (for cron or CI), even if a fix was promoted")
+        sub.add_argument(
+            "--fail-on-degraded",
+            action="store_true",
+            help="exit 3 when a day is DEGRADED (for cron or CI), even if a fix was promoted",
+        )
     onboard = with_config(commands.add_parser("onboard", help="build, validate and promote a model's first plan"))
     onboard.add_argument("--model", required=True)
     onboard.add_argument("--date", required=True, type=iso_day, help="the day whose traffic to calibrate on")
@@ -107,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export":
             sub.add_argument("--out", type=Path, help="write here instead of standard output")
             from lpmon.cli.serving import export_arguments
+
             export_arguments(sub)
     diff = plan_action("diff", "what changed between two versions, layer by layer")
     diff.add_argument("versions", nargs=2, type=plan_version, metavar="VERSION")
@@ -114,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("file", type=Path)
     promote = plan_action("promote", "put a version in force, if it passes validation on a day's traffic")
     promote.add_argument("version", type=plan_version)
-    promote.add_argument("--date", type=iso_day, help="the day whose held-out traffic validates it (default: the last day run)")
+    promote.add_argument(
+        "--date", type=iso_day, help="the day whose held-out traffic validates it (default: the last day run)"
+    )
     promote.add_argument("--force", action="store_true", help="skip validation (recorded as forced)")
     pin = plan_action("pin", "never let lpmon change these layers (all layers when none are named)")
     pin.add_argument("version", type=plan_version)
@@ -125,22 +160,29 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model", required=True)
     with_config(commands.add_parser("status", help="the last run and active plan of every model"))
     from lpmon.cli.serving import score_parser
+
     score_parser(commands, with_config)
 
     criteo = commands.add_parser("import-criteo", help="import a Criteo TSV file as one day of traffic")
     criteo.add_argument("tsv", help="the TSV file; .gz is gunzipped; - reads standard input")
     criteo.add_argument("--store", required=True, help="traffic store path or URI")
     criteo.add_argument("--day", required=True, type=iso_day, help="YYYY-MM-DD")
-    criteo.add_argument("--table-rows", type=int, default=100_000,
-                        help="rows of each embedding table: ids are hashed into them")
+    criteo.add_argument(
+        "--table-rows", type=int, default=100_000, help="rows of each embedding table: ids are hashed into them"
+    )
     dlrm = commands.add_parser("import-dlrm", help="a facebookresearch/dlrm PyTorch checkpoint as a model snapshot")
     dlrm.add_argument("checkpoint", type=Path)
     dlrm.add_argument("--out", type=Path, required=True, help="the snapshot folder to write (spec.json, weights)")
     names = dlrm.add_mutually_exclusive_group()
-    names.add_argument("--sparse-names", nargs="+", metavar="COLUMN",
-                       help="the traffic's column of each table emb_l.0, emb_l.1, ... (default sparse_0, ...)")
-    names.add_argument("--from-traffic", metavar="DIR",
-                       help="take the names from this traffic store's columns (and check them)")
+    names.add_argument(
+        "--sparse-names",
+        nargs="+",
+        metavar="COLUMN",
+        help="the traffic's column of each table emb_l.0, emb_l.1, ... (default sparse_0, ...)",
+    )
+    names.add_argument(
+        "--from-traffic", metavar="DIR", help="take the names from this traffic store's columns (and check them)"
+    )
     dlrm.add_argument("--day", type=iso_day, help="with --from-traffic: the partition to read (default: the last)")
     return parser
 
@@ -173,8 +215,9 @@ def _command(args) -> int:
         from lpmon import demo
 
         if args.days < 1 or args.examples_per_day < 2_000 or args.sample_size < 1_000:
-            print("lpmon demo: --days must be >= 1, --examples-per-day >= 2000 and --sample-size >= 1000",
-                  file=sys.stderr)
+            print(
+                "lpmon demo: --days must be >= 1, --examples-per-day >= 2000 and --sample-size >= 1000", file=sys.stderr
+            )
             return EXIT_USAGE
         return demo.main(args.root, args.days, args.examples_per_day, args.sample_size)
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
@@ -189,9 +232,17 @@ def _command(args) -> int:
             from lpmon import config as config_module
 
             config = config_module.load(args.config)
-            handlers = {"init": setup.init, "onboard": runs.onboard, "run": runs.run, "backfill": runs.backfill,
-                        "status": runs.status, "plans": plans.plans, "report": runs.report}
+            handlers = {
+                "init": setup.init,
+                "onboard": runs.onboard,
+                "run": runs.run,
+                "backfill": runs.backfill,
+                "status": runs.status,
+                "plans": plans.plans,
+                "report": runs.report,
+            }
             from lpmon.cli.serving import score
+
             handlers["score"] = score
             return handlers[args.command](args, config)
     except (BrokenPipeError, KeyError):

@@ -21,28 +21,52 @@ def plans(args, config) -> int:
         listed = []
         for version, row in sorted(rows.items()):
             pinned = sorted(layer for layer, (v, _) in pins.items() if v == version)
-            listed.append({"version": version, "status": row.status, "date": row.logical_date,
-                           "reason": row.reason, "pinned": pinned})
-        emit(args, listed, [f"v{p['version']:<4} {p['status']:<10} {p['date']}  {p['reason']}"
-                            + (f"  (pinned: {', '.join(p['pinned'])})" if p["pinned"] else "") for p in listed])
+            listed.append(
+                {
+                    "version": version,
+                    "status": row.status,
+                    "date": row.logical_date,
+                    "reason": row.reason,
+                    "pinned": pinned,
+                }
+            )
+        emit(
+            args,
+            listed,
+            [
+                f"v{p['version']:<4} {p['status']:<10} {p['date']}  {p['reason']}"
+                + (f"  (pinned: {', '.join(p['pinned'])})" if p["pinned"] else "")
+                for p in listed
+            ],
+        )
         return EXIT_OK
     if args.action == "diff":
         old, new = (QuantPlan.from_json(plan_row(rows, v).plan_json) for v in args.versions)
         changes = old.diff(new)
-        emit(args, {"model": args.model, "from": args.versions[0], "to": args.versions[1], "changes": changes},
-             "\n".join(grouped_diff(changes)) or "no differences")
+        emit(
+            args,
+            {"model": args.model, "from": args.versions[0], "to": args.versions[1], "changes": changes},
+            "\n".join(grouped_diff(changes)) or "no differences",
+        )
         return EXIT_OK
-    version = args.version or getattr(args, "version_flag", None) or next(
-        (v for v, r in rows.items() if r.status == "active"), None)
+    version = (
+        args.version
+        or getattr(args, "version_flag", None)
+        or next((v for v, r in rows.items() if r.status == "active"), None)
+    )
     if args.action == "export" and args.format == "torchscript":
         from lpmon.cli.serving import export_torchscript
+
         return export_torchscript(args, config, version, plan_row(rows, version).plan_json)
     text = QuantPlan.from_json(plan_row(rows, version).plan_json).to_json()
     if args.action == "export" and args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-        emit(args, {"model": args.model, "version": version, "file": str(args.out)},
-             f"plan v{version} of {args.model} written to {args.out}")
+        emit(
+            args,
+            {"model": args.model, "version": version, "file": str(args.out)},
+            f"plan v{version} of {args.model} written to {args.out}",
+        )
     else:
         print(text)  # the plan's own JSON, with or without --json
     return EXIT_OK
@@ -65,8 +89,11 @@ def grouped_diff(changes: list[str]) -> list[str]:
     out.sort(key=lambda line: _natural(line.split(":")[0]))
     for (before, after), names in moves.items():
         names.sort(key=_natural)
-        out.append(f"{names[0]}: precision {before} -> {after}" if len(names) == 1 else
-                   f"{len(names)} embedding tables ({names[0]}..{names[-1]}): precision {before} -> {after}")
+        out.append(
+            f"{names[0]}: precision {before} -> {after}"
+            if len(names) == 1
+            else f"{len(names)} embedding tables ({names[0]}..{names[-1]}): precision {before} -> {after}"
+        )
     return out
 
 
@@ -76,14 +103,22 @@ def plan_lifecycle(args, config, store) -> int:
 
     if args.action == "import":
         version = import_plan(config, args.model, args.file)
-        emit(args, {"model": args.model, "version": version, "file": str(args.file), "status": "candidate"},
-             f"{args.file} stored as plan v{version} of {args.model} (not active: `lpmon plans promote "
-             f"--model {args.model} {version}`)")
+        emit(
+            args,
+            {"model": args.model, "version": version, "file": str(args.file), "status": "candidate"},
+            f"{args.file} stored as plan v{version} of {args.model} (not active: `lpmon plans promote "
+            f"--model {args.model} {version}`)",
+        )
         return EXIT_OK
     if args.action == "promote":
         outcome = promote_plan(config, args.model, args.version, day=args.date, force=args.force)
-        data = {"model": args.model, "version": args.version, "promoted": bool(outcome.promoted),
-                "forced": bool(args.force), "reason": outcome.reason}
+        data = {
+            "model": args.model,
+            "version": args.version,
+            "promoted": bool(outcome.promoted),
+            "forced": bool(args.force),
+            "reason": outcome.reason,
+        }
         if outcome.promoted:
             emit(args, data, f"plan v{outcome.version} of {args.model} is in force: {outcome.reason}")
             return EXIT_OK
@@ -95,8 +130,11 @@ def plan_lifecycle(args, config, store) -> int:
     lifecycle = PlanLifecycle(store, args.model)
     if args.action == "pin":
         names = lifecycle.pin(args.version, args.layers)
-        emit(args, {"model": args.model, "version": args.version, "pinned": names},
-             f"{args.model}: pinned {len(names)} layers as in plan v{args.version}: {', '.join(names)}")
+        emit(
+            args,
+            {"model": args.model, "version": args.version, "pinned": names},
+            f"{args.model}: pinned {len(names)} layers as in plan v{args.version}: {', '.join(names)}",
+        )
         return EXIT_OK
     count = store.unpin_layers(args.model, args.layers)
     emit(args, {"model": args.model, "unpinned": count}, f"{args.model}: unpinned {count} layers")

@@ -33,9 +33,15 @@ def progress(total: int, description: str, stream=None, quiet: bool = False, pla
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[label]}"), TimeElapsedColumn(),
-                   console=Console(file=stream), transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[label]}"),
+        TimeElapsedColumn(),
+        console=Console(file=stream),
+        transient=True,
+    )
     with bar:
         task = bar.add_task(description, total=total, label="")
         started = [False]
@@ -56,7 +62,7 @@ class PlainLines:
     def __init__(self, stream=None, quiet: bool = False):
         self.stream, self.quiet = stream or sys.stderr, quiet
         self.terminal = _is_terminal(self.stream)
-        self._open = False   # a line has been written without its newline
+        self._open = False  # a line has been written without its newline
 
     def isatty(self) -> bool:
         return self.terminal
@@ -67,7 +73,7 @@ class PlainLines:
         if self.terminal:
             return self.stream.write(text)
         for i, piece in enumerate(text.split("\r")):
-            if i and self._open:   # a redraw: end the previous line instead
+            if i and self._open:  # a redraw: end the previous line instead
                 self.stream.write("\n")
                 self._open = False
             if piece == "\n" and not self._open:

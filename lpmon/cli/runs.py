@@ -20,18 +20,28 @@ def active_version(config, model_id: str) -> int | None:
 
 
 def result_data(r, active: int | None, outputs: dict) -> dict:
-    return {"model": r.model_id, "date": r.logical_date, "status": r.status, "action": r.action,
-            "dne_pct": r.dne_pct, "plan_version": r.plan_version, "new_plan_version": r.new_plan_version,
-            "promoted": r.promoted, "active_plan": active, "message": r.message,
-            "report": outputs.get("report"), "alerts": outputs.get("alerts", {})}
+    return {
+        "model": r.model_id,
+        "date": r.logical_date,
+        "status": r.status,
+        "action": r.action,
+        "dne_pct": r.dne_pct,
+        "plan_version": r.plan_version,
+        "new_plan_version": r.new_plan_version,
+        "promoted": r.promoted,
+        "active_plan": active,
+        "message": r.message,
+        "report": outputs.get("report"),
+        "alerts": outputs.get("alerts", {}),
+    }
 
 
 def result_lines(data: dict) -> list[str]:
     dne = "-" if data["dne_pct"] is None else f"{data['dne_pct']:.4f} %"
     if data["plan_version"] is not None:
-        plan = f"plan v{data['plan_version']}" + (f" -> v{data['new_plan_version']}"
-                                                  if data["new_plan_version"] not in (None, data["plan_version"])
-                                                  else "")
+        plan = f"plan v{data['plan_version']}" + (
+            f" -> v{data['new_plan_version']}" if data["new_plan_version"] not in (None, data["plan_version"]) else ""
+        )
     elif data["active_plan"] is not None:  # the day was not judged under any plan: say which one is in force
         plan = f"active plan v{data['active_plan']} (not scored)"
     else:
@@ -54,8 +64,9 @@ def day_outputs(args, config, model_id: str, day: str) -> dict:
 
     store = open_store(config)
     try:
-        return alerts.deliver_day(config, store, model_id, day,
-                                  mailer=None if args.no_alerts else (lambda: mailer(args, config)))
+        return alerts.deliver_day(
+            config, store, model_id, day, mailer=None if args.no_alerts else (lambda: mailer(args, config))
+        )
     finally:
         store.db.engine.dispose()
 
@@ -88,8 +99,9 @@ def run(args, config) -> int:
     config.model(args.model)
     with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet, plain=False) as advance:
         result = run_day(config, args.model, args.date, on_step=advance)
-    data = result_data(result, active_version(config, args.model),
-                       day_outputs(args, config, args.model, result.logical_date))
+    data = result_data(
+        result, active_version(config, args.model), day_outputs(args, config, args.model, result.logical_date)
+    )
     emit(args, data, result_lines(data))
     return exit_code([data], args)
 
@@ -110,8 +122,9 @@ def backfill(args, config) -> int:
             day = start + dt.timedelta(days=offset)
             advance(str(day))
             result = run_day(config, args.model, day)
-            data = result_data(result, active_version(config, args.model),
-                               day_outputs(args, config, args.model, result.logical_date))
+            data = result_data(
+                result, active_version(config, args.model), day_outputs(args, config, args.model, result.logical_date)
+            )
             out.append(data)
             if not args.json:
                 print("\n".join(result_lines(data)), flush=True)
@@ -126,9 +139,15 @@ def onboard(args, config) -> int:
     config.model(args.model)
     outcome = onboard_day(config, args.model, args.date)
     done = "promoted" if outcome.promoted else "nothing done" if outcome.active_version is not None else "none promoted"
-    data = {"model": args.model, "date": args.date, "outcome": done, "promoted": bool(outcome.promoted),
-            "version": outcome.version if outcome.promoted else None, "active_plan": outcome.active_version,
-            "reason": outcome.reason}
+    data = {
+        "model": args.model,
+        "date": args.date,
+        "outcome": done,
+        "promoted": bool(outcome.promoted),
+        "version": outcome.version if outcome.promoted else None,
+        "active_plan": outcome.active_version,
+        "reason": outcome.reason,
+    }
     if outcome.promoted:
         text = f"{args.model}: plan v{outcome.version} onboarded and promoted: {outcome.reason}"
     elif outcome.active_version is not None:
@@ -154,18 +173,28 @@ def status(args, config) -> int:
         if judged:  # the last day with a verdict (a later day may have had no traffic)
             entry["last_judged"] = {"date": judged.day, "status": judged.status, "dne_pct": judged.dne_pct}
         if last:
-            entry["last_run"] = {"date": last.day, "status": last.status, "decision": last.action,
-                                 "dne_pct": last.dne_pct, "dne_pct_lo": last.dne_pct_lo,
-                                 "dne_pct_hi": last.dne_pct_hi, "message": last.message}
+            entry["last_run"] = {
+                "date": last.day,
+                "status": last.status,
+                "decision": last.action,
+                "dne_pct": last.dne_pct,
+                "dne_pct_lo": last.dne_pct_lo,
+                "dne_pct_hi": last.dne_pct_hi,
+                "message": last.message,
+            }
         if active:
             plan = QuantPlan.from_json(active.plan_json)
-            entry["active_plan"] = {"version": active.version,
-                                    "precisions": {layer.name: layer.precision for layer in plan.layers}}
+            entry["active_plan"] = {
+                "version": active.version,
+                "precisions": {layer.name: layer.precision for layer in plan.layers},
+            }
         entry["pinned"] = sorted(store.pins(model_id))
         exported = store.export_status(model_id)
-        entry["serving"] = {"problem": serving_problem(store, model_id),
-                            "version": exported["serving_version"] if exported else None,
-                            "file": exported["target"] if exported else None}
+        entry["serving"] = {
+            "problem": serving_problem(store, model_id),
+            "version": exported["serving_version"] if exported else None,
+            "file": exported["target"] if exported else None,
+        }
         report[model_id] = entry
     if args.json:
         emit(args, report)
@@ -174,8 +203,14 @@ def status(args, config) -> int:
     for model_id, entry in report.items():
         run, plan = entry["last_run"], entry["active_plan"]
         line = f"{model_id:<16} "
-        line += (f"{run['date']} {run['status']:<18} {run['decision'] or '-':<12} dNE "
-                 + ("-" if run["dne_pct"] is None else f"{run['dne_pct']:.4f} %")) if run else "no runs yet"
+        line += (
+            (
+                f"{run['date']} {run['status']:<18} {run['decision'] or '-':<12} dNE "
+                + ("-" if run["dne_pct"] is None else f"{run['dne_pct']:.4f} %")
+            )
+            if run
+            else "no runs yet"
+        )
         if plan:
             from lpmon.pipeline.lifecycle import group_units
 
@@ -209,7 +244,10 @@ def report(args, config) -> int:
     for h in history:
         dne = "-" if h["dne_pct"] is None else f"{h['dne_pct']:.4f}"
         interval = "" if h["dne_pct_lo"] is None else f"[{h['dne_pct_lo']:.4f}, {h['dne_pct_hi']:.4f}]"
-        plan = f"v{h['plan_version']}" + (f"->v{h['new_plan_version']}" if h["new_plan_version"] else "") \
-            if h["plan_version"] else "-"
+        plan = (
+            f"v{h['plan_version']}" + (f"->v{h['new_plan_version']}" if h["new_plan_version"] else "")
+            if h["plan_version"]
+            else "-"
+        )
         print(f"{h['logical_date']:<11} {h['status']:<18} {h['action'] or '-':<12} {dne:>9} {interval:>22} {plan:>8}")
     return 0

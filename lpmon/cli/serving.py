@@ -12,21 +12,34 @@ def export_arguments(sub: argparse.ArgumentParser) -> None:
     """--version and --format for `plans export` (the version may also be given bare, as before)."""
     from lpmon.cli import plan_version
 
-    sub.add_argument("--version", dest="version_flag", type=plan_version, metavar="V",
-                     help="the plan version (default: the active one)")
-    sub.add_argument("--format", choices=FORMATS, default="json",
-                     help="json: the plan file (default); torchscript: a runnable module of FBGEMM ops "
-                          "(needs --out, and `pip install 'lpmon[torch]'`)")
+    sub.add_argument(
+        "--version",
+        dest="version_flag",
+        type=plan_version,
+        metavar="V",
+        help="the plan version (default: the active one)",
+    )
+    sub.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="json",
+        help="json: the plan file (default); torchscript: a runnable module of FBGEMM ops "
+        "(needs --out, and `pip install 'lpmon[torch]'`)",
+    )
 
 
 def score_parser(commands, with_config) -> None:
-    score = with_config(commands.add_parser(
-        "score", help="write a day's sample as lpmon scores it (request_id, label, p_fp32, p_q) to Parquet"))
+    score = with_config(
+        commands.add_parser(
+            "score", help="write a day's sample as lpmon scores it (request_id, label, p_fp32, p_q) to Parquet"
+        )
+    )
     score.add_argument("--model", required=True)
     score.add_argument("--date", required=True, help="YYYY-MM-DD")
     which = score.add_mutually_exclusive_group()
-    which.add_argument("--plan", type=_version, metavar="V", help="p_q under this plan (default: the plan in "
-                                                                  "force that day)")
+    which.add_argument(
+        "--plan", type=_version, metavar="V", help="p_q under this plan (default: the plan in force that day)"
+    )
     which.add_argument("--fp32", action="store_true", help="p_q is the fp32 model's (no plan)")
     score.add_argument("--out", type=Path, required=True, help="the Parquet file to write")
 
@@ -55,11 +68,15 @@ def export_torchscript(args, config, version: int, plan_json: str) -> int:
     probe, day = probe_sample(config, args.model, model)
     info = torchscript.export(model, plan, args.out, probe, checked_day=day if probe is not None else None)
     checked = info["checked_on"]
-    line = (f"plan v{version} of {args.model} written to {args.out} as TorchScript "
-            f"(manifest {torchscript.manifest_path(args.out)})")
+    line = (
+        f"plan v{version} of {args.model} written to {args.out} as TorchScript "
+        f"(manifest {torchscript.manifest_path(args.out)})"
+    )
     if "max_ulp" in checked:
-        checked_line = (f"checked on {checked['examples']:,} examples of {day}: largest difference from "
-                        f"lpmon's p_q {checked['max_ulp']} ulp ({checked['differing']} examples differ)")
+        checked_line = (
+            f"checked on {checked['examples']:,} examples of {day}: largest difference from "
+            f"lpmon's p_q {checked['max_ulp']} ulp ({checked['differing']} examples differ)"
+        )
     else:
         checked_line = f"not checked against lpmon's executor: {day}"
     print(f"{line}\n{checked_line}")
@@ -71,8 +88,6 @@ def score(args, config) -> int:
 
     scores = score_day(config, args.model, args.date, plan_version=args.plan, fp32=args.fp32)
     scores.write(args.out)
-    what = ("logged" if scores.logged else "fp32" if scores.plan_version is None
-            else f"plan v{scores.plan_version}")
-    print(f"{len(scores.labels):,} examples of {args.model} {scores.day} scored (p_q: {what}) "
-          f"written to {args.out}")
+    what = "logged" if scores.logged else "fp32" if scores.plan_version is None else f"plan v{scores.plan_version}"
+    print(f"{len(scores.labels):,} examples of {args.model} {scores.day} scored (p_q: {what}) written to {args.out}")
     return 0

@@ -13,12 +13,20 @@ def world(args) -> int:
     from lpmon.cli.progress import PlainLines
     from lpmon.demo.world import WorldConfig, write_world
 
-    config = WorldConfig(scenario=args.scenario, days=args.days,
-                         start=dt.date.fromisoformat(args.start), seed=args.seed,
-                         model_id=args.model_id, examples_per_day=args.examples_per_day)
+    config = WorldConfig(
+        scenario=args.scenario,
+        days=args.days,
+        start=dt.date.fromisoformat(args.start),
+        seed=args.seed,
+        model_id=args.model_id,
+        examples_per_day=args.examples_per_day,
+    )
     paths = write_world(args.root, config, progress=PlainLines(sys.stderr, quiet=args.quiet))
-    emit(args, {"traffic": str(paths.traffic), "snapshot": str(paths.snapshot), "config": str(paths.config)},
-         f"traffic:  {paths.traffic}\nsnapshot: {paths.snapshot}\nconfig:   {paths.config}")
+    emit(
+        args,
+        {"traffic": str(paths.traffic), "snapshot": str(paths.snapshot), "config": str(paths.config)},
+        f"traffic:  {paths.traffic}\nsnapshot: {paths.snapshot}\nconfig:   {paths.config}",
+    )
     return EXIT_OK
 
 
@@ -28,8 +36,11 @@ def init(args, config) -> int:
 
     applied = init_store(config.store)
     url = Database(config.store).safe_url
-    emit(args, {"store": url, "applied_migrations": list(applied or []), "integrity": "ok"},
-         f"state store {url}: " + (f"applied migrations {applied}" if applied else "up to date") + "; integrity ok")
+    emit(
+        args,
+        {"store": url, "applied_migrations": list(applied or []), "integrity": "ok"},
+        f"state store {url}: " + (f"applied migrations {applied}" if applied else "up to date") + "; integrity ok",
+    )
     return EXIT_OK
 
 
@@ -38,10 +49,14 @@ def import_criteo(args) -> int:
     from lpmon.traffic.criteo import import_criteo
 
     store = TrafficStore(args.store)
-    rows = import_criteo(args.tsv, store, args.day, table_rows=args.table_rows,
-                         progress=None if args.quiet else sys.stderr)
-    emit(args, {"rows": rows, "day": args.day, "partition": store.partition(args.day)},
-         f"imported {rows:,} rows into {store.partition(args.day)}")
+    rows = import_criteo(
+        args.tsv, store, args.day, table_rows=args.table_rows, progress=None if args.quiet else sys.stderr
+    )
+    emit(
+        args,
+        {"rows": rows, "day": args.day, "partition": store.partition(args.day)},
+        f"imported {rows:,} rows into {store.partition(args.day)}",
+    )
     return EXIT_OK
 
 
@@ -61,16 +76,27 @@ def import_dlrm(args) -> int:
     model = model_from_state_dict(state, sparse, dense)
     model.save(args.out)
     spec = model.spec
-    data = {"snapshot": str(args.out), "tables": [t.name for t in spec.tables], "dense": list(spec.dense),
-            "bottom_mlp": list(spec.bottom_mlp), "top_mlp": list(spec.top_mlp), "interaction": spec.interaction,
-            "matched": how}
-    lines = [f"snapshot {args.out}: {len(spec.tables)} tables, {len(spec.dense)} dense inputs, bottom MLP "
-             f"{'-'.join(map(str, spec.bottom_mlp))}, top MLP {'-'.join(map(str, spec.top_mlp))}, "
-             f"{spec.interaction} interaction"]
+    data = {
+        "snapshot": str(args.out),
+        "tables": [t.name for t in spec.tables],
+        "dense": list(spec.dense),
+        "bottom_mlp": list(spec.bottom_mlp),
+        "top_mlp": list(spec.top_mlp),
+        "interaction": spec.interaction,
+        "matched": how,
+    }
+    lines = [
+        f"snapshot {args.out}: {len(spec.tables)} tables, {len(spec.dense)} dense inputs, bottom MLP "
+        f"{'-'.join(map(str, spec.bottom_mlp))}, top MLP {'-'.join(map(str, spec.top_mlp))}, "
+        f"{spec.interaction} interaction"
+    ]
     if how:
         lines.append(f"matched to the traffic: {how}")
     elif not args.sparse_names:
-        note(args, f"lpmon import-dlrm: tables named {spec.tables[0].name}..{spec.tables[-1].name}: the traffic "
-                   "needs these columns (or use --from-traffic DIR / --sparse-names)")
+        note(
+            args,
+            f"lpmon import-dlrm: tables named {spec.tables[0].name}..{spec.tables[-1].name}: the traffic "
+            "needs these columns (or use --from-traffic DIR / --sparse-names)",
+        )
     emit(args, data, lines)
     return EXIT_OK

@@ -22,7 +22,6 @@ SCENARIOS = ("gradual_drift", "outliers")
 START = dt.date(2026, 11, 1)
 
 
-
 def write_demo_world(root: Path, days: int, examples_per_day: int, sample_size: int) -> Path:
     from lpmon.demo.world import WorldConfig, write_world
 
@@ -35,7 +34,8 @@ def write_demo_world(root: Path, days: int, examples_per_day: int, sample_size: 
         f'store = "sqlite:///{root / "state.db"}"\n\n'
         f"[defaults]\nsample_size = {sample_size}\nmin_examples = 1000\n"
         'recipients = ["oncall@example.com"]\n\n'
-        f'[airflow]\nstart_date = "{START}"\ntask_retries = 0\n' + models)
+        f'[airflow]\nstart_date = "{START}"\ntask_retries = 0\n' + models
+    )
     return path
 
 
@@ -52,7 +52,6 @@ class MailCatcher:
         return "250 OK"
 
 
-
 def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
     from lpmon.airflow import local
 
@@ -66,24 +65,33 @@ def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
     config_path = write_demo_world(root, days, examples_per_day, sample_size)
     home = root / "airflow"
     home.mkdir()
-    os.environ.update({
-        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(local.dags_folder()),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "LPMON_CONFIG": str(config_path), "PYTHONWARNINGS": "ignore",
-    })
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(local.dags_folder()),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "LPMON_CONFIG": str(config_path),
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     log = home / "dag-runs.log"
     print("lpmon demo: creating Airflow's metadata database (airflow db migrate)")
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
-                   stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+    )
     from aiosmtpd.controller import Controller
 
     catcher = MailCatcher(root / "mail")
     port = _free_port()
     controller = Controller(catcher, hostname="127.0.0.1", port=port)
     controller.start()
-    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = (f"smtp://127.0.0.1:{port}/?disable_ssl=true&disable_tls=true"
-                                               "&from_email=lpmon%40example.com&retry_limit=0")
+    os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = (
+        f"smtp://127.0.0.1:{port}/?disable_ssl=true&disable_tls=true&from_email=lpmon%40example.com&retry_limit=0"
+    )
     try:
         failed = _run_days(config_path, days, log)
     finally:
@@ -91,8 +99,7 @@ def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
     print(f"\nHTML reports: {root / 'work' / 'reports'}/<model>/<day>.html")
     print(f"alert emails: {catcher.count} in {root / 'mail'} (.eml)")
     print(f"active plans for serving: {root / 'plans'}/<model>/active.json")
-    print(f"Airflow task logs: {log} (dag.test runs: Airflow's run statistics there are the demo's, "
-          "not a schedule's)")
+    print(f"Airflow task logs: {log} (dag.test runs: Airflow's run statistics there are the demo's, not a schedule's)")
     print(f"done in {time.perf_counter() - started:.0f} s")
     return 1 if failed else 0
 
@@ -115,8 +122,10 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
     config = load(config_path)
     init_store(config.store)  # what `lpmon init` does: only it creates a store
     store = open_store(config)
-    print(f"lpmon demo: running lpmon_monitor through Airflow (dag.test), {days} days, "
-          f"gate {config.model(SCENARIOS[0]).gate_pct} % relative NE\n")
+    print(
+        f"lpmon demo: running lpmon_monitor through Airflow (dag.test), {days} days, "
+        f"gate {config.model(SCENARIOS[0]).gate_pct} % relative NE\n"
+    )
     print(f"{'day':<11} {'model':<14} {'dNE %':>8} {'interval':>20}  {'status':<18} {'decision':<11} plan  run")
     failed = 0
     for offset in range(days):
@@ -138,5 +147,7 @@ def _row(store, model_id: str, day: str, dag_state: str, seconds: float) -> str:
     plan = f"v{summary.plan_version}" if summary.plan_version else "-"
     if summary.new_plan_version and summary.new_plan_version != summary.plan_version:
         plan += f"->v{summary.new_plan_version}"  # (an onboarding day is judged under the plan it made)
-    return (f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {summary.status:<18} "
-            f"{summary.action or '-':<11} {plan:<5} {dag_state} ({seconds:.0f} s)")
+    return (
+        f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {summary.status:<18} "
+        f"{summary.action or '-':<11} {plan:<5} {dag_state} ({seconds:.0f} s)"
+    )

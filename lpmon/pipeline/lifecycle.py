@@ -50,8 +50,8 @@ class Origin(str, Enum):
 class Verdict:
     passed: bool
     reason: str
-    n: int = 0                     # held-out examples the verdict rests on
-    degraded: bool = False         # the candidate's own interval is above the gate
+    n: int = 0  # held-out examples the verdict rests on
+    degraded: bool = False  # the candidate's own interval is above the gate
     comparison: Comparison | None = None
 
 
@@ -79,20 +79,30 @@ def judge(candidate: Comparison, gate_pct: float, *, versus_active: Comparison |
         return Verdict(False, f"candidate cannot be judged: {c.undefined_reason}", n, comparison=c)
     interval = f"dNE {c.dne_pct:.4f} % [{c.dne_pct_lo:.4f}, {c.dne_pct_hi:.4f}] on {n:,} held-out examples"
     if c.dne_pct_hi <= gate_pct:
-        return Verdict(True, f"candidate {interval}: within the {gate_pct} % gate with confidence", n,
-                       comparison=c)
+        return Verdict(True, f"candidate {interval}: within the {gate_pct} % gate with confidence", n, comparison=c)
     if c.dne_pct_lo > gate_pct:
         return Verdict(False, f"candidate {interval}: above the {gate_pct} % gate", n, degraded=True, comparison=c)
     if versus_active is not None and versus_active.dne_pct_hi < 0 and c.dne_pct <= gate_pct:
         v = versus_active
-        return Verdict(True, f"candidate {interval}: significantly better than the plan in force "
-                             f"({v.dne_pct:.4f} % [{v.dne_pct_lo:.4f}, {v.dne_pct_hi:.4f}] relative to it), "
-                             "which is over the gate", n, comparison=c)
+        return Verdict(
+            True,
+            f"candidate {interval}: significantly better than the plan in force "
+            f"({v.dne_pct:.4f} % [{v.dne_pct_lo:.4f}, {v.dne_pct_hi:.4f}] relative to it), "
+            "which is over the gate",
+            n,
+            comparison=c,
+        )
     return Verdict(False, f"candidate {interval}: not shown within the {gate_pct} % gate", n, comparison=c)
 
 
-def validate(candidate: QuantPlan, evidence: Evidence, gate_pct: float, *,
-             active: QuantPlan | None = None, active_over_gate: bool = False) -> Verdict:
+def validate(
+    candidate: QuantPlan,
+    evidence: Evidence,
+    gate_pct: float,
+    *,
+    active: QuantPlan | None = None,
+    active_over_gate: bool = False,
+) -> Verdict:
     """Rule 1, drawing more evidence while the verdict is inconclusive. Being better
     than a plan in force that is over the gate counts only once the evidence is all
     drawn: a candidate is shown within the gate whenever the traffic allows it."""
@@ -106,8 +116,12 @@ def validate(candidate: QuantPlan, evidence: Evidence, gate_pct: float, *,
         versus = judge(evidence.compare(candidate), gate_pct, versus_active=evidence.paired(candidate, active))
         if versus.passed:
             return versus
-    return Verdict(False, verdict.reason + f" (all the evidence available: {evidence.n:,} examples)",
-                   verdict.n, comparison=verdict.comparison)
+    return Verdict(
+        False,
+        verdict.reason + f" (all the evidence available: {evidence.n:,} examples)",
+        verdict.n,
+        comparison=verdict.comparison,
+    )
 
 
 def significantly_better(candidate: QuantPlan, active: QuantPlan, evidence: Evidence) -> tuple[bool, Comparison]:
@@ -139,15 +153,20 @@ def cooling_units(promotions: list[tuple[str, list[str]]], day: str, cooldown_da
     return {unit for when, changed in promotions if first <= when < day for unit in changed}
 
 
-def reenable_targets(active: dict[str, str], baseline: dict[str, str], *, pinned: set[str],
-                     cooling: set[str]) -> dict[str, str]:
+def reenable_targets(
+    active: dict[str, str], baseline: dict[str, str], *, pinned: set[str], cooling: set[str]
+) -> dict[str, str]:
     """Units serving above their baseline precision (the one onboarding or the user chose)
     that may go back to it: not pinned, not changed by a recent promotion."""
     out = {}
     for unit, precision in active.items():
         target = baseline.get(unit)
-        if (target is not None and unit not in pinned and unit not in cooling
-                and Precision(precision).bits > Precision(target).bits):
+        if (
+            target is not None
+            and unit not in pinned
+            and unit not in cooling
+            and Precision(precision).bits > Precision(target).bits
+        ):
             out[unit] = target
     return out
 
@@ -163,8 +182,11 @@ def group_units(moves: dict[str, tuple[str, str]]) -> list[str]:
         else:
             lines.append(f"{unit} {before} -> {after}")
     for (before, after), names in tables.items():
-        lines.append(names[0] + f" {before} -> {after}" if len(names) == 1
-                     else f"{len(names)} embedding tables {before} -> {after}")
+        lines.append(
+            names[0] + f" {before} -> {after}"
+            if len(names) == 1
+            else f"{len(names)} embedding tables {before} -> {after}"
+        )
     return lines
 
 
@@ -175,14 +197,15 @@ def _natural(name: str):
 
 # --- applying the rules against the store -------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Outcome:
     """What became of a candidate."""
 
     promoted: bool
-    version: int | None           # the stored version (the active one if it was identical)
+    version: int | None  # the stored version (the active one if it was identical)
     reason: str
-    lost_race: bool = False       # the plan in force changed meanwhile; see `active_version`
+    lost_race: bool = False  # the plan in force changed meanwhile; see `active_version`
     active_version: int | None = None
 
 
@@ -226,42 +249,82 @@ class PlanLifecycle:
                 return int(record.version)
         return self.store.add_candidate(self.model_id, day, origin.value, lambda v: _numbered(candidate, v).to_json())
 
-    def propose(self, candidate: QuantPlan, day: str, origin: Origin, verdict: Verdict | None, *,
-                expected_active: int | None, forced: bool = False, stored: int | None = None) -> Outcome:
+    def propose(
+        self,
+        candidate: QuantPlan,
+        day: str,
+        origin: Origin,
+        verdict: Verdict | None,
+        *,
+        expected_active: int | None,
+        forced: bool = False,
+        stored: int | None = None,
+    ) -> Outcome:
         """Promote `candidate` over the plan expected in force if its verdict passed (or
         `forced`, recorded as such). Identical candidates are not stored; a rerun of the
         day finds the candidate it stored before and reports the same outcome.
         stored: the version of an already stored candidate (a user's import) to promote."""
         ok = forced or (verdict is not None and verdict.passed)
         reason = "forced by the user (not validated)" if forced else (verdict.reason if verdict else "not validated")
-        rerun = next((r for r in self.store.plans_of_day(self.model_id, day, origin=origin.value)
-                      if same_quantization(QuantPlan.from_json(r.plan_json), candidate)), None)
+        rerun = next(
+            (
+                r
+                for r in self.store.plans_of_day(self.model_id, day, origin=origin.value)
+                if same_quantization(QuantPlan.from_json(r.plan_json), candidate)
+            ),
+            None,
+        )
         active = self.store.active_plan(self.model_id)
         current = active.version if active else None
         if rerun is not None and ok:
             if self.store.promote(self.model_id, rerun.version, expected_active=expected_active):
                 return Outcome(True, rerun.version, reason, active_version=rerun.version)
-            return Outcome(False, rerun.version, f"plan v{current} came into force meanwhile", lost_race=True,
-                           active_version=current)
+            return Outcome(
+                False,
+                rerun.version,
+                f"plan v{current} came into force meanwhile",
+                lost_race=True,
+                active_version=current,
+            )
         active_plan = QuantPlan.from_json(active.plan_json) if active else None
         if active_plan is not None and same_quantization(active_plan, candidate):
-            return Outcome(False, active.version, f"candidate identical to plan v{active.version} in force: "
-                                                  "nothing to change", active_version=current)
+            return Outcome(
+                False,
+                active.version,
+                f"candidate identical to plan v{active.version} in force: nothing to change",
+                active_version=current,
+            )
         if not ok:
             return Outcome(False, None, reason, active_version=current)
         if current != expected_active:
-            return Outcome(False, None, f"plan v{current} came into force meanwhile", lost_race=True,
-                           active_version=current)
+            return Outcome(
+                False, None, f"plan v{current} came into force meanwhile", lost_race=True, active_version=current
+            )
         if self.before_promote is not None:
             self.before_promote()
-        version = stored if stored is not None else self.store.add_candidate(
-            self.model_id, day, origin.value, lambda v: _numbered(candidate, v).to_json())
+        version = (
+            stored
+            if stored is not None
+            else self.store.add_candidate(self.model_id, day, origin.value, lambda v: _numbered(candidate, v).to_json())
+        )
         if not self.store.promote(self.model_id, version, expected_active=expected_active):
             now = self.store.active_plan(self.model_id)
-            return Outcome(False, version, f"plan v{now.version if now else None} came into force meanwhile",
-                           lost_race=True, active_version=now.version if now else None)
-        self.store.record_plan_event(self.model_id, version, day, origin.value, reason, forced=forced,
-                                     units=changed_units(active_plan, candidate))
+            return Outcome(
+                False,
+                version,
+                f"plan v{now.version if now else None} came into force meanwhile",
+                lost_race=True,
+                active_version=now.version if now else None,
+            )
+        self.store.record_plan_event(
+            self.model_id,
+            version,
+            day,
+            origin.value,
+            reason,
+            forced=forced,
+            units=changed_units(active_plan, candidate),
+        )
         return Outcome(True, version, reason, active_version=version)
 
     def promotions(self) -> list[tuple[str, list[str]]]:
@@ -271,8 +334,9 @@ class PlanLifecycle:
     def baseline(self) -> dict[str, str] | None:
         """The precisions of the last plan onboarding or a user put in force: what
         re-enabling may return units to (never below it)."""
-        events = [e for e in self.store.plan_events(self.model_id)
-                  if e["origin"] in (Origin.ONBOARD.value, Origin.USER.value)]
+        events = [
+            e for e in self.store.plan_events(self.model_id) if e["origin"] in (Origin.ONBOARD.value, Origin.USER.value)
+        ]
         if not events:
             return None
         return {layer.name: layer.precision for layer in self.plan(events[-1]["version"]).layers}

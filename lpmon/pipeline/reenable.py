@@ -4,13 +4,11 @@ the precisions onboarding or the user chose are tried back at them.
 
 from __future__ import annotations
 
-
-
-from lpmon.pipeline.lifecycle import (Origin, cooling_units, group_units, reenable_targets, validate)
 from lpmon.pipeline.assembly import assemble, unit_precisions
-from lpmon.policy import Action, Status
 from lpmon.pipeline.context import Day
+from lpmon.pipeline.lifecycle import Origin, cooling_units, group_units, reenable_targets, validate
 from lpmon.pipeline.recalibrate import provenance_of, ranges_of
+from lpmon.policy import Action, Status
 
 
 def healthy_streak(store, model_id, day, version) -> int:
@@ -42,9 +40,14 @@ def maybe_reenable(d: Day, streak: int) -> None:
     fixed = {layer.name: layer for layer in plan.layers if layer.name not in targets} | pins
     moves = {unit: (plan.layer(unit).precision, target) for unit, target in targets.items()}
     lines = "; ".join(group_units(moves))
-    candidate = assemble(d.model, ranges_of(d, calibration), dict(unit_precisions(plan), **targets),
-                         model_id=work.model_id, pinned=fixed,
-                         provenance=provenance_of(d, len(calibration), f"back to baseline: {lines}"))
+    candidate = assemble(
+        d.model,
+        ranges_of(d, calibration),
+        dict(unit_precisions(plan), **targets),
+        model_id=work.model_id,
+        pinned=fixed,
+        provenance=provenance_of(d, len(calibration), f"back to baseline: {lines}"),
+    )
     verdict = validate(candidate, d.evidence(), settings.gate_pct)
     if not verdict.passed:
         work.reasons.append(f"after {streak} healthy days, {lines} not re-enabled: {verdict.reason}")

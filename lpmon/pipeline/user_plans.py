@@ -8,11 +8,11 @@ import datetime as dt
 from pathlib import Path
 
 from lpmon.config import Config
-from lpmon.pipeline.lifecycle import Origin, Outcome, validate
 from lpmon.model import load_snapshot
 from lpmon.model.spec import ModelSpec
 from lpmon.pipeline import export
 from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, plan_lifecycle
+from lpmon.pipeline.lifecycle import Origin, Outcome, validate
 from lpmon.policy import Status
 from lpmon.quant import PlanError, QuantPlan
 
@@ -31,13 +31,16 @@ def read_plan(path: Path, model_id: str, spec: ModelSpec) -> QuantPlan:
     except (PlanError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: {err}") from None
     expected = {name: "linear" for name, _, _ in spec.linear_layers()} | {
-        f"emb_l.{t}": "embedding" for t in range(len(spec.tables))}
+        f"emb_l.{t}": "embedding" for t in range(len(spec.tables))
+    }
     given = {layer.name: layer.kind for layer in plan.layers}
     missing, unknown = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
     if missing or unknown:
-        raise ValueError(f"{path}: the plan does not fit {model_id}'s layers"
-                         + (f"; missing {', '.join(missing)}" if missing else "")
-                         + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        raise ValueError(
+            f"{path}: the plan does not fit {model_id}'s layers"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(unknown)}" if unknown else "")
+        )
     wrong = sorted(name for name, kind in given.items() if expected[name] != kind)
     if wrong:
         raise ValueError(f"{path}: layers {', '.join(wrong)} have the wrong kind for {model_id}")
@@ -72,11 +75,23 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
             _, evaluation, labels = halves(sample.batch, sample.labels)
             run = store.run(model_id, day)
             over = run is not None and run["status"] == Status.DEGRADED.value
-            verdict = validate(candidate, held_out(settings, model, day, evaluation, labels), settings.gate_pct,
-                               active=active, active_over_gate=over)
+            verdict = validate(
+                candidate,
+                held_out(settings, model, day, evaluation, labels),
+                settings.gate_pct,
+                active=active,
+                active_over_gate=over,
+            )
         record = store.active_plan(model_id)
-        outcome = lifecycle.propose(candidate, day, Origin.USER, verdict, forced=force, stored=version,
-                                    expected_active=record.version if record else None)
+        outcome = lifecycle.propose(
+            candidate,
+            day,
+            Origin.USER,
+            verdict,
+            forced=force,
+            stored=version,
+            expected_active=record.version if record else None,
+        )
         if outcome.promoted:
             export.publish(config, store, model_id)
         return outcome

@@ -22,15 +22,18 @@ import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from lpmon.report.day import DayReport, chart, events, headline, render_html, render_text
+from lpmon.report import day as dayreport
+from lpmon.report import render
+from lpmon.report.day import DayReport, events, headline
 from lpmon.report.notify import NO_CONNECTION, Mailer
+from lpmon.report.render import chart, render_html, render_text
 from lpmon.store import StateStore
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "email"
 EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA", "RESOLVED")
-MAIL_POLICY = email.policy.default.clone(max_line_length=998)   # headers are not folded (one-line subjects)
+MAIL_POLICY = email.policy.default.clone(max_line_length=998)  # headers are not folded (one-line subjects)
 
 
 def subject(report: DayReport, event: str) -> str:
@@ -63,13 +66,15 @@ def compose(report: DayReport, event: str, recipients: list[str], sender: str) -
     message.set_content(render_text(report, event))
     cid = make_msgid(domain="lpmon")
     message.add_alternative(render_html(report, f"cid:{cid[1:-1]}", event), subtype="html")
-    message.get_payload()[1].add_related(chart(report), maintype="image", subtype="png", cid=cid,
-                                         filename=f"dne-{report.model_id}-{report.day}.png")
+    message.get_payload()[1].add_related(
+        chart(report), maintype="image", subtype="png", cid=cid, filename=f"dne-{report.model_id}-{report.day}.png"
+    )
     return message
 
 
-def alert_day(store: StateStore, report: DayReport, recipients: list[str], mailer: Mailer, *,
-              only: list[str] | None = None) -> dict[str, str]:
+def alert_day(
+    store: StateStore, report: DayReport, recipients: list[str], mailer: Mailer, *, only: list[str] | None = None
+) -> dict[str, str]:
     """Send the day's alerts that were not sent yet; returns {event: status}.
     Never raises: a send that fails (or cannot be tried) is recorded with its error."""
     sent = {(r["event"], r["status"]) for r in store.alerts(report.model_id, report.day, CHANNEL)}
@@ -80,45 +85,60 @@ def alert_day(store: StateStore, report: DayReport, recipients: list[str], maile
         return outcome
     if not recipients:
         for event in pending:
-            store.record_alert(report.model_id, report.day, event, CHANNEL, "skipped",
-                               error="no recipients configured", attempts=0)
+            store.record_alert(
+                report.model_id, report.day, event, CHANNEL, "skipped", error="no recipients configured", attempts=0
+            )
             outcome[event] = "skipped"
         return outcome
-    joined = "+".join(pending)   # one mail for the day's unsent events
+    joined = "+".join(pending)  # one mail for the day's unsent events
     try:
         error, tries = mailer.send(compose(report, joined, recipients, mailer.from_email))
     except Exception as err:  # noqa: BLE001 - composing failed (a bad address, a chart): record it
         error, tries = f"{type(err).__name__}: {err}", 0
     status = "failed" if error else "sent"
     if error:  # a missing connection is said once per run (the models task): here only at info level
-        log.log(logging.INFO if error.startswith(NO_CONNECTION) else logging.WARNING,
-                "lpmon alert %s/%s/%s not sent: %s", report.model_id, report.day, joined, error)
+        log.log(
+            logging.INFO if error.startswith(NO_CONNECTION) else logging.WARNING,
+            "lpmon alert %s/%s/%s not sent: %s",
+            report.model_id,
+            report.day,
+            joined,
+            error,
+        )
     for event in pending:
-        store.record_alert(report.model_id, report.day, event, CHANNEL, status,
-                           recipients=", ".join(recipients), error=error, attempts=tries)
+        store.record_alert(
+            report.model_id,
+            report.day,
+            event,
+            CHANNEL,
+            status,
+            recipients=", ".join(recipients),
+            error=error,
+            attempts=tries,
+        )
         outcome[event] = status
     return outcome
 
 
-def deliver_day(config, store: StateStore, model_id: str, day: str, *, run_url: str = "", mailer=None,
-                write_report: bool = True) -> dict:
+def deliver_day(
+    config, store: StateStore, model_id: str, day: str, *, run_url: str = "", mailer=None, write_report: bool = True
+) -> dict:
     """The outputs of a day, for the DAG's report and alert tasks and for `lpmon run`
     and `backfill` alike: the HTML day report (write_report) and the day's alert
     mail (when mailer is a Mailer, or a function that makes one: it is called
     only when the day has something to say). Returns {"report": path or None,
     "alerts": {event: status}}; never raises for a mail."""
-    from lpmon.report import day as dayreport
-
     report = dayreport.build(config, store, model_id, day, run_url)
-    out = {"report": str(dayreport.write_file(config, report)) if write_report else None, "alerts": {}}
+    out = {"report": str(render.write_file(config, report)) if write_report else None, "alerts": {}}
     if write_report and report.previous_day:  # the day before now has a next day to link to
-        before = dayreport.build(config, store, model_id, report.previous_day,
-                                 dayreport.run_link_of(config, model_id, report.previous_day))
+        before = dayreport.build(
+            config, store, model_id, report.previous_day, dayreport.run_link_of(config, model_id, report.previous_day)
+        )
         if before.next_day == day:
-            dayreport.write_file(config, before)
+            render.write_file(config, before)
     if mailer is not None and events(report):
         recipients = list(config.model(model_id).recipients)
-        if not recipients:   # recorded as skipped; no need to look up the SMTP connection
+        if not recipients:  # recorded as skipped; no need to look up the SMTP connection
             mailer = Mailer(None, "no recipients configured")
         elif not isinstance(mailer, Mailer):
             mailer = mailer()

@@ -1,18 +1,13 @@
-"""What one model's day looked like, read back from the store, as plain text and
-as HTML (the alert emails' body and the report file the main job points to).
-
-Every value that comes from data (model names, layer names, reasons) is
-escaped in the HTML.
-"""
+"""What one model's day looked like, read back from the store (DayReport): its
+headline, summary, reasons, links and events. lpmon.report.render draws it as
+plain text and HTML (the alert emails' body and the report file the main job
+points to), escaping every value that comes from data."""
 
 from __future__ import annotations
 
-import base64
 import html
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from lpmon.atomic import write_atomically
 from lpmon.config import Config, confined
 from lpmon.store import StateStore
 from lpmon.store.reports import run_report
@@ -35,30 +30,31 @@ class DayReport:
     plan_version: int | None = None
     new_plan_version: int | None = None
     promoted: bool = False
-    moved: list[str] = field(default_factory=list)          # "top_l.0: int8 -> fp16"
-    worst_sqnr: list[dict] = field(default_factory=list)     # layer, precision, sqnr_db
+    moved: list[str] = field(default_factory=list)  # "top_l.0: int8 -> fp16"
+    worst_sqnr: list[dict] = field(default_factory=list)  # layer, precision, sqnr_db
     worst_saturation: list[dict] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)        # the last HISTORY_DAYS of dne_history
+    history: list[dict] = field(default_factory=list)  # the last HISTORY_DAYS of dne_history
     run_url: str = ""
-    message: str = ""                  # why a day could not be judged (failed, INSUFFICIENT_DATA)
+    message: str = ""  # why a day could not be judged (failed, INSUFFICIENT_DATA)
     active_version: int | None = None  # the plan in force now (after the day)
-    page_url: str = ""                 # the model's lpmon page
-    report_url: str = ""               # the day's HTML report, served by the lpmon page
-    report_path: str = ""              # the day's HTML report file
-    plans_file: str = ""               # what serving loads: plans/<model>/active.json
-    serving_problem: str = ""          # the serving file is not the active plan, and why
+    page_url: str = ""  # the model's lpmon page
+    report_url: str = ""  # the day's HTML report, served by the lpmon page
+    report_path: str = ""  # the day's HTML report file
+    plans_file: str = ""  # what serving loads: plans/<model>/active.json
+    serving_problem: str = ""  # the serving file is not the active plan, and why
     runbook_url: str = ""
-    resolved_from: str = ""            # the last DEGRADED day, when this day is back under the gate
-    segments: list[dict] = field(default_factory=list)       # segment, n, dne_pct, lo, hi
-    previous_day: str = ""             # neighbouring days with a report (navigation)
+    resolved_from: str = ""  # the last DEGRADED day, when this day is back under the gate
+    segments: list[dict] = field(default_factory=list)  # segment, n, dne_pct, lo, hi
+    previous_day: str = ""  # neighbouring days with a report (navigation)
     next_day: str = ""
 
     @property
     def dne_text(self) -> str:
         if self.dne_pct is None:
             return "no comparison"
-        return (f"{self.dne_pct:.4f} % [{self.dne_pct_lo:.4f}, {self.dne_pct_hi:.4f}] "
-                f"against the {self.gate_pct:g} % gate")
+        return (
+            f"{self.dne_pct:.4f} % [{self.dne_pct_lo:.4f}, {self.dne_pct_hi:.4f}] against the {self.gate_pct:g} % gate"
+        )
 
 
 def build(config: Config, store: StateStore, model_id: str, day: str, run_url: str = "") -> DayReport:
@@ -84,39 +80,81 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     judged = [h for h in history if h["logical_date"] < day and h["status"] in ("HEALTHY", "DEGRADED")]
     segments = store.segment_metrics(model_id, day)
     return DayReport(
-        model_id=model_id, day=day, status=summary.status, action=summary.action or "",
+        model_id=model_id,
+        day=day,
+        status=summary.status,
+        action=summary.action or "",
         reasons=([f"serving: {serving}"] if serving else []) + summary.reasons,
         gate_pct=config.model(model_id).gate_pct,
-        message=summary.message, active_version=store.plan_in_force_after(model_id, day),
-        **links(config, model_id, day), serving_problem=serving,
-        resolved_from=judged[-1]["logical_date"] if summary.status == "HEALTHY" and judged
-        and judged[-1]["status"] == "DEGRADED" else "",
-        segments=[{"segment": r["segment"], "n": r.get("n"), "dne_pct": r["dne_pct"], "dne_pct_lo": r["dne_pct_lo"],
-                   "dne_pct_hi": r["dne_pct_hi"]} for r in segments],
-        previous_day=previous_day, next_day=next_day,
-        dne_pct=summary.dne_pct, dne_pct_lo=summary.dne_pct_lo, dne_pct_hi=summary.dne_pct_hi,
-        plan_version=summary.plan_version, new_plan_version=new_version, promoted=promoted, moved=moved,
-        worst_sqnr=[{"layer": r["layer"], "precision": r["layer_precision"], "sqnr_db": r["sqnr_db"]}
-                    for r in sorted(with_sqnr, key=lambda r: r["sqnr_db"])[:WORST]],
-        worst_saturation=[{"layer": r["layer"], "precision": r["layer_precision"],
-                           "saturation": (r["saturation_below"] or 0) + (r["saturation_above"] or 0)}
-                          for r in sorted(layers, key=lambda r: -((r["saturation_below"] or 0)
-                                                                 + (r["saturation_above"] or 0)))[:WORST]],
-        history=history[-HISTORY_DAYS:], run_url=run_url)
+        message=summary.message,
+        active_version=store.plan_in_force_after(model_id, day),
+        **links(config, model_id, day),
+        serving_problem=serving,
+        resolved_from=judged[-1]["logical_date"]
+        if summary.status == "HEALTHY" and judged and judged[-1]["status"] == "DEGRADED"
+        else "",
+        segments=[
+            {
+                "segment": r["segment"],
+                "n": r.get("n"),
+                "dne_pct": r["dne_pct"],
+                "dne_pct_lo": r["dne_pct_lo"],
+                "dne_pct_hi": r["dne_pct_hi"],
+            }
+            for r in segments
+        ],
+        previous_day=previous_day,
+        next_day=next_day,
+        dne_pct=summary.dne_pct,
+        dne_pct_lo=summary.dne_pct_lo,
+        dne_pct_hi=summary.dne_pct_hi,
+        plan_version=summary.plan_version,
+        new_plan_version=new_version,
+        promoted=promoted,
+        moved=moved,
+        worst_sqnr=[
+            {"layer": r["layer"], "precision": r["layer_precision"], "sqnr_db": r["sqnr_db"]}
+            for r in sorted(with_sqnr, key=lambda r: r["sqnr_db"])[:WORST]
+        ],
+        worst_saturation=[
+            {
+                "layer": r["layer"],
+                "precision": r["layer_precision"],
+                "saturation": (r["saturation_below"] or 0) + (r["saturation_above"] or 0),
+            }
+            for r in sorted(layers, key=lambda r: -((r["saturation_below"] or 0) + (r["saturation_above"] or 0)))[
+                :WORST
+            ]
+        ],
+        history=history[-HISTORY_DAYS:],
+        run_url=run_url,
+    )
 
 
-def promotion(config: Config, store: StateStore, model_id: str, day: str, old: int, new: int, reason: str,
-              run_url: str = "") -> DayReport:
+def promotion(
+    config: Config, store: StateStore, model_id: str, day: str, old: int, new: int, reason: str, run_url: str = ""
+) -> DayReport:
     """The report of a proactive recalibration's promotion (lpmon_recalibrate)."""
     run = store.run(model_id, day) or {}
     history = [r for r in run_report(store.db, "dne_history", model_id=model_id) if r["logical_date"] <= day]
-    return DayReport(model_id=model_id, day=day, status=run.get("status", "-"), action="PROACTIVE",
-                     reasons=[reason], gate_pct=config.model(model_id).gate_pct, plan_version=old,
-                     active_version=new, **links(config, model_id, day),
-                     new_plan_version=new, promoted=True,
-                     moved=_precision_changes(store.plan_record(model_id, old).plan_json,
-                                              store.plan_record(model_id, new).plan_json),
-                     history=history[-HISTORY_DAYS:], run_url=run_url)
+    return DayReport(
+        model_id=model_id,
+        day=day,
+        status=run.get("status", "-"),
+        action="PROACTIVE",
+        reasons=[reason],
+        gate_pct=config.model(model_id).gate_pct,
+        plan_version=old,
+        active_version=new,
+        **links(config, model_id, day),
+        new_plan_version=new,
+        promoted=True,
+        moved=_precision_changes(
+            store.plan_record(model_id, old).plan_json, store.plan_record(model_id, new).plan_json
+        ),
+        history=history[-HISTORY_DAYS:],
+        run_url=run_url,
+    )
 
 
 def links(config: Config, model_id: str, day: str) -> dict:
@@ -125,11 +163,13 @@ def links(config: Config, model_id: str, day: str) -> dict:
     from urllib.parse import quote
 
     base = config.airflow.base_url.rstrip("/")
-    return {"page_url": f"{base}/lpmon/models/{quote(model_id)}#day-{day}",
-            "report_url": f"{base}/lpmon/models/{quote(model_id)}/reports/{day}.html",
-            "report_path": str(config.work_dir / "reports" / model_id / f"{day}.html"),
-            "plans_file": str(config.plans_dir / model_id / "active.json"),
-            "runbook_url": config.model(model_id).runbook_url}
+    return {
+        "page_url": f"{base}/lpmon/models/{quote(model_id)}#day-{day}",
+        "report_url": f"{base}/lpmon/models/{quote(model_id)}/reports/{day}.html",
+        "report_path": str(config.work_dir / "reports" / model_id / f"{day}.html"),
+        "plans_file": str(config.plans_dir / model_id / "active.json"),
+        "runbook_url": config.model(model_id).runbook_url,
+    }
 
 
 def _precision_changes(old_json: str, new_json: str) -> list[str]:
@@ -142,10 +182,21 @@ def _precision_changes(old_json: str, new_json: str) -> list[str]:
     return group_units({name: (old.get(name, "-"), p) for name, p in new.items() if old.get(name) != p})
 
 
-COLOURS = {"HEALTHY": "#2f9e44", "WARN": "#e8a317", "DEGRADED": "#e03131", "INSUFFICIENT_DATA": "#868e96",
-           "failed": "#5f3dc4"}
-NAMES = {"DEGRADED": "NE degraded", "PROMOTION": "new plan promoted", "FALLBACK": "layers raised to higher precision",
-         "FAILED": "day not checked", "INSUFFICIENT_DATA": "not enough traffic", "RESOLVED": "resolved"}
+COLOURS = {
+    "HEALTHY": "#2f9e44",
+    "WARN": "#e8a317",
+    "DEGRADED": "#e03131",
+    "INSUFFICIENT_DATA": "#868e96",
+    "failed": "#5f3dc4",
+}
+NAMES = {
+    "DEGRADED": "NE degraded",
+    "PROMOTION": "new plan promoted",
+    "FALLBACK": "layers raised to higher precision",
+    "FAILED": "day not checked",
+    "INSUFFICIENT_DATA": "not enough traffic",
+    "RESOLVED": "resolved",
+}
 
 
 def headline(report: DayReport, event: str = "") -> str:
@@ -164,32 +215,53 @@ def summary(report: DayReport, event: str = "") -> str:
     events = set(event.split("+")) if event else set()
     dne = "" if report.dne_pct is None else f"dNE {report.dne_pct:.4f} %"
     if "PROMOTION" in events:
-        change = ("; ".join(report.moved) if report.moved
-                  else "the first quantized plan (onboarding), replacing fp32" if report.action == "ONBOARD"
-                  else "recalibrated activation ranges" + (" (proactive)" if report.action == "PROACTIVE" else ""))
-        serving = (f"ACTION NEEDED: serving's file still holds the old plan ({report.serving_problem})"
-                   if report.serving_problem else f"serving reloads {report.plans_file}; no action needed")
-        before = f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)}; " \
-            if "DEGRADED" in events and dne else ""
+        change = (
+            "; ".join(report.moved)
+            if report.moved
+            else "the first quantized plan (onboarding), replacing fp32"
+            if report.action == "ONBOARD"
+            else "recalibrated activation ranges" + (" (proactive)" if report.action == "PROACTIVE" else "")
+        )
+        serving = (
+            f"ACTION NEEDED: serving's file still holds the old plan ({report.serving_problem})"
+            if report.serving_problem
+            else f"serving reloads {report.plans_file}; no action needed"
+        )
+        before = (
+            f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)}; "
+            if "DEGRADED" in events and dne
+            else ""
+        )
         return f"{before}v{report.new_plan_version} now serving: {change}; {serving}"
     if "DEGRADED" in events:
-        return (f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)} and no better plan "
-                f"passed validation: ACTION NEEDED (serving keeps {_v(report.active_version)}; see the reasons"
-                + (" and the runbook" if report.runbook_url else "") + ")")
+        return (
+            f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)} and no better plan "
+            f"passed validation: ACTION NEEDED (serving keeps {_v(report.active_version)}; see the reasons"
+            + (" and the runbook" if report.runbook_url else "")
+            + ")"
+        )
     if "FAILED" in events:
-        return (f"the day could not be checked ({report.message or 'see the reasons'}): ACTION NEEDED: fix it, "
-                f"then `lpmon run --model {report.model_id} --date {report.day}`")
+        return (
+            f"the day could not be checked ({report.message or 'see the reasons'}): ACTION NEEDED: fix it, "
+            f"then `lpmon run --model {report.model_id} --date {report.day}`"
+        )
     from lpmon.pipeline.onboard import ONBOARDING_WAITS
 
     if "INSUFFICIENT_DATA" in events and report.message.startswith(ONBOARDING_WAITS):
-        return (f"{report.message}: no action needed; lpmon tries again with the next days' traffic, "
-                f"and serving stays on {_v(report.active_version)} until a plan passes")
+        return (
+            f"{report.message}: no action needed; lpmon tries again with the next days' traffic, "
+            f"and serving stays on {_v(report.active_version)} until a plan passes"
+        )
     if "INSUFFICIENT_DATA" in events:
-        return (f"not enough traffic to judge the day ({report.message or 'see the reasons'}): check the "
-                f"traffic for {report.day}; serving keeps {_v(report.active_version)}")
+        return (
+            f"not enough traffic to judge the day ({report.message or 'see the reasons'}): check the "
+            f"traffic for {report.day}; serving keeps {_v(report.active_version)}"
+        )
     if "RESOLVED" in events:
-        return (f"back under the {report.gate_pct:g} % gate: {dne} under {_v(report.plan_version)} "
-                f"(DEGRADED on {report.resolved_from}); no action needed")
+        return (
+            f"back under the {report.gate_pct:g} % gate: {dne} under {_v(report.plan_version)} "
+            f"(DEGRADED on {report.resolved_from}); no action needed"
+        )
     return f"{report.status}: {dne or 'no comparison'}"
 
 
@@ -200,7 +272,7 @@ def labelled_reasons(report: DayReport) -> list[str]:
         if reason.startswith("dNE "):
             reason = f"the day's sample under {_v(report.plan_version)}: {reason}"
         elif reason.startswith("candidate dNE") and report.new_plan_version:
-            reason = f"candidate v{report.new_plan_version} on held-out traffic: {reason[len('candidate '):]}"
+            reason = f"candidate v{report.new_plan_version} on held-out traffic: {reason[len('candidate ') :]}"
         out.append(reason)
     return out
 
@@ -218,119 +290,6 @@ def _link_lines(report: DayReport) -> list[tuple[str, str]]:
     if report.run_url:
         out.append(("Airflow run", report.run_url))
     return out
-
-
-def render_text(report: DayReport, event: str = "") -> str:
-    lines = [summary(report, event), "", headline(report, event), "",
-             f"status:   {report.status}", f"dNE:      {report.dne_text}"
-             + (f" (the day's sample under {_v(report.plan_version)})" if report.dne_pct is not None else ""),
-             f"decision: {report.action or '-'}"]
-    lines += [f"  - {reason}" for reason in labelled_reasons(report)]
-    plan = _v(report.plan_version)
-    if report.new_plan_version == report.plan_version:  # onboarded today, the day scored under it
-        plan += " (promoted today)"
-    elif report.new_plan_version:
-        plan += f" -> v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
-    lines.append(f"plan:     {plan}")
-    if report.moved:
-        lines.append("precision changes:")
-        lines += [f"  - {m}" for m in report.moved]
-    if report.segments:
-        lines.append("segments (dNE %):")
-        lines += [f"  - {s['segment']}: {s['dne_pct']:.4f} [{s['dne_pct_lo']:.4f}, {s['dne_pct_hi']:.4f}]"
-                  for s in report.segments if s["dne_pct"] is not None]
-    if report.worst_sqnr:
-        lines.append(f"worst layers by SQNR (under {_v(report.plan_version)}, the day's plan):")
-        lines += [f"  - {r['layer']} ({r['precision']}): {r['sqnr_db']:.1f} dB" for r in report.worst_sqnr]
-    if report.worst_saturation:
-        lines.append(f"worst layers by saturation (under {_v(report.plan_version)}):")
-        lines += [f"  - {r['layer']} ({r['precision']}): {100 * r['saturation']:.3f} %"
-                  for r in report.worst_saturation]
-    lines.append("")
-    lines += [f"{name}: {url}" for name, url in _link_lines(report)]
-    return "\n".join(lines) + "\n"
-
-
-# Inline styles only: mail clients drop <style> blocks and external sheets.
-TH = "text-align:left;color:#555;font-weight:600;padding:3px 12px 3px 0;border-bottom:1px solid #e2e8f0"
-TD = "padding:3px 12px 3px 0;border-bottom:1px solid #e2e8f0"
-H3 = "font-size:15px;margin:18px 0 6px"
-
-
-def _badge(status: str) -> str:
-    colour = COLOURS.get(status, "#868e96")
-    return (f'<span class="status" style="background:{colour};color:#fff;border-radius:10px;padding:1px 9px;'
-            f'font-size:12px;font-weight:600">{html.escape(status)}</span>')
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f'<th style="{TH}">{h}</th>' for h in header)
-    body = "".join("<tr>" + "".join(f'<td style="{TD}">{c}</td>' for c in row) + "</tr>" for row in rows)
-    return f'<table cellspacing="0" style="border-collapse:collapse"><tr>{head}</tr>{body}</table>'
-
-
-def render_html(report: DayReport, chart_src: str, event: str = "", navigation: bool = False) -> str:
-    """chart_src: "cid:..." in an email, a data: URI in a file; navigation: links to
-    the neighbouring days' report files (in a file, not in mail)."""
-    e = html.escape
-    colour = COLOURS.get(report.status, "#868e96")
-    plan = e(_v(report.plan_version))
-    if report.new_plan_version == report.plan_version:
-        plan += " (promoted today)"
-    elif report.new_plan_version:
-        plan += f" &rarr; v{report.new_plan_version} ({'promoted' if report.promoted else 'not promoted'})"
-    rows = [['<b>status</b>', _badge(report.status)], ["<b>dNE</b>", e(report.dne_text)],
-            ["<b>decision</b>", e(report.action or "-")], ["<b>plan</b>", plan]]
-    parts = [f'<p id="summary" style="font-size:15px;font-weight:600;border-left:5px solid {colour};'
-             f'padding:6px 10px;background:#f7fafc;margin:0 0 12px">{e(summary(report, event))}</p>',
-             f'<h2 style="font-size:18px;margin:0 0 8px">{e(headline(report, event))}</h2>',
-             _table(["", ""], rows).replace(f'<tr><th style="{TH}"></th><th style="{TH}"></th></tr>', "")]
-    if navigation and (report.previous_day or report.next_day):
-        nav = []
-        if report.previous_day:
-            nav.append(f'<a id="previous-day" href="{e(report.previous_day)}.html">&larr; {e(report.previous_day)}</a>')
-        if report.next_day:
-            nav.append(f'<a id="next-day" href="{e(report.next_day)}.html">{e(report.next_day)} &rarr;</a>')
-        parts.insert(0, f'<p id="nav" style="margin:0 0 10px">{" &middot; ".join(nav)}</p>')
-    if report.reasons:
-        parts.append(f'<h3 style="{H3}">Why</h3><ul>' + "".join(f"<li>{e(r)}</li>" for r in labelled_reasons(report))
-                     + "</ul>")
-    if report.moved:
-        parts.append(f'<h3 style="{H3}">Precision changes</h3><ul>'
-                     + "".join(f"<li>{e(m)}</li>" for m in report.moved) + "</ul>")
-    if report.segments:
-        parts.append(f'<h3 style="{H3}">Segments</h3><div id="segments">' + _table(
-            ["segment", "examples", "dNE %", "interval"],
-            [[e(s["segment"]), f"{s['n']:,}" if s.get("n") is not None else "-",
-              "-" if s["dne_pct"] is None else f"{s['dne_pct']:.4f}",
-              "-" if s["dne_pct_lo"] is None else f"[{s['dne_pct_lo']:.4f}, {s['dne_pct_hi']:.4f}]"]
-             for s in report.segments]) + "</div>")
-    if report.worst_sqnr:
-        parts.append(f'<h3 style="{H3}">Worst layers by SQNR (under {e(_v(report.plan_version))}, the day\'s plan)</h3>'
-                     + _table(["layer", "precision", "SQNR (dB)"],
-                              [[e(r["layer"]), e(r["precision"]), f"{r['sqnr_db']:.1f}"] for r in report.worst_sqnr]))
-    if report.worst_saturation:
-        parts.append(f'<h3 style="{H3}">Worst layers by saturation (under {e(_v(report.plan_version))})</h3>'
-                     + _table(["layer", "precision", "saturated (%)"],
-                              [[e(r["layer"]), e(r["precision"]), f"{100 * r['saturation']:.3f}"]
-                               for r in report.worst_saturation]))
-    parts.append(f'<h3 style="{H3}">dNE, last {len(report.history)} days</h3>'
-                 f"<img src=\"{e(chart_src)}\" alt=\"dNE of {e(report.model_id)} over the last days, "
-                 f"with the gate\" width=\"700\" style=\"max-width:100%;height:auto\">")
-    links = _link_lines(report)
-    if links:
-        parts.append('<p id="links">' + " &middot; ".join(
-            f'<a style="color:#3c6ea5" href="{e(url)}">{e(name)}</a>' if "://" in url else f"{e(name)}: {e(url)}"
-            for name, url in links) + "</p>")
-    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + e(headline(report, event))
-            + "</title></head><body style=\"font-family:-apple-system,'Segoe UI',Roboto,Arial,sans-serif;"
-              "font-size:14px;color:#1a202c;margin:16px\">" + "\n".join(parts) + "</body></html>\n")
-
-
-def chart(report: DayReport) -> bytes:
-    from lpmon.report.chart import dne_chart_png
-
-    return dne_chart_png(report.history, report.gate_pct, f"{report.model_id}: dNE by day", colours=COLOURS)
 
 
 def run_link_of(config: Config, model_id: str, day: str) -> str:
@@ -360,15 +319,3 @@ def events(report: DayReport) -> list[str]:
     if report.resolved_from:
         out.append("RESOLVED")
     return out
-
-
-def write_file(config: Config, report: DayReport) -> Path:
-    """The report as one self-contained HTML file (chart inlined), written atomically:
-    <work_dir>/reports/<model>/<day>.html."""
-    png = base64.b64encode(chart(report)).decode("ascii")
-    path = confined(config.work_dir, "reports", report.model_id, f"{report.day}.html")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The umask's mode (or file_mode), like the plans: people other than the worker read reports.
-    return write_atomically(path, render_html(report, f"data:image/png;base64,{png}", "+".join(events(report)),
-                                              navigation=True).encode("utf-8"),
-                            config.file_mode)

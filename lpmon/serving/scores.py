@@ -24,19 +24,28 @@ PROBE_EXAMPLES = 4096  # what `plans export` checks a TorchScript module on
 class Scores:
     model_id: str
     day: str
-    plan_version: int | None      # None: p_q is the fp32 model's (--fp32), or serving's logged one
+    plan_version: int | None  # None: p_q is the fp32 model's (--fp32), or serving's logged one
     request_ids: np.ndarray
     labels: np.ndarray
     p_fp32: np.ndarray
     p_q: np.ndarray
-    logged: bool = False          # scorer = "logged": p_fp32 and p_q are the traffic's logged columns
+    logged: bool = False  # scorer = "logged": p_fp32 and p_q are the traffic's logged columns
 
     def table(self) -> pa.Table:
-        table = pa.table({"request_id": self.request_ids, "label": self.labels.astype(np.int8),
-                          "p_fp32": self.p_fp32.astype(np.float32), "p_q": self.p_q.astype(np.float32)})
-        meta = {"model_id": self.model_id, "day": self.day, "plan_version": self.plan_version,
-                "p_q": "logged" if self.logged else "fp32" if self.plan_version is None
-                       else f"plan v{self.plan_version}"}
+        table = pa.table(
+            {
+                "request_id": self.request_ids,
+                "label": self.labels.astype(np.int8),
+                "p_fp32": self.p_fp32.astype(np.float32),
+                "p_q": self.p_q.astype(np.float32),
+            }
+        )
+        meta = {
+            "model_id": self.model_id,
+            "day": self.day,
+            "plan_version": self.plan_version,
+            "p_q": "logged" if self.logged else "fp32" if self.plan_version is None else f"plan v{self.plan_version}",
+        }
         return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
 
     def write(self, path: str | Path) -> Path:
@@ -66,13 +75,16 @@ def plan_in_force(store, model_id: str, day: str) -> int | None:
 def load_plan(store, model_id: str, version: int) -> QuantPlan:
     record = store.plan_record(model_id, version)
     if record is None:
-        raise ValueError(f"{model_id}: no plan v{version} (versions: "
-                         f"{', '.join(f'v{p.version}' for p in store.plans(model_id)) or 'none'})")
+        raise ValueError(
+            f"{model_id}: no plan v{version} (versions: "
+            f"{', '.join(f'v{p.version}' for p in store.plans(model_id)) or 'none'})"
+        )
     return QuantPlan.from_json(record.plan_json)
 
 
-def score_day(config: Config, model_id: str, day: str, *, plan_version: int | None = None,
-              fp32: bool = False) -> Scores:
+def score_day(
+    config: Config, model_id: str, day: str, *, plan_version: int | None = None, fp32: bool = False
+) -> Scores:
     """The day's sample (as the daily run draws it) scored by fp32 and by plan
     `plan_version` (default: the plan in force that day; fp32=True: no plan)."""
     from lpmon.pipeline import open_store
@@ -85,8 +97,16 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
         if plan_version or fp32:
             raise ValueError(f"{model_id}: a logged-predictions model has no plans: drop --plan / --fp32")
         s = draw(settings, None, day)
-        return Scores(model_id, day, None, s.request_ids, s.labels, s.predictions[settings.p_ref_column],
-                      s.predictions[settings.p_q_column], logged=True)
+        return Scores(
+            model_id,
+            day,
+            None,
+            s.request_ids,
+            s.labels,
+            s.predictions[settings.p_ref_column],
+            s.predictions[settings.p_q_column],
+            logged=True,
+        )
     store = open_store(config)
     try:
         if fp32:
@@ -102,10 +122,9 @@ def score_day(config: Config, model_id: str, day: str, *, plan_version: int | No
 
     model = load_model(settings)
     sample = draw(settings, model, day)
-    p_fp32 = forward_fp32(model, sample.batch).probabilities   # the configured back end's
+    p_fp32 = forward_fp32(model, sample.batch).probabilities  # the configured back end's
     p_q = p_fp32 if plan is None else forward_quantized(model, sample.batch, plan).probabilities
-    return Scores(model_id, day, None if plan is None else plan.version, sample.request_ids,
-                  sample.labels, p_fp32, p_q)
+    return Scores(model_id, day, None if plan is None else plan.version, sample.request_ids, sample.labels, p_fp32, p_q)
 
 
 def probe_sample(config: Config, model_id: str, model: Model, size: int = PROBE_EXAMPLES):

@@ -5,5 +5,14 @@ from .queries import DaySummary, PlanRecord
 from .reports import report_names, run_report
 from .repository import StateStore
 
-__all__ = ["Database", "DaySummary", "PlanRecord", "StateStore", "StoreError", "init_store", "migrations",
-           "report_names", "run_report"]
+__all__ = [
+    "Database",
+    "DaySummary",
+    "PlanRecord",
+    "StateStore",
+    "StoreError",
+    "init_store",
+    "migrations",
+    "report_names",
+    "run_report",
+]

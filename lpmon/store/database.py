@@ -58,18 +58,33 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-TABLES = ("models", "snapshots", "plans", "runs", "run_metrics", "layer_metrics", "decisions", "alerts",
-          "calibration_histograms", "fallback_progress")
+TABLES = (
+    "models",
+    "snapshots",
+    "plans",
+    "runs",
+    "run_metrics",
+    "layer_metrics",
+    "decisions",
+    "alerts",
+    "calibration_histograms",
+    "fallback_progress",
+)
 # What SQLite says about a file it cannot use, and what lpmon tells the user to do.
 _SQLITE_FAULTS = (
-    ("readonly database", "the state store is read-only for this user ({error}): make the file and its "
-                          "folder writable by the user that runs lpmon"),
-    ("file is not a database", "the state store is damaged ({error}); it was left as it is: restore it "
-                               "from a backup"),
+    (
+        "readonly database",
+        "the state store is read-only for this user ({error}): make the file and its "
+        "folder writable by the user that runs lpmon",
+    ),
+    ("file is not a database", "the state store is damaged ({error}); it was left as it is: restore it from a backup"),
     ("malformed", "the state store is damaged ({error}); it was left as it is: restore it from a backup"),
     ("disk i/o error", "the state store cannot be read or written ({error}): check the disk and the file"),
-    ("unable to open database file", "the state store cannot be opened ({error}): check that the file "
-                                     "and its folder exist and are readable and writable"),
+    (
+        "unable to open database file",
+        "the state store cannot be opened ({error}): check that the file "
+        "and its folder exist and are readable and writable",
+    ),
 )
 _CHECKED: dict[tuple, bool] = {}  # SQLite files that passed the integrity check: (path, inode, size, mtime)
 # quick_check reads the whole file (about 8 ms a MB here): every open checks stores up to
@@ -101,8 +116,9 @@ class Database:
             self.path = Path(parsed.database).expanduser().absolute()
             options["connect_args"] = {"timeout": 30}
             if not create:  # SQLite's URI mode=rw opens an existing file and never creates one
-                engine_url = parsed.set(database=f"file:{urllib.parse.quote(str(self.path))}?mode=rw",
-                                        query={"uri": "true"})
+                engine_url = parsed.set(
+                    database=f"file:{urllib.parse.quote(str(self.path))}?mode=rw", query={"uri": "true"}
+                )
         self.engine = sa.create_engine(engine_url, **options)
         sa.event.listen(self.engine, "handle_error", self._explain)
         sa.event.listen(self.engine, "commit", locks.check_locks_held)
@@ -143,37 +159,46 @@ class Database:
         with self.engine.connect() as connection:
             missing = sorted(set(TABLES) - set(sa.inspect(connection).get_table_names()))
         if missing:
-            raise StoreError(f"{self.safe_url}: the store's schema is at version {version} but tables are "
-                             f"missing ({', '.join(missing)}): it is damaged; restore it from a backup")
+            raise StoreError(
+                f"{self.safe_url}: the store's schema is at version {version} but tables are "
+                f"missing ({', '.join(missing)}): it is damaged; restore it from a backup"
+            )
         return version
 
     def _check_sqlite_file(self, must_exist: bool, thorough: bool = True) -> None:
         path, where = self.path, self.safe_url
         if not path.exists():
             if must_exist:
-                raise StoreError(f"{where}: no state store at {path}: run `lpmon init` to create it "
-                                 "(or fix `store` / LPMON_STORE)")
+                raise StoreError(
+                    f"{where}: no state store at {path}: run `lpmon init` to create it (or fix `store` / LPMON_STORE)"
+                )
             return
         if not path.is_file():
             raise StoreError(f"{where}: {path} is not a regular file: point `store` at a SQLite file")
         stat = path.stat()
         if stat.st_size == 0:
-            raise StoreError(f"{where}: {path} is empty (0 bytes): if it held lpmon's history the file was "
-                             "truncated, so restore it from a backup; to start a new store, delete it and run "
-                             "`lpmon init`")
+            raise StoreError(
+                f"{where}: {path} is empty (0 bytes): if it held lpmon's history the file was "
+                "truncated, so restore it from a backup; to start a new store, delete it and run "
+                "`lpmon init`"
+            )
         # The file is never opened here: closing any descriptor of it would drop the
         # POSIX locks this process's SQLite connections hold on it (SQLite's own
         # warning), so SQLite itself reads the header ("file is not a database").
         if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StoreError(f"{where}: the state store is read-only for this user ({path} or its folder): "
-                             "make both writable by the user that runs lpmon")
+            raise StoreError(
+                f"{where}: the state store is read-only for this user ({path} or its folder): "
+                "make both writable by the user that runs lpmon"
+            )
         key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
         if key not in _CHECKED and (thorough or stat.st_size <= QUICK_CHECK_BYTES):
             problems = self.integrity_problems()
             if problems:
                 more = f", and {len(problems) - 1} more problems" if len(problems) > 1 else ""
-                raise StoreError(f"{where}: the state store is damaged ({problems[0]}{more}); it was left as "
-                                 "it is: restore it from a backup")
+                raise StoreError(
+                    f"{where}: the state store is damaged ({problems[0]}{more}); it was left as "
+                    "it is: restore it from a backup"
+                )
             _CHECKED[key] = True
 
     def integrity_problems(self) -> list[str]:
@@ -201,17 +226,23 @@ class Database:
         shipped = {v for v, _, _ in migrations()}
         applied = self.applied_versions()
         if not applied:
-            raise StoreError(f"{self.safe_url}: no lpmon state store here (no lpmon schema): run `lpmon init` "
-                             "to create one, or fix `store` / LPMON_STORE")
+            raise StoreError(
+                f"{self.safe_url}: no lpmon state store here (no lpmon schema): run `lpmon init` "
+                "to create one, or fix `store` / LPMON_STORE"
+            )
         unknown = sorted(applied - shipped)
         if unknown:
-            raise StoreError(f"{self.safe_url}: the database is at schema version {max(applied)}, newer than "
-                             f"this lpmon knows ({max(shipped)}; unknown migrations {unknown}): upgrade lpmon "
-                             "before using it")
+            raise StoreError(
+                f"{self.safe_url}: the database is at schema version {max(applied)}, newer than "
+                f"this lpmon knows ({max(shipped)}; unknown migrations {unknown}): upgrade lpmon "
+                "before using it"
+            )
         missing = sorted(shipped - applied)
         if missing:
-            raise StoreError(f"{self.safe_url}: schema version {max(applied)}, expected {max(shipped)} "
-                             f"(migrations {missing} not applied): run `lpmon init` to upgrade it")
+            raise StoreError(
+                f"{self.safe_url}: schema version {max(applied)}, expected {max(shipped)} "
+                f"(migrations {missing} not applied): run `lpmon init` to upgrade it"
+            )
         return max(applied)
 
     def migrate(self) -> list[int]:
@@ -247,22 +278,28 @@ class Database:
         with self.engine.begin() as connection:
             if self.dialect == "postgresql":
                 connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            connection.execute(sa.text(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
-                "name TEXT NOT NULL, applied_at TEXT NOT NULL)"))
+            connection.execute(
+                sa.text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                )
+            )
             done = set(connection.execute(sa.text("SELECT version FROM schema_migrations")).scalars())
             unknown = sorted(done - {v for v, _, _ in shipped})
             if unknown:
-                raise StoreError(f"{self.safe_url}: the database is at schema version {max(done)}, newer than "
-                                 f"this lpmon knows ({shipped[-1][0]}): upgrade lpmon before using it")
+                raise StoreError(
+                    f"{self.safe_url}: the database is at schema version {max(done)}, newer than "
+                    f"this lpmon knows ({shipped[-1][0]}): upgrade lpmon before using it"
+                )
             for version, name, sql in shipped:
                 if version in done:
                     continue
                 for statement in statements(sql):
                     connection.execute(sa.text(statement))
-                connection.execute(sa.text(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
-                    {"v": version, "n": name, "t": now()})
+                connection.execute(
+                    sa.text("INSERT INTO schema_migrations (version, name, applied_at) VALUES (:v, :n, :t)"),
+                    {"v": version, "n": name, "t": now()},
+                )
                 applied.append(version)
         return applied
 
@@ -308,3 +345,15 @@ def _sqlite_pragmas(connection, _record):
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA busy_timeout = 30000")
     cursor.close()
+
+
+def upsert(table: str, keys: tuple[str, ...], values: dict) -> tuple[sa.TextClause, dict]:
+    """An idempotent insert-or-update of one row keyed by `keys` (SQLite and PostgreSQL alike)."""
+    columns = list(values)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) {action}"
+    )
+    return sa.text(sql), values

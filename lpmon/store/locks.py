@@ -84,8 +84,8 @@ class _AdvisoryLock:
     def __init__(self, db, key: str):
         self.db, self.key = db, key
         self.number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-        self.live = None       # the connection whose session holds the lock
-        self.lost = ""         # why the lock could not be re-taken
+        self.live = None  # the connection whose session holds the lock
+        self.lost = ""  # why the lock could not be re-taken
         self.checking = False  # inside ensure_held (its own commits must not re-check)
 
     def take(self, deadline: float, poll_s: float, timeout_s: float) -> None:
@@ -138,9 +138,11 @@ class _AdvisoryLock:
         self.live = again
 
     def _lose(self, why: str):
-        self.lost = (f"{self.key}: the day's lock was lost when its PostgreSQL session ended (a server "
-                     f"restart?) and cannot be re-taken: {why}; this run stopped before writing more: "
-                     "retry the day")
+        self.lost = (
+            f"{self.key}: the day's lock was lost when its PostgreSQL session ended (a server "
+            f"restart?) and cannot be re-taken: {why}; this run stopped before writing more: "
+            "retry the day"
+        )
         raise StoreError(self.lost)
 
     def release(self) -> None:
@@ -181,6 +183,8 @@ def check_locks_held(connection) -> None:
 
 def _wait(deadline: float, poll_s: float, key: str, timeout_s: float) -> None:
     if time.monotonic() > deadline:
-        raise StoreError(f"{key}: another run of this model and day has held its lock for over "
-                         f"{timeout_s:.0f} s; it may be hung: stop it, or wait")
+        raise StoreError(
+            f"{key}: another run of this model and day has held its lock for over "
+            f"{timeout_s:.0f} s; it may be hung: stop it, or wait"
+        )
     time.sleep(poll_s)

@@ -9,28 +9,33 @@ import sqlalchemy as sa
 
 from lpmon.metrics import Comparison
 
-from .database import Database, now
+from .database import Database, now, upsert
+from .plans import PlanStore
 from .queries import PlanRecord, Queries  # noqa: F401 - PlanRecord was defined here
 
-METRIC_COLUMNS = ("n", "positives", "ne_ref", "ne_q", "dne_pct", "dne_pct_lo", "dne_pct_hi",
-                  "calibration_ref", "calibration_q", "mean_abs_diff", "max_abs_diff", "kl_gap_pct")
-
-
-def _upsert(table: str, keys: tuple[str, ...], values: dict) -> tuple[sa.TextClause, dict]:
-    columns = list(values)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
-           f"ON CONFLICT ({', '.join(keys)}) {action}")
-    return sa.text(sql), values
+METRIC_COLUMNS = (
+    "n",
+    "positives",
+    "ne_ref",
+    "ne_q",
+    "dne_pct",
+    "dne_pct_lo",
+    "dne_pct_hi",
+    "calibration_ref",
+    "calibration_q",
+    "mean_abs_diff",
+    "max_abs_diff",
+    "kl_gap_pct",
+)
 
 
 def _finite_or_none(value):
     return None if value is None or value != value else float(value)  # NaN is stored as NULL
 
 
-class StateStore(Queries):
-    """The repositories over one Database (its named reads: lpmon.store.queries)."""
+class StateStore(Queries, PlanStore):
+    """The repositories over one Database (its named reads: lpmon.store.queries; its
+    plans, promotions, exports and pins: lpmon.store.plans)."""
 
     def __init__(self, database: Database | str):
         self.db = database if isinstance(database, Database) else Database(database)
@@ -38,55 +43,94 @@ class StateStore(Queries):
     # --- models -----------------------------------------------------------------------
     def register_model(self, model_id: str, config: dict | None = None) -> None:
         with self.db.transaction() as c:
-            c.execute(sa.text("INSERT INTO models (model_id, created_at, config_json) VALUES (:m, :t, :c) "
-                              "ON CONFLICT (model_id) DO UPDATE SET config_json = excluded.config_json"),
-                      {"m": model_id, "t": now(), "c": json.dumps(config or {}, sort_keys=True)})
+            c.execute(
+                sa.text(
+                    "INSERT INTO models (model_id, created_at, config_json) VALUES (:m, :t, :c) "
+                    "ON CONFLICT (model_id) DO UPDATE SET config_json = excluded.config_json"
+                ),
+                {"m": model_id, "t": now(), "c": json.dumps(config or {}, sort_keys=True)},
+            )
 
     def register_snapshot(self, model_id: str, snapshot_id: str, uri: str) -> None:
         with self.db.transaction() as c:
-            c.execute(sa.text("INSERT INTO snapshots (model_id, snapshot_id, uri, registered_at) "
-                              "VALUES (:m, :s, :u, :t) ON CONFLICT (model_id, snapshot_id) DO NOTHING"),
-                      {"m": model_id, "s": snapshot_id, "u": uri, "t": now()})
+            c.execute(
+                sa.text(
+                    "INSERT INTO snapshots (model_id, snapshot_id, uri, registered_at) "
+                    "VALUES (:m, :s, :u, :t) ON CONFLICT (model_id, snapshot_id) DO NOTHING"
+                ),
+                {"m": model_id, "s": snapshot_id, "u": uri, "t": now()},
+            )
 
     def models(self) -> list[str]:
         with self.db.engine.connect() as c:
             return list(c.execute(sa.text("SELECT model_id FROM models ORDER BY model_id")).scalars())
 
     # --- runs and their results ---------------------------------------------------------
-    def record_run(self, model_id: str, logical_date: str, status: str, *, message: str = "",
-                   plan_version: int | None = None, sample_size: int | None = None,
-                   positives: int | None = None, timings: dict | None = None, connection=None) -> None:
-        values = dict(model_id=model_id, logical_date=logical_date, status=status, message=message,
-                      plan_version=plan_version, sample_size=sample_size, positives=positives,
-                      finished_at=now(), timings_json=json.dumps(timings or {}, sort_keys=True))
-        self._write(connection, [_upsert("runs", ("model_id", "logical_date"), values)])
+    def record_run(
+        self,
+        model_id: str,
+        logical_date: str,
+        status: str,
+        *,
+        message: str = "",
+        plan_version: int | None = None,
+        sample_size: int | None = None,
+        positives: int | None = None,
+        timings: dict | None = None,
+        connection=None,
+    ) -> None:
+        values = dict(
+            model_id=model_id,
+            logical_date=logical_date,
+            status=status,
+            message=message,
+            plan_version=plan_version,
+            sample_size=sample_size,
+            positives=positives,
+            finished_at=now(),
+            timings_json=json.dumps(timings or {}, sort_keys=True),
+        )
+        self._write(connection, [upsert("runs", ("model_id", "logical_date"), values)])
 
     def mark_started(self, model_id: str, logical_date: str) -> None:
         """A RUNNING row for a day that has none yet (a rerun keeps the row it has)."""
         with self.db.transaction() as c:
-            c.execute(sa.text("INSERT INTO runs (model_id, logical_date, status, started_at) VALUES (:m, :d, "
-                              "'RUNNING', :t) ON CONFLICT (model_id, logical_date) DO NOTHING"),
-                      {"m": model_id, "d": logical_date, "t": now()})
+            c.execute(
+                sa.text(
+                    "INSERT INTO runs (model_id, logical_date, status, started_at) VALUES (:m, :d, "
+                    "'RUNNING', :t) ON CONFLICT (model_id, logical_date) DO NOTHING"
+                ),
+                {"m": model_id, "d": logical_date, "t": now()},
+            )
 
     def run(self, model_id: str, logical_date: str) -> dict | None:
         with self.db.engine.connect() as c:
-            row = c.execute(sa.text("SELECT * FROM runs WHERE model_id = :m AND logical_date = :d"),
-                            {"m": model_id, "d": logical_date}).first()
+            row = c.execute(
+                sa.text("SELECT * FROM runs WHERE model_id = :m AND logical_date = :d"),
+                {"m": model_id, "d": logical_date},
+            ).first()
         return dict(row._mapping) if row else None
 
     def days_running(self, model_id: str, before: str) -> list[str]:
         """Days before `before` whose run row still says RUNNING (live or killed)."""
         with self.db.engine.connect() as c:
-            return list(c.execute(sa.text("SELECT logical_date FROM runs WHERE model_id = :m AND status = 'RUNNING' "
-                                          "AND logical_date < :d ORDER BY logical_date"),
-                                  {"m": model_id, "d": before}).scalars())
+            return list(
+                c.execute(
+                    sa.text(
+                        "SELECT logical_date FROM runs WHERE model_id = :m AND status = 'RUNNING' "
+                        "AND logical_date < :d ORDER BY logical_date"
+                    ),
+                    {"m": model_id, "d": before},
+                ).scalars()
+            )
 
-    def record_metrics(self, model_id: str, logical_date: str, comparison: Comparison,
-                       segment: str = "", connection=None) -> None:
+    def record_metrics(
+        self, model_id: str, logical_date: str, comparison: Comparison, segment: str = "", connection=None
+    ) -> None:
         values = dict(model_id=model_id, logical_date=logical_date, segment=segment)
         values.update({c: _finite_or_none(getattr(comparison, c)) for c in METRIC_COLUMNS})
         values["n"], values["positives"] = comparison.n, comparison.positives
-        self._write(connection, [_upsert("run_metrics", ("model_id", "logical_date", "segment"), values)])
+        self._write(connection, [upsert("run_metrics", ("model_id", "logical_date", "segment"), values)])
 
     def plan_days(self, model_id: str, before: str, plan_version: int | None) -> list[dict]:
         """The days before `before` since plan `plan_version` last came into force,
@@ -103,7 +147,8 @@ class StateStore(Queries):
             "LEFT JOIN (SELECT logical_date, MAX(COALESCE(saturation_below, 0) + COALESCE(saturation_above, 0)) "
             "AS saturation FROM layer_metrics WHERE model_id = :m GROUP BY logical_date) s "
             "ON s.logical_date = r.logical_date "
-            "WHERE r.model_id = :m AND r.logical_date < :d ORDER BY r.logical_date DESC")
+            "WHERE r.model_id = :m AND r.logical_date < :d ORDER BY r.logical_date DESC"
+        )
         with self.db.engine.connect() as c:
             rows = [dict(row._mapping) for row in c.execute(sql, {"m": model_id, "d": before})]
         tenure = []
@@ -124,57 +169,145 @@ class StateStore(Queries):
     def segment_metrics(self, model_id: str, logical_date: str) -> list[dict]:
         """A day's per-segment metrics ("column=value" segments), in segment order."""
         with self.db.engine.connect() as c:
-            result = c.execute(sa.text("SELECT * FROM run_metrics WHERE model_id = :m AND logical_date = :d "
-                                       "AND segment <> '' ORDER BY segment"), {"m": model_id, "d": logical_date})
+            result = c.execute(
+                sa.text(
+                    "SELECT * FROM run_metrics WHERE model_id = :m AND logical_date = :d "
+                    "AND segment <> '' ORDER BY segment"
+                ),
+                {"m": model_id, "d": logical_date},
+            )
             return [dict(row._mapping) for row in result]
 
-    def record_layer_metrics(self, model_id: str, logical_date: str, layers: dict[str, dict],
-                             connection=None) -> None:
+    def record_layer_metrics(self, model_id: str, logical_date: str, layers: dict[str, dict], connection=None) -> None:
         statements = [
-            _upsert("layer_metrics", ("model_id", "logical_date", "layer"),
-                    dict(model_id=model_id, logical_date=logical_date, layer=layer,
-                         layer_precision=v["precision"], sqnr_db=_finite_or_none(v.get("sqnr_db")),
-                         saturation_below=_finite_or_none(v.get("saturation_below")),
-                         saturation_above=_finite_or_none(v.get("saturation_above"))))
-            for layer, v in sorted(layers.items())]
+            upsert(
+                "layer_metrics",
+                ("model_id", "logical_date", "layer"),
+                dict(
+                    model_id=model_id,
+                    logical_date=logical_date,
+                    layer=layer,
+                    layer_precision=v["precision"],
+                    sqnr_db=_finite_or_none(v.get("sqnr_db")),
+                    saturation_below=_finite_or_none(v.get("saturation_below")),
+                    saturation_above=_finite_or_none(v.get("saturation_above")),
+                ),
+            )
+            for layer, v in sorted(layers.items())
+        ]
         self._write(connection, statements)
 
-    def record_decision(self, model_id: str, logical_date: str, action: str, reasons: list[str],
-                        new_plan_version: int | None = None, connection=None) -> None:
-        self._write(connection, [_upsert("decisions", ("model_id", "logical_date"), dict(
-            model_id=model_id, logical_date=logical_date, action=action,
-            reasons_json=json.dumps(list(reasons)), new_plan_version=new_plan_version))])
+    def record_decision(
+        self,
+        model_id: str,
+        logical_date: str,
+        action: str,
+        reasons: list[str],
+        new_plan_version: int | None = None,
+        connection=None,
+    ) -> None:
+        self._write(
+            connection,
+            [
+                upsert(
+                    "decisions",
+                    ("model_id", "logical_date"),
+                    dict(
+                        model_id=model_id,
+                        logical_date=logical_date,
+                        action=action,
+                        reasons_json=json.dumps(list(reasons)),
+                        new_plan_version=new_plan_version,
+                    ),
+                )
+            ],
+        )
 
-    def record_alert(self, model_id: str, logical_date: str, event: str, channel: str, status: str,
-                     recipients: str = "", error: str = "", attempts: int = 1) -> None:
-        self._write(None, [_upsert("alerts", ("model_id", "logical_date", "event", "channel"), dict(
-            model_id=model_id, logical_date=logical_date, event=event, channel=channel,
-            recipients=recipients, status=status, error=error, attempts=attempts,
-            sent_at=now() if status == "sent" else None))])
+    def record_alert(
+        self,
+        model_id: str,
+        logical_date: str,
+        event: str,
+        channel: str,
+        status: str,
+        recipients: str = "",
+        error: str = "",
+        attempts: int = 1,
+    ) -> None:
+        self._write(
+            None,
+            [
+                upsert(
+                    "alerts",
+                    ("model_id", "logical_date", "event", "channel"),
+                    dict(
+                        model_id=model_id,
+                        logical_date=logical_date,
+                        event=event,
+                        channel=channel,
+                        recipients=recipients,
+                        status=status,
+                        error=error,
+                        attempts=attempts,
+                        sent_at=now() if status == "sent" else None,
+                    ),
+                )
+            ],
+        )
 
-    def record_fallback_progress(self, model_id: str, logical_date: str, step: int,
-                                 best_plan_json: str, state_json: str) -> None:
-        self._write(None, [_upsert("fallback_progress", ("model_id", "logical_date"), dict(
-            model_id=model_id, logical_date=logical_date, step=step, best_plan_json=best_plan_json,
-            state_json=state_json, updated_at=now()))])
+    def record_fallback_progress(
+        self, model_id: str, logical_date: str, step: int, best_plan_json: str, state_json: str
+    ) -> None:
+        self._write(
+            None,
+            [
+                upsert(
+                    "fallback_progress",
+                    ("model_id", "logical_date"),
+                    dict(
+                        model_id=model_id,
+                        logical_date=logical_date,
+                        step=step,
+                        best_plan_json=best_plan_json,
+                        state_json=state_json,
+                        updated_at=now(),
+                    ),
+                )
+            ],
+        )
 
     def fallback_progress(self, model_id: str, logical_date: str) -> dict | None:
         """The saved state of a fallback search for that day, if one was interrupted or finished."""
         with self.db.engine.connect() as c:
-            row = c.execute(sa.text("SELECT step, best_plan_json, state_json FROM fallback_progress "
-                                    "WHERE model_id = :m AND logical_date = :d"),
-                            {"m": model_id, "d": logical_date}).first()
-        return None if row is None else {"step": int(row[0]), "best": json.loads(row[1]),
-                                         "state": json.loads(row[2])}
+            row = c.execute(
+                sa.text(
+                    "SELECT step, best_plan_json, state_json FROM fallback_progress "
+                    "WHERE model_id = :m AND logical_date = :d"
+                ),
+                {"m": model_id, "d": logical_date},
+            ).first()
+        return None if row is None else {"step": int(row[0]), "best": json.loads(row[1]), "state": json.loads(row[2])}
 
-    def record_calibration_states(self, model_id: str, logical_date: str, states: dict[str, dict],
-                                  connection=None) -> None:
+    def record_calibration_states(
+        self, model_id: str, logical_date: str, states: dict[str, dict], connection=None
+    ) -> None:
         """One day's calibration statistics per layer (see lpmon.calibrate.state)."""
-        self._write(connection, [
-            _upsert("calibration_histograms", ("model_id", "logical_date", "layer"),
-                    dict(model_id=model_id, logical_date=logical_date, layer=layer,
-                         state_json=json.dumps(state, sort_keys=True)))
-            for layer, state in sorted(states.items())])
+        self._write(
+            connection,
+            [
+                upsert(
+                    "calibration_histograms",
+                    ("model_id", "logical_date", "layer"),
+                    dict(
+                        model_id=model_id,
+                        logical_date=logical_date,
+                        layer=layer,
+                        state_json=json.dumps(state, sort_keys=True),
+                    ),
+                )
+                for layer, state in sorted(states.items())
+            ],
+        )
 
     def calibration_states(self, model_id: str, before: str, days: int) -> dict[str, dict[str, dict]]:
         """The stored statistics of the last `days` days before `before` that have any:
@@ -182,14 +315,22 @@ class StateStore(Queries):
         if days <= 0:
             return {}
         with self.db.engine.connect() as c:
-            chosen = list(c.execute(sa.text(
-                "SELECT DISTINCT logical_date FROM calibration_histograms WHERE model_id = :m "
-                "AND logical_date < :d ORDER BY logical_date DESC LIMIT :k"),
-                {"m": model_id, "d": before, "k": days}).scalars())
-            rows = c.execute(sa.text(
-                "SELECT logical_date, layer, state_json FROM calibration_histograms WHERE model_id = :m "
-                "AND logical_date >= :first AND logical_date < :d ORDER BY logical_date, layer"),
-                {"m": model_id, "first": min(chosen, default=before), "d": before}).all()
+            chosen = list(
+                c.execute(
+                    sa.text(
+                        "SELECT DISTINCT logical_date FROM calibration_histograms WHERE model_id = :m "
+                        "AND logical_date < :d ORDER BY logical_date DESC LIMIT :k"
+                    ),
+                    {"m": model_id, "d": before, "k": days},
+                ).scalars()
+            )
+            rows = c.execute(
+                sa.text(
+                    "SELECT logical_date, layer, state_json FROM calibration_histograms WHERE model_id = :m "
+                    "AND logical_date >= :first AND logical_date < :d ORDER BY logical_date, layer"
+                ),
+                {"m": model_id, "first": min(chosen, default=before), "d": before},
+            ).all()
         out: dict[str, dict[str, dict]] = {}
         for day, layer, state in rows:
             out.setdefault(day, {})[layer] = json.loads(state)
@@ -206,130 +347,20 @@ class StateStore(Queries):
 
     def rows(self, table: str, model_id: str) -> list[dict]:
         """Every row of a table for a model, in key order (for reports and tests)."""
-        if table not in {"runs", "run_metrics", "layer_metrics", "decisions", "alerts", "plans",
-                         "calibration_histograms", "fallback_progress", "snapshots", "plan_events", "plan_pins"}:
+        if table not in {
+            "runs",
+            "run_metrics",
+            "layer_metrics",
+            "decisions",
+            "alerts",
+            "plans",
+            "calibration_histograms",
+            "fallback_progress",
+            "snapshots",
+            "plan_events",
+            "plan_pins",
+        }:
             raise ValueError(f"unknown table {table!r}")
         with self.db.engine.connect() as c:
-            result = c.execute(sa.text(f"SELECT * FROM {table} WHERE model_id = :m ORDER BY 1, 2, 3"),
-                               {"m": model_id})
+            result = c.execute(sa.text(f"SELECT * FROM {table} WHERE model_id = :m ORDER BY 1, 2, 3"), {"m": model_id})
             return [dict(row._mapping) for row in result]
-
-    # --- plans --------------------------------------------------------------------------
-    def add_plan(self, model_id: str, plan_json: str, logical_date: str, reason: str = "") -> int:
-        """Store a candidate plan; the same plan for the same day returns its existing version."""
-        with self.db.transaction() as c:
-            existing = c.execute(sa.text(
-                "SELECT version FROM plans WHERE model_id = :m AND logical_date = :d AND plan_json = :p"),
-                {"m": model_id, "d": logical_date, "p": plan_json}).scalar()
-            if existing is not None:
-                return int(existing)
-            version = c.execute(sa.text("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE model_id = :m"),
-                                {"m": model_id}).scalar_one()
-            c.execute(sa.text("INSERT INTO plans (model_id, version, plan_json, status, logical_date, reason, "
-                              "created_at) VALUES (:m, :v, :p, 'candidate', :d, :r, :t)"),
-                      {"m": model_id, "v": version, "p": plan_json, "d": logical_date, "r": reason, "t": now()})
-            return int(version)
-
-    def promote(self, model_id: str, version: int, expected_active: int | None) -> bool:
-        """Make `version` the active plan if `expected_active` still is (None: no active plan).
-
-        One transaction: retire the expected plan (only if it is still the active
-        one), then activate the candidate. A run that raced and lost finds the
-        active plan changed (or the one-active index taken) and gets False; the
-        database never holds two active plans, nor none in between.
-        """
-        try:
-            with self.db.transaction() as c:
-                status = c.execute(sa.text("SELECT status FROM plans WHERE model_id = :m AND version = :v"),
-                                   {"m": model_id, "v": version}).scalar()
-                if status in ("active", "retired"):
-                    # Promoted already: a rerun of the day, perhaps after later days
-                    # replaced the plan (only an active plan is ever retired). Reprocessing
-                    # an old day must neither report a lost race nor bring the plan back.
-                    return True
-                if expected_active is None:
-                    taken = c.execute(sa.text("SELECT COUNT(*) FROM plans WHERE model_id = :m AND status = 'active'"),
-                                      {"m": model_id}).scalar_one()
-                    if taken:
-                        raise _LostRace()
-                else:
-                    retired = c.execute(sa.text(
-                        "UPDATE plans SET status = 'retired' WHERE model_id = :m AND version = :v "
-                        "AND status = 'active'"), {"m": model_id, "v": expected_active}).rowcount
-                    if retired != 1:
-                        raise _LostRace()
-                activated = c.execute(sa.text(
-                    "UPDATE plans SET status = 'active' WHERE model_id = :m AND version = :v "
-                    "AND status = 'candidate'"), {"m": model_id, "v": version}).rowcount
-                if activated != 1:
-                    raise _LostRace()
-            return True
-        except (_LostRace, sa.exc.IntegrityError):
-            return False
-
-    # --- serving's copy of the active plan (lpmon.pipeline.export) -------------------------------------
-    def record_export(self, model_id: str, target: str, version: int, status: str,
-                      serving_version: int | None, error: str = "") -> None:
-        """The outcome of the latest export of the model's active plan: version tried,
-        "ok" or "failed", and the version serving's file holds as far as is known."""
-        self._write(None, [_upsert("exports", ("model_id",), dict(
-            model_id=model_id, target=target, version=version, status=status,
-            serving_version=serving_version, error=error, updated_at=now()))])
-
-    def export_status(self, model_id: str) -> dict | None:
-        """The latest export's row (None: never exported)."""
-        with self.db.engine.connect() as c:
-            row = c.execute(sa.text("SELECT * FROM exports WHERE model_id = :m"), {"m": model_id}).first()
-        return None if row is None else dict(row._mapping)
-
-
-    # --- the plan lifecycle (lpmon.pipeline.lifecycle) -------------------------------------------------
-    def add_candidate(self, model_id: str, logical_date: str, reason: str, plan_json_for) -> int:
-        """Store a new candidate under the next free version; plan_json_for(version)
-        writes its JSON, so the version inside the plan is always the stored one."""
-        with self.db.transaction() as c:
-            version = int(c.execute(sa.text("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE model_id = :m"),
-                                    {"m": model_id}).scalar_one())
-            c.execute(sa.text("INSERT INTO plans (model_id, version, plan_json, status, logical_date, reason, "
-                              "created_at) VALUES (:m, :v, :p, 'candidate', :d, :r, :t)"),
-                      {"m": model_id, "v": version, "p": plan_json_for(version), "d": logical_date, "r": reason,
-                       "t": now()})
-        return version
-
-    def record_plan_event(self, model_id: str, version: int, logical_date: str, origin: str, reason: str, *,
-                          forced: bool = False, units: list[str] = ()) -> None:
-        self._write(None, [_upsert("plan_events", ("model_id", "version"), dict(
-            model_id=model_id, version=version, logical_date=logical_date, origin=origin, forced=int(forced),
-            units_json=json.dumps(list(units)), reason=reason, created_at=now()))])
-
-    def plan_events(self, model_id: str) -> list[dict]:
-        """Every promotion of the model, oldest first."""
-        with self.db.engine.connect() as c:
-            rows = c.execute(sa.text("SELECT * FROM plan_events WHERE model_id = :m ORDER BY version"),
-                             {"m": model_id})
-            return [dict(row._mapping) for row in rows]
-
-    def pin_layers(self, model_id: str, version: int, layers: dict[str, str]) -> None:
-        """Pin layers as they are in plan `version` (layers: name -> the layer's JSON)."""
-        self._write(None, [_upsert("plan_pins", ("model_id", "layer"), dict(
-            model_id=model_id, layer=name, version=version, layer_json=text, pinned_at=now()))
-            for name, text in sorted(layers.items())])
-
-    def unpin_layers(self, model_id: str, layers: list[str] | None = None) -> int:
-        """Unpin the named layers (every pinned layer when None); returns how many."""
-        with self.db.transaction() as c:
-            if layers is None:
-                return c.execute(sa.text("DELETE FROM plan_pins WHERE model_id = :m"), {"m": model_id}).rowcount
-            return sum(c.execute(sa.text("DELETE FROM plan_pins WHERE model_id = :m AND layer = :l"),
-                                 {"m": model_id, "l": name}).rowcount for name in layers)
-
-    def pins(self, model_id: str) -> dict[str, tuple[int, str]]:
-        """Pinned layers: name -> (the version pinned from, the layer's JSON)."""
-        with self.db.engine.connect() as c:
-            rows = c.execute(sa.text("SELECT layer, version, layer_json FROM plan_pins WHERE model_id = :m "
-                                     "ORDER BY layer"), {"m": model_id}).all()
-        return {layer: (int(version), text) for layer, version, text in rows}
-
-
-class _LostRace(Exception):
-    pass

@@ -32,21 +32,28 @@ def check_store_url(url: str) -> sa.engine.URL:
     shown = parsed.render_as_string(hide_password=True)
     backend = parsed.get_backend_name()
     if backend not in DRIVERS:
-        raise StoreUrlError(f"{shown}: unsupported database {backend!r}: lpmon's store is "
-                            f"{' or '.join(DRIVERS)} ({EXAMPLES})")
+        raise StoreUrlError(
+            f"{shown}: unsupported database {backend!r}: lpmon's store is {' or '.join(DRIVERS)} ({EXAMPLES})"
+        )
     driver = parsed.get_driver_name()  # loads the dialect: only for a supported backend
     if driver not in DRIVERS[backend]:
-        raise StoreUrlError(f"{shown}: unsupported driver {driver!r} for {backend}: use "
-                            + " or ".join(f"{backend}+{d}" for d in DRIVERS[backend]))
+        raise StoreUrlError(
+            f"{shown}: unsupported driver {driver!r} for {backend}: use "
+            + " or ".join(f"{backend}+{d}" for d in DRIVERS[backend])
+        )
     if importlib.util.find_spec(_MODULES[driver]) is None:
         raise StoreUrlError(f"{shown}: the driver {_MODULES[driver]} is not installed")
     database = parsed.database or ""
     if backend == "sqlite" and (not database or database == ":memory:" or database.startswith("file:")):
-        raise StoreUrlError(f"{shown}: a SQLite store needs a file path (sqlite:////path/to/lpmon.db); "
-                            "an in-memory database would lose everything at the end of the run")
+        raise StoreUrlError(
+            f"{shown}: a SQLite store needs a file path (sqlite:////path/to/lpmon.db); "
+            "an in-memory database would lose everything at the end of the run"
+        )
     if backend == "postgresql" and not database:
-        raise StoreUrlError(f"{shown}: no database named (postgresql+psycopg://user@host/database): "
-                            "lpmon will not write into the server's default database")
+        raise StoreUrlError(
+            f"{shown}: no database named (postgresql+psycopg://user@host/database): "
+            "lpmon will not write into the server's default database"
+        )
     if parsed.query and backend == "sqlite":
         raise StoreUrlError(f"{shown}: a SQLite store URL takes no options ({', '.join(parsed.query)})")
     return parsed

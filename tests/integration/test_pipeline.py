@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from lpmon.config import load
+from lpmon.demo.world import WorldConfig, write_world
 from lpmon.pipeline import open_store, run_day
 from lpmon.quant import QuantPlan
-from lpmon.traffic import TrafficStore
 from lpmon.store import init_store
-from lpmon.demo.world import WorldConfig, write_world
+from lpmon.traffic import TrafficStore
 
 START = dt.date(2026, 11, 1)
 TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
@@ -24,8 +24,16 @@ TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
 FAST_ALARMS = "sequential_run_length_days = 20"
 
 
-def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_000, sample=40_000, init=True,
-          extra=FAST_ALARMS):
+def world(
+    tmp_path,
+    database_url,
+    scenario="gradual_drift",
+    days=12,
+    per_day=60_000,
+    sample=40_000,
+    init=True,
+    extra=FAST_ALARMS,
+):
     write_world(tmp_path, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
     text = (tmp_path / "lpmon.toml").read_text()
     text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n{extra}\n\n' + text.split("\n", 1)[1]
@@ -38,8 +46,10 @@ def world(tmp_path, database_url, scenario="gradual_drift", days=12, per_day=60_
 def snapshot_rows(store, model_id):
     rows = {}
     for table in TABLES:
-        rows[table] = [{k: v for k, v in r.items() if k not in ("finished_at", "created_at", "timings_json")}
-                       for r in store.rows(table, model_id)]
+        rows[table] = [
+            {k: v for k, v in r.items() if k not in ("finished_at", "created_at", "timings_json")}
+            for r in store.rows(table, model_id)
+        ]
     return rows
 
 
@@ -108,8 +118,9 @@ def test_bad_days_are_recorded_and_change_nothing_else(tmp_path, database_url):
     import pyarrow.parquet as pq
 
     table = pa.concat_tables(pq.read_table(f) for f in traffic.files(day(2)))
-    table = table.set_column(table.schema.get_field_index("label"), "label",
-                             pa.array(np.zeros(table.num_rows, np.int8)))
+    table = table.set_column(
+        table.schema.get_field_index("label"), "label", pa.array(np.zeros(table.num_rows, np.int8))
+    )
     traffic.write_day(day(2), table)
     negatives = run_day(config, "stable", day(2))
     assert negatives.status == "INSUFFICIENT_DATA" and "0 positives" in negatives.message
@@ -144,8 +155,7 @@ def test_a_crash_during_promotion_keeps_the_old_plan(tmp_path, database_url, mon
 
 
 def test_bad_snapshot_is_a_recorded_failure(tmp_path):
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=1, per_day=2_000,
-                   sample=1_000)
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=1, per_day=2_000, sample=1_000)
     spec = Path(config.model("stable").snapshot) / "spec.json"
     data = json.loads(spec.read_text())
     data["bottom_mlp"] = [64, 8]
@@ -156,25 +166,38 @@ def test_bad_snapshot_is_a_recorded_failure(tmp_path):
     assert store.rows("runs", "stable")[0]["status"] == "failed" and store.rows("plans", "stable") == []
 
 
+@pytest.mark.slow
 def test_cli_init_run_backfill_status(tmp_path, capsys):
     from lpmon import cli
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=3, per_day=60_000,
-                   sample=15_000, init=False)
+    config = world(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        scenario="stable",
+        days=3,
+        per_day=60_000,
+        sample=15_000,
+        init=False,
+    )
     path = str(config.path)
     assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 1
     assert "run `lpmon init` to create it" in capsys.readouterr().err  # only init creates a store
     assert cli.main(["init", "--config", path]) == 0
     assert "applied migrations [1, 2" in capsys.readouterr().out
     assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
-    assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-01",
-                     "--end", "2026-11-03"]) == 0
+    assert (
+        cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-01", "--end", "2026-11-03"])
+        == 0
+    )
     out = capsys.readouterr().out
     days = [line for line in out.splitlines() if line.startswith("stable ")]
     assert len(days) == 4 and "plan v1" in out
     # the DAG's outputs too: a report file for each day (no recipients: no mail)
     assert sorted(p.name for p in (config.work_dir / "reports" / "stable").glob("*.html")) == [
-        "2026-11-01.html", "2026-11-02.html", "2026-11-03.html"]
+        "2026-11-01.html",
+        "2026-11-02.html",
+        "2026-11-03.html",
+    ]
     assert cli.main(["status", "--config", path, "--json"]) == 0
     status = json.loads(capsys.readouterr().out)["stable"]
     assert status["last_run"]["date"] == "2026-11-03" and status["active_plan"]["version"] == 1
@@ -183,16 +206,17 @@ def test_cli_init_run_backfill_status(tmp_path, capsys):
     assert "plan v1" in capsys.readouterr().out
     assert cli.main(["run", "--config", path, "--model", "nope", "--date", "2026-11-01"]) == 1
     assert "no model 'nope'" in capsys.readouterr().err
-    assert cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-03",
-                     "--end", "2026-11-01"]) == 1
+    assert (
+        cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-03", "--end", "2026-11-01"])
+        == 1
+    )
 
 
 @pytest.mark.slow
 def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     """A fallback left a layer in fp16 on stable traffic: it goes back to its baseline
     (int8) after the healthy streak and the cool-down, not before, and only validated."""
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=4, per_day=60_000,
-                   sample=30_000)
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=4, per_day=60_000, sample=30_000)
     config = _with_defaults(config, "healthy_days_to_reenable = 2\ncooldown_days = 1")
     first = run_day(config, "stable", day(0))
     assert first.promoted
@@ -202,10 +226,12 @@ def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     store = open_store(config)
     lifecycle = PlanLifecycle(store, "stable")
     plan = lifecycle.active()
-    fallen = QuantPlan("stable", 2, tuple(LayerPlan(l.name, l.kind, "fp16") if l.name == "top_l.0" else l
-                                          for l in plan.layers))
-    assert lifecycle.propose(fallen, str(day(0)), Origin.FALLBACK, Verdict(True, "test: fallen back"),
-                             expected_active=1).promoted
+    fallen = QuantPlan(
+        "stable", 2, tuple(LayerPlan(x.name, x.kind, "fp16") if x.name == "top_l.0" else x for x in plan.layers)
+    )
+    assert lifecycle.propose(
+        fallen, str(day(0)), Origin.FALLBACK, Verdict(True, "test: fallen back"), expected_active=1
+    ).promoted
     second = run_day(config, "stable", day(1))
     assert second.action == "RECORD" and second.new_plan_version is None  # streak of 1: too early
     third = run_day(config, "stable", day(2))
@@ -215,11 +241,13 @@ def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     assert again.new_plan_version == third.new_plan_version and again.message == third.message
 
 
+@pytest.mark.slow
 def test_cli_onboard_plans_and_report(tmp_path, capsys):
     from lpmon import cli
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=2, per_day=60_000,
-                   sample=15_000)
+    config = world(
+        tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=2, per_day=60_000, sample=15_000
+    )
     path = str(config.path)
     assert cli.main(["onboard", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
     assert "plan v1 onboarded and promoted: candidate dNE" in capsys.readouterr().out
@@ -233,8 +261,11 @@ def test_cli_onboard_plans_and_report(tmp_path, capsys):
 
     from lpmon.quant import LayerPlan
 
-    changed = dataclasses.replace(plan, version=2, layers=tuple(
-        LayerPlan(l.name, l.kind, "fp16") if l.name == "top_l.2" else l for l in plan.layers))
+    changed = dataclasses.replace(
+        plan,
+        version=2,
+        layers=tuple(LayerPlan(x.name, x.kind, "fp16") if x.name == "top_l.2" else x for x in plan.layers),
+    )
     store.add_plan("stable", changed.to_json(), "2026-11-02", reason="manual")
     capsys.readouterr()
     assert cli.main(["plans", "list", "--config", path, "--model", "stable"]) == 0
@@ -256,18 +287,20 @@ def test_cli_onboard_plans_and_report(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_stable_month_has_no_degraded_day_and_no_promotion(tmp_path):
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=30, per_day=30_000,
-                   sample=20_000)
+    config = world(
+        tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=30, per_day=30_000, sample=20_000
+    )
     results = [run_day(config, "stable", day(i)) for i in range(30)]
     assert not [r for r in results if r.status == "DEGRADED"]
     assert {r.plan_version for r in results if r.plan_version} == {1}
-    assert [r.action for r in results if r.promoted] == ["ONBOARD"]     # onboarding, and nothing after
+    assert [r.action for r in results if r.promoted] == ["ONBOARD"]  # onboarding, and nothing after
 
 
 @pytest.mark.slow
 def test_outliers_fall_back_and_hold_the_gate(tmp_path):
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=10, per_day=80_000,
-                   sample=60_000)
+    config = world(
+        tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=10, per_day=80_000, sample=60_000
+    )
     results = [run_day(config, "outliers", day(i)) for i in range(10)]
     acted = [r for r in results if r.promoted and r.action != "ONBOARD"]
     assert 1 <= len(acted) <= 2, [(r.status, r.action, r.message) for r in results]
@@ -277,7 +310,7 @@ def test_outliers_fall_back_and_hold_the_gate(tmp_path):
     assert 1 <= len(raised) <= 4 and not any(name.startswith("emb_l.") for name in raised), raised
     # Each action was validated with confidence, and the days after it are healthy.
     assert all("with confidence" in r.message or "significantly better" in r.message for r in acted)
-    after = results[results.index(acted[-1]) + 1:]
+    after = results[results.index(acted[-1]) + 1 :]
     assert after and all(r.status != "DEGRADED" for r in after), [r.message for r in after]
     store.db.engine.dispose()
 
@@ -288,8 +321,7 @@ def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
     from lpmon import cli
     from lpmon.store import Database
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=1, per_day=500,
-                   sample=500)
+    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=1, per_day=500, sample=500)
     db = Database(config.store)
     with db.transaction() as c:
         c.execute(sa.text("INSERT INTO schema_migrations VALUES (99, 'future', 'x')"))
@@ -322,12 +354,11 @@ def _with_defaults(config, extra: str):
 def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, monkeypatch):
     from lpmon.calibrate import from_state, observer
     from lpmon.model import Model
-    from lpmon.pipeline.context import halves as _halves
     from lpmon.pipeline.assembly import Ranges, observe
+    from lpmon.pipeline.context import halves as _halves
     from lpmon.traffic import TrafficSchema, sample
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=3, per_day=60_000,
-                   sample=10_000)
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=3, per_day=60_000, sample=10_000)
     config = _with_defaults(config, "calibration_days = 3\nmin_examples = 1000")
     for i in range(2):
         run_day(config, "stable", day(i))
@@ -337,9 +368,19 @@ def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, mo
     assert list(store.calibration_states("stable", str(day(2)), 1)) == [str(day(1))]
     # What was stored equals observing each day's calibration half afresh.
     settings, model = config.model("stable"), Model.load(config.model("stable").snapshot)
-    halves = [_halves(s.batch, s.labels)[0] for s in
-              (sample(TrafficStore(settings.traffic), day(i), settings.sample_size, settings.sample_seed,
-                      TrafficSchema.for_model(model.spec)) for i in range(3))]
+    halves = [
+        _halves(s.batch, s.labels)[0]
+        for s in (
+            sample(
+                TrafficStore(settings.traffic),
+                day(i),
+                settings.sample_size,
+                settings.sample_seed,
+                TrafficSchema.for_model(model.spec),
+            )
+            for i in range(3)
+        )
+    ]
     merged = observe(model, halves[0])
     for half in halves[1:]:
         for name, obs in observe(model, half).items():
@@ -361,11 +402,16 @@ def test_recalibration_merges_the_stored_statistics_of_earlier_days(tmp_path, mo
 def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monkeypatch):
     import lpmon.pipeline.search
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=7, per_day=60_000,
-                   sample=10_000)
+    config = world(
+        tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="outliers", days=7, per_day=60_000, sample=10_000
+    )
     config = _with_defaults(config, "min_examples = 1000")
-    fresh = _with_defaults(world(tmp_path / "b", f"sqlite:///{tmp_path / 'b.db'}", scenario="outliers", days=7,
-                                 per_day=60_000, sample=10_000), "min_examples = 1000")
+    fresh = _with_defaults(
+        world(
+            tmp_path / "b", f"sqlite:///{tmp_path / 'b.db'}", scenario="outliers", days=7, per_day=60_000, sample=10_000
+        ),
+        "min_examples = 1000",
+    )
     for each in (config, fresh):
         assert run_day(each, "outliers", day(0)).promoted
     config = _with_defaults(config, "gate_pct = 1e-9")  # a gate nothing but fp32 meets: the search goes far
@@ -376,6 +422,7 @@ def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monk
         def save_then_die(progress):
             on_step(progress)
             raise SystemExit("worker killed")
+
         return real(*args, on_step=save_then_die, **kwargs)
 
     monkeypatch.setattr("lpmon.pipeline.fallback.fallback_search", killed_after_a_round)
@@ -385,8 +432,10 @@ def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monk
     saved = store.fallback_progress("outliers", str(day(6)))
     assert saved["step"] >= 1 and saved["state"]["purpose"] == "fallback"
     calls = []
-    monkeypatch.setattr("lpmon.pipeline.fallback.fallback_search",
-                        lambda *a, resume, **k: calls.append(resume) or real(*a, resume=resume, **k))
+    monkeypatch.setattr(
+        "lpmon.pipeline.fallback.fallback_search",
+        lambda *a, resume, **k: calls.append(resume) or real(*a, resume=resume, **k),
+    )
     resumed = run_day(config, "outliers", day(6))
     assert resumed.action == "FALLBACK" and len(calls[0][1]) == saved["step"]  # started from the saved round
     # The same day searched from scratch (a twin store) gives the same plan.
@@ -397,13 +446,13 @@ def test_a_killed_fallback_search_resumes_from_its_saved_progress(tmp_path, monk
     assert store.active_plan("outliers").plan_json == open_store(fresh).active_plan("outliers").plan_json
 
 
+@pytest.mark.slow
 def test_steps_through_the_work_directory_equal_run_day(tmp_path):
     """The Airflow path: every step in a fresh DayWork loaded from disk."""
     from lpmon.pipeline import steps as pipeline
     from lpmon.pipeline.daywork import DayWork, WorkMissing
 
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=2, per_day=45_000,
-                   sample=5_000)
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=2, per_day=45_000, sample=5_000)
     config = _with_defaults(config, "min_examples = 1000")
     run_day(config, "stable", day(0))
     in_memory = run_day(config, "stable", day(1))

@@ -15,12 +15,11 @@ import pytest
 
 from lpmon import cli
 from lpmon.config import load
-from lpmon.pipeline.lifecycle import Origin, PlanLifecycle
+from lpmon.demo.world import WorldConfig, write_world
 from lpmon.pipeline import open_store, run_day
+from lpmon.pipeline.lifecycle import Origin, PlanLifecycle
 from lpmon.quant import LayerPlan, QuantPlan
 from lpmon.store import init_store
-from lpmon.demo.world import WorldConfig, write_world
-
 from support.world import snapshot_rows
 
 START = dt.date(2026, 11, 1)
@@ -33,8 +32,9 @@ def day(i):
 def world(root: Path, store: str, scenario="stable", days=4, per_day=50_000, sample=10_000, extra=""):
     write_world(root, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
     text = (root / "lpmon.toml").read_text().split("\n", 1)[1]
-    (root / "lpmon.toml").write_text(f'store = "{store}"\n\n[defaults]\nsample_size = {sample}\n'
-                                     f"min_examples = 1000\n{extra}\n" + text)
+    (root / "lpmon.toml").write_text(
+        f'store = "{store}"\n\n[defaults]\nsample_size = {sample}\nmin_examples = 1000\n{extra}\n' + text
+    )
     config = load(root / "lpmon.toml", environ={})
     init_store(config.store)
     return config
@@ -47,7 +47,9 @@ def rows_with_events(store, model_id):
 
 
 def test_onboarding_waits_for_evidence_and_serving_stays_fp32(tmp_path, database_url, capsys):
-    config = world(tmp_path, database_url, days=2, per_day=3_000, sample=2_500, extra="validation_days = 0\nmin_positives = 10")
+    config = world(
+        tmp_path, database_url, days=2, per_day=3_000, sample=2_500, extra="validation_days = 0\nmin_positives = 10"
+    )
     results = [run_day(config, "stable", day(i)) for i in range(2)]
     for r in results:
         assert r.status == "INSUFFICIENT_DATA" and r.plan_version is None and not r.promoted
@@ -55,27 +57,34 @@ def test_onboarding_waits_for_evidence_and_serving_stays_fp32(tmp_path, database
         assert "serving stays fp32" in r.message
     store = open_store(config)
     assert store.rows("plans", "stable") == [] and store.active_plan("stable") is None
-    assert not (config.plans_dir / "stable" / "active.json").exists()   # no quantized plan reaches serving
+    assert not (config.plans_dir / "stable" / "active.json").exists()  # no quantized plan reaches serving
     assert cli.main(["status", "--config", str(config.path)]) == 0
     assert "no plan: serving fp32" in capsys.readouterr().out
     store.db.engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_user_plan_is_imported_validated_pinned_and_never_reenabled_away(tmp_path, capsys):
-    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", days=6,
-                   extra="healthy_days_to_reenable = 2\ncooldown_days = 1")
+    config = world(
+        tmp_path, f"sqlite:///{tmp_path / 's.db'}", days=6, extra="healthy_days_to_reenable = 2\ncooldown_days = 1"
+    )
     path = str(config.path)
     first = run_day(config, "stable", day(0))
     assert first.promoted and first.action == "ONBOARD", first.message
     store = open_store(config)
     plan = QuantPlan.from_json(store.active_plan("stable").plan_json)
-    mine = dataclasses.replace(plan, version=99, layers=tuple(
-        LayerPlan(layer.name, layer.kind, "fp16") if layer.name == "top_l.0" else layer for layer in plan.layers))
+    mine = dataclasses.replace(
+        plan,
+        version=99,
+        layers=tuple(
+            LayerPlan(layer.name, layer.kind, "fp16") if layer.name == "top_l.0" else layer for layer in plan.layers
+        ),
+    )
     (tmp_path / "mine.json").write_text(mine.to_json())
     capsys.readouterr()
     assert cli.main(["plans", "import", "--config", path, "--model", "stable", str(tmp_path / "mine.json")]) == 0
     assert "stored as plan v2" in capsys.readouterr().out
-    assert store.active_plan("stable").version == 1                       # imported, not active
+    assert store.active_plan("stable").version == 1  # imported, not active
     bad = tmp_path / "bad.json"
     bad.write_text(dataclasses.replace(mine, layers=mine.layers[:-1]).to_json())
     assert cli.main(["plans", "import", "--config", path, "--model", "stable", str(bad)]) == 1
@@ -89,7 +98,7 @@ def test_a_user_plan_is_imported_validated_pinned_and_never_reenabled_away(tmp_p
     assert json.loads(capsys.readouterr().out)["stable"]["pinned"] == ["top_l.0"]
     results = [run_day(config, "stable", day(i)) for i in range(1, 6)]
     assert all(r.status != "DEGRADED" and not r.promoted for r in results), [r.message for r in results]
-    assert store.active_plan("stable").version == 2                       # the user's plan stays
+    assert store.active_plan("stable").version == 2  # the user's plan stays
     assert cli.main(["plans", "unpin", "--config", path, "--model", "stable"]) == 0
     assert "unpinned 1 layers" in capsys.readouterr().out
     # Unpinned, the user's choice is still the baseline: re-enabling never goes below it.
@@ -107,16 +116,22 @@ def test_a_far_off_plan_is_restored_under_the_gate_by_moving_its_tables(tmp_path
     store = open_store(config)
     lifecycle = PlanLifecycle(store, "stable")
     plan = lifecycle.active()
-    int2 = QuantPlan("stable", 1, tuple(LayerPlan(layer.name, "embedding", "int2") if layer.kind == "embedding"
-                                        else layer for layer in plan.layers))
+    int2 = QuantPlan(
+        "stable",
+        1,
+        tuple(
+            LayerPlan(layer.name, "embedding", "int2") if layer.kind == "embedding" else layer for layer in plan.layers
+        ),
+    )
     from lpmon.pipeline.user_plans import promote_plan
 
     version = lifecycle.store_candidate(int2, str(day(0)), Origin.USER)
     outcome = promote_plan(config, "stable", version, day=str(day(0)), force=True)
     assert outcome.promoted and "forced by the user" in outcome.reason
     results = [run_day(config, "stable", day(i)) for i in range(1, 4)]
-    assert results[0].status == "DEGRADED" and results[0].action == "FALLBACK" and results[0].promoted, \
-        results[0].message
+    assert results[0].status == "DEGRADED" and results[0].action == "FALLBACK" and results[0].promoted, results[
+        0
+    ].message
     fixed = lifecycle.active()
     assert all(layer.precision in ("int4", "int8") for layer in fixed.layers if layer.kind == "embedding")
     assert all(r.status != "DEGRADED" and not r.promoted for r in results[1:]), [r.message for r in results]
@@ -132,15 +147,25 @@ def test_overlapping_backfills_leave_the_rows_of_a_single_one(tmp_path, database
     once: one onboarding, and every day judged under the plan a single backfill gives."""
     config = world(tmp_path / "a", database_url)
     env = dict(os.environ, LPMON_CONFIG=str(config.path))
-    first = subprocess.Popen(BACKFILL + ["--start", str(day(0)), "--end", str(day(2))], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        BACKFILL + ["--start", str(day(0)), "--end", str(day(2))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     store = open_store(config)
     deadline = time.monotonic() + 120
     while store.run("stable", str(day(0))) is None:  # the first backfill is under way
         assert time.monotonic() < deadline and first.poll() is None, first.communicate()[0]
         time.sleep(0.05)
-    second = subprocess.Popen(BACKFILL + ["--start", str(day(1)), "--end", str(day(3))], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = subprocess.Popen(
+        BACKFILL + ["--start", str(day(1)), "--end", str(day(3))],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
     together = rows_with_events(store, "stable")

@@ -9,14 +9,14 @@ from support.world import dag_world
 
 @pytest.fixture
 def client(tmp_path):
+    from airflow.api_fastapi.core_api.security import get_user
     from fastapi.testclient import TestClient
 
-    from airflow.api_fastapi.core_api.security import get_user
     from lpmon.airflow.webapp import create_app
 
     config = load(dag_world(tmp_path, ["stable"], days=1), environ={})
     app = create_app(lambda: config)
-    app.dependency_overrides[get_user] = lambda: None   # Airflow's login is tested in test_airflow_stack
+    app.dependency_overrides[get_user] = lambda: None  # Airflow's login is tested in test_airflow_stack
     report = config.work_dir / "reports" / "stable" / "2026-11-01.html"
     report.parent.mkdir(parents=True)
     report.write_text("<html><body>the report of 2026-11-01</body></html>")
@@ -31,8 +31,15 @@ def test_a_mail_links_the_report_the_app_serves(client):
     assert answer.status_code == 200 and "the report of 2026-11-01" in answer.text
 
 
-@pytest.mark.parametrize("path", ["/models/stable/reports/2026-11-02.html", "/models/stable/reports/2026-13-01.html",
-                                  "/models/stable/reports/..%2F..%2Flpmon.toml.html", "/models/nope/reports/2026-11-01.html"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/models/stable/reports/2026-11-02.html",
+        "/models/stable/reports/2026-13-01.html",
+        "/models/stable/reports/..%2F..%2Flpmon.toml.html",
+        "/models/nope/reports/2026-11-01.html",
+    ],
+)
 def test_missing_or_hostile_report_paths_are_404(client, path):
     http, _ = client
     assert http.get(path).status_code == 404
@@ -41,10 +48,10 @@ def test_missing_or_hostile_report_paths_are_404(client, path):
 def test_the_app_opens_one_store_and_disposes_it_at_shutdown(tmp_path, monkeypatch):
     """An engine per request left a connection pool behind each one: the app keeps one
     store, reopens it when the configured store changes or a request failed on it."""
+    from airflow.api_fastapi.core_api.security import get_user
     from fastapi.testclient import TestClient
 
     import lpmon.pipeline
-    from airflow.api_fastapi.core_api.security import get_user
     from lpmon.airflow.webapp import create_app
     from lpmon.store import init_store
 
@@ -67,7 +74,7 @@ def test_the_app_opens_one_store_and_disposes_it_at_shutdown(tmp_path, monkeypat
         with pytest.raises(ZeroDivisionError):
             http.get("/api/models")
         assert disposed == [True] and not app.state.stores.open
-        assert http.get("/api/models").status_code == 200 and len(engines) == 2   # reopened
+        assert http.get("/api/models").status_code == 200 and len(engines) == 2  # reopened
         last = engines[1].db.engine.dispose
         monkeypatch.setattr(engines[1].db.engine, "dispose", lambda: disposed.append("shutdown") or last())
     assert disposed == [True, "shutdown"] and not app.state.stores.open

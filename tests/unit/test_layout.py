@@ -29,7 +29,7 @@ def imports(path: Path, *, top_level_only: bool) -> set[str]:
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
-                anchor = anchor[:len(anchor) - node.level + 1]
+                anchor = anchor[: len(anchor) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
             names.add(base)
             names |= {f"{base}.{a.name}" for a in node.names}
@@ -44,7 +44,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -60,8 +60,11 @@ def test_no_import_cycle_between_modules_even_through_function_level_imports():
     for path in MODULES:
         name = module_name(path)
         # A package's __init__ re-exporting its modules is not a cycle with them.
-        graph[name] = {m for m in imports(path, top_level_only=False)
-                       if not (m == name.rpartition(".")[0] or (path.name == "__init__.py" and m.startswith(name)))}
+        graph[name] = {
+            m
+            for m in imports(path, top_level_only=False)
+            if not (m == name.rpartition(".")[0] or (path.name == "__init__.py" and m.startswith(name)))
+        }
     # Modules importing their own package's __init__ for a re-exported name: resolve to the package only.
     assert cycles(graph) == []
 
@@ -72,8 +75,13 @@ def test_only_lpmon_airflow_imports_airflow():
         if path.is_relative_to(PACKAGE / "airflow"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             outside += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "airflow"]
     assert outside == []
 

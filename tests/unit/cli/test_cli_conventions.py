@@ -18,8 +18,14 @@ MODEL = "outliers"
 
 
 def lpmon(*args, check=True, env=None, **kwargs):
-    result = subprocess.run([LPMON, *map(str, args)], capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, **(env or {})), **kwargs)
+    result = subprocess.run(
+        [LPMON, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, **(env or {})),
+        **kwargs,
+    )
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -32,9 +38,11 @@ def world(tmp_path_factory):
     with open(root / "lpmon.toml", "a") as f:
         # days of 10,000 examples: a verdict may rest on an interval up to +-5 gates (the default, 2,
         # would pool days, and this world's first plan has only one day)
-        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 2000\nmax_halfwidth_gates = 5\n'
-                'recipients = ["oncall@example.com"]\n'
-                'runbook_url = "https://wiki.example.com/lpmon-runbook"\n')
+        f.write(
+            "\n[defaults]\nsample_size = 10000\nmin_examples = 2000\nmax_halfwidth_gates = 5\n"
+            'recipients = ["oncall@example.com"]\n'
+            'runbook_url = "https://wiki.example.com/lpmon-runbook"\n'
+        )
     lpmon("init", "--config", root / "lpmon.toml")
     return root / "lpmon.toml", made
 
@@ -49,7 +57,8 @@ def test_world_progress_is_plain_lines_off_a_terminal(world):
     _, made = world
     assert "\r" not in made.stderr
     assert [line for line in made.stderr.splitlines() if line.startswith("world ")] == [
-        f"world {MODEL}: day {d}/3" for d in (1, 2, 3)]
+        f"world {MODEL}: day {d}/3" for d in (1, 2, 3)
+    ]
 
 
 def test_global_options_go_before_or_after_the_command(world):
@@ -69,8 +78,9 @@ def test_argument_errors_name_the_argument_and_exit_2(world):
     assert bad.returncode == 2 and "argument --date" in bad.stderr and "2026-13-02" in bad.stderr, bad.stderr
     bad = lpmon("plans", "diff", "--config", config, "--model", MODEL, "v1", "x2", check=False)
     assert bad.returncode == 2 and "not a plan version: 'x2'" in bad.stderr
-    bad = lpmon("backfill", "--config", config, "--model", MODEL, "--start", "2026-11-02", "--end", "2026-11-01",
-                check=False)
+    bad = lpmon(
+        "backfill", "--config", config, "--model", MODEL, "--start", "2026-11-02", "--end", "2026-11-01", check=False
+    )
     assert bad.returncode == 1 and "--end 2026-11-01 is before --start 2026-11-02" in bad.stderr
     unknown = lpmon("run", "--config", config, "--model", "nope", "--date", "2026-11-01", check=False)
     assert unknown.returncode == 1 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
@@ -78,14 +88,20 @@ def test_argument_errors_name_the_argument_and_exit_2(world):
 
 def test_a_closed_pipe_ends_quietly(world):
     config, _ = world
-    proc = subprocess.Popen([LPMON, "status", "--json", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [LPMON, "status", "--json", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc.stdout.close()  # the reader is gone before lpmon writes (like `| head` that has had enough)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
     # and through a shell pipe
-    out = subprocess.run(f"'{LPMON}' status --json --config '{config}' | head -c 1", shell=True,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        f"'{LPMON}' status --json --config '{config}' | head -c 1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.stdout == "{" and "Traceback" not in out.stderr
 
 
@@ -93,12 +109,25 @@ def test_a_closed_pipe_ends_quietly(world):
 def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world, smtp_server):
     """~25 s: three days backfilled (onboarding waits, then promotes), a day without traffic."""
     config, _ = world
-    out = lpmon("backfill", "--config", config, "--model", MODEL, "--start", "2026-11-01", "--end", "2026-11-03",
-                "--json")
+    out = lpmon(
+        "backfill", "--config", config, "--model", MODEL, "--start", "2026-11-01", "--end", "2026-11-03", "--json"
+    )
     days = json.loads(out.stdout)
     assert [d["date"] for d in days] == ["2026-11-01", "2026-11-02", "2026-11-03"]
-    assert set(days[0]) == {"model", "date", "status", "action", "dne_pct", "plan_version", "new_plan_version",
-                            "promoted", "active_plan", "message", "report", "alerts"}
+    assert set(days[0]) == {
+        "model",
+        "date",
+        "status",
+        "action",
+        "dne_pct",
+        "plan_version",
+        "new_plan_version",
+        "promoted",
+        "active_plan",
+        "message",
+        "report",
+        "alerts",
+    }
     for d in days:  # the DAG's outputs: a report for every day, the day's events mailed once, as one mail
         assert Path(d["report"]).is_file() and d["report"].endswith(f"{MODEL}/{d['date']}.html")
     mailed = [d for d in days if d["alerts"]]
@@ -106,27 +135,33 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     assert len(smtp_server.messages) == len(mailed)
     assert [m["X-Lpmon-Event"].split("/")[1] for m in smtp_server.messages] == [d["date"] for d in mailed]
     # a real day's mail: the first line says what happened, the headers thread the model's mails
-    from support.mail import screenshot
-
     from lpmon.report.alerts import thread_id
+    from support.mail import screenshot
 
     last = smtp_server.messages[-1]
     assert last["References"] == thread_id(MODEL) and last["Date"] and last["Message-ID"]
     assert "\n" not in last["Subject"] and last["List-Id"].endswith(f"<{MODEL}.lpmon>")
     text = last.get_body(("plain",)).get_content()
     assert days[-1]["promoted"], days[-1]
-    assert text.splitlines()[0].startswith(f"v{days[-1]['new_plan_version']} now serving: the first quantized "
-                                               "plan (onboarding)"), text
+    assert text.splitlines()[0].startswith(
+        f"v{days[-1]['new_plan_version']} now serving: the first quantized plan (onboarding)"
+    ), text
     assert f"serving reloads {config.parent / 'plans' / MODEL / 'active.json'}; no action needed" in text
     assert "runbook: https://wiki.example.com/lpmon-runbook" in text
     assert f"lpmon page: http://localhost:8080/lpmon/models/{MODEL}#day-" in text  # [airflow] base_url's default
     (png,) = [p for p in last.walk() if p.get_content_type() == "image/png"]
-    html = last.get_body(("html",)).get_content().replace(
-        f"cid:{png['Content-ID'][1:-1]}", "data:image/png;base64," + base64.b64encode(png.get_content()).decode())
+    html = (
+        last.get_body(("html",))
+        .get_content()
+        .replace(
+            f"cid:{png['Content-ID'][1:-1]}", "data:image/png;base64," + base64.b64encode(png.get_content()).decode()
+        )
+    )
     screenshot(html, "cli-backfill-mail")
     # plain-line progress off a terminal, one line a day
     assert [line for line in out.stderr.splitlines() if line.startswith("backfill ")] == [
-        f"backfill {MODEL}: 2026-11-0{i} ({i}/3)" for i in (1, 2, 3)]
+        f"backfill {MODEL}: 2026-11-0{i} ({i}/3)" for i in (1, 2, 3)
+    ]
     # a rerun mails nothing again; --no-alerts sends nothing, still writes the report
     lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-03")
     assert len(smtp_server.messages) == len(mailed)
@@ -141,8 +176,9 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     assert (config.parent / "work" / "reports" / MODEL / "2026-12-25.html").is_file()
     status = lpmon("status", "--config", config).stdout  # the last run had no traffic: the last verdict too
     assert "not judged: " in status and "last judged day: 2026-11-03" in status
-    assert json.loads(lpmon("status", "--json", "--config", config).stdout)[MODEL]["last_judged"]["date"] == \
-        "2026-11-03"
+    assert (
+        json.loads(lpmon("status", "--json", "--config", config).stdout)[MODEL]["last_judged"]["date"] == "2026-11-03"
+    )
     # the real day report, drawn by Chromium: status colour, navigation to the neighbouring days
     from support.mail import screenshot
 
@@ -154,15 +190,13 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     # onboard on an onboarded model says nothing was done; --json everywhere
     said = lpmon("onboard", "--config", config, "--model", MODEL, "--date", "2026-11-03")
     assert "nothing done" in said.stdout
-    data = json.loads(lpmon("--json", "onboard", "--config", config, "--model", MODEL,
-                            "--date", "2026-11-03").stdout)
+    data = json.loads(lpmon("--json", "onboard", "--config", config, "--model", MODEL, "--date", "2026-11-03").stdout)
     assert data["outcome"] == "nothing done" and data["active_plan"] == active["version"]
     listed = json.loads(lpmon("plans", "list", "--json", "--config", config, "--model", MODEL).stdout)
     assert listed[0]["version"] == 1 and {"status", "date", "reason", "pinned"} <= set(listed[0])
     diff = json.loads(lpmon("plans", "diff", "v1", "1", "--json", "--config", config, "--model", MODEL).stdout)
     assert diff == {"model": MODEL, "from": 1, "to": 1, "changes": []}
-    assert lpmon("plans", "diff", "v1", "1", "--config", config, "--model", MODEL).stdout.strip() == \
-        "no differences"
+    assert lpmon("plans", "diff", "v1", "1", "--config", config, "--model", MODEL).stdout.strip() == "no differences"
     shown = json.loads(lpmon("plans", "show", "v1", "--json", "--config", config, "--model", MODEL).stdout)
     assert shown["version"] == 1
     # long layer lists are grouped: every table raised to fp16 in a user's plan
@@ -178,7 +212,8 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     tables = sum(name.startswith("emb_l.") for name in plan["layers"])
     assert f"{tables} embedding tables fp16" in lpmon("status", "--config", config).stdout
     assert lpmon("plans", "diff", "1", f"v{version}", "--config", config, "--model", MODEL).stdout.splitlines() == [
-        f"{tables} embedding tables (emb_l.0..emb_l.{tables - 1}): precision int8 -> fp16"]
+        f"{tables} embedding tables (emb_l.0..emb_l.{tables - 1}): precision int8 -> fp16"
+    ]
     history = json.loads(lpmon("report", "--json", "--config", config, "--model", MODEL).stdout)
     assert [h["logical_date"] for h in history][-1] == "2026-12-25"
     assert json.loads(lpmon("init", "--json", "--config", config).stdout)["integrity"] == "ok"
@@ -217,15 +252,20 @@ def test_import_criteo_reads_gz_and_stdin(tmp_path):
     gz = tmp_path / "day_0.gz"
     with gzip.open(gz, "wt") as f:
         f.write(text)
-    out = json.loads(lpmon("import-criteo", gz, "--store", tmp_path / "t", "--day", "2026-11-01",
-                           "--table-rows", 1000, "--json").stdout)
+    out = json.loads(
+        lpmon(
+            "import-criteo", gz, "--store", tmp_path / "t", "--day", "2026-11-01", "--table-rows", 1000, "--json"
+        ).stdout
+    )
     assert out["rows"] == 300
-    piped = lpmon("import-criteo", "-", "--store", tmp_path / "t", "--day", "2026-11-02", "--table-rows", 1000,
-                  input=text)
+    piped = lpmon(
+        "import-criteo", "-", "--store", tmp_path / "t", "--day", "2026-11-02", "--table-rows", 1000, input=text
+    )
     assert "imported 300 rows" in piped.stdout and "\r" not in piped.stderr
     assert piped.stderr.splitlines() == ["import-criteo -: 300 rows"]
-    quiet = lpmon("-q", "import-criteo", "-", "--store", tmp_path / "t", "--day", "2026-11-04", "--table-rows", 1000,
-                  input=text)
+    quiet = lpmon(
+        "-q", "import-criteo", "-", "--store", tmp_path / "t", "--day", "2026-11-04", "--table-rows", 1000, input=text
+    )
     assert quiet.stderr == "" and "imported 300 rows" in quiet.stdout
     store = TrafficStore(tmp_path / "t")
     assert store.row_count("2026-11-01") == store.row_count("2026-11-02") == 300
@@ -233,8 +273,9 @@ def test_import_criteo_reads_gz_and_stdin(tmp_path):
     broken.write_bytes(gzip.compress(text.encode())[:200])
     bad = lpmon("import-criteo", broken, "--store", tmp_path / "t", "--day", "2026-11-03", check=False)
     assert bad.returncode == 1 and "broken.gz" in bad.stderr and "Traceback" not in bad.stderr
-    bad = lpmon("import-criteo", tmp_path / "t" / "x.tsv", "--store", tmp_path / "t", "--day", "2026-11-03",
-                check=False)
+    bad = lpmon(
+        "import-criteo", tmp_path / "t" / "x.tsv", "--store", tmp_path / "t", "--day", "2026-11-03", check=False
+    )
     assert bad.returncode == 1 and "no such file" in bad.stderr
 
 
@@ -244,11 +285,18 @@ def _checkpoint(path, tables=3, dense=3, dim=4):
     g = torch.Generator().manual_seed(0)
     vectors = 1 + tables
     state = {f"emb_l.{t}.weight": torch.randn(20, dim, generator=g) for t in range(tables)}
-    state.update({"bot_l.0.weight": torch.randn(8, dense, generator=g), "bot_l.0.bias": torch.zeros(8),
-                  "bot_l.2.weight": torch.randn(dim, 8, generator=g), "bot_l.2.bias": torch.zeros(dim),
-                  "top_l.0.weight": torch.randn(6, dim + vectors * (vectors - 1) // 2, generator=g),
-                  "top_l.0.bias": torch.zeros(6), "top_l.2.weight": torch.randn(1, 6, generator=g),
-                  "top_l.2.bias": torch.zeros(1)})
+    state.update(
+        {
+            "bot_l.0.weight": torch.randn(8, dense, generator=g),
+            "bot_l.0.bias": torch.zeros(8),
+            "bot_l.2.weight": torch.randn(dim, 8, generator=g),
+            "bot_l.2.bias": torch.zeros(dim),
+            "top_l.0.weight": torch.randn(6, dim + vectors * (vectors - 1) // 2, generator=g),
+            "top_l.0.bias": torch.zeros(6),
+            "top_l.2.weight": torch.randn(1, 6, generator=g),
+            "top_l.2.bias": torch.zeros(1),
+        }
+    )
     torch.save({"state_dict": state}, path)
     return path
 
@@ -273,16 +321,19 @@ def test_import_dlrm_matches_the_traffic_columns_or_says_which_do_not(tmp_path):
     from lpmon.model import Model
 
     ckpt = _checkpoint(tmp_path / "model.pt")
-    traffic = _traffic(tmp_path / "traffic", ["sparse_a", "sparse_b", "sparse_c"],
-                       ["dense_x0", "dense_x1", "dense_x2"])
-    out = json.loads(lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap", "--from-traffic", traffic,
-                           "--json").stdout)
-    assert out["tables"] == ["sparse_a", "sparse_b", "sparse_c"] and out["dense"] == ["dense_x0", "dense_x1",
-                                                                                      "dense_x2"]
+    traffic = _traffic(tmp_path / "traffic", ["sparse_a", "sparse_b", "sparse_c"], ["dense_x0", "dense_x1", "dense_x2"])
+    out = json.loads(lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap", "--from-traffic", traffic, "--json").stdout)
+    assert out["tables"] == ["sparse_a", "sparse_b", "sparse_c"] and out["dense"] == [
+        "dense_x0",
+        "dense_x1",
+        "dense_x2",
+    ]
     assert "in the traffic's order" in out["matched"] and out["interaction"] == "dot"
     assert [t.name for t in Model.load(tmp_path / "snap").spec.tables] == ["sparse_a", "sparse_b", "sparse_c"]
     # named on the command line
-    named = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap2", "--sparse-names", "sparse_a", "sparse_b", "sparse_c")
+    named = lpmon(
+        "import-dlrm", ckpt, "--out", tmp_path / "snap2", "--sparse-names", "sparse_a", "sparse_b", "sparse_c"
+    )
     assert "3 tables" in named.stdout
     # defaults: a note that the traffic needs the sparse_0.. columns
     plain = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap3")
@@ -299,8 +350,9 @@ def test_import_dlrm_matches_the_traffic_columns_or_says_which_do_not(tmp_path):
     assert bad.returncode == 1 and "columns named sparse_*: rename cat_a, cat_b, cat_c" in bad.stderr
     wrong = lpmon("import-dlrm", ckpt, "--out", tmp_path / "snap5", "--sparse-names", "a", check=False)
     assert wrong.returncode == 1 and "1 sparse names for the checkpoint's 3 embedding tables" in wrong.stderr
-    both = lpmon("import-dlrm", ckpt, "--out", tmp_path / "s", "--sparse-names", "a", "--from-traffic", short,
-                 check=False)
+    both = lpmon(
+        "import-dlrm", ckpt, "--out", tmp_path / "s", "--sparse-names", "a", "--from-traffic", short, check=False
+    )
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
@@ -315,12 +367,15 @@ def test_a_degraded_day_exits_3_with_fail_on_degraded_mails_the_fix_then_resolve
     config = root / "lpmon.toml"
     with open(config, "a") as f:
         # the single look at 1.96 SE (a 20-day false-alarm budget), as in the other test worlds
-        f.write('\n[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n'
-                'recipients = ["oncall@example.com"]\n')
+        f.write(
+            "\n[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n"
+            'recipients = ["oncall@example.com"]\n'
+        )
     lpmon("init", "--config", config)
     lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-01", "--fail-on-degraded", "--no-alerts")
-    degraded = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-03", "--fail-on-degraded",
-                     "--json", check=False)
+    degraded = lpmon(
+        "run", "--config", config, "--model", MODEL, "--date", "2026-11-03", "--fail-on-degraded", "--json", check=False
+    )
     day = json.loads(degraded.stdout)
     assert degraded.returncode == 3 and day["status"] == "DEGRADED" and day["promoted"], degraded.stderr
     assert day["alerts"] == {"DEGRADED": "sent", "PROMOTION": "sent", "FALLBACK": "sent"}
@@ -330,8 +385,7 @@ def test_a_degraded_day_exits_3_with_fail_on_degraded_mails_the_fix_then_resolve
     assert first.startswith(f"dNE {day['dne_pct']:.4f} % over the 0.05 % gate under v1; v2 now serving: ")
     assert first.endswith(f"serving reloads {root / 'plans' / MODEL / 'active.json'}; no action needed")
     assert "the day's sample under v1: dNE" in text
-    healthy = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-04", "--fail-on-degraded",
-                    "--json")
+    healthy = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-04", "--fail-on-degraded", "--json")
     assert json.loads(healthy.stdout)["alerts"] == {"RESOLVED": "sent"}
     resolved = smtp_server.messages[1]
     assert resolved["Subject"].startswith(f"[lpmon] {MODEL} 2026-11-04: resolved")

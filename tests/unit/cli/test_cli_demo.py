@@ -11,8 +11,12 @@ from lpmon import cli
 def test_the_main_job_runs_the_monitor_dag_day_by_day(tmp_path):
     """`lpmon demo` in its own process (Airflow reads its settings at import)."""
     lpmon = Path(sys.executable).parent / "lpmon"
-    result = subprocess.run([str(lpmon), "demo", "--root", str(tmp_path / "demo"), "--days", "3"],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [str(lpmon), "demo", "--root", str(tmp_path / "demo"), "--days", "3"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("2026-11-0")]
     assert len(lines) == 6 and all(line.rstrip().split()[-3] == "success" for line in lines), result.stdout

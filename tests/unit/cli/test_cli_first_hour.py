@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from support import REPO
 
 README = REPO / "README.md"
@@ -16,7 +17,7 @@ README = REPO / "README.md"
 
 def first_hour_commands() -> list[str]:
     text = README.read_text()
-    section = text[text.index("## Your first hour"):]
+    section = text[text.index("## Your first hour") :]
     block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
     return [line for line in block.splitlines() if line.strip()]
 
@@ -38,11 +39,18 @@ def _inputs(folder: Path) -> None:
     g, dim, tables = torch.Generator().manual_seed(0), 8, 26
     vectors = 1 + tables
     state = {f"emb_l.{t}.weight": 0.1 * torch.randn(1000, dim, generator=g) for t in range(tables)}
-    state.update({"bot_l.0.weight": 0.3 * torch.randn(16, 13, generator=g), "bot_l.0.bias": torch.zeros(16),
-                  "bot_l.2.weight": 0.3 * torch.randn(dim, 16, generator=g), "bot_l.2.bias": torch.zeros(dim),
-                  "top_l.0.weight": 0.1 * torch.randn(16, dim + vectors * (vectors - 1) // 2, generator=g),
-                  "top_l.0.bias": torch.zeros(16), "top_l.2.weight": 0.3 * torch.randn(1, 16, generator=g),
-                  "top_l.2.bias": torch.full((1,), -1.0)})
+    state.update(
+        {
+            "bot_l.0.weight": 0.3 * torch.randn(16, 13, generator=g),
+            "bot_l.0.bias": torch.zeros(16),
+            "bot_l.2.weight": 0.3 * torch.randn(dim, 16, generator=g),
+            "bot_l.2.bias": torch.zeros(dim),
+            "top_l.0.weight": 0.1 * torch.randn(16, dim + vectors * (vectors - 1) // 2, generator=g),
+            "top_l.0.bias": torch.zeros(16),
+            "top_l.2.weight": 0.3 * torch.randn(1, 16, generator=g),
+            "top_l.2.bias": torch.full((1,), -1.0),
+        }
+    )
     torch.save(state, folder / "model.pt")
 
 
@@ -55,8 +63,9 @@ def test_the_readme_first_hour_works_as_written(tmp_path):
     env.pop("LPMON_CONFIG", None)
     outputs = []
     for command in commands:
-        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
         outputs.append(result.stdout)
     joined = "\n".join(outputs)

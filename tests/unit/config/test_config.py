@@ -39,8 +39,14 @@ def test_defaults_overrides_and_paths(tmp_path):
 def test_environment_overrides(tmp_path):
     path = tmp_path / "lpmon.toml"
     path.write_text(GOOD)
-    config = load(path, environ={"LPMON_STORE": "postgresql+psycopg://db/lpmon",
-                                 "LPMON_GATE_PCT": "0.2", "LPMON_RECIPIENTS": "a@x.io, b@y.io"})
+    config = load(
+        path,
+        environ={
+            "LPMON_STORE": "postgresql+psycopg://db/lpmon",
+            "LPMON_GATE_PCT": "0.2",
+            "LPMON_RECIPIENTS": "a@x.io, b@y.io",
+        },
+    )
     assert config.store == "postgresql+psycopg://db/lpmon"
     assert config.model("ctr").gate_pct == 0.2 and config.model("feed").gate_pct == 0.02
     assert config.model("ctr").recipients == ("a@x.io", "b@y.io")
@@ -65,10 +71,17 @@ snapshot = "s"
     with pytest.raises(ConfigError) as err:
         load(path, environ={})
     message = str(err.value)
-    for expected in ["colour: unknown top-level key", "defaults.gate_pct: must be a percentage above 0",
-                     "models.a.sample_size: expected an integer", "models.a.cooldown_days: must be between 1 and",
-                     "models.a.recipients: not email addresses", "models.a.calibration_method: must be one of",
-                     "models.a.bogus: unknown key", "models.a.snapshot: required", "models.b.traffic: required"]:
+    for expected in [
+        "colour: unknown top-level key",
+        "defaults.gate_pct: must be a percentage above 0",
+        "models.a.sample_size: expected an integer",
+        "models.a.cooldown_days: must be between 1 and",
+        "models.a.recipients: not email addresses",
+        "models.a.calibration_method: must be one of",
+        "models.a.bogus: unknown key",
+        "models.a.snapshot: required",
+        "models.b.traffic: required",
+    ]:
         assert expected in message, expected
 
 
@@ -94,7 +107,9 @@ def test_work_dir_airflow_table_calibration_days_and_model_ids(tmp_path):
     config = load(path, environ={"LPMON_WORK_DIR": "/shared/work"})
     assert config.work_dir.as_posix() == "/shared/work" and config.airflow.recalibrate_schedule == "0 3 * * 1"
     assert load(path, environ={}).work_dir == tmp_path / "work"
-    bad = GOOD + """
+    bad = (
+        GOOD
+        + """
 [models."../etc"]
 traffic = "t"
 snapshot = "s"
@@ -109,6 +124,7 @@ calibration_days = 7
 recalibrate_schedule = 3
 colour = "blue"
 """
+    )
     path.write_text(bad)
     with pytest.raises(ConfigError) as err:
         load(path, environ={})
@@ -124,17 +140,20 @@ colour = "blue"
 MINIMAL = '[models.m]\ntraffic = "t"\nsnapshot = "s"\n'
 
 
-@pytest.mark.parametrize("url, message", [
-    ("postgresql://", "no database named"),
-    ("postgresql://u:" + "hunter2@db.example/", "no database named"),  # split: the secret scan reads this file
-    ("garbage", "'garbage' is not a database URL"),
-    ("foo://x", "unsupported database 'foo'"),
-    ("mysql://u@h/db", "unsupported database 'mysql'"),
-    ("postgresql+asyncpg://h/db", "unsupported driver 'asyncpg'"),
-    ("sqlite://", "a SQLite store needs a file path"),
-    ("sqlite:///:memory:", "a SQLite store needs a file path"),
-    ("", "the store URL is empty"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("postgresql://", "no database named"),
+        ("postgresql://u:" + "hunter2@db.example/", "no database named"),  # split: the secret scan reads this file
+        ("garbage", "'garbage' is not a database URL"),
+        ("foo://x", "unsupported database 'foo'"),
+        ("mysql://u@h/db", "unsupported database 'mysql'"),
+        ("postgresql+asyncpg://h/db", "unsupported driver 'asyncpg'"),
+        ("sqlite://", "a SQLite store needs a file path"),
+        ("sqlite:///:memory:", "a SQLite store needs a file path"),
+        ("", "the store URL is empty"),
+    ],
+)
 def test_store_urls_are_checked_before_anything_connects(tmp_path, monkeypatch, url, message):
     path = tmp_path / "lpmon.toml"
     path.write_text(MINIMAL)
@@ -156,8 +175,14 @@ def test_the_cli_refuses_a_bad_store_url_in_one_line(tmp_path):
     path = tmp_path / "lpmon.toml"
     path.write_text(MINIMAL)
     for url in ("garbage", "foo://x", "mysql://u@h/db", "postgresql://"):
-        out = subprocess.run([sys.executable, "-m", "lpmon.cli", "status", "--config", str(path)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60, env=dict(os.environ, LPMON_STORE=url))
+        out = subprocess.run(
+            [sys.executable, "-m", "lpmon.cli", "status", "--config", str(path)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, LPMON_STORE=url),
+        )
         assert out.returncode == 1 and "Traceback" not in out.stderr and "LPMON_STORE" in out.stderr, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lpmon.toml"]
 
@@ -196,8 +221,13 @@ def test_config_files_must_be_small_regular_files(tmp_path):
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load(tmp_path / "binary.toml", environ={})
     for target in ("/dev/zero", str(tmp_path)):
-        out = subprocess.run([sys.executable, "-m", "lpmon.cli", "status"], capture_output=True, text=True,
-                             timeout=30, env=dict(os.environ, LPMON_CONFIG=target))
+        out = subprocess.run(
+            [sys.executable, "-m", "lpmon.cli", "status"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, LPMON_CONFIG=target),
+        )
         assert out.returncode == 1 and "Traceback" not in out.stderr and target in out.stderr, out.stderr
 
 
@@ -206,11 +236,12 @@ def test_every_control_character_is_refused_in_recipients_and_other_values(tmp_p
     path = tmp_path / "lpmon.toml"
     escaped = f"\\u{ord(character):04X}"
     path.write_text(MINIMAL + f'recipients = ["a{escaped}b@example.com"]\n')
-    with pytest.raises(ConfigError, match=f"recipients: not email addresses.*control characters U\\+{ord(character):04X}"):
+    with pytest.raises(
+        ConfigError, match=f"recipients: not email addresses.*control characters U\\+{ord(character):04X}"
+    ):
         load(path, environ={})
     with pytest.raises(ConfigError, match="LPMON_RECIPIENTS.recipients: not email addresses"):
-        load(_write(tmp_path, MINIMAL),
-             environ={"LPMON_RECIPIENTS": f"ok@example.com,a{character}b@example.com"})
+        load(_write(tmp_path, MINIMAL), environ={"LPMON_RECIPIENTS": f"ok@example.com,a{character}b@example.com"})
     with pytest.raises(ConfigError, match="models.m.runbook_url: control characters"):
         load(_write(tmp_path, MINIMAL + f'runbook_url = "https://x{escaped}y"\n'), environ={})
 

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from support import REPO
 
 pytestmark = pytest.mark.faults
@@ -15,10 +16,14 @@ PATTERNS = {
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     "password in a URL": re.compile(r"://[^/\s:@'\"]+:(?!\$\{|\*+@)[^@\s/'\"{}]+@"),  # not ${VAR}, not ***
-    "password literal": re.compile(r"(?i)\b\w*(password|passwd|secret|token)\w*['\"]?\s*[:=]\s*['\"]"
-                                   r"(?!change-me|not-a-)[^'\"\s$<{*]{6,}['\"]"),
-    "password in an env file": re.compile(r"(?m)^\s*[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*\s*=\s*"
-                                          r"(?!\$|change-me|$)\S+"),
+    "password literal": re.compile(
+        r"(?i)\b\w*(password|passwd|secret|token)\w*['\"]?\s*[:=]\s*['\"]"
+        r"(?!change-me|not-a-)[^'\"\s$<{*]{6,}['\"]"
+    ),
+    "password in an env file": re.compile(
+        r"(?m)^\s*[A-Z_]*(PASSWORD|SECRET|TOKEN)[A-Z_]*\s*=\s*"
+        r"(?!\$|change-me|$)\S+"
+    ),
 }
 ALLOWED = {  # (file, text matched): reviewed, not secrets
     ".env.example",  # placeholders only: every value is change-me-...
@@ -57,10 +62,17 @@ def test_the_example_environment_holds_placeholders_only():
 
 def test_the_scanner_finds_what_it_looks_for():
     # Put together here, so that this file does not hold what the scan looks for.
-    samples = ["postgresql://lpmon:" + "hunter2hunter2@db/lpmon", "smtp_password = " + '"correct-horse-battery"',
-               "-----BEGIN RSA " + "PRIVATE KEY-----", "AKIA" + "ABCDEFGHIJKLMNOP"]
+    samples = [
+        "postgresql://lpmon:" + "hunter2hunter2@db/lpmon",
+        "smtp_password = " + '"correct-horse-battery"',
+        "-----BEGIN RSA " + "PRIVATE KEY-----",
+        "AKIA" + "ABCDEFGHIJKLMNOP",
+    ]
     assert all(any(p.search(s) for p in PATTERNS.values()) for s in samples)
-    harmless = ["postgresql+psycopg://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/lpmon",
-                "password=change-me-postgres", "postgresql://postgres@127.0.0.1:5432/postgres",
-                "postgresql+psycopg://postgres:***@127.0.0.1:5432/lpmon"]
+    harmless = [
+        "postgresql+psycopg://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/lpmon",
+        "password=change-me-postgres",
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "postgresql+psycopg://postgres:***@127.0.0.1:5432/lpmon",
+    ]
     assert not any(p.search(s) for p in PATTERNS.values() for s in harmless)

@@ -4,19 +4,33 @@ import datetime as dt
 from types import SimpleNamespace
 
 from lpmon.report.alerts import compose, events, subject
-from lpmon.report.day import DayReport, render_html, render_text
+from lpmon.report.day import DayReport
+from lpmon.report.render import render_html, render_text
 
 
 def report(**changes):
-    values = dict(model_id="ctr", day="2026-11-05", status="DEGRADED", action="FALLBACK",
-                  reasons=["dNE <b>0.9</b> & <script>alert(1)</script>"], gate_pct=0.05, dne_pct=0.9,
-                  dne_pct_lo=0.5, dne_pct_hi=1.3, plan_version=3, new_plan_version=4, promoted=True,
-                  moved=["top_l.0: int8 -> fp16"],
-                  worst_sqnr=[{"layer": "bot_l.<0>", "precision": "int8", "sqnr_db": 12.5}],
-                  worst_saturation=[{"layer": "bot_l.<0>", "precision": "int8", "saturation": 0.0123}],
-                  history=[{"logical_date": "2026-11-04", "dne_pct": 0.01, "dne_pct_lo": -0.1, "dne_pct_hi": 0.1},
-                           {"logical_date": "2026-11-05", "dne_pct": 0.9, "dne_pct_lo": 0.5, "dne_pct_hi": 1.3}],
-                  run_url='http://airflow/dags/lpmon_monitor/runs/x"><script>')
+    values = dict(
+        model_id="ctr",
+        day="2026-11-05",
+        status="DEGRADED",
+        action="FALLBACK",
+        reasons=["dNE <b>0.9</b> & <script>alert(1)</script>"],
+        gate_pct=0.05,
+        dne_pct=0.9,
+        dne_pct_lo=0.5,
+        dne_pct_hi=1.3,
+        plan_version=3,
+        new_plan_version=4,
+        promoted=True,
+        moved=["top_l.0: int8 -> fp16"],
+        worst_sqnr=[{"layer": "bot_l.<0>", "precision": "int8", "sqnr_db": 12.5}],
+        worst_saturation=[{"layer": "bot_l.<0>", "precision": "int8", "saturation": 0.0123}],
+        history=[
+            {"logical_date": "2026-11-04", "dne_pct": 0.01, "dne_pct_lo": -0.1, "dne_pct_hi": 0.1},
+            {"logical_date": "2026-11-05", "dne_pct": 0.9, "dne_pct_lo": 0.5, "dne_pct_hi": 1.3},
+        ],
+        run_url='http://airflow/dags/lpmon_monitor/runs/x"><script>',
+    )
     values.update(changes)
     return DayReport(**values)
 
@@ -26,14 +40,13 @@ def test_events_follow_the_day():
     assert events(report(status="HEALTHY", action="RECORD", new_plan_version=None)) == []
     assert events(report(promoted=False, action="RECALIBRATE")) == ["DEGRADED"]
     assert events(report(status="failed", action="RECORD", new_plan_version=None)) == ["FAILED"]
-    assert events(report(status="INSUFFICIENT_DATA", action="RECORD", new_plan_version=None)) == [
-        "INSUFFICIENT_DATA"]
+    assert events(report(status="INSUFFICIENT_DATA", action="RECORD", new_plan_version=None)) == ["INSUFFICIENT_DATA"]
 
 
 def test_data_is_escaped_in_html_and_plain_in_text():
     html = render_html(report(), "cid:chart")
     assert "<script>" not in html and "&lt;script&gt;" in html and "bot_l.&lt;0&gt;" in html
-    assert 'runs/x&quot;&gt;&lt;script&gt;' in html
+    assert "runs/x&quot;&gt;&lt;script&gt;" in html
     text = render_text(report())
     assert "dNE <b>0.9</b>" in text and "0.9000 % [0.5000, 1.3000] against the 0.05 % gate" in text
     assert "1.230 %" in text and "12.5 dB" in text
@@ -59,8 +72,12 @@ def test_the_monitored_day_comes_from_the_data_interval():
     paris = at - dt.timedelta(hours=1)
     assert day_of({"data_interval_start": paris}, "Europe/Paris") == "2026-11-05"
     # Airflow 3 manual runs may have no logical date: the last complete day before the run.
-    manual = {"logical_date": None, "data_interval_start": None, "data_interval_end": None,
-              "dag_run": SimpleNamespace(run_after=at + dt.timedelta(hours=7))}
+    manual = {
+        "logical_date": None,
+        "data_interval_start": None,
+        "data_interval_end": None,
+        "dag_run": SimpleNamespace(run_after=at + dt.timedelta(hours=7)),
+    }
     assert day_of(manual) == "2026-11-04" and last_day_of(manual) == "2026-11-04"
     assert day_of(dict(manual, params={"day": "2026-10-30"})) == "2026-10-30"
     # A weekly interval calibrates on its last day.
@@ -71,8 +88,8 @@ def test_the_monitored_day_comes_from_the_data_interval():
 def test_a_day_param_that_is_no_date_is_one_clear_error():
     import pytest
 
-    from lpmon.config import ConfigError
     from lpmon.airflow.tasks import day_of
+    from lpmon.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"param day: expected a date YYYY-MM-DD, got '2026-13-01'"):
         day_of({"params": {"day": "2026-13-01"}})
@@ -81,8 +98,8 @@ def test_a_day_param_that_is_no_date_is_one_clear_error():
 def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
     import pytest
 
-    from lpmon.config import ConfigError
     from lpmon.airflow.tasks import config
+    from lpmon.config import ConfigError
 
     monkeypatch.delenv("LPMON_CONFIG", raising=False)
     with pytest.raises(ConfigError, match="Airflow Variable lpmon_config or LPMON_CONFIG"):
@@ -145,8 +162,8 @@ def test_whatever_is_wrong_with_smtp_comes_back_as_an_error(tmp_path, monkeypatc
 
 
 def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path, monkeypatch, airflow_db):
-    from lpmon.report.alerts import alert_day
     from lpmon.airflow.smtp import from_airflow
+    from lpmon.report.alerts import alert_day
     from lpmon.report.notify import NO_CONNECTION
 
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
@@ -155,7 +172,10 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
     assert "airflow connections add smtp_default" in mailer.problem
     store = _store(tmp_path)
     assert alert_day(store, report(), ["a@example.com"], mailer) == {
-        "DEGRADED": "failed", "PROMOTION": "failed", "FALLBACK": "failed"}
+        "DEGRADED": "failed",
+        "PROMOTION": "failed",
+        "FALLBACK": "failed",
+    }
     assert all(r["error"] == mailer.problem and r["attempts"] == 0 for r in store.rows("alerts", "ctr"))
     # A malformed connection is no better, and no worse.
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_BROKEN", "smtp://127.0.0.1:notaport/")
@@ -165,13 +185,22 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
 def test_the_connection_settings_come_from_the_smtp_provider(monkeypatch, airflow_db):
     from lpmon.airflow.smtp import from_airflow
 
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_X", "smtp://u:" + "pw@mail.example.com:2525/?disable_ssl=true"
-                                              "&from_email=lpmon%40example.com&timeout=7")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_X",
+        "smtp://u:" + "pw@mail.example.com:2525/?disable_ssl=true&from_email=lpmon%40example.com&timeout=7",
+    )
     mailer = from_airflow("smtp_x")
     assert mailer.problem == "" and "pw" not in repr(mailer.smtp)
     smtp = mailer.smtp
     assert (smtp.host, smtp.port, smtp.from_email, smtp.user, smtp.password, smtp.use_ssl, smtp.timeout) == (
-        "mail.example.com", 2525, "lpmon@example.com", "u", "pw", False, 7.0)
+        "mail.example.com",
+        2525,
+        "lpmon@example.com",
+        "u",
+        "pw",
+        False,
+        7.0,
+    )
 
 
 def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
@@ -184,8 +213,12 @@ def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
     monkeypatch.setenv("LPMON_CONFIG", str(dag_world(tmp_path, ["stable"], days=1)))
     at = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)
     ti = SimpleNamespace(dag_id="lpmon_monitor", task_id="models", map_index=-1)
-    context = {"ti": ti, "data_interval_start": at, "exception": RuntimeError("boom"),
-               "dag_run": SimpleNamespace(dag_id="lpmon_monitor", run_id="r1", run_after=at)}
+    context = {
+        "ti": ti,
+        "data_interval_start": at,
+        "exception": RuntimeError("boom"),
+        "dag_run": SimpleNamespace(dag_id="lpmon_monitor", run_id="r1", run_after=at),
+    }
     with LogLines() as log:
         dagtasks.notify_failure(context)
         dagtasks.notify_failure({})  # nothing usable at all

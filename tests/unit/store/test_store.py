@@ -55,8 +55,11 @@ def test_writes_are_idempotent_upserts(store):
     for _ in range(2):  # a rerun of the same day leaves the same rows
         store.record_run("ctr", "2026-11-02", "done", plan_version=1, sample_size=c.n, positives=c.positives)
         store.record_metrics("ctr", "2026-11-02", c)
-        store.record_layer_metrics("ctr", "2026-11-02", {
-            "bot_l.0": {"precision": "int8", "sqnr_db": 31.5, "saturation_below": 0.0, "saturation_above": 1e-4}})
+        store.record_layer_metrics(
+            "ctr",
+            "2026-11-02",
+            {"bot_l.0": {"precision": "int8", "sqnr_db": 31.5, "saturation_below": 0.0, "saturation_above": 1e-4}},
+        )
         store.record_decision("ctr", "2026-11-02", "HEALTHY", ["dNE within the gate"])
         store.record_alert("ctr", "2026-11-02", "degraded", "email", "sent", "a@b.c")
     rows = {t: store.rows(t, "ctr") for t in ("runs", "run_metrics", "layer_metrics", "decisions", "alerts")}
@@ -74,6 +77,7 @@ def test_nan_metrics_are_stored_as_null(store):
     store.record_run("m", "2026-11-03", "insufficient_data")
     c = comparison()
     import dataclasses
+
     store.record_metrics("m", "2026-11-03", dataclasses.replace(c, ne_ref=float("nan")), segment="lu")
     assert store.rows("run_metrics", "m")[0]["ne_ref"] is None
 

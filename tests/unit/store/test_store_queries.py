@@ -48,7 +48,12 @@ def test_day_summary_joins_run_metrics_and_decision(store):
     store.record_run("ctr", "2026-11-02", "failed", message="no traffic")
     day = store.day_summary("ctr", "2026-11-01")
     assert (day.day, day.status, day.plan_version, day.action, day.reasons) == (
-        "2026-11-01", "HEALTHY", 1, "RECORD", ["dNE within the gate"])
+        "2026-11-01",
+        "HEALTHY",
+        1,
+        "RECORD",
+        ["dNE within the gate"],
+    )
     assert day.dne_pct == pytest.approx(c.dne_pct) and day.n == 2000
     bare = store.day_summary("ctr", "2026-11-02")  # no metrics, no decision
     assert (bare.action, bare.reasons, bare.dne_pct, bare.message) == (None, [], None, "no traffic")
@@ -57,8 +62,12 @@ def test_day_summary_joins_run_metrics_and_decision(store):
 
 
 def test_latest_days_neighbours_and_runs_before(store):
-    for day, status in (("2026-11-01", "HEALTHY"), ("2026-11-02", "DEGRADED"), ("2026-11-04", "INSUFFICIENT_DATA"),
-                        ("2026-11-05", "failed")):
+    for day, status in (
+        ("2026-11-01", "HEALTHY"),
+        ("2026-11-02", "DEGRADED"),
+        ("2026-11-04", "INSUFFICIENT_DATA"),
+        ("2026-11-05", "failed"),
+    ):
         store.record_run("ctr", day, status)
     assert store.latest_day("ctr").day == "2026-11-05"
     assert store.latest_judged_day("ctr").day == "2026-11-02"
@@ -74,18 +83,22 @@ def test_latest_days_neighbours_and_runs_before(store):
 def test_layer_metrics_of_a_day_and_the_latest_per_layer(store):
     for day in ("2026-11-01", "2026-11-02"):
         store.record_run("ctr", day, "HEALTHY")
-    store.record_layer_metrics("ctr", "2026-11-01", {"a": {"precision": "int8", "sqnr_db": 30.0},
-                                                      "b": {"precision": "int8", "sqnr_db": 20.0}})
+    store.record_layer_metrics(
+        "ctr", "2026-11-01", {"a": {"precision": "int8", "sqnr_db": 30.0}, "b": {"precision": "int8", "sqnr_db": 20.0}}
+    )
     store.record_layer_metrics("ctr", "2026-11-02", {"a": {"precision": "fp16", "sqnr_db": 40.0}})
     assert [r["layer"] for r in store.layer_metrics("ctr", "2026-11-01")] == ["a", "b"]
     latest = store.latest_layer_metrics("ctr")
     assert {k: (r["logical_date"], r["sqnr_db"]) for k, r in latest.items()} == {
-        "a": ("2026-11-02", 40.0), "b": ("2026-11-01", 20.0)}
+        "a": ("2026-11-02", 40.0),
+        "b": ("2026-11-01", 20.0),
+    }
 
 
 def test_decisions_acted_only_and_last(store):
-    for i, (action, new) in enumerate((("RECORD", None), ("RECALIBRATE", 2), ("RECORD", None), ("RECORD", 3),
-                                       ("FALLBACK", 4))):
+    for i, (action, new) in enumerate(
+        (("RECORD", None), ("RECALIBRATE", 2), ("RECORD", None), ("RECORD", 3), ("FALLBACK", 4))
+    ):
         day = f"2026-11-0{i + 1}"
         store.record_run("ctr", day, "HEALTHY")
         store.record_decision("ctr", day, action, [f"r{i}"], new_plan_version=new)
@@ -100,7 +113,10 @@ def test_alerts_of_a_day_and_channel(store):
     store.record_alert("ctr", "2026-11-01", "DEGRADED", "email", "failed", error="smtp down")
     store.record_alert("ctr", "2026-11-02", "DEGRADED", "slack", "sent")
     assert [(a["logical_date"], a["channel"]) for a in store.alerts("ctr")] == [
-        ("2026-11-01", "email"), ("2026-11-02", "email"), ("2026-11-02", "slack")]
+        ("2026-11-01", "email"),
+        ("2026-11-02", "email"),
+        ("2026-11-02", "slack"),
+    ]
     assert [a["status"] for a in store.alerts("ctr", "2026-11-02", "email")] == ["sent"]
     assert store.alerts("ctr", "2026-11-03", "email") == []
 
@@ -113,13 +129,17 @@ def test_plans_by_origin_in_force_and_onboarded_snapshots(store):
     assert [p.version for p in store.plans_of_day("ctr", "2026-11-03", origin="PROACTIVE")] == [v2]
     assert [p.version for p in store.plans_of_day("ctr", "2026-11-03")] == [v2, v3]
     assert store.onboarded_snapshot("ctr", "abc123")
-    assert not store.onboarded_snapshot("ctr", "def456")   # not a plan onboarding made
+    assert not store.onboarded_snapshot("ctr", "def456")  # not a plan onboarding made
     assert not store.onboarded_snapshot("ctr", "abc12x") and not store.onboarded_snapshot("other", "abc123")
     # the plan serving had after each day: the newest promoted by then
-    assert store.plan_in_force_after("ctr", "2026-11-02") is None   # only candidates so far
+    assert store.plan_in_force_after("ctr", "2026-11-02") is None  # only candidates so far
     assert store.promote("ctr", v1, None) and store.promote("ctr", v2, v1)
-    assert [store.plan_in_force_after("ctr", d) for d in ("2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03")] \
-        == [None, v1, v1, v2]
+    assert [store.plan_in_force_after("ctr", d) for d in ("2026-10-31", "2026-11-01", "2026-11-02", "2026-11-03")] == [
+        None,
+        v1,
+        v1,
+        v2,
+    ]
     assert store.plan_record("ctr", v3).status == "candidate" and store.active_plan("ctr").version == v2
 
 
@@ -144,8 +164,11 @@ def schema_leaks(source: str) -> list[str]:
             if node.func.attr == "rows":
                 found.append(f"line {node.lineno}: .rows(...)")
             elif _store_receiver(node.func.value):
-                found += [f"line {node.lineno}: table {arg.value!r} passed to the store" for arg in node.args
-                          if isinstance(arg, ast.Constant) and arg.value in ALL_TABLES]
+                found += [
+                    f"line {node.lineno}: table {arg.value!r} passed to the store"
+                    for arg in node.args
+                    if isinstance(arg, ast.Constant) and arg.value in ALL_TABLES
+                ]
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and _SQL.search(node.value):
             found.append(f"line {node.lineno}: SQL naming table {_SQL.search(node.value)[1]!r}")
     return found
