@@ -1,46 +1,17 @@
 """The daily job end to end on the synthetic world, on SQLite and PostgreSQL."""
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
 from lpmon.config import load
-from lpmon.demo.world import WorldConfig, write_world
 from lpmon.pipeline import open_store, run_day
 from lpmon.quant import QuantPlan
-from lpmon.store import init_store
 from lpmon.traffic import TrafficStore
+from support.world import day, world
 
-START = dt.date(2026, 11, 1)
 TABLES = ("runs", "run_metrics", "layer_metrics", "decisions", "plans")
-
-
-# The test worlds drift within days: a false-alarm budget of 20 days puts the single
-# look at 1.96 standard errors (the single-day 95 % test lpmon used before), so their
-# drift is DEGRADED within a test's dozen days. The default budget (1000 days) is
-# exercised in test_policy.py and test_evidence_days.py.
-FAST_ALARMS = "sequential_run_length_days = 20"
-
-
-def world(
-    tmp_path,
-    database_url,
-    scenario="gradual_drift",
-    days=12,
-    per_day=60_000,
-    sample=40_000,
-    init=True,
-    extra=FAST_ALARMS,
-):
-    write_world(tmp_path, WorldConfig(scenario, days=days, seed=1, examples_per_day=per_day))
-    text = (tmp_path / "lpmon.toml").read_text()
-    text = f'store = "{database_url}"\n\n[defaults]\nsample_size = {sample}\n{extra}\n\n' + text.split("\n", 1)[1]
-    (tmp_path / "lpmon.toml").write_text(text)
-    if init:
-        init_store(database_url)  # as `lpmon init` does
-    return load(tmp_path / "lpmon.toml", environ={})
 
 
 def snapshot_rows(store, model_id):
@@ -51,10 +22,6 @@ def snapshot_rows(store, model_id):
             for r in store.rows(table, model_id)
         ]
     return rows
-
-
-def day(i):
-    return START + dt.timedelta(days=i)
 
 
 @pytest.mark.slow
@@ -167,52 +134,6 @@ def test_bad_snapshot_is_a_recorded_failure(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_init_run_backfill_status(tmp_path, capsys):
-    from lpmon import cli
-
-    config = world(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'state.db'}",
-        scenario="stable",
-        days=3,
-        per_day=60_000,
-        sample=15_000,
-        init=False,
-    )
-    path = str(config.path)
-    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 1
-    assert "run `lpmon init` to create it" in capsys.readouterr().err  # only init creates a store
-    assert cli.main(["init", "--config", path]) == 0
-    assert "applied migrations [1, 2" in capsys.readouterr().out
-    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
-    assert (
-        cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-01", "--end", "2026-11-03"])
-        == 0
-    )
-    out = capsys.readouterr().out
-    days = [line for line in out.splitlines() if line.startswith("stable ")]
-    assert len(days) == 4 and "plan v1" in out
-    # the DAG's outputs too: a report file for each day (no recipients: no mail)
-    assert sorted(p.name for p in (config.work_dir / "reports" / "stable").glob("*.html")) == [
-        "2026-11-01.html",
-        "2026-11-02.html",
-        "2026-11-03.html",
-    ]
-    assert cli.main(["status", "--config", path, "--json"]) == 0
-    status = json.loads(capsys.readouterr().out)["stable"]
-    assert status["last_run"]["date"] == "2026-11-03" and status["active_plan"]["version"] == 1
-    assert status["active_plan"]["precisions"]["bot_l.0"] in ("int8", "fp16", "fp32")
-    assert cli.main(["status", "--config", path]) == 0
-    assert "plan v1" in capsys.readouterr().out
-    assert cli.main(["run", "--config", path, "--model", "nope", "--date", "2026-11-01"]) == 1
-    assert "no model 'nope'" in capsys.readouterr().err
-    assert (
-        cli.main(["backfill", "--config", path, "--model", "stable", "--start", "2026-11-03", "--end", "2026-11-01"])
-        == 1
-    )
-
-
-@pytest.mark.slow
 def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     """A fallback left a layer in fp16 on stable traffic: it goes back to its baseline
     (int8) after the healthy streak and the cool-down, not before, and only validated."""
@@ -239,50 +160,6 @@ def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     assert lifecycle.active().layer("top_l.0").precision == "int8"
     again = run_day(config, "stable", day(2))  # a rerun changes nothing
     assert again.new_plan_version == third.new_plan_version and again.message == third.message
-
-
-@pytest.mark.slow
-def test_cli_onboard_plans_and_report(tmp_path, capsys):
-    from lpmon import cli
-
-    config = world(
-        tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=2, per_day=60_000, sample=15_000
-    )
-    path = str(config.path)
-    assert cli.main(["onboard", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
-    assert "plan v1 onboarded and promoted: candidate dNE" in capsys.readouterr().out
-    assert cli.main(["onboard", "--config", path, "--model", "stable", "--date", "2026-11-01"]) == 0
-    assert "nothing done, already onboarded: plan v1 is in force" in capsys.readouterr().out
-    assert (config.plans_dir / "stable" / "active.json").exists()
-    assert cli.main(["run", "--config", path, "--model", "stable", "--date", "2026-11-02"]) == 0
-    store = open_store(config)
-    plan = QuantPlan.from_json(store.active_plan("stable").plan_json)
-    import dataclasses
-
-    from lpmon.quant import LayerPlan
-
-    changed = dataclasses.replace(
-        plan,
-        version=2,
-        layers=tuple(LayerPlan(x.name, x.kind, "fp16") if x.name == "top_l.2" else x for x in plan.layers),
-    )
-    store.add_plan("stable", changed.to_json(), "2026-11-02", reason="manual")
-    capsys.readouterr()
-    assert cli.main(["plans", "list", "--config", path, "--model", "stable"]) == 0
-    listing = capsys.readouterr().out
-    assert "v1" in listing and "active" in listing and "candidate" in listing
-    assert cli.main(["plans", "diff", "v1", "2", "--config", path, "--model", "stable"]) == 0
-    assert "top_l.2: precision int8 -> fp16" in capsys.readouterr().out
-    out = tmp_path / "exported.json"
-    assert cli.main(["plans", "export", "--config", path, "--model", "stable", "--out", str(out)]) == 0
-    assert QuantPlan.from_json(out.read_text()).version == 1
-    assert cli.main(["plans", "show", "7", "--config", path, "--model", "stable"]) == 1
-    assert "no plan v7 (versions: v1, v2)" in capsys.readouterr().err
-    assert cli.main(["report", "--config", path, "--model", "stable"]) == 0
-    report = capsys.readouterr().out
-    assert "2026-11-02" in report and "HEALTHY" in report
-    assert cli.main(["report", "--config", path, "--model", "stable", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["logical_date"] == "2026-11-02"
 
 
 @pytest.mark.slow
@@ -313,21 +190,6 @@ def test_outliers_fall_back_and_hold_the_gate(tmp_path):
     after = results[results.index(acted[-1]) + 1 :]
     assert after and all(r.status != "DEGRADED" for r in after), [r.message for r in after]
     store.db.engine.dispose()
-
-
-def test_cli_refuses_a_newer_database_with_a_message(tmp_path, capsys):
-    import sqlalchemy as sa
-
-    from lpmon import cli
-    from lpmon.store import Database
-
-    config = world(tmp_path, f"sqlite:///{tmp_path / 'state.db'}", scenario="stable", days=1, per_day=500, sample=500)
-    db = Database(config.store)
-    with db.transaction() as c:
-        c.execute(sa.text("INSERT INTO schema_migrations VALUES (99, 'future', 'x')"))
-    db.engine.dispose()
-    assert cli.main(["init", "--config", str(config.path)]) == 1
-    assert "newer than this lpmon knows" in capsys.readouterr().err
 
 
 def judge_degraded(monkeypatch):
