@@ -182,7 +182,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def without_torch(monkeypatch):
     """Imports of torch fail, as on a machine without the lpmon[torch] extra; the
-    serving module that imported it is forgotten, so it is imported again."""
+    lpmon modules that imported it are forgotten, so they are imported again."""
     import builtins
     import sys
 
@@ -194,9 +194,11 @@ def without_torch(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
-    monkeypatch.delitem(sys.modules, "lpmon.serving.torchscript", raising=False)
-    if hasattr(sys.modules.get("lpmon.serving"), "torchscript"):
-        monkeypatch.delattr(sys.modules["lpmon.serving"], "torchscript")
+    for name in ("lpmon.serving.torchscript", "lpmon.serving.torchmodule", "lpmon.torch_backend"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        package, _, module = name.rpartition(".")
+        if hasattr(sys.modules.get(package), module):
+            monkeypatch.delattr(sys.modules[package], module)
 
 
 @pytest.fixture

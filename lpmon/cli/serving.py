@@ -53,8 +53,8 @@ def _version(text):
 def export_torchscript(args, config, version: int, plan_json: str) -> int:
     if args.out is None:
         raise ValueError("--format torchscript writes a binary file: give --out FILE.pt")
+    from lpmon.pipeline.scoring import probe_sample
     from lpmon.quant import QuantPlan
-    from lpmon.serving.scores import probe_sample
 
     try:
         from lpmon.serving import torchscript
@@ -84,7 +84,7 @@ def export_torchscript(args, config, version: int, plan_json: str) -> int:
 
 
 def score(args, config) -> int:
-    from lpmon.serving.scores import score_day
+    from lpmon.pipeline.scoring import score_day
 
     scores = score_day(config, args.model, args.date, plan_version=args.plan, fp32=args.fp32)
     scores.write(args.out)

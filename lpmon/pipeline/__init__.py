@@ -34,6 +34,7 @@ Where things are:
     evidence      held-out examples that grow on demand
     export        the active plan, written for serving
     user_plans    plans a user imports or promotes by hand
+    scoring       a day's sample scored outside the run: `lpmon score`, the export's probe
 """
 
 from lpmon.pipeline.context import day_lock, load_model, open_store

@@ -4,6 +4,7 @@ model's snapshot, the day's sample and its halves, and the held-out evidence.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from contextlib import contextmanager
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from lpmon.config import Config, ModelSettings
 from lpmon.model import Batch, Model, load_snapshot
+from lpmon.model.backends import snapshot_backend
 from lpmon.pipeline import export
 from lpmon.pipeline.daywork import DayWork
 from lpmon.pipeline.evidence import HeldOut
@@ -70,12 +72,20 @@ def begin(config: Config, model_id: str, day) -> tuple[str, ModelSettings, State
     return day, settings, store
 
 
+def load_backends(settings: ModelSettings) -> None:
+    """Load the back ends the model needs beyond lpmon.model's own "numpy": the one the
+    config names (`backend`) and the one that reads its snapshot's format. The place
+    that picks them: lpmon.model never imports a back end's module, which registers
+    itself with lpmon.model.backends when imported."""
+    if "torch" in (settings.backend, snapshot_backend(settings.snapshot)):
+        import lpmon.torch_backend  # noqa: F401 - registers "torch"; imports torch, so only for a model that needs it
+
+
 def load_model(settings: ModelSettings) -> Model:
     """The model's snapshot, scored by the configured back end (numpy, or torch)."""
+    load_backends(settings)
     model = load_snapshot(settings.snapshot)
     if model.backend != settings.backend:
-        import dataclasses
-
         model = dataclasses.replace(model, backend=settings.backend)
     return model
 

@@ -8,10 +8,9 @@ import datetime as dt
 from pathlib import Path
 
 from lpmon.config import Config
-from lpmon.model import load_snapshot
 from lpmon.model.spec import ModelSpec
 from lpmon.pipeline import export
-from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, plan_lifecycle
+from lpmon.pipeline.context import PLAN_LOCK, begin, day_lock, draw, halves, held_out, load_model, plan_lifecycle
 from lpmon.pipeline.lifecycle import Origin, Outcome, validate
 from lpmon.policy import Status
 from lpmon.quant import PlanError, QuantPlan
@@ -70,7 +69,7 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
         active = lifecycle.active()
         verdict = None
         if not force:
-            model = load_snapshot(settings.snapshot)
+            model = load_model(settings)
             sample = draw(settings, model, day)
             _, evaluation, labels = halves(sample.batch, sample.labels)
             run = store.run(model_id, day)

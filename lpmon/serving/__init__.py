@@ -1,7 +1,8 @@
 """What serving runs: the active plan as a TorchScript module, and scores written for checks.
 
-torchscript  the model under a plan as a TorchScript module of PyTorch's FBGEMM ops
-             (needs `pip install 'lpmon[torch]'`; torch is imported there only)
+torchmodule  the model under a plan as a torch module of PyTorch's FBGEMM ops
+             (needs `pip install 'lpmon[torch]'`; torch is imported there and in torchscript only)
+torchscript  that module exported as TorchScript, checked against lpmon's executor, and its manifest
 scores       a day's sample as lpmon scores it (request_id, label, p_fp32, p_q), as Parquet
 """
 

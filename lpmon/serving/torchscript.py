@@ -1,48 +1,65 @@
-"""A model under a plan as a TorchScript module of PyTorch's FBGEMM ops, and its manifest.
+"""A model under a plan exported as a TorchScript module of PyTorch's FBGEMM ops, checked
+against lpmon's executor, with its manifest.
 
-    module = build_module(model, plan)           # torch.jit.ScriptModule
-    p = module(dense_x, lS_o, lS_i)              # probabilities [B], float32
+    info = export(model, plan, "ctr.pt", probe)   # ctr.pt and ctr.pt.manifest.json
 
-The signature follows facebookresearch/dlrm: dense_x float32 [B, n_dense]; lS_o
-and lS_i lists of int64 tensors, one per table in the spec's order: bag b of
-table t is lS_i[t][lS_o[t][b]:lS_o[t][b + 1]]. Layer by layer:
-
-- int8/int4/int2 tables: lpmon's packed rows (FBGEMM's fused formats, bit for
-  bit) looked up by torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_rowwise_offsets;
-  fp16 tables as fp16 weights, fp32 tables as such (torch's embedding_bag);
-- int8 FC layers: lpmon's per-channel int8 weights and the plan's static
-  input range, through torch.ops.quantized.linear_with_input_q_dq_qweight_dq_(relu_)output_fp32
-  (the input quantized as quantize_per_tensor does, the int32 product, then
-  FBGEMM's float output stage fma(acc, s_x * s_w, bias));
-- fp16 FC layers: torch.ops.quantized.linear_dynamic_fp16 (FBGEMM's fp16-weight
-  GEMM, fp32 accumulation); bf16 and fp32 FC layers: torch's linear with the
-  weights rounded as the plan stores them;
-- the dot interaction in float64, rounded to float32 (as lpmon's executor does:
-  see lpmon.model.forward.interact), and the sigmoid in float64.
-
-`check` runs the module beside lpmon's executor on the same examples and
-measures the largest difference in float32 ulps, per layer and for the output.
+The module itself (its layers, build_module, build_eager, torch_inputs) is built by
+lpmon.serving.torchmodule, whose names this module also exports. `check` runs the
+module beside lpmon's executor on the same examples and measures the largest
+difference in float32 ulps; `manifest` lists, layer by layer, what the module holds
+and how it rounds.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import platform
-from typing import List
+from pathlib import Path
 
 import numpy as np
 
+from lpmon.atomic import write_atomically
 from lpmon.model import Batch, Model
 from lpmon.model.forward import Executor
 from lpmon.quant import QuantPlan
-from lpmon.quant.halfprec import round_weight
+from lpmon.quant.linear import QuantizedLinear
 from lpmon.quant.precision import ROWWISE
 from lpmon.quant.rowwise import row_bytes
 
 from . import require_torch
+from .torchmodule import (
+    DLRM,
+    FloatBag,
+    FloatLinear,
+    Fp16Linear,
+    Int8Linear,
+    RowwiseBag,
+    build_eager,
+    build_module,
+    torch_inputs,
+)
 
 torch = require_torch()
-nn = torch.nn
+
+__all__ = [
+    "DLRM",
+    "ROUNDING",
+    "FloatBag",
+    "FloatLinear",
+    "Fp16Linear",
+    "Int8Linear",
+    "RowwiseBag",
+    "build_eager",
+    "build_module",
+    "check",
+    "export",
+    "manifest",
+    "manifest_path",
+    "predict",
+    "torch_inputs",
+    "ulps",
+]
 
 ROUNDING = {
     "activation": "round half to even of fma(x, 1 / scale, zero_point) in float32, clamped to [0, 255] "
@@ -56,217 +73,6 @@ ROUNDING = {
     "interaction": "pairwise dot products in float64, rounded to float32",
     "sigmoid": "float64, rounded to float32",
 }
-
-
-class Int8Linear(nn.Module):
-    """int8 weights (per output channel, symmetric) and a static per-tensor uint8 input range."""
-
-    def __init__(self, packed, scale: float, zero_point: int, relu: bool):
-        super().__init__()
-        self.packed = packed
-        self.scale = float(scale)
-        self.zero_point = int(zero_point)
-        self.relu = relu
-
-    def forward(self, x):
-        if self.relu:
-            return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_relu_output_fp32(
-                x, self.scale, self.zero_point, self.packed._packed_params
-            )
-        return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            x, self.scale, self.zero_point, self.packed._packed_params
-        )
-
-
-class Fp16Linear(nn.Module):
-    """fp16 weights, fp32 activations and accumulation (FBGEMM's fp16 GEMM)."""
-
-    def __init__(self, packed, relu: bool):
-        super().__init__()
-        self.packed = packed
-        self.relu = relu
-
-    def forward(self, x):
-        y = torch.ops.quantized.linear_dynamic_fp16(x, self.packed._packed_params)
-        if self.relu:
-            y = torch.relu(y)
-        return y
-
-
-class FloatLinear(nn.Module):
-    """fp32 weights, or bf16 weights computed in fp32."""
-
-    def __init__(self, weight, bias, relu: bool):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.register_buffer("bias", bias)
-        self.relu = relu
-
-    def forward(self, x):
-        if self.weight.shape[0] == 1:  # the logit: in float64, rounded once (as lpmon's executor)
-            y = torch.nn.functional.linear(x.double(), self.weight.double(), self.bias.double()).float()
-        else:
-            y = torch.nn.functional.linear(x, self.weight.float(), self.bias)
-        if self.relu:
-            y = torch.relu(y)
-        return y
-
-
-class RowwiseBag(nn.Module):
-    """A row-wise quantized table in FBGEMM's fused layout (8, 4 or 2 bits)."""
-
-    def __init__(self, packed, bits: int, dim: int, mode: int):
-        super().__init__()
-        self.register_buffer("packed", packed)
-        self.bits = bits
-        self.dim = dim
-        self.mode = mode
-
-    def forward(self, indices, offsets):
-        if self.bits == 8:
-            pooled = torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
-                self.packed, indices, offsets, False, self.mode
-            )
-        elif self.bits == 4:
-            pooled = torch.ops.quantized.embedding_bag_4bit_rowwise_offsets(
-                self.packed, indices, offsets, False, self.mode
-            )
-        else:
-            pooled = torch.ops.quantized.embedding_bag_2bit_rowwise_offsets(
-                self.packed, indices, offsets, False, self.mode
-            )
-        pooled = pooled[:, : self.dim]  # a width that does not fill its last byte has a padding code
-        if self.mode == 1:
-            # The quantized ops sum whatever the mode; FBGEMM's mean is the sum times 1 / size.
-            ends = torch.cat([offsets[1:], torch.tensor([indices.numel()], dtype=offsets.dtype)])
-            sizes = (ends - offsets).float()
-            scale = torch.where(sizes > 0, 1.0 / torch.clamp(sizes, min=1.0), torch.ones_like(sizes))
-            pooled = pooled * scale[:, None]
-        return pooled
-
-
-class FloatBag(nn.Module):
-    """An fp32 table, or an fp16 one looked up in fp32."""
-
-    def __init__(self, weight, mode: str):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.mode = mode
-
-    def forward(self, indices, offsets):
-        return torch.nn.functional.embedding_bag(indices, self.weight.float(), offsets, mode=self.mode)
-
-
-class DLRM(nn.Module):
-    """forward(dense_x, lS_o, lS_i) -> probabilities [B], as facebookresearch/dlrm's DLRM_Net."""
-
-    def __init__(self, bot_l, emb_l, top_l, interaction: str, rows, cols):
-        super().__init__()
-        self.bot_l = nn.ModuleList(bot_l)
-        self.emb_l = nn.ModuleList(emb_l)
-        self.top_l = nn.ModuleList(top_l)
-        self.dot = interaction == "dot"
-        self.register_buffer("li", torch.tensor(rows, dtype=torch.int64))
-        self.register_buffer("lj", torch.tensor(cols, dtype=torch.int64))
-
-    def forward(self, dense_x: torch.Tensor, lS_o: List[torch.Tensor], lS_i: List[torch.Tensor]) -> torch.Tensor:
-        x = dense_x
-        for layer in self.bot_l:
-            x = layer(x)
-        pooled = [x]
-        for t, table in enumerate(self.emb_l):
-            pooled.append(table(lS_i[t], lS_o[t]))
-        if self.dot:
-            vectors = torch.stack(pooled, dim=1).double()
-            z = torch.bmm(vectors, vectors.transpose(1, 2)).float()
-            x = torch.cat([x, z[:, self.li, self.lj]], dim=1)
-        else:
-            x = torch.cat(pooled, dim=1)
-        for layer in self.top_l:
-            x = layer(x)
-        return torch.sigmoid(x[:, 0].double()).float()
-
-
-def _packed_linear(dtype):
-    from torch.ao.nn.quantized.modules.linear import LinearPackedParams
-
-    return LinearPackedParams(dtype)
-
-
-def build_module(model: Model, plan: QuantPlan | None) -> torch.jit.ScriptModule:
-    """The model under the plan (None: every layer fp32) as a scripted DLRM module.
-    Built from the tensors lpmon's executor prepares, so both run the same bytes."""
-    return torch.jit.script(build_eager(model, plan))
-
-
-def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
-    """The same module, not scripted (forward hooks work on its layers)."""
-    torch.backends.quantized.engine = "fbgemm"
-    spec = model.spec
-    executor = Executor(model, plan)
-    mode = 0 if spec.pooling == "sum" else 1
-    tables = []
-    for t, (bits, table) in enumerate(executor.tables):
-        precision = executor._precision(f"emb_l.{t}")
-        if bits is None:
-            weight = torch.from_numpy(np.ascontiguousarray(table))
-            tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), spec.pooling))
-        else:
-            tables.append(
-                RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), bits, spec.tables[t].dim, mode)
-            )
-    linears = {}
-    names = [name for name, _, _ in spec.linear_layers()]
-    last = names[-1]
-    for name in names:
-        relu = name != last
-        precision = executor._precision(name)
-        if precision == "int8":
-            _, layer, qp = executor.linears[name]
-            n = layer.weight.shape[0]
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # torch deprecates quantized tensors
-                qweight = torch._make_per_channel_quantized_tensor(
-                    torch.from_numpy(layer.weight.copy()),
-                    torch.from_numpy(layer.weight_scale.astype(np.float64)),
-                    torch.zeros(n, dtype=torch.int64),
-                    0,
-                )
-                packed = _packed_linear(torch.qint8)
-                packed.set_weight_bias(qweight, torch.from_numpy(layer.bias.copy()))
-            linears[name] = Int8Linear(packed, qp.scale, qp.zero_point, relu)
-            continue
-        weight = round_weight(model.weights[f"{name}.weight"], precision)
-        bias = torch.from_numpy(np.ascontiguousarray(model.weights[f"{name}.bias"], np.float32).copy())
-        if precision == "fp16" and weight.shape[0] > 1:
-            packed = _packed_linear(torch.float16)
-            packed.set_weight_bias(torch.from_numpy(weight.copy()), bias)  # exact in fp16 already
-            linears[name] = Fp16Linear(packed, relu)
-        else:
-            stored = torch.from_numpy(weight.copy())
-            stored = {"bf16": stored.bfloat16(), "fp16": stored.half()}.get(precision, stored)
-            linears[name] = FloatLinear(stored, bias, relu)
-    vectors = 1 + len(spec.tables)
-    rows, cols = np.tril_indices(vectors, k=-1)
-    module = DLRM(
-        [linears[f"bot_l.{2 * i}"] for i in range(len(spec.bottom_mlp))],
-        tables,
-        [linears[f"top_l.{2 * i}"] for i in range(len(spec.top_mlp))],
-        spec.interaction,
-        rows.tolist(),
-        cols.tolist(),
-    )
-    return module.eval()
-
-
-def torch_inputs(batch: Batch):
-    """(dense_x, lS_o, lS_i) of a batch, as the module takes them."""
-    dense = torch.from_numpy(np.ascontiguousarray(batch.dense, dtype=np.float32))
-    offsets = [torch.from_numpy(np.ascontiguousarray(f.offsets, dtype=np.int64)) for f in batch.sparse]
-    indices = [torch.from_numpy(np.ascontiguousarray(f.indices, dtype=np.int64)) for f in batch.sparse]
-    return dense, offsets, indices
 
 
 def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -317,8 +123,6 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
             "scheme": layer.scheme if layer else "none",
         }
         if precision == "int8":
-            from lpmon.quant.linear import QuantizedLinear
-
             q = QuantizedLinear.from_float(model.weights[f"{name}.weight"])
             a = layer.activation
             entry.update(
@@ -412,18 +216,12 @@ def export(
     """Write the module to `out` (.pt) and its manifest beside it (<out>.manifest.json);
     probe: examples to check the module on against lpmon's executor (recorded in
     the manifest). Returns the manifest."""
-    from pathlib import Path
-
-    from lpmon.atomic import write_atomically
-
     out = Path(out)
     module = build_module(model, plan)
     checked = check(module, model, plan, probe) if probe is not None and len(probe) else None
     if checked is not None and checked_day:
         checked["traffic_day"] = checked_day
     out.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
     buffer = io.BytesIO()
     torch.jit.save(module, buffer)
     write_atomically(out, buffer.getvalue())
@@ -433,7 +231,5 @@ def export(
 
 
 def manifest_path(out):
-    from pathlib import Path
-
     out = Path(out)
     return out.with_name(out.name + ".manifest.json")

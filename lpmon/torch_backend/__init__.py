@@ -1,8 +1,14 @@
 """The torch back end (`backend = "torch"`): a model scored with PyTorch and FBGEMM.
 
+    import lpmon.torch_backend                    # registers "torch" with lpmon.model (imports torch)
     model = lpmon.model.load_snapshot(snapshot)   # spec.json + weights.npz, or model.pt + inputs.json
     model = dataclasses.replace(model, backend="torch")
     forward_fp32(model, batch)            # runs TorchExecutor instead of the NumPy executor
+
+lpmon.model never imports this module: it registers itself (lpmon.model.backends)
+when imported, and the pipeline imports it for a model whose config says
+`backend = "torch"` or whose snapshot is a TorchScript program
+(lpmon.pipeline.context.load_model).
 
 A snapshot may be a TorchScript program of the fp32 model (`model.pt`) with a
 declaration of its inputs (`inputs.json`: {"dense": [dense_* columns],
@@ -15,7 +21,7 @@ reproduces the program's own predictions (within 1e-5): only DLRM-shaped
 programs are supported, and one that is not is refused, never scored
 differently. Under a plan, units are swapped for FBGEMM-quantized modules built
 from lpmon's packed rows, per-channel weights and static ranges
-(lpmon.serving.torchscript); FC inputs are observed, tapped and counted for
+(lpmon.serving.torchmodule); FC inputs are observed, tapped and counted for
 saturation with forward hooks, feeding lpmon's own observers. The pipeline,
 policy, lifecycle, store and DAGs are the same: they call forward_fp32 and
 forward_quantized, which hand a torch model to TorchExecutor.
@@ -24,15 +30,23 @@ forward_quantized, which hand a torch model to TorchExecutor.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from lpmon.model.batch import Batch
+from lpmon.model.backends import Backend, register
+from lpmon.model.batch import Batch, SparseFeature
+from lpmon.model.dlrm_import import model_from_state_dict
 from lpmon.model.forward import DEFAULT_BATCH_SIZE, ForwardResult, LayerTap, check_batch
+from lpmon.model.snapshot import Model
 from lpmon.model.spec import SpecError
 from lpmon.quant.linear import Saturation, quantize_activation
+from lpmon.quant.plan import QuantPlan
 from lpmon.serving import require_torch
+from lpmon.serving.torchmodule import FloatLinear, Fp16Linear, Int8Linear, build_eager, torch_inputs
+
+torch = require_torch()
 
 PROGRAM, INPUTS = "model.pt", "inputs.json"
 PROGRAM_TOLERANCE = 1e-5  # the rebuilt network against the program's own forward, on a probe
@@ -42,11 +56,8 @@ def is_torch_snapshot(directory) -> bool:
     return (Path(directory) / PROGRAM).is_file()
 
 
-def load_snapshot(directory):
+def load_snapshot(directory) -> Model:
     """A Model (backend "torch") from a TorchScript program and its input declaration."""
-    from lpmon.model.dlrm_import import model_from_state_dict
-
-    torch = require_torch()
     directory = Path(directory)
     try:
         declared = json.loads((directory / INPUTS).read_text())
@@ -70,8 +81,6 @@ def load_snapshot(directory):
     if not state:
         raise SpecError(f"{directory / PROGRAM}: no nn.Linear or nn.EmbeddingBag modules found")
     model = model_from_state_dict(state, sparse)
-    from dataclasses import replace
-
     if len(dense) != len(model.spec.dense):
         raise SpecError(
             f"{directory / INPUTS}: {len(dense)} dense columns, the program's bottom MLP takes {len(model.spec.dense)}"
@@ -86,12 +95,7 @@ def load_snapshot(directory):
 
 
 def _check_program(program, model, path) -> None:
-    from lpmon.serving.torchscript import build_eager, torch_inputs
-
-    torch = require_torch()
     rng = np.random.default_rng(0)
-    from lpmon.model.batch import SparseFeature
-
     n = 64
     features = []
     for table in model.spec.tables:
@@ -116,9 +120,7 @@ def _check_program(program, model, path) -> None:
 class TorchExecutor:
     """Executor's interface (lpmon.model.forward) on the torch module of the model under a plan."""
 
-    def __init__(self, model, plan=None):
-        from lpmon.serving.torchscript import FloatLinear, Fp16Linear, Int8Linear, build_eager
-
+    def __init__(self, model: Model, plan: QuantPlan | None = None):
         self.model, self.plan = model, plan
         self.module = build_eager(model, plan)
         names = [name for name, _, _ in model.spec.linear_layers()]
@@ -141,9 +143,6 @@ class TorchExecutor:
         observe=None,
         observe_every: int = 1,
     ) -> ForwardResult:
-        from lpmon.serving.torchscript import torch_inputs
-
-        torch = require_torch()
         check_batch(self.model, batch)
         if observe_every < 1:
             raise ValueError(f"observe_every must be at least 1, got {observe_every}")
@@ -184,3 +183,6 @@ class TorchExecutor:
                 for name, parts in collected.items()
             }
         return result
+
+
+register(Backend("torch", TorchExecutor, load_snapshot))

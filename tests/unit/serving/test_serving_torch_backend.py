@@ -22,6 +22,7 @@ from support import REPO
 from support.models import random_batch
 
 torch = pytest.importorskip("torch")
+import lpmon.torch_backend  # noqa: E402, F401 - registers back end "torch" (the pipeline imports it for a config's backend)
 from lpmon.serving.torchscript import ulps  # noqa: E402
 from support.models import dlrm_checkpoint  # noqa: E402
 
@@ -138,6 +139,36 @@ def test_a_torchscript_program_is_a_snapshot_found_by_module_type(tmp_path):
         load_snapshot(tmp_path / "snap")
 
 
+LOAD_MODELS = """
+import sys
+from types import SimpleNamespace
+from lpmon.pipeline import load_model
+for backend, snapshot in zip(sys.argv[1::2], sys.argv[2::2]):
+    loaded_before = "lpmon.torch_backend" in sys.modules
+    model = load_model(SimpleNamespace(backend=backend, snapshot=snapshot))
+    print(model.backend, loaded_before, "lpmon.torch_backend" in sys.modules, "torch" in sys.modules)
+"""
+
+
+def test_the_pipeline_loads_the_torch_back_end_for_a_model_that_needs_it_only(tmp_path):
+    """lpmon.model never imports lpmon.torch_backend: load_model does, for backend = "torch"
+    or a TorchScript program snapshot (the program imported, then scored as configured)."""
+    import subprocess
+    import sys
+
+    numpy_model, _ = both_ways(tmp_path)
+    numpy_snapshot, program = numpy_model.save(tmp_path / "numpy"), torch_snapshot(numpy_model, tmp_path / "program")
+    runs = ["numpy", numpy_snapshot, "numpy", program, "torch", numpy_snapshot]
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_MODELS, *map(str, runs)], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert done.stdout.split("\n")[:3] == [
+        "numpy False False False",  # a NumPy model: no torch
+        "numpy False True True",  # a program needs the torch back end to be read
+        "torch True True True",
+    ]
+
+
 @pytest.mark.slow
 def test_the_pipeline_runs_a_user_torch_model_as_the_numpy_executor_does(tmp_path):
     """The world's model as a user's TorchScript program, backend = "torch", beside
@@ -199,8 +230,15 @@ def test_bench_pipeline_prints_the_torch_back_end_beside_numpy():
 
 
 def test_without_torch_the_back_end_says_what_to_install(tmp_path, request):
-    _, torch_model = both_ways(tmp_path)
-    batch = random_batch(torch_model.spec, 10, np.random.default_rng(0))
+    """The pipeline imports the torch back end for a model configured with backend = "torch":
+    without torch, that import is the error, and it names the extra."""
+    from types import SimpleNamespace
+
+    from lpmon.pipeline import load_model
+
+    numpy_model, _ = both_ways(tmp_path)
+    snapshot = numpy_model.save(tmp_path / "snap")
     request.getfixturevalue("without_torch")  # after the model is built with torch
     with pytest.raises(ImportError, match=r"pip install 'lpmon\[torch\]'"):
-        forward_fp32(torch_model, batch)
+        load_model(SimpleNamespace(backend="torch", snapshot=str(snapshot)))
+    assert load_model(SimpleNamespace(backend="numpy", snapshot=str(snapshot))).backend == "numpy"
