@@ -56,7 +56,11 @@ def snapshot_lock(directory: Path, exclusive: bool):
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # a filesystem without flock: writers need it, readers go without
+            if exclusive:
+                raise
         yield
 
 
@@ -186,10 +190,14 @@ def read_manifest(directory: Path) -> dict:
     for field, kind in (("folder", str), ("spec_sha256", str), ("tensors", dict)):
         if not isinstance(data.get(field), kind):
             raise SpecError(f"{path}: field {field!r} missing or not a {kind.__name__}")
+    parts = data["folder"].split("/")
+    if len(parts) != 2 or parts[0] != FOLDER or parts[1] in ("", ".", ".."):
+        raise SpecError(f"{path}: folder must be {FOLDER}/<generation>, got {data['folder']!r}")
     for name, entry in data["tensors"].items():
         ok = isinstance(entry, dict) and isinstance(entry.get("file"), str) and isinstance(entry.get("shape"), list)
         ok = ok and isinstance(entry.get("sha256"), str) and isinstance(entry.get("nonfinite"), int)
-        if not ok or "/" in entry["file"] or entry.get("dtype") != "float32":
+        ok = ok and all(isinstance(n, int) and not isinstance(n, bool) for n in entry["shape"])
+        if not ok or "/" in entry["file"] or entry["file"] in (".", "..") or entry.get("dtype") != "float32":
             raise SpecError(f"{path}: tensor {name}: expected file, shape, dtype float32, sha256 and nonfinite")
     return data
 

@@ -23,7 +23,10 @@ def test_convert_snapshot_to_a_folder_then_in_place(tmp_path, capsys):
     (legacy / "spec.json").write_text(SPEC.to_json())
     np.savez(legacy / "weights.npz", **model.weights)
     assert cli.main(["convert-snapshot", str(legacy), "--out", str(tmp_path / "new"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"snapshot": str(tmp_path / "new"), "done": "converted from weights.npz"}
+    assert json.loads(capsys.readouterr().out) == {
+        "snapshot": str(tmp_path / "new"),
+        "done": "converted from weights.npz",
+    }
     converted = Model.load(tmp_path / "new")
     assert isinstance(converted.weights["emb_l.0.weight"], np.memmap)
     for name, array in model.weights.items():

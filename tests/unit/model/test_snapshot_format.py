@@ -234,3 +234,20 @@ def test_initialise_draws_the_same_numbers_in_chunks_and_straight_to_disk(tmp_pa
         assert in_memory.weights[name].dtype == np.float32 and isinstance(on_disk.weights[name], np.memmap)
         np.testing.assert_array_equal(in_memory.weights[name], array.astype(np.float32))
         np.testing.assert_array_equal(on_disk.weights[name], array.astype(np.float32))
+
+
+def test_a_manifest_that_points_outside_its_folder_is_refused(tmp_path):
+    Model.initialise(spec_of(), seed=3).save(tmp_path / "snap")
+    recorded = manifest(tmp_path / "snap")
+    for field, value, message in [
+        ("folder", "../../elsewhere", "folder must be weights/<generation>"),
+        ("format", "numpy", "not an lpmon snapshot manifest"),
+    ]:
+        (tmp_path / "snap" / "weights.json").write_text(json.dumps(dict(recorded, **{field: value})))
+        with pytest.raises(SpecError, match=message):
+            Model.load(tmp_path / "snap")
+    tensors = dict(recorded["tensors"])
+    tensors["emb_l.0.weight"] = dict(tensors["emb_l.0.weight"], file="../../../x.npy")
+    (tmp_path / "snap" / "weights.json").write_text(json.dumps(dict(recorded, tensors=tensors)))
+    with pytest.raises(SpecError, match="tensor emb_l.0.weight: expected file"):
+        Model.load(tmp_path / "snap")
