@@ -9,10 +9,9 @@ a tensor with NaN or inf values is refused and nothing is published.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
-from .mapped import LEGACY, MANIFEST, SPEC_FILE, SnapshotWriter, load_tensors
+from .mapped import LEGACY, MANIFEST, SPEC_FILE, SnapshotWriter, load_tensors, read_manifest
 from .spec import ModelSpec, SpecError
 from .tensors import NpzTensors, array_chunks
 
@@ -27,13 +26,15 @@ def convert_snapshot(source: str | Path, out: str | Path | None = None) -> tuple
         raise SpecError(f"{source}: no {SPEC_FILE} (is this a model snapshot?)")
     spec = ModelSpec.load(spec_path)
     if (source / MANIFEST).is_file():
-        recorded = json.loads((source / MANIFEST).read_text()).get("spec_sha256")
+        recorded = read_manifest(source)["spec_sha256"]
         if target.resolve() == source.resolve() and recorded == hashlib.sha256(spec_path.read_bytes()).hexdigest():
             return target, "already in the mapped format"
         tensors = load_tensors(source)
         _check_names(spec, {name: tuple(array.shape) for name, array in tensors.items()}, source / MANIFEST)
         _write(target, spec, lambda name: array_chunks(tensors[name]))
-        return target, "written again from the mapped format" + (" (spec.json recorded)" if target == source else "")
+        return target, "written again from the mapped format" + (
+            " (spec.json recorded)" if target.resolve() == source.resolve() else ""
+        )
     if not (source / LEGACY).is_file():
         raise SpecError(f"{source}: no {MANIFEST} or {LEGACY} to convert")
     npz = NpzTensors(source / LEGACY)

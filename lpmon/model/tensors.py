@@ -50,11 +50,27 @@ def chunk_rows(shape: tuple[int, ...], itemsize: int = DTYPE.itemsize) -> int:
     return max(1, CHUNK_BYTES // max(row, 1))
 
 
+def maps_a_file(array: np.ndarray) -> bool:
+    """A np.memmap of a whole .npy's data (not a view of one): its rows can be read from the file."""
+    return isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous
+
+
 def array_chunks(array: np.ndarray) -> Iterator[np.ndarray]:
-    """The array in row chunks (views: an in-memory array is not copied whole)."""
+    """The array in row chunks: views of an in-memory array (never copied whole); from a
+    mapped file, ordinary reads (pages read through the mapping would stay resident in the
+    process, up to the tensor's size)."""
     step = chunk_rows(array.shape, max(array.dtype.itemsize, DTYPE.itemsize))
-    for start in range(0, max(len(array), 1), step):
-        yield array[start : start + step]
+    if not maps_a_file(array):
+        for start in range(0, max(len(array), 1), step):
+            yield array[start : start + step]
+        return
+    with open(array.filename, "rb") as handle:
+        handle.seek(array.offset)
+        for start in range(0, len(array), step):
+            chunk = np.empty((min(step, len(array) - start), *array.shape[1:]), array.dtype)
+            if handle.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
+                raise SpecError(f"{array.filename}: ends before row {start + len(chunk)}")
+            yield chunk
 
 
 def collect(shape: tuple[int, ...], chunks: Iterable[np.ndarray]) -> np.ndarray:
@@ -71,7 +87,7 @@ def read_rows(array: np.ndarray, ids: np.ndarray) -> np.ndarray:
     one (a np.memmap of a whole .npy): a lookup through the mapping maps the kernel's
     fault-around (64 KB) around every row it touches, so the process's resident pages
     grow by up to 64 KB per row read instead of the row's size."""
-    if not isinstance(array, np.memmap) or not isinstance(array.base, mmap.mmap) or not array.flags.c_contiguous:
+    if not maps_a_file(array):
         return np.asarray(array[ids])
     out = np.empty((len(ids), *array.shape[1:]), array.dtype)
     row = array.strides[0]

@@ -251,3 +251,20 @@ def test_a_manifest_that_points_outside_its_folder_is_refused(tmp_path):
     (tmp_path / "snap" / "weights.json").write_text(json.dumps(dict(recorded, tensors=tensors)))
     with pytest.raises(SpecError, match="tensor emb_l.0.weight: expected file"):
         Model.load(tmp_path / "snap")
+
+
+def resident_file_kib() -> int:
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(status["RssFile"].split()[0])
+
+
+def test_copying_a_mapped_snapshot_reads_files_not_the_mapping(tmp_path):
+    """Model.save of a loaded model (and convert-snapshot --out) read the source with
+    ordinary reads: pages read through the mapping would stay resident, a model's worth."""
+    spec = spec_of(rows=(65_536,) * 4, dim=64)  # 64 MiB of tables
+    Model.initialise(spec, seed=1, directory=tmp_path / "a")
+    loaded = Model.load(tmp_path / "a")
+    before = resident_file_kib()
+    loaded.save(tmp_path / "b")
+    assert resident_file_kib() - before < 16 * 1024
+    assert snapshot_digest(str(tmp_path / "a")) == snapshot_digest(str(tmp_path / "b"))
