@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--seed", type=int, default=0)
     world.add_argument("--model-id", default=None, help="default: the scenario name")
     world.add_argument("--examples-per-day", type=int, default=200_000)
+    world.add_argument("--tables", type=positive, default=26, help="embedding tables (sparse features)")
+    world.add_argument("--table-rows", type=positive, default=2_000, help="rows of each table")
+    world.add_argument("--dim", type=positive, default=16, help="embedding dimension (the bottom MLP's output)")
 
     def with_config(sub):  # the global options, --config among them, are on every command already
         return sub
@@ -184,7 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-traffic", metavar="DIR", help="take the names from this traffic store's columns (and check them)"
     )
     dlrm.add_argument("--day", type=iso_day, help="with --from-traffic: the partition to read (default: the last)")
+    convert = commands.add_parser(
+        "convert-snapshot", help="a spec.json + weights.npz snapshot into the memory-mapped format"
+    )
+    convert.add_argument("source", type=Path, help="the snapshot folder")
+    convert.add_argument("--out", type=Path, help="write the converted snapshot here (default: in place)")
     return parser
+
+
+def positive(text: str) -> int:
+    """A positive integer; argparse names the argument in the error."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def plan_version(text: str) -> int:
@@ -228,6 +243,8 @@ def _command(args) -> int:
             return setup.import_criteo(args)
         if args.command == "import-dlrm":
             return setup.import_dlrm(args)
+        if args.command == "convert-snapshot":
+            return setup.convert_snapshot(args)
         if args.command in ("init", "onboard", "run", "backfill", "status", "plans", "report", "score"):
             from lpmon import config as config_module
 

@@ -1,4 +1,5 @@
-"""Setting up: `init` (the state store), `world` (a synthetic world), `import-criteo` and `import-dlrm`."""
+"""Setting up: `init` (the state store), `world` (a synthetic world), `import-criteo`,
+`import-dlrm` and `convert-snapshot`."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def world(args) -> int:
         seed=args.seed,
         model_id=args.model_id,
         examples_per_day=args.examples_per_day,
+        n_sparse=args.tables,
+        table_rows=args.table_rows,
+        dim=args.dim,
     )
     paths = write_world(args.root, config, progress=PlainLines(sys.stderr, quiet=args.quiet))
     emit(
@@ -61,7 +65,7 @@ def import_criteo(args) -> int:
 
 
 def import_dlrm(args) -> int:
-    from lpmon.model.dlrm_import import load_torch_state_dict, model_from_state_dict, names_from_traffic
+    from lpmon.model.dlrm_import import load_torch_state_dict, names_from_traffic, save_state_dict
     from lpmon.traffic import TrafficStore
 
     state = load_torch_state_dict(args.checkpoint)
@@ -73,8 +77,7 @@ def import_dlrm(args) -> int:
             raise ValueError(f"--from-traffic {args.from_traffic}: no date=YYYY-MM-DD partition")
         day = args.day or str(days[-1])
         sparse, dense, how = names_from_traffic(state, traffic.schema(day), f"the traffic at {args.from_traffic}")
-    model = model_from_state_dict(state, sparse, dense)
-    model.save(args.out)
+    model = save_state_dict(state, args.out, sparse, dense)  # tensor by tensor, each checked once
     spec = model.spec
     data = {
         "snapshot": str(args.out),
@@ -99,4 +102,12 @@ def import_dlrm(args) -> int:
             "needs these columns (or use --from-traffic DIR / --sparse-names)",
         )
     emit(args, data, lines)
+    return EXIT_OK
+
+
+def convert_snapshot(args) -> int:
+    from lpmon.model.convert import convert_snapshot as convert
+
+    folder, done = convert(args.source, args.out)
+    emit(args, {"snapshot": str(folder), "done": done}, f"snapshot {folder}: {done}")
     return EXIT_OK

@@ -13,11 +13,18 @@ traffic day by day:
   outliers        from day 1 on, one dense feature grows rare, huge values that the model
                   relies on: no int8 grid for the first bottom layer's input covers them
                   and keeps resolution for the rest, so that layer needs fp16
+
+Worlds of any size in bounded memory: write_world streams the teacher's tables into the
+snapshot chunk by chunk and scores the traffic with them memory-mapped (a day's lookups
+read only the rows it touches); the id permutations go to scratch files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +32,9 @@ import numpy as np
 import pyarrow as pa
 
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec, forward_fp32
+from lpmon.model.mapped import SnapshotWriter
+from lpmon.model.snapshot import initial_tensors
+from lpmon.model.tensors import collect, read_rows
 from lpmon.traffic import TrafficStore
 
 SCENARIOS = ("stable", "gradual_drift", "sudden_shift", "outliers")
@@ -52,6 +62,9 @@ class WorldConfig:
             raise ValueError(f"unknown scenario {self.scenario!r}; choose from {', '.join(SCENARIOS)}")
         if self.days < 1 or self.examples_per_day < 100:
             raise ValueError("a world needs at least 1 day of at least 100 examples")
+        for field, value in (("tables", self.n_sparse), ("table rows", self.table_rows), ("dim", self.dim)):
+            if value < 1:
+                raise ValueError(f"a world needs at least 1 of {field}, got {value}")
 
     @property
     def name(self) -> str:
@@ -67,37 +80,62 @@ class WorldConfig:
 
 
 class World:
-    """Draws any day's traffic deterministically from (config, day index)."""
+    """Draws any day's traffic deterministically from (config, day index).
 
-    def __init__(self, config: WorldConfig):
+    snapshot: write the teacher there as it is drawn (tables chunk by chunk) and score
+    with it mapped; scratch: a folder for the id permutations (else they stay in memory).
+    The numbers are the same either way.
+    """
+
+    def __init__(self, config: WorldConfig, snapshot: Path | None = None, scratch: Path | None = None):
         self.config = config
         rng = np.random.default_rng(config.seed)
         self.dense_mean = rng.normal(0, 0.5, config.n_dense).astype(np.float32)
         self.dense_std = rng.uniform(0.5, 1.5, config.n_dense).astype(np.float32)
-        self.popularity = [rng.permutation(config.table_rows) for _ in range(config.n_sparse)]
-        self.newcomers = [rng.permutation(config.table_rows) for _ in range(config.n_sparse)]
-        self.model = self._teacher(rng)
+        self.popularity = [
+            _permutation(rng, config.table_rows, scratch, f"popular_{t}") for t in range(config.n_sparse)
+        ]
+        self.newcomers = [_permutation(rng, config.table_rows, scratch, f"new_{t}") for t in range(config.n_sparse)]
+        self.model = self._teacher(rng, snapshot)
 
-    def _teacher(self, rng) -> Model:
+    def _teacher(self, rng, snapshot: Path | None) -> Model:
+        config, spec = self.config, self.config.spec()
+        scale = np.float32(EMBEDDING_STD * np.sqrt(3 * config.table_rows))  # embedding entries with std EMBEDDING_STD
+        with SnapshotWriter(snapshot, spec) if snapshot is not None else contextlib.nullcontext() as writer:
+            weights = {}
+            for name, shape, chunks in initial_tensors(spec, seed=int(rng.integers(1 << 31))):
+                if name.startswith("emb_l."):
+                    chunks = (chunk * scale for chunk in chunks)
+                    if writer is not None:
+                        weights[name] = writer.write(name, chunks)
+                        continue
+                weights[name] = collect(shape, chunks)
+            if config.scenario == "outliers":
+                # The model leans on dense_0, which carries the rare huge values.
+                weights["bot_l.0.weight"][:, 0] *= np.float32(3.0)
+            model = Model(spec, weights, checked=writer.checked() if writer is not None else {})
+            last = f"top_l.{2 * (len(config.top_mlp) - 1)}.bias"
+            model.weights[last] = (model.weights[last] + np.float32(self._bias_shift(model))).astype(np.float32)
+            if writer is None:
+                return model
+            for name in spec.weight_shapes():
+                if name not in writer.records:
+                    writer.write(name, [model.weights[name]])
+            writer.commit()
+        return Model.load(snapshot)
+
+    def _bias_shift(self, model: Model) -> float:
+        """The shift of the final bias that makes the mean prediction the positive rate."""
         config = self.config
-        model = Model.initialise(config.spec(), seed=int(rng.integers(1 << 31)))
-        for name in model.weights:
-            if name.startswith("emb_l."):  # embedding entries with std EMBEDDING_STD
-                model.weights[name] *= np.float32(EMBEDDING_STD * np.sqrt(3 * config.table_rows))
-        if config.scenario == "outliers":
-            # The model leans on dense_0, which carries the rare huge values.
-            model.weights["bot_l.0.weight"][:, 0] *= np.float32(3.0)
         probe = self.batch(0, 20_000, np.random.default_rng(config.seed + 1))
-        p = np.clip(forward_fp32(model, probe).probabilities.astype(np.float64), 1e-12, 1 - 1e-12)
+        p = np.clip(teacher_probabilities(model, probe).astype(np.float64), 1e-12, 1 - 1e-12)
         logits = np.log(p) - np.log1p(-p)
-        last = f"top_l.{2 * (len(config.top_mlp) - 1)}.bias"
         lo, hi = -30.0, 30.0
-        for _ in range(60):  # bisect the final bias so the mean prediction hits the rate
+        for _ in range(60):  # bisect
             mid = (lo + hi) / 2
             rate = np.mean(1 / (1 + np.exp(-(logits + mid))))
             lo, hi = (mid, hi) if rate < config.positive_rate else (lo, mid)
-        model.weights[last] = (model.weights[last] + np.float32(lo)).astype(np.float32)
-        return model
+        return lo
 
     def _drift(self, day: int) -> tuple[float, float, float]:
         """(dense spread factor, dense shift, share of ids from newcomers) on a day."""
@@ -121,7 +159,8 @@ class World:
         features = []
         for t in range(config.n_sparse):
             rank = np.minimum(rng.zipf(1.3, n) - 1, config.table_rows - 1)
-            table = np.where(rng.random(n) < new_share, self.newcomers[t][rank], self.popularity[t][rank])
+            new, popular = _lookup(self.newcomers[t], rank), _lookup(self.popularity[t], rank)
+            table = np.where(rng.random(n) < new_share, new, popular)
             features.append(SparseFeature.one_hot(table))
         return Batch(dense, tuple(features))
 
@@ -129,7 +168,7 @@ class World:
         config = self.config
         rng = np.random.default_rng([config.seed, day, 7])
         batch = self.batch(day, config.examples_per_day, rng)
-        p = forward_fp32(self.model, batch).probabilities
+        p = teacher_probabilities(self.model, batch)
         labels = (rng.random(len(p)) < p).astype(np.int8)
         date = config.start + dt.timedelta(days=day)
         seconds = np.sort(rng.integers(0, 86_400, len(p)))
@@ -158,19 +197,57 @@ class WorldPaths:
     config: Path
 
 
+def teacher_probabilities(model: Model, batch: Batch) -> np.ndarray:
+    """forward_fp32's probabilities, bit for bit, from the rows the batch touches only:
+    read into compact tables (lpmon.model.tensors.read_rows), so that scoring a day of
+    traffic does not map the kernel's fault-around of every touched row of a mapped table."""
+    spec, weights, features = model.spec, dict(model.weights), []
+    tables = []
+    for t, (table, feature) in enumerate(zip(spec.tables, batch.sparse)):
+        touched, compact = np.unique(feature.indices, return_inverse=True)
+        touched = touched if len(touched) else np.zeros(1, np.int64)
+        weights[f"emb_l.{t}.weight"] = read_rows(model.weights[f"emb_l.{t}.weight"], touched)
+        tables.append(TableSpec(table.name, len(touched), table.dim))
+        features.append(SparseFeature(compact.astype(np.int64).reshape(-1), feature.offsets))
+    compact_model = Model(dataclasses.replace(spec, tables=tuple(tables)), weights, checked=model.checked)
+    return forward_fp32(compact_model, Batch(batch.dense, tuple(features))).probabilities
+
+
+def _permutation(rng, rows: int, scratch: Path | None, name: str) -> np.ndarray:
+    """rng.permutation(rows), kept as int32 (ids fit), in memory or mapped from a scratch file."""
+    order = rng.permutation(rows)
+    order = order.astype(np.int32) if rows < 2**31 else order
+    if scratch is None:
+        return order
+    np.save(scratch / f"{name}.npy", order)
+    del order
+    return np.load(scratch / f"{name}.npy", mmap_mode="r")
+
+
+def _lookup(order: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """order[ranks]; from a scratch file by pread (see read_rows), not through its mapping."""
+    if not isinstance(order, np.memmap):
+        return order[ranks]
+    touched, where = np.unique(ranks, return_inverse=True)
+    return read_rows(order, touched)[where.reshape(-1)]
+
+
 def write_world(root: str | Path, config: WorldConfig, progress=None) -> WorldPaths:
-    """Write the traffic store, the model snapshot and root/lpmon.toml listing the model."""
+    """Write the model snapshot, the traffic store and root/lpmon.toml listing the model,
+    in bounded memory whatever the tables' size."""
     root = Path(root).resolve()
-    world = World(config)
+    snapshot = root / "models" / config.name / "snapshot"
+    snapshot.mkdir(parents=True, exist_ok=True)
     traffic = root / "traffic" / config.name
-    store = TrafficStore(traffic)
-    for day in range(config.days):
-        store.write_day(config.start + dt.timedelta(days=day), world.day_table(day))
+    with tempfile.TemporaryDirectory(dir=snapshot.parent, prefix=".world-ids-") as scratch:
+        world = World(config, snapshot=snapshot, scratch=Path(scratch))
+        store = TrafficStore(traffic)
+        for day in range(config.days):
+            store.write_day(config.start + dt.timedelta(days=day), world.day_table(day))
+            if progress is not None:
+                print(f"\rworld {config.name}: day {day + 1}/{config.days}", end="", file=progress)
         if progress is not None:
-            print(f"\rworld {config.name}: day {day + 1}/{config.days}", end="", file=progress)
-    if progress is not None:
-        print(file=progress)
-    snapshot = world.model.save(root / "models" / config.name / "snapshot")
+            print(file=progress)
     config_file = root / "lpmon.toml"
     entry = (
         f'\n[models.{_toml_key(config.name)}]\ntraffic = "{traffic}"\nsnapshot = "{snapshot}"\n'

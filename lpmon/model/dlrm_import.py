@@ -3,7 +3,9 @@
 The state dict holds emb_l.<t>.weight, bot_l.<2i>.weight/bias and
 top_l.<2i>.weight/bias; the spec is inferred from their shapes (the
 interaction from the top MLP's input width). PyTorch is needed to read the
-file; without it the import says how to get the CPU build.
+file; without it the import says how to get the CPU build. The checkpoint is
+memory-mapped where torch can (its zip format), and written to a snapshot tensor by
+tensor: an import of any size needs little memory.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .mapped import SnapshotWriter
 from .snapshot import Model
 from .spec import ModelSpec, SpecError, TableSpec
+from .tensors import array_chunks
 
 _KEY = re.compile(r"^(emb_l|bot_l|top_l)\.(\d+)\.(weight|bias)$")
 
@@ -26,7 +30,10 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise ImportError(
             "importing a PyTorch DLRM checkpoint needs PyTorch: pip install torch==2.13.0 (the CPU build)"
         ) from None
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:  # mapped: the tensors' bytes are read once, as they are written to the snapshot
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise SpecError(f"{path}: not a DLRM checkpoint (no state dict)")
@@ -34,6 +41,27 @@ def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None, dense_names=None) -> Model:
+    """A Model in memory from a DLRM state dict (its tensors checked here)."""
+    return Model(*spec_from_state_dict(state, sparse_names, dense_names))
+
+
+def save_state_dict(state: dict[str, np.ndarray], out: str | Path, sparse_names=None, dense_names=None) -> Model:
+    """Write a DLRM state dict as a snapshot at `out`, tensor by tensor (each read once,
+    checked finite and hashed as it is written: nothing is published if one holds NaN
+    or inf), and load it."""
+    spec, weights = spec_from_state_dict(state, sparse_names, dense_names)
+    with SnapshotWriter(out, spec) as writer:
+        for name in spec.weight_shapes():
+            writer.write(name, array_chunks(weights[name]))
+        writer.refuse_nonfinite()
+        writer.commit()
+    return Model.load(out)
+
+
+def spec_from_state_dict(
+    state: dict[str, np.ndarray], sparse_names=None, dense_names=None
+) -> tuple[ModelSpec, dict[str, np.ndarray]]:
+    """The spec a DLRM state dict implies, and its tensors by state-dict name (not checked yet)."""
     groups: dict[str, dict[int, dict[str, np.ndarray]]] = {"emb_l": {}, "bot_l": {}, "top_l": {}}
     for key, value in state.items():
         match = _KEY.match(key)
@@ -76,7 +104,7 @@ def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None, dense
                 if kind not in layer:
                     raise SpecError(f"state dict has no {prefix}.{2 * i}.{kind}")
                 weights[f"{prefix}.{2 * i}.{kind}"] = layer[kind]
-    return Model(spec, weights)
+    return spec, weights
 
 
 def _dense_names(names, width: int) -> tuple[str, ...]:
@@ -86,11 +114,15 @@ def _dense_names(names, width: int) -> tuple[str, ...]:
     return names
 
 
-def import_dlrm(path: str | Path, sparse_names=None, dense_names=None) -> Model:
+def import_dlrm(path: str | Path, sparse_names=None, dense_names=None, out: str | Path | None = None) -> Model:
     """A Model from a facebookresearch/dlrm checkpoint file. sparse_names: the
     traffic's column of each table emb_l.0, emb_l.1, ... (default sparse_0, ...);
-    dense_names: the bottom MLP's input columns (default dense_0, ...)."""
-    return model_from_state_dict(load_torch_state_dict(path), sparse_names, dense_names)
+    dense_names: the bottom MLP's input columns (default dense_0, ...); out: write it
+    there as a snapshot (bounded memory) and return it mapped from there."""
+    state = load_torch_state_dict(path)
+    if out is not None:
+        return save_state_dict(state, out, sparse_names, dense_names)
+    return model_from_state_dict(state, sparse_names, dense_names)
 
 
 ID_COLUMNS = ("request_id", "label", "ts", "model_id")

@@ -1,80 +1,117 @@
-"""Model snapshots on disk: a directory with spec.json and weights.npz, written
-atomically with the umask's permissions (serving and workers may run as
-other users)."""
+"""Models and their snapshots on disk.
+
+A snapshot is a directory: spec.json, and the weights in the mapped format
+(lpmon.model.mapped: weights.json + one .npy per tensor, memory-mapped on load), or in
+the legacy format (weights.npz, read whole: `lpmon convert-snapshot` converts it).
+Written tensor by tensor in bounded memory, atomically, with the umask's permissions
+(serving and workers may run as other users).
+"""
 
 from __future__ import annotations
 
-import io
+import functools
+import hashlib
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lpmon.atomic import write_atomically
-
+from .mapped import LEGACY, MANIFEST, SPEC_FILE, SnapshotWriter, load_mapped, mapped_digest
 from .spec import ModelSpec, SpecError
+from .tensors import array_chunks, chunk_rows, collect, count_nonfinite
 
-SPEC_FILE, WEIGHTS_FILE = "spec.json", "weights.npz"
+WEIGHTS_FILE = LEGACY  # the legacy format's weights (its old name here)
 
 
 @dataclass
 class Model:
-    """A spec and its float32 weights, keyed by DLRM state-dict name."""
+    """A spec and its float32 weights, keyed by DLRM state-dict name.
+
+    A loaded model's weights are read-only np.memmap arrays: constructing or loading a
+    model reads no table byte. `checked` names, per tensor, the file whose every value
+    was checked finite when it was written (the snapshot's manifest says so); any other
+    tensor is checked here, chunk by chunk.
+    """
 
     spec: ModelSpec
     weights: dict[str, np.ndarray]
     backend: str = "numpy"  # "torch": scored by lpmon.torch_backend (config: backend)
+    checked: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        check_weights(self.spec, self.weights)
+        check_weights(self.spec, self.weights, self.checked)
         if self.backend not in ("numpy", "torch"):
             raise SpecError(f"backend: must be numpy or torch, got {self.backend!r}")
 
     @classmethod
-    def initialise(cls, spec: ModelSpec, seed: int = 0) -> "Model":
-        """DLRM's initialisation: N(0, sqrt(2 / (fan_in + fan_out))) weights,
-        N(0, sqrt(1 / fan_out)) biases, U(+-sqrt(1 / rows)) embeddings."""
-        rng = np.random.default_rng(seed)
-        weights = {}
-        for name, shape in spec.weight_shapes().items():
-            if name.startswith("emb_l."):
-                bound = np.sqrt(1.0 / shape[0])
-                weights[name] = rng.uniform(-bound, bound, shape)
-            elif name.endswith(".weight"):
-                weights[name] = rng.normal(0, np.sqrt(2.0 / (shape[0] + shape[1])), shape)
-            else:
-                weights[name] = rng.normal(0, np.sqrt(1.0 / shape[0]), shape)
-        return cls(spec, {k: v.astype(np.float32) for k, v in weights.items()})
+    def initialise(cls, spec: ModelSpec, seed: int = 0, directory: str | Path | None = None) -> "Model":
+        """DLRM's initialisation (see initial_tensors), in memory, or written straight
+        to a snapshot at `directory` and loaded from it (bounded memory, any size)."""
+        if directory is None:
+            return cls(spec, {name: collect(shape, chunks) for name, shape, chunks in initial_tensors(spec, seed)})
+        with SnapshotWriter(directory, spec) as writer:
+            for name, _, chunks in initial_tensors(spec, seed):
+                writer.write(name, chunks)
+            writer.commit()
+        return cls.load(directory)
 
     def save(self, directory: str | Path) -> Path:
-        """Write spec.json and weights.npz, each atomically (temp file, then rename)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_atomically(directory / SPEC_FILE, self.spec.to_json().encode())
-        buffer = io.BytesIO()
-        np.savez(buffer, **self.weights)  # type: ignore[arg-type]  # numpy's stub reads **arrays as allow_pickle
-        write_atomically(directory / WEIGHTS_FILE, buffer.getbuffer())
-        return directory
+        """Write the snapshot in the mapped format, tensor by tensor, chunk by chunk;
+        readers see the old snapshot or the new one (lpmon.model.mapped)."""
+        with SnapshotWriter(directory, self.spec) as writer:
+            for name in self.spec.weight_shapes():
+                writer.write(name, array_chunks(self.weights[name]))
+            return writer.commit()
 
     @classmethod
     def load(cls, directory: str | Path) -> "Model":
+        """Map a snapshot (headers and shapes checked, no tensor data read), or read a
+        legacy weights.npz whole (and check it)."""
         directory = Path(directory)
         if not (directory / SPEC_FILE).is_file() and (directory / "model.pt").is_file():
             raise SpecError(
-                f"{directory}: a TorchScript program (model.pt), not spec.json + weights.npz: "
+                f"{directory}: a TorchScript program (model.pt), not spec.json + weights: "
                 "load it with lpmon.model.load_snapshot"
             )
         if not (directory / SPEC_FILE).is_file():
             raise SpecError(f"{directory}: no {SPEC_FILE} (is this a model snapshot?)")
-        if not (directory / WEIGHTS_FILE).is_file():
-            raise SpecError(f"{directory}: no {WEIGHTS_FILE}")
+        if (directory / MANIFEST).is_file():
+            spec, weights = load_mapped(directory)
+            return cls(spec, dict(weights), checked={name: str(array.filename) for name, array in weights.items()})
+        if not (directory / LEGACY).is_file():
+            raise SpecError(f"{directory}: no {MANIFEST} (nor a legacy {LEGACY})")
         spec = ModelSpec.load(directory / SPEC_FILE)
-        return cls(spec, load_weights(directory / WEIGHTS_FILE))
+        return cls(spec, load_weights(directory / LEGACY))
+
+
+def initial_tensors(spec: ModelSpec, seed: int) -> Iterator[tuple[str, tuple[int, ...], Iterator[np.ndarray]]]:
+    """(name, shape, float32 row chunks) of every tensor, drawn as DLRM initialises:
+    N(0, sqrt(2 / (fan_in + fan_out))) weights, N(0, sqrt(1 / fan_out)) biases,
+    U(+-sqrt(1 / rows)) embeddings. Chunks are drawn in float64 and rounded to float32
+    one at a time, giving the same numbers as drawing whole tensors; consume them in
+    order (they share one generator)."""
+    rng = np.random.default_rng(seed)
+    for name, shape in spec.weight_shapes().items():
+        if name.startswith("emb_l."):
+            bound = np.sqrt(1.0 / shape[0])
+            draw = functools.partial(rng.uniform, -bound, bound)
+        elif name.endswith(".weight"):
+            draw = functools.partial(rng.normal, 0, np.sqrt(2.0 / (shape[0] + shape[1])))
+        else:
+            draw = functools.partial(rng.normal, 0, np.sqrt(1.0 / shape[0]))
+        yield name, shape, _drawn(draw, shape)
+
+
+def _drawn(draw, shape: tuple[int, ...]) -> Iterator[np.ndarray]:
+    step = chunk_rows(shape, np.dtype(np.float64).itemsize)
+    for start in range(0, shape[0], step):
+        yield draw((min(step, shape[0] - start), *shape[1:])).astype(np.float32)
 
 
 def load_weights(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a weights.npz; a file that is not one is a SpecError saying what it is instead."""
+    """The arrays of a legacy weights.npz; a file that is not one is a SpecError saying what it is instead."""
     try:
         if not zipfile.is_zipfile(path):
             raise SpecError(f"{path}: not an .npz archive (damaged, or another kind of file)")
@@ -90,8 +127,10 @@ def load_weights(path: Path) -> dict[str, np.ndarray]:
         raise SpecError(f"{path}: a damaged .npz archive ({err})") from None
 
 
-def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
-    """Every tensor the spec needs, of the right shape, finite; nothing else."""
+def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray], checked: Mapping[str, str] | None = None) -> None:
+    """Every tensor the spec needs, of the right shape, float32 (others are converted),
+    finite; nothing else. A tensor mapped from a file that `checked` names was checked
+    finite when written: its bytes are not read again."""
     expected = spec.weight_shapes()
     missing = sorted(set(expected) - set(weights))
     if missing:
@@ -105,16 +144,21 @@ def check_weights(spec: ModelSpec, weights: dict[str, np.ndarray]) -> None:
             raise SpecError(f"weights: {name} has shape {tuple(array.shape)}, the spec says {shape}")
         if array.dtype != np.float32:
             weights[name] = array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            raise SpecError(f"weights: {name} has {np.count_nonzero(~np.isfinite(array))} NaN or inf values")
+        if isinstance(array, np.memmap) and (checked or {}).get(name) == str(array.filename):
+            continue
+        bad = count_nonfinite(array)
+        if bad:
+            raise SpecError(f"weights: {name} has {bad} NaN or inf values")
 
 
 def snapshot_digest(uri: str) -> str:
-    """A short content hash of a snapshot (spec and weights)."""
-    import hashlib
-
+    """A short content hash of a snapshot: for the mapped format, from spec.json and the
+    tensor digests its manifest recorded (no tensor byte is read); for a legacy
+    weights.npz or a TorchScript program, from every byte of the files."""
+    if (Path(uri) / MANIFEST).is_file():
+        return mapped_digest(Path(uri))
     digest = hashlib.sha256()
-    names = ("spec.json", "weights.npz") if (Path(uri) / "spec.json").exists() else ("model.pt", "inputs.json")
+    names = (SPEC_FILE, LEGACY) if (Path(uri) / SPEC_FILE).exists() else ("model.pt", "inputs.json")
     for name in names:
         with open(Path(uri) / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

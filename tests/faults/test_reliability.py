@@ -322,8 +322,11 @@ def test_active_json_replaced_by_a_directory_is_recorded_and_leaves_no_temporary
 
 def test_files_for_other_processes_get_the_umasks_mode_or_the_configured_one(run_dir, world):
     assert serving(run_dir).stat().st_mode & 0o777 == 0o644  # written under umask 022
-    for name in ("spec.json", "weights.npz"):
-        assert (world / "models" / MODEL / "snapshot" / name).stat().st_mode & 0o777 == 0o644
+    snapshot = world / "models" / MODEL / "snapshot"
+    tensors = list((snapshot / "weights").glob("*/*.npy"))
+    assert tensors and (snapshot / "weights.npz").exists() is False
+    for path in [snapshot / "spec.json", snapshot / "weights.json", *tensors]:
+        assert path.stat().st_mode & 0o777 == 0o644
     write_config(run_dir, world, top="file_mode = 0o640")
     assert lpmon("run", "--config", str(run_dir / "lpmon.toml"), "--model", MODEL, "--date", DAY1).returncode == 0
     assert serving(run_dir).stat().st_mode & 0o777 == 0o640
@@ -449,8 +452,9 @@ def test_weights_that_are_not_an_npz_archive_say_so(world, tmp_path):
     from lpmon.model import Model
     from lpmon.model.spec import SpecError
 
-    snapshot = tmp_path / "snapshot"
-    shutil.copytree(world / "models" / MODEL / "snapshot", snapshot)
+    snapshot = tmp_path / "snapshot"  # a legacy snapshot: spec.json + weights.npz
+    snapshot.mkdir()
+    shutil.copy(world / "models" / MODEL / "snapshot" / "spec.json", snapshot)
     weights = snapshot / "weights.npz"
     weights.write_bytes(os.urandom(4096))
     with pytest.raises(SpecError, match="weights.npz: not an .npz archive \\(damaged, or another kind of file\\)"):
@@ -461,6 +465,22 @@ def test_weights_that_are_not_an_npz_archive_say_so(world, tmp_path):
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(SpecError, match="weights.npz: "):
+        Model.load(snapshot)
+
+
+def test_tensor_files_and_manifests_that_are_not_one_say_so(world, tmp_path):
+    from lpmon.model import Model
+    from lpmon.model.spec import SpecError
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(world / "models" / MODEL / "snapshot", snapshot)
+    manifest = json.loads((snapshot / "weights.json").read_text())
+    table = snapshot / manifest["folder"] / "emb_l.3.weight.npy"
+    table.write_bytes(os.urandom(4096))
+    with pytest.raises(SpecError, match=r"emb_l.3.weight.npy \(emb_l.3.weight\): not a .npy file"):
+        Model.load(snapshot)
+    (snapshot / "weights.json").write_bytes(os.urandom(64))
+    with pytest.raises(SpecError, match="weights.json: not valid JSON"):
         Model.load(snapshot)
 
 

@@ -274,7 +274,8 @@ def test_backfill_with_the_local_executor_on_postgresql(deployment, tmp_path, sm
 
     config = load(config_path, environ={})
     model = Model.load(config.model(MODEL).snapshot)
-    model.weights[next(iter(model.weights))] *= 1.01
+    first = next(iter(model.weights))  # (a loaded model's tensors are read-only maps)
+    model.weights[first] = model.weights[first] * 1.01
     model.save(config.model(MODEL).snapshot)
     stack.wait(lambda: stack.get("/api/v2/dags/lpmon_onboard"), 60, "lpmon_onboard parsed")
     stack.airflow("dags", "unpause", "lpmon_onboard")

@@ -382,7 +382,8 @@ def test_onboarding_from_snapshot_events_builds_one_plan_per_snapshot(tmp_path):
         # Training writes a new snapshot in place: it gets its own plan, promoted over the old one.
         config = load(config_path, environ={})
         model = Model.load(config.model("stable").snapshot)
-        model.weights[next(iter(model.weights))] *= 1.01
+        first = next(iter(model.weights))  # (a loaded model's tensors are read-only maps)
+        model.weights[first] = model.weights[first] * 1.01
         model.save(config.model("stable").snapshot)
         assert dagtasks.onboard_from_events(context)[0]["active_plan"] == 2
         store = open_store(config)

@@ -62,3 +62,28 @@ def test_torch_checkpoint_file(tmp_path):
     imported = import_dlrm(tmp_path / "dlrm.pt")
     batch = random_batch(SPEC, 50, np.random.default_rng(1))
     np.testing.assert_array_equal(forward_fp32(imported, batch).probabilities, forward_fp32(model, batch).probabilities)
+
+
+def test_torch_checkpoint_imported_straight_to_a_mapped_snapshot(tmp_path, monkeypatch):
+    """Each tensor is checked once, while it is written: the model loaded at the end is
+    mapped, and no full-model finite scan runs; a NaN is refused with nothing published."""
+    torch = pytest.importorskip("torch")
+    model = Model.initialise(SPEC, seed=3)
+    state = {f"module.{k}": torch.from_numpy(v) for k, v in model.weights.items()}
+    torch.save({"state_dict": state}, tmp_path / "dlrm.pt")
+    scans = []
+    real = Model.__post_init__
+    monkeypatch.setattr(Model, "__post_init__", lambda self: scans.append(dict(self.checked)) or real(self))
+    imported = import_dlrm(tmp_path / "dlrm.pt", out=tmp_path / "snap")
+    assert len(scans) == 1 and set(scans[0]) == set(SPEC.weight_shapes())  # only Model.load's, all pre-checked
+    assert all(isinstance(array, np.memmap) for array in imported.weights.values())
+    assert (tmp_path / "snap" / "weights.json").is_file() and Model.load(tmp_path / "snap").spec == SPEC
+    batch = random_batch(SPEC, 50, np.random.default_rng(1))
+    np.testing.assert_array_equal(forward_fp32(imported, batch).probabilities, forward_fp32(model, batch).probabilities)
+    state["module.emb_l.1.weight"] = state["module.emb_l.1.weight"].clone()
+    state["module.emb_l.1.weight"][4, 2] = float("nan")
+    torch.save({"state_dict": state}, tmp_path / "nan.pt")
+    with pytest.raises(SpecError, match="weights: emb_l.1.weight has 1 NaN or inf values"):
+        import_dlrm(tmp_path / "nan.pt", out=tmp_path / "nan")
+    assert not (tmp_path / "nan" / "weights.json").exists()
+    assert [p.name for p in (tmp_path / "nan" / "weights").iterdir()] == [".lock"]
