@@ -41,6 +41,7 @@ ISA_SOURCES = {
     "affine": "kernels/affine_isa.c",
     "calibrate": "kernels/calibrate_isa.c",
     "interaction": "kernels/interaction_isa.c",
+    "int8gemm": "kernels/int8gemm_isa.c",
 }
 # Kernels that must round exactly as FBGEMM does. GCC's default
 # -ffp-contract=fast fuses a * b + c into one FMA wherever the target has one
