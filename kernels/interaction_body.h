@@ -9,7 +9,8 @@
  * are summed in double (the fast path); a bound on that sum's rounding error
  * then shows whether every value within the bound rounds to the same float32.
  * When it does (all but about 1 pair in 10^5 for random vectors) that float32
- * is the answer; when not, the pair is summed again exactly (lp_dot_exact).
+ * is the answer; when not, the pair is summed again exactly (a plain
+ * sum checked to be exact by TwoSum, else Shewchuk's expansions: lp_dot_exact).
  * A plain float64 sum rounded once (NumPy's matmul, torch's bmm) gives the
  * same float32 but when its own rounding error crosses a float32 rounding
  * boundary; such a result is off by one ulp and this kernel's is not.
@@ -122,11 +123,18 @@ int64_t LP_NAME(lp_dot_interaction)(const float *const *parts, int64_t n_parts, 
     const int64_t vp = ((V + LP_TILE_I + LP_TILE_J - 1) / LP_TILE_J) * LP_TILE_J;
     double *xt = calloc((size_t)(d + 1) * (size_t)vp, sizeof(double)); /* [d][vp], then norms */
     const float **rowp = malloc((size_t)V * sizeof(float *));
-    if (xt == NULL || rowp == NULL) {
+    const int64_t pairs = V * (V - 1) / 2 + 1;
+    int64_t *pend = malloc((size_t)pairs * 4 * sizeof(int64_t)); /* the uncertain pairs of a row */
+    float *pend_sum = malloc((size_t)pairs * sizeof(float));
+    if (xt == NULL || rowp == NULL || pend == NULL || pend_sum == NULL) {
         free(xt);
         free(rowp);
+        free(pend);
+        free(pend_sum);
         return -1;
     }
+    int64_t *pend_i = pend, *pend_j = pend + pairs, *pend_at = pend + 2 * pairs, *pend_ok = pend + 3 * pairs;
+    int64_t pending = 0;
     double *norm = xt + d * vp;
     const double bound = (double)d * 0x1p-52, relative = 0x1p-52;
     int64_t exact = 0;
@@ -185,16 +193,57 @@ int64_t LP_NAME(lp_dot_interaction)(const float *const *parts, int64_t n_parts, 
                             zi[w] = value[w];
                         } else if (!isfinite(acc[ii][w])) {
                             zi[w] = value[w];
-                        } else {
-                            zi[w] = LP_NAME(lp_dot_exact)(xt + i, xt + j0 + w, vp, d);
-                            exact++;
+                        } else { /* settled below, with the row's other uncertain pairs */
+                            pend_i[pending] = i;
+                            pend_j[pending] = j0 + w;
+                            pend_at[pending++] = i * (i - 1) / 2 + j0 + w;
                         }
                     }
                 }
             }
         }
+        /*
+         * The uncertain pairs: first their plain double sums, checked by TwoSum to have
+         * rounded nowhere (then they are the exact sums: common for low-precision data
+         * such as int4 embeddings, whose sums often land on a float32 midpoint exactly,
+         * where (float) breaks the tie to even as it should); vectorised across pairs.
+         * The rest are summed exactly with expansions.
+         */
+        for (int64_t q0 = 0; q0 < pending; q0 += LP_TILE_J) {
+            int64_t col_i[LP_TILE_J], col_j[LP_TILE_J];
+            double sum[LP_TILE_J];
+            int64_t rounded[LP_TILE_J];
+            for (int l = 0; l < LP_TILE_J; l++) {
+                const int64_t q = q0 + l < pending ? q0 + l : q0; /* lanes past the end redo one */
+                col_i[l] = pend_i[q];
+                col_j[l] = pend_j[q];
+                sum[l] = 0.0;
+                rounded[l] = 0;
+            }
+            for (int64_t k = 0; k < d; k++) {
+                const double *row = xt + k * vp;
+#pragma omp simd
+                for (int l = 0; l < LP_TILE_J; l++) {
+                    const double term = row[col_i[l]] * row[col_j[l]], total = sum[l] + term;
+                    const double back = total - sum[l];
+                    rounded[l] |= ((sum[l] - (total - back)) + (term - back)) != 0.0;
+                    sum[l] = total;
+                }
+            }
+            for (int l = 0; l < LP_TILE_J && q0 + l < pending; l++) {
+                pend_sum[q0 + l] = (float)sum[l];
+                pend_ok[q0 + l] = !rounded[l];
+            }
+        }
+        for (int64_t q = 0; q < pending; q++) {
+            z[pend_at[q]] = pend_ok[q] ? pend_sum[q] : LP_NAME(lp_dot_exact)(xt + pend_i[q], xt + pend_j[q], vp, d);
+        }
+        exact += pending;
+        pending = 0;
     }
     free(xt);
     free(rowp);
+    free(pend);
+    free(pend_sum);
     return exact;
 }
