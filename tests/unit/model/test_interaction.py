@@ -88,7 +88,7 @@ def test_matches_the_float64_matmul_it_replaced_on_random_inputs(isa):
             assert bits(ours[r, c]) == bits(exact[0, c])
 
 
-def test_read_only_strided_inputs_threads_and_empty_shapes():
+def test_read_only_strided_inputs_threads_and_empty_shapes(isa):
     rng = np.random.default_rng(5)
     parts = vectors(rng, 64, 6, 10)
     wide = np.zeros((64, 20), f32)
