@@ -73,6 +73,18 @@ def verdict(ratio: float, target: float) -> str:
     return f"{ratio:5.2f}x (target <= {target}x: {'met' if ratio <= target else 'MISSED'})"
 
 
+def int8_path(isa: str, fast: bool) -> str:
+    """Which int8 accumulation lpmon runs here (see kernels/int8gemm_body.h)."""
+    if not fast:
+        return "float32 BLAS emulation"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            vnni = "avx512_vnni" in cpuinfo.read()
+    except OSError:
+        vnni = False
+    return "int32, AVX-512 VNNI vpdpbusd" if isa == "avx512" and vnni else "int32, vpmaddwd"
+
+
 def torch_or_none():
     try:
         import torch
@@ -184,7 +196,7 @@ def main(argv=None):
 
     print(
         f"kernels: interaction {interaction.current_isa()}, int8gemm {int8gemm.current_isa()} "
-        f"({'AVX-512 VNNI' if int8gemm.fast() else 'no VNNI: float32 BLAS emulation'}); "
+        f"({int8_path(int8gemm.current_isa(), int8gemm.fast())}); "
         + (f"torch {torch.__version__}" if torch is not None else "torch not installed: no FBGEMM contenders")
     )
     forward_passes(args, rng, torch)

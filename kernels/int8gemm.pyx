@@ -1,5 +1,6 @@
 """Compiled core of lpmon.quant.linear's int8 accumulation: the exact int32 product of
-uint8 activations and packed int8 weights (vpdpbusd where the CPU has AVX-512 VNNI).
+uint8 activations and packed int8 weights (vpdpbusd where the CPU has AVX-512 VNNI,
+else vpmaddwd in the avx2 and avx512 copies, a plain loop in the base copy).
 
 The C loops (int8gemm_body.h) are built once per instruction set and chosen at import,
 like the other per-ISA kernels. Packing and validation happen in lpmon.quant.linear.
@@ -40,7 +41,7 @@ include "isa_select.pxi"
 
 
 def fast():
-    """True if the copy in use beats a float32 BLAS product on this CPU (it has AVX-512 VNNI)."""
+    """True if the copy in use beats a float32 BLAS product (the avx2 and avx512 copies)."""
     return bool(_kernels.fast())
 
 

@@ -1,7 +1,8 @@
 /* The int8 matrix product for one instruction set (see lpmon_isa.h). */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
-#ifdef __AVX512F__
+#ifdef __AVX2__
 #include <immintrin.h>
 #endif
 

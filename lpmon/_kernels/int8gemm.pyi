@@ -9,7 +9,7 @@ BLOCK: int
 GROUP: int
 
 def fast() -> bool:
-    """True if the copy in use beats a float32 BLAS product on this CPU (it has AVX-512 VNNI)."""
+    """True if the copy in use beats a float32 BLAS product (the avx2 and avx512 copies)."""
 
 def gemm_u8s8(
     x: NDArray[np.uint8],

@@ -4,9 +4,10 @@ Weights: per-output-channel symmetric int8 (zero point 0). Activations:
 per-tensor affine uint8 with static ranges, quantized as FBGEMM's Quantize
 does: round_half_even(fma(x, 1 / scale, zero_point)) in float32, the zero
 point added before rounding. The product accumulates in int32: acc[b, n] =
-sum_k (x_q[b, k] - zp_x) * w_q[n, k]. Where the CPU has AVX-512 VNNI, a
-compiled kernel (lpmon._kernels.int8gemm) computes it in int32 as FBGEMM does,
-from weights packed once per layer. Elsewhere the emulation runs that product
+sum_k (x_q[b, k] - zp_x) * w_q[n, k]. On x86-64 with AVX2 (vpmaddwd) or
+AVX-512 VNNI (vpdpbusd), a compiled kernel (lpmon._kernels.int8gemm) computes
+it in int32 as FBGEMM does, from weights packed once per layer. Elsewhere (the
+base copy) the emulation runs that product
 through float32 BLAS, which is exact as long as every partial sum stays below
 2**24 in magnitude: each term is at most 255 * 128 = 32640, so blocks of at
 most 512 terms are exact in any summation order, and blocks are added in
