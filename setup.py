@@ -40,6 +40,8 @@ ISA_SOURCES = {
     "rowwise": "kernels/rowwise_isa.c",
     "affine": "kernels/affine_isa.c",
     "calibrate": "kernels/calibrate_isa.c",
+    "interaction": "kernels/interaction_isa.c",
+    "int8gemm": "kernels/int8gemm_isa.c",
 }
 # Kernels that must round exactly as FBGEMM does. GCC's default
 # -ffp-contract=fast fuses a * b + c into one FMA wherever the target has one

@@ -2,10 +2,12 @@ import pytest
 
 from lpmon._kernels import affine as affine_kernel
 from lpmon._kernels import calibrate as calibrate_kernel
+from lpmon._kernels import int8gemm as int8gemm_kernel
+from lpmon._kernels import interaction as interaction_kernel
 from lpmon._kernels import logloss as logloss_kernel
 from lpmon._kernels import rowwise as rowwise_kernel
 
-PER_ISA_KERNELS = (affine_kernel, calibrate_kernel, logloss_kernel, rowwise_kernel)
+PER_ISA_KERNELS = (affine_kernel, calibrate_kernel, int8gemm_kernel, interaction_kernel, logloss_kernel, rowwise_kernel)
 
 
 @pytest.fixture(params=logloss_kernel.available_isas())

@@ -20,6 +20,7 @@ from lpmon.quant.plan import QuantPlan
 from lpmon.quant.rowwise import embedding_bag, embedding_bag_float, quantize_rows
 
 from .batch import Batch, SparseFeature
+from .interaction import dot_interaction
 from .snapshot import Model
 
 DEFAULT_BATCH_SIZE = 4096
@@ -61,18 +62,11 @@ def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndar
 def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
     if kind == "cat":
         return np.concatenate([bottom] + pooled, axis=1)
-    # In float64, rounded once: float32 products are exact there, so any summation
-    # order (NumPy's, torch's bmm) gives the same float32 dot products (but for sums
-    # within 2**-50 of a rounding boundary), and serving's module can agree exactly.
-    vectors = np.empty((bottom.shape[0], 1 + len(pooled), bottom.shape[1]), np.float64)  # [batch, V, d]
-    for v, part in enumerate([bottom] + pooled):
-        vectors[:, v] = part  # stacked and widened in one copy
-    z = vectors @ vectors.transpose(0, 2, 1)  # [batch, V, V]
-    rows, cols = np.tril_indices(vectors.shape[1], k=-1)  # i > j: DLRM without self-interaction
-    out = np.empty((bottom.shape[0], bottom.shape[1] + len(rows)), np.float32)
-    out[:, : bottom.shape[1]] = bottom
-    out[:, bottom.shape[1] :] = z[:, rows, cols]  # rounded once, to float32
-    return out
+    # Each pair's dot product rounded once, to the float32 nearest its exact value (a
+    # compiled kernel: lpmon.model.interaction). A float64 sum in any order rounded to
+    # float32 (NumPy's matmul here before, torch's bmm in serving's module) agrees but
+    # for sums within about 2**-50 (relative) of a float32 rounding boundary.
+    return dot_interaction(bottom, pooled)
 
 
 def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *, relu: bool = False) -> np.ndarray:

@@ -4,11 +4,14 @@ Weights: per-output-channel symmetric int8 (zero point 0). Activations:
 per-tensor affine uint8 with static ranges, quantized as FBGEMM's Quantize
 does: round_half_even(fma(x, 1 / scale, zero_point)) in float32, the zero
 point added before rounding. The product accumulates in int32: acc[b, n] =
-sum_k (x_q[b, k] - zp_x) * w_q[n, k]. The emulation runs that product
+sum_k (x_q[b, k] - zp_x) * w_q[n, k]. On x86-64 with AVX2 (vpmaddwd) or
+AVX-512 VNNI (vpdpbusd), a compiled kernel (lpmon._kernels.int8gemm) computes
+it in int32 as FBGEMM does, from weights packed once per layer. Elsewhere (the
+base copy) the emulation runs that product
 through float32 BLAS, which is exact as long as every partial sum stays below
 2**24 in magnitude: each term is at most 255 * 128 = 32640, so blocks of at
 most 512 terms are exact in any summation order, and blocks are added in
-float64 (exact too). The output is requantized as FBGEMM does with a float
+float64 (exact too). Both give the same accumulators. The output is requantized as FBGEMM does with a float
 bias: with s = s_x * s_w[n] (float32), round((float(acc) + bias[n] / s) *
 (s / s_y)) + zp_y, clamped (a fused ReLU clamps at zp_y). A float32 output
 (FBGEMM's ReQuantizeForFloat) is fma(float(acc), s, bias[n]), rounded once.
@@ -21,11 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lpmon._kernels import affine as _kernel
+from lpmon._kernels import int8gemm as _gemm
 
 from .qparams import QParams, choose_qparams
 
 # Terms per exactly-summed float32 block: 512 * 255 * 128 < 2**24.
 EXACT_BLOCK = 512
+# Inputs the int32 kernel sums exactly: K * 255 * 128 < 2**31.
+INT32_MAX_INPUTS = 65_536
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,20 @@ def dequantize_output(acc, multiplier, bias, *, relu: bool = False) -> np.ndarra
     return out
 
 
+def pack_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights [out, in] in the int8gemm kernel's layout: [ceil(out / 32), ceil(in / 4), 32, 4],
+    zero-padded, and the sums of each output's weights (int32, padded likewise)."""
+    block, group = _gemm.BLOCK, _gemm.GROUP
+    n, k = weight.shape
+    n_pad, k_pad = -(-n // block) * block, -(-k // group) * group
+    padded = np.zeros((n_pad, k_pad), np.int8)
+    padded[:n, :k] = weight
+    packed = np.ascontiguousarray(padded.reshape(n_pad // block, block, k_pad // group, group).transpose(0, 2, 1, 3))
+    colsum = np.zeros(n_pad, np.int32)
+    colsum[:n] = weight.sum(axis=1, dtype=np.int64)
+    return packed, colsum
+
+
 @dataclass(frozen=True)
 class QuantizedLinear:
     """An int8 linear layer: weight [out, in] int8 with per-output-channel scales."""
@@ -91,10 +111,15 @@ class QuantizedLinear:
     weight_scale: np.ndarray  # float32 [out]
     bias: np.ndarray  # float32 [out]
     _weight_t: np.ndarray = field(init=False, repr=False, compare=False)
+    _packed: np.ndarray = field(init=False, repr=False, compare=False)
+    _colsum: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         # The int8 weights as float32 [in, out] for BLAS: exact, made once per layer.
         object.__setattr__(self, "_weight_t", np.ascontiguousarray(self.weight.T, dtype=np.float32))
+        packed, colsum = pack_weight(self.weight)
+        object.__setattr__(self, "_packed", packed)
+        object.__setattr__(self, "_colsum", colsum)
 
     @classmethod
     def from_float(cls, weight, bias=None) -> "QuantizedLinear":
@@ -121,6 +146,8 @@ class QuantizedLinear:
         """Exact int32 accumulators as float32 [batch, out] (see the module docstring)."""
         if x_q.ndim != 2 or x_q.shape[1] != self.weight.shape[1]:
             raise ValueError(f"input must be [batch, {self.weight.shape[1]}], got {x_q.shape}")
+        if _gemm.fast() and x_q.dtype in (np.uint8, np.int8) and x_q.shape[1] <= INT32_MAX_INPUTS:
+            return self._accumulate_int32(x_q, x_zero_point)
         a = x_q.astype(np.float32) - np.float32(x_zero_point)
         w = self._weight_t
         k = a.shape[1]
@@ -130,6 +157,13 @@ class QuantizedLinear:
         for start in range(0, k, EXACT_BLOCK):
             total += a[:, start : start + EXACT_BLOCK] @ w[start : start + EXACT_BLOCK]
         return total.astype(np.float32)  # |acc| < 2**31 is exact in float64, int32 range fits
+
+    def _accumulate_int32(self, x_q: np.ndarray, x_zero_point: int) -> np.ndarray:
+        if x_q.dtype == np.int8:  # int8 codes as uint8: x + 128, the zero point likewise
+            x_q, x_zero_point = x_q.view(np.uint8) ^ np.uint8(0x80), x_zero_point + 128
+        out = np.empty((x_q.shape[0], self.weight.shape[0]), np.float32)
+        _gemm.gemm_u8s8(np.ascontiguousarray(x_q), self._packed, self._colsum, int(x_zero_point), out)
+        return out
 
     def forward_float(self, x_q: np.ndarray, x_qp: QParams, *, relu: bool = False) -> np.ndarray:
         """float32 outputs [batch, out] from uint8 inputs, as FBGEMM's float output stage

@@ -43,9 +43,18 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
         "affine_body.h",
         "affine_dispatch.h",
         "rowwise_isa.c",
+        "interaction.pyx",
+        "interaction_isa.c",
+        "interaction_body.h",
+        "interaction_dispatch.h",
+        "int8gemm.pyx",
+        "int8gemm_isa.c",
+        "int8gemm_body.h",
+        "int8gemm_dispatch.h",
         "constraints.txt",
     } <= names
-    assert not {"logloss.c", "affine.c", "rowwise.c", "calibrate.c"} & names  # generated, not shipped
+    generated = {"logloss.c", "affine.c", "rowwise.c", "calibrate.c", "interaction.c", "int8gemm.c"}
+    assert not generated & names  # generated, not shipped
     subprocess.run(
         [
             sys.executable,
@@ -72,6 +81,7 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
     )
     probe = (
         "import lpmon.metrics, lpmon.calibrate, lpmon.quant.rowwise, lpmon.model, lpmon.traffic, "
+        "lpmon._kernels.interaction, lpmon._kernels.int8gemm, "
         "lpmon.demo.world, lpmon.cli; print(lpmon.metrics.__file__)"
     )
     out = subprocess.run(

@@ -5,9 +5,10 @@ import warnings
 import numpy as np
 import pytest
 
+from lpmon._kernels import int8gemm as int8gemm_kernel
 from lpmon.quant import choose_qparams, fake_quantize, reference
 from lpmon.quant.halfprec import from_bf16, round_weight, to_bf16, to_fp16
-from lpmon.quant.linear import QuantizedLinear, dequantize, dequantize_output, quantize_activation
+from lpmon.quant.linear import QuantizedLinear, dequantize, dequantize_output, pack_weight, quantize_activation
 from lpmon.quant.qparams import fma32, quantize
 from lpmon.quant.reference import int8_linear_accumulators
 from support.quant_tables import activation_ties
@@ -33,6 +34,44 @@ def test_accumulators_are_exact_int32(k):
     extreme = QuantizedLinear(weight, layer.weight_scale, layer.bias)
     got = extreme.accumulate(x_q, 0).astype(np.int64)
     np.testing.assert_array_equal(got, int8_linear_accumulators(x_q, 0, weight))
+
+
+@pytest.mark.parametrize("m, k, n", [(37, 13, 5), (256, 700, 48), (64, 1000, 129), (9, 3, 33), (520, 513, 64)])
+def test_int8gemm_kernel_is_exact_on_every_copy(isa, m, k, n):
+    """The compiled int32 product (vpdpbusd, or the plain loop) against int64 NumPy: rows off
+    the register tile, inputs off the group of 4, outputs off the block of 32, full-scale terms."""
+    rng = np.random.default_rng(m + k + n)
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    weight = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    x[:3], weight[:2] = 255, -128
+    packed, colsum = pack_weight(weight)
+    for zp in (0, 255, int(rng.integers(1, 255))):
+        out = np.empty((m, n), np.float32)
+        int8gemm_kernel.gemm_u8s8(x, packed, colsum, zp, out)
+        exact = int8_linear_accumulators(x, zp, weight)
+        np.testing.assert_array_equal(out, exact.astype(np.float32))  # float32 rounds as cvtdq2ps does
+    if m > 128:  # threads split the rows
+        threaded = np.empty((m, n), np.float32)
+        int8gemm_kernel.gemm_u8s8(x, packed, colsum, zp, threaded, 2)
+        np.testing.assert_array_equal(threaded, out)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_accumulate_is_the_same_on_every_path(isa, signed):
+    """accumulate takes the int32 kernel where it is fast, else float32 BLAS blocks: the same
+    accumulators either way, for uint8 and int8 codes, read-only and strided inputs."""
+    rng = np.random.default_rng(17)
+    layer, x, _ = layer_and_inputs(rng, 200, 700, 40)
+    qp = choose_qparams(-1.0, float(x.max()), signed=signed)
+    x_q, _ = quantize_activation(x, qp)
+    wide = np.zeros((200, 1400), x_q.dtype)
+    wide[:, ::2] = x_q
+    strided = wide[:, ::2]
+    strided.flags.writeable = False
+    exact = int8_linear_accumulators(x_q, qp.zero_point, layer.weight).astype(np.float32)
+    np.testing.assert_array_equal(layer.accumulate(x_q, qp.zero_point), exact)
+    np.testing.assert_array_equal(layer.accumulate(strided, qp.zero_point), exact)
+    assert int8gemm_kernel.fast() == (isa != "base")  # the base copy leaves it to BLAS
 
 
 def test_forward_requantizes_and_fuses_relu():
