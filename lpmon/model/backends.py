@@ -50,9 +50,20 @@ def forward_quantized(
 
 
 def executor(model: Model, plan: QuantPlan | None):
-    """The NumPy executor, or the torch back end's for a model with backend "torch"."""
+    """The NumPy executor, or the torch back end's for a model with backend "torch".
+
+    Kept in the model's day cache (lpmon.model.cache) by the plan's layers, so that
+    the day's repeated passes under one plan (whatever its version or provenance,
+    and however often it is read back from the store) reuse one executor."""
     if model.backend == "torch":
         from lpmon.torch_backend import TorchExecutor
 
-        return TorchExecutor(model, plan)
-    return Executor(model, plan)
+        build = TorchExecutor
+    else:
+        build = Executor
+    return model.cache.current(model.weights).executor(plan_key(plan), lambda: build(model, plan))
+
+
+def plan_key(plan: QuantPlan | None) -> tuple | None:
+    """What an executor depends on in a plan: its layers (None: every layer fp32)."""
+    return None if plan is None else tuple(sorted(plan.layers, key=lambda layer: layer.name))

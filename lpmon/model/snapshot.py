@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lpmon.atomic import write_atomically
 
+from .cache import ModelCache
 from .spec import ModelSpec, SpecError
 
 SPEC_FILE, WEIGHTS_FILE = "spec.json", "weights.npz"
@@ -25,6 +26,8 @@ class Model:
     spec: ModelSpec
     weights: dict[str, np.ndarray]
     backend: str = "numpy"  # "torch": scored by lpmon.torch_backend (config: backend)
+    # The day's prepared rows and executors (lpmon.model.cache); not part of the model's value.
+    cache: ModelCache = field(default_factory=ModelCache, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         check_weights(self.spec, self.weights)
