@@ -141,10 +141,10 @@ class Executor:
         rows, the batch's feature with its ids remapped to rows' slots)."""
         out = []
         for (name, precision, search), feature in zip(self.embeddings, batch.sparse):
-            ids, inverse = np.unique(feature.indices, return_inverse=True)
-            rows, slots = self.rows.take(self.model.weights[f"{name}.weight"], name, precision, search, ids)
+            weight = self.model.weights[f"{name}.weight"]
+            rows, slots = self.rows.take(weight, name, precision, search, feature.indices)
             bits = None if precision in ("fp32", "fp16") else int(precision[3:])
-            out.append((bits, rows, SparseFeature(slots[inverse.reshape(-1)], feature.offsets)))
+            out.append((bits, rows, SparseFeature(slots, feature.offsets)))
         return out
 
     def _precision(self, name: str) -> str:

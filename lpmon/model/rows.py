@@ -2,7 +2,7 @@
 
 A day's sample touches a small share of each table's rows, so forward passes
 never read, check or quantize whole tables. For each table and batch the
-executor asks `TouchedRows.take` for the batch's unique ids; rows not yet
+executor asks `TouchedRows.take` for the batch's ids; rows not yet
 prepared under that (table, precision, search) are gathered from the weight
 (only their pages are read when it is memory-mapped), checked finite and
 quantized or rounded, then kept for the day. The executor pools from the
@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from lpmon.quant.halfprec import FP16_MAX, to_fp16
 from lpmon.quant.rowwise import quantize_rows, row_bytes
@@ -54,12 +55,10 @@ def prepare_rows(rows: np.ndarray, precision: str, search: bool, name: str, ids:
 
 @dataclass
 class _Prepared:
-    """One key's rows: buffer[slot[i]] is the prepared row of id ids[i] (ids sorted)."""
+    """One key's rows: rows[i] is the prepared row of id ids[i] (in the order prepared)."""
 
-    ids: np.ndarray
-    slot: np.ndarray
-    buffer: np.ndarray
-    filled: int = 0
+    ids: pd.Index
+    rows: np.ndarray
 
 
 @dataclass
@@ -73,40 +72,36 @@ class TouchedRows:
     prepared: dict[Key, int] = field(default_factory=dict)
 
     def take(
-        self, weight: np.ndarray, name: str, precision: str, search: bool, ids: np.ndarray
+        self, weight: np.ndarray, name: str, precision: str, search: bool, indices: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, slots): rows[slots[i]] is the prepared row of ids[i] (sorted, unique ids
-        of `weight`, the table `name`'s float32 [rows, dim] weight). Only ids not prepared
-        before under (name, precision, search) are read and prepared."""
+        """(rows, slots): rows[slots[i]] is the prepared row of indices[i], an id of `weight`
+        (the table `name`'s float32 [rows, dim] weight; ids in range, checked by the caller).
+        Only ids not prepared before under (name, precision, search) are read and prepared.
+
+        Ids are found through a hash index of the prepared ids (pandas'), which costs
+        O(len(indices)) a pass: np.unique would sort every id of the batch on every pass,
+        a binary search is several times slower on unsorted ids."""
         key = (name, precision, bool(search))
         held = self._sets.get(key)
         if held is None:
             dim = weight.shape[1]
-            width, dtype = (
-                (dim, np.float32) if precision in ("fp32", "fp16") else (row_bytes(int(precision[3:]), dim), np.uint8)
-            )
-            empty = np.empty(0, np.int64)
-            held = self._sets[key] = _Prepared(empty, empty, np.empty((0, width), dtype))
-        where = np.searchsorted(held.ids, ids)
-        known = where < held.ids.size
-        known[known] = held.ids[where[known]] == ids[known]
-        if not known.all():
-            missing = ids[~known]
+            if precision in ("fp32", "fp16"):
+                empty = np.empty((0, dim), np.float32)
+            else:
+                empty = np.empty((0, row_bytes(int(precision[3:]), dim)), np.uint8)
+            held = self._sets[key] = _Prepared(pd.Index(np.empty(0, np.int64)), empty)
+        indices = np.asarray(indices, dtype=np.int64)
+        slots = held.ids.get_indexer(indices)
+        if (slots < 0).any():
+            missing = np.unique(indices[slots < 0])  # sorted: the weight's pages are read in order
             rows = prepare_rows(
                 np.ascontiguousarray(weight[missing], dtype=np.float32), precision, search, name, missing
             )
-            start, stop = held.filled, held.filled + missing.size
-            if stop > held.buffer.shape[0]:  # grow by doubling: appends cost O(1) per row
-                grown = np.empty((max(stop, 2 * held.buffer.shape[0]), held.buffer.shape[1]), held.buffer.dtype)
-                grown[:start] = held.buffer[:start]
-                held.buffer = grown
-            held.buffer[start:stop] = rows
-            held.ids = np.insert(held.ids, where[~known], missing)
-            held.slot = np.insert(held.slot, where[~known], np.arange(start, stop, dtype=np.int64))
-            held.filled = stop
+            held.ids = pd.Index(np.concatenate([held.ids.to_numpy(), missing]))
+            held.rows = np.concatenate([held.rows, rows])
             self.prepared[key] = self.prepared.get(key, 0) + missing.size
-            where = np.searchsorted(held.ids, ids)
-        return held.buffer[: held.filled], held.slot[where]
+            slots = held.ids.get_indexer(indices)
+        return held.rows, slots
 
     def clear(self) -> None:
         self._sets.clear()
@@ -114,5 +109,5 @@ class TouchedRows:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the prepared rows (buffers at their capacity)."""
-        return sum(held.buffer.nbytes + held.ids.nbytes + held.slot.nbytes for held in self._sets.values())
+        """Bytes held by the prepared rows and their ids."""
+        return sum(held.rows.nbytes + held.ids.nbytes for held in self._sets.values())
