@@ -12,6 +12,7 @@ from pathlib import Path
 from lpmon.quant.plan import QuantPlan
 
 from .batch import Batch
+from .cache import MAX_TORCH_EXECUTORS
 from .forward import DEFAULT_BATCH_SIZE, Executor, ForwardResult, LayerObserver
 from .snapshot import Model
 
@@ -55,13 +56,12 @@ def executor(model: Model, plan: QuantPlan | None):
     Kept in the model's day cache (lpmon.model.cache) by the plan's layers, so that
     the day's repeated passes under one plan (whatever its version or provenance,
     and however often it is read back from the store) reuse one executor."""
+    cache = model.cache.current(model.weights)
     if model.backend == "torch":
         from lpmon.torch_backend import TorchExecutor
 
-        build = TorchExecutor
-    else:
-        build = Executor
-    return model.cache.current(model.weights).executor(plan_key(plan), lambda: build(model, plan))
+        return cache.executor(plan_key(plan), lambda: TorchExecutor(model, plan), keep=MAX_TORCH_EXECUTORS)
+    return cache.executor(plan_key(plan), lambda: Executor(model, plan))
 
 
 def plan_key(plan: QuantPlan | None) -> tuple | None:

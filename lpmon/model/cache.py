@@ -23,6 +23,8 @@ import numpy as np
 from .rows import TouchedRows
 
 MAX_EXECUTORS = 8  # plans' executors kept per model (least recently used dropped first)
+# The torch back end's executors hold whole prepared tables (FBGEMM modules): fewer of them.
+MAX_TORCH_EXECUTORS = 2
 
 
 @dataclass
@@ -44,13 +46,13 @@ class ModelCache:
         self.executors.clear()
         self._weights = {}
 
-    def executor(self, key, build):
+    def executor(self, key, build, keep: int = MAX_EXECUTORS):
         """The executor memoized under `key`, built by build() if absent; the least
-        recently used one is dropped beyond MAX_EXECUTORS."""
+        recently used ones are dropped beyond `keep`."""
         found = self.executors.get(key)
         if found is None:
             found = self.executors[key] = build()
-            while len(self.executors) > MAX_EXECUTORS:
+            while len(self.executors) > keep:
                 self.executors.popitem(last=False)
         else:
             self.executors.move_to_end(key)

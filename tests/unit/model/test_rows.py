@@ -8,7 +8,7 @@ import pytest
 
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, SpecError, TableSpec, forward_fp32, forward_quantized
 from lpmon.model.backends import executor
-from lpmon.model.cache import MAX_EXECUTORS
+from lpmon.model.cache import MAX_EXECUTORS, MAX_TORCH_EXECUTORS
 from lpmon.model.forward import Executor
 from lpmon.model.rows import TouchedRows
 from lpmon.quant import ActivationRange, LayerPlan, QuantPlan, rowwise
@@ -210,3 +210,15 @@ def test_plans_share_the_days_rows_and_a_move_prepares_only_its_unit():
     added = {k: v - before.get(k, 0) for k, v in model.cache.rows.prepared.items() if v != before.get(k, 0)}
     touched = np.unique(batch.sparse[0].indices).size
     assert added == {("emb_l.0", "int8", False): touched}
+
+
+def test_the_torch_back_ends_executors_are_kept_too_but_fewer():
+    pytest.importorskip("torch")
+    spec = spec_of()
+    model = dataclasses.replace(Model.initialise(spec, seed=0), backend="torch")
+    plans = [plan_of(spec, [(p, False)] * 3) for p in ("int8", "int4", "fp16")]
+    first = executor(model, plans[0])
+    assert executor(model, dataclasses.replace(plans[0], version=3)) is first
+    for plan in plans[1:]:
+        executor(model, plan)
+    assert len(model.cache.executors) == MAX_TORCH_EXECUTORS and executor(model, plans[0]) is not first
