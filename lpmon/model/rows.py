@@ -39,12 +39,11 @@ def prepare_rows(rows: np.ndarray, precision: str, search: bool, name: str, ids:
     what = "NaN or inf values"
     if precision in ("int4", "int2"):
         bad |= np.abs(rows).max(axis=1, initial=0) > FP16_MAX
-        what = "NaN, inf or values beyond fp16's +-65504 (its scale and bias are fp16)"
+        what = f"NaN, inf or values beyond fp16's +-65504 ({precision} rows keep fp16 scales and biases)"
     if bad.any():
         first = np.flatnonzero(bad)
         raise SpecError(
-            f"{name}: row {int(ids[first[0]])} has {what} "
-            f"({first.size} such rows among the {len(ids)} read; under {precision})"
+            f"{name}: row {int(ids[first[0]])} has {what}; {first.size} of the {len(ids)} rows read are bad"
         )
     if precision == "fp32":
         return rows
