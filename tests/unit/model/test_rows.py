@@ -222,3 +222,20 @@ def test_the_torch_back_ends_executors_are_kept_too_but_fewer():
     for plan in plans[1:]:
         executor(model, plan)
     assert len(model.cache.executors) == MAX_TORCH_EXECUTORS and executor(model, plans[0]) is not first
+
+
+def test_memory_mapped_read_only_tables_score_the_same(tmp_path):
+    """Snapshots map their tables (read-only np.memmap): rows are gathered from the map."""
+    spec = spec_of()
+    model = Model.initialise(spec, seed=2)
+    mapped = dict(model.weights)
+    for t in range(len(spec.tables)):
+        path = tmp_path / f"emb_l.{t}.npy"
+        np.save(path, model.weights[f"emb_l.{t}.weight"])
+        mapped[f"emb_l.{t}.weight"] = np.load(path, mmap_mode="r")
+    batch = random_batch(spec, 300, np.random.default_rng(3))
+    plan = plan_of(spec, [("int8", False), ("int2", True), ("fp16", False)])
+    for p in (None, plan):
+        want = Executor(model, p).forward(batch).probabilities
+        got = Executor(Model(spec, mapped), p).forward(batch).probabilities
+        np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
