@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 from lpmon.quant.plan import QuantPlan
 
 from .batch import Batch
+from .cache import MAX_EXECUTORS
 from .forward import DEFAULT_BATCH_SIZE, Executor, ForwardResult, LayerObserver
 from .snapshot import Model
 
@@ -46,6 +47,7 @@ class Backend:
     name: str
     executor: Callable[[Model, QuantPlan | None], ModelExecutor]
     load_snapshot: Callable[[Path], Model]  # a directory in the format SNAPSHOT_MARKERS gives this back end
+    executors_kept: int = MAX_EXECUTORS  # executors a model's day cache keeps (by plan), least recently used dropped
 
 
 _registered: dict[str, Backend] = {}
@@ -110,5 +112,16 @@ def forward_quantized(
 
 
 def executor(model: Model, plan: QuantPlan | None) -> ModelExecutor:
-    """The executor of the model's back end (model.backend, registered)."""
-    return backend(model.backend).executor(model, plan)
+    """The executor of the model's back end (model.backend, registered).
+
+    Kept in the model's day cache (lpmon.model.cache) by the plan's layers, so that
+    the day's repeated passes under one plan (whatever its version or provenance,
+    and however often it is read back from the store) reuse one executor."""
+    chosen = backend(model.backend)
+    cache = model.cache.current(model.weights)
+    return cache.executor(plan_key(plan), lambda: chosen.executor(model, plan), keep=chosen.executors_kept)
+
+
+def plan_key(plan: QuantPlan | None) -> tuple | None:
+    """What an executor depends on in a plan: its layers (None: every layer fp32)."""
+    return None if plan is None else tuple(sorted(plan.layers, key=lambda layer: layer.name))

@@ -81,25 +81,25 @@ def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *, r
 
 
 class Executor:
-    """Runs a model under a plan (None: everything fp32). Prepares quantized tensors once."""
+    """Runs a model under a plan (None: everything fp32).
+
+    FC layers are prepared when it is built; embedding rows only as batches touch
+    them, through the model's day cache (lpmon.model.rows), which every executor
+    of the model shares. Build executors through lpmon.model.backends.executor,
+    which keeps one per plan for the day.
+    """
 
     def __init__(self, model: Model, plan: QuantPlan | None = None):
         self.model, self.plan = model, plan
         spec, weights = model.spec, model.weights
-        self.tables: list[tuple[int | None, np.ndarray]] = []  # (bits, rows); None: float32 rows
-        for t, table in enumerate(spec.tables):
+        self.rows = model.cache.current(weights).rows
+        # Per table: (name, precision, search).
+        self.embeddings: list[tuple[str, str, bool]] = []
+        for t in range(len(spec.tables)):
             name = f"emb_l.{t}"
             precision = self._precision(name)
-            weight = weights[f"{name}.weight"]
-            if precision == "fp32":
-                self.tables.append((None, np.ascontiguousarray(weight, dtype=np.float32)))
-            elif precision == "fp16":
-                self.tables.append((None, to_fp16(weight).astype(np.float32)))
-            else:
-                assert plan is not None
-                bits = int(precision[3:])
-                layer = plan.layer(name)
-                self.tables.append((bits, quantize_rows(weight, bits, search=layer.search, name=name)))
+            search = plan.layer(name).search if plan is not None and precision in ("int4", "int2") else False
+            self.embeddings.append((name, precision, search))
         self.linears: dict[str, tuple] = {}
         for name, _, _ in spec.linear_layers():
             precision = self._precision(name)
@@ -112,6 +112,34 @@ class Executor:
                 self.linears[name] = ("int8", QuantizedLinear.from_float(w, b), qp)
             else:
                 self.linears[name] = ("float", np.ascontiguousarray(round_weight(w, precision).T), b)
+
+    @property
+    def tables(self) -> list[tuple[int | None, np.ndarray]]:
+        """Every row of every table as the plan stores it: (bits, packed rows), or (None,
+        float32 rows) for fp32 and fp16 tables. Whole tables, for export to serving
+        (lpmon.serving.torchscript); forward passes prepare touched rows only."""
+        out: list[tuple[int | None, np.ndarray]] = []
+        for name, precision, search in self.embeddings:
+            weight = self.model.weights[f"{name}.weight"]
+            if precision == "fp32":
+                out.append((None, np.ascontiguousarray(weight, dtype=np.float32)))
+            elif precision == "fp16":
+                out.append((None, to_fp16(weight).astype(np.float32)))
+            else:
+                out.append((int(precision[3:]), quantize_rows(weight, int(precision[3:]), search=search, name=name)))
+        return out
+
+    def touched(self, batch: Batch) -> list[tuple[int | None, np.ndarray, SparseFeature]]:
+        """Per table, the rows the batch touches, prepared (read from the day cache, the
+        missing ones read, checked and quantized once): (bits or None for float rows,
+        rows, the batch's feature with its ids remapped to rows' slots)."""
+        out = []
+        for (name, precision, search), feature in zip(self.embeddings, batch.sparse):
+            weight = self.model.weights[f"{name}.weight"]
+            rows, slots = self.rows.take(weight, name, precision, search, feature.indices)
+            bits = None if precision in ("fp32", "fp16") else int(precision[3:])
+            out.append((bits, rows, SparseFeature(slots, feature.offsets)))
+        return out
 
     def _precision(self, name: str) -> str:
         if self.plan is None:
@@ -147,7 +175,12 @@ class Executor:
         return y
 
     def _forward_chunk(
-        self, batch: Batch, result: ForwardResult, taps: dict | None, observe: LayerObserver | None = None
+        self,
+        batch: Batch,
+        tables: list[tuple[int | None, np.ndarray, SparseFeature]],
+        result: ForwardResult,
+        taps: dict | None,
+        observe: LayerObserver | None = None,
     ):
         spec = self.model.spec
         x = np.ascontiguousarray(batch.dense, dtype=np.float32)
@@ -158,14 +191,13 @@ class Executor:
                 taps.setdefault(name, []).append((x, y))
             x = y
         pooled = []
-        for t, (bits, table) in enumerate(self.tables):
-            feature = batch.sparse[t]
+        for t, (bits, rows, slots) in enumerate(tables):
             if bits is None:
-                p = pooled_fp32(table, feature, spec.pooling)
+                p = pooled_fp32(rows, slots, spec.pooling)
             else:
-                p = embedding_bag(table, bits, spec.tables[t].dim, feature.indices, feature.offsets, mode=spec.pooling)
+                p = embedding_bag(rows, bits, spec.tables[t].dim, slots.indices, slots.offsets, mode=spec.pooling)
             if taps is not None:
-                taps.setdefault(f"emb_l.{t}", []).append((feature.indices, p))
+                taps.setdefault(f"emb_l.{t}", []).append((batch.sparse[t].indices, p))
             pooled.append(p)
         z = interact(x, pooled, spec.interaction)
         if taps is not None:
@@ -203,8 +235,11 @@ class Executor:
             raise ValueError(f"observe_every must be at least 1, got {observe_every}")
         result = ForwardResult(np.empty(len(batch), np.float32))
         collected: dict[str, list] | None = {} if taps else None
+        tables = self.touched(batch)
         done = 0
         for chunk in batch.chunks(batch_size):
+            end = done + len(chunk)
+            prepared = [(bits, rows, slots.bag_slice(done, end)) for bits, rows, slots in tables]
             sampled = None
             if observe is not None:
                 first = -done % observe_every  # the chunk's first row with a global index divisible by k
@@ -213,8 +248,8 @@ class Executor:
                     if observe_every == 1
                     else lambda name, x, first=first: observe(name, x[first::observe_every])
                 )
-            result.probabilities[done : done + len(chunk)] = self._forward_chunk(chunk, result, collected, sampled)
-            done += len(chunk)
+            result.probabilities[done:end] = self._forward_chunk(chunk, prepared, result, collected, sampled)
+            done = end
         if collected is not None:
             result.taps = {
                 name: LayerTap(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cache import ModelCache
 from .mapped import LEGACY, MANIFEST, SPEC_FILE, SnapshotWriter, load_mapped, mapped_digest
 from .spec import ModelSpec, SpecError
 from .tensors import array_chunks, chunk_rows, collect, count_nonfinite
@@ -39,6 +40,8 @@ class Model:
     weights: dict[str, np.ndarray]
     backend: str = "numpy"  # "torch": scored by lpmon.torch_backend (config: backend)
     checked: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The day's prepared rows and executors (lpmon.model.cache); not part of the model's value.
+    cache: ModelCache = field(default_factory=ModelCache, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         check_weights(self.spec, self.weights, self.checked)

@@ -126,6 +126,7 @@ class Trainer:
             w[name] -= (
                 c.learning_rate * (self._m[name] / correction1) / (np.sqrt(self._v[name] / correction2) + c.eps)
             ).astype(w[name].dtype)
+        self.model.cache.clear()  # the weights changed in place: no prepared row or executor holds
         return loss
 
     def fit(self, batch: Batch, labels: np.ndarray, epochs: int = 1, seed: int = 0) -> list[float]:

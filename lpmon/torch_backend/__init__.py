@@ -185,4 +185,4 @@ class TorchExecutor:
         return result
 
 
-register(Backend("torch", TorchExecutor, load_snapshot))
+register(Backend("torch", TorchExecutor, load_snapshot, executors_kept=MAX_TORCH_EXECUTORS))
