@@ -74,10 +74,13 @@ from lpmon.pipeline import open_store, run_day
 root, model_id, day, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 config = load(root / "lpmon.toml", environ={})
 config.models[model_id] = dataclasses.replace(config.models[model_id], sample_size=n)
-t = time.perf_counter(); result = run_day(config, model_id, dt.date.fromisoformat(day)); wall = time.perf_counter() - t
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+t, c = time.perf_counter(), cpu()
+result = run_day(config, model_id, dt.date.fromisoformat(day))
+wall, cpu_s = time.perf_counter() - t, cpu() - c
 run = [r for r in open_store(config).rows("runs", model_id) if r["logical_date"] == day][0]
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "status": result.status,
+print(json.dumps({"wall_s": wall, "cpu_s": cpu_s, "status": result.status,
                   "steps": json.loads(run["timings_json"]), "maxrss_gib": usage.ru_maxrss / 2**20}))
 """
 
@@ -146,8 +149,9 @@ class Watch:
 
 def child(script: str, *args) -> dict:
     """Run a script in a fresh interpreter; its last stdout line (JSON) plus the watched peaks."""
-    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     watch = Watch(proc.pid)
     out, err = proc.communicate()
     watch.join()
@@ -159,8 +163,11 @@ def child(script: str, *args) -> dict:
 
 
 def lpmon(*args) -> dict:
-    done = subprocess.run([str(Path(sys.executable).parent / "lpmon"), *map(str, args), "--json", "--quiet"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lpmon"), *map(str, args), "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         raise SystemExit(f"lpmon {' '.join(map(str, args))} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
@@ -169,8 +176,27 @@ def lpmon(*args) -> dict:
 def write_world(root: Path, tables: int, rows: int, dim: int, examples: int) -> tuple[Path, float]:
     """A two-day stable world; returns its root and the seconds the writing took."""
     start = time.perf_counter()
-    lpmon("world", "--root", root, "--scenario", "stable", "--days", 2, "--start", DAY1, "--model-id", "scale",
-          "--tables", tables, "--table-rows", rows, "--dim", dim, "--examples-per-day", examples)
+    lpmon(
+        "world",
+        "--root",
+        root,
+        "--scenario",
+        "stable",
+        "--days",
+        2,
+        "--start",
+        DAY1,
+        "--model-id",
+        "scale",
+        "--tables",
+        tables,
+        "--table-rows",
+        rows,
+        "--dim",
+        dim,
+        "--examples-per-day",
+        examples,
+    )
     return root, time.perf_counter() - start
 
 
@@ -180,10 +206,14 @@ def disk_gib(path: Path) -> float:
 
 def table_sizes(args, work: Path) -> None:
     rows_list = list(args.rows) + ([16_000_000] if os.environ.get("LPMON_BENCH_HUGE") == "1" else [])
-    print(f"\n1. table sizes: {args.tables} tables x R rows x {args.dim} dims, one monitored day (day 2) "
-          "under a deployed all-int8 plan")
-    print(f"{'rows/table':>11} {'snapshot GiB':>13} {'sample':>8} {'wall s':>8} {'cpu s':>8} {'RssAnon GiB':>12} "
-          f"{'RssFile GiB':>12} {'sample s':>9} {'score s':>8} {'verdict':>10}")
+    print(
+        f"\n1. table sizes: {args.tables} tables x R rows x {args.dim} dims, one monitored day (day 2) "
+        "under a deployed all-int8 plan"
+    )
+    print(
+        f"{'rows/table':>11} {'snapshot GiB':>13} {'sample':>8} {'wall s':>8} {'cpu s':>8} {'RssAnon GiB':>12} "
+        f"{'RssFile GiB':>12} {'sample s':>9} {'score s':>8} {'verdict':>10}"
+    )
     results: dict[int, list[dict]] = {n: [] for n in args.samples}
     for rows in rows_list:
         root = work / f"tables-{rows}"
@@ -194,9 +224,12 @@ def table_sizes(args, work: Path) -> None:
             r = child(RUN, root, "scale", DAY2, n)
             results[n].append(r)
             steps = r["steps"]
-            print(f"{rows:>11,} {snapshot:>13.2f} {n:>8,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
-                  f"{r['anon_gib']:>12.2f} {r['file_gib']:>12.2f} {steps.get('sample_s', 0):>9.1f} "
-                  f"{steps.get('score_s', 0):>8.1f} {r['status']:>10}", flush=True)
+            print(
+                f"{rows:>11,} {snapshot:>13.2f} {n:>8,} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+                f"{r['anon_gib']:>12.2f} {r['file_gib']:>12.2f} {steps.get('sample_s', 0):>9.1f} "
+                f"{steps.get('score_s', 0):>8.1f} {r['status']:>10}",
+                flush=True,
+            )
         shutil.rmtree(root)
     for n, runs in results.items():
         anon = [r["anon_gib"] for r in runs]
@@ -209,44 +242,65 @@ def table_sizes(args, work: Path) -> None:
             + ("met" if spread_w <= TARGET_WALL_SPREAD else "MISSED"),
         ]
         if n == args.samples[0]:
-            verdict.append(f"peak RssAnon {max(anon):.2f} GiB (target <= {TARGET_ANON_GIB} GiB at the default "
-                           "sample): " + ("met" if max(anon) <= TARGET_ANON_GIB else "MISSED"))
+            verdict.append(
+                f"peak RssAnon {max(anon):.2f} GiB (target <= {TARGET_ANON_GIB} GiB at the default "
+                "sample): " + ("met" if max(anon) <= TARGET_ANON_GIB else "MISSED")
+            )
         print(f"  sample {n:,}: " + "; ".join(verdict))
 
 
 def day_sizes(args, work: Path) -> None:
-    print(f"\n2. day sizes: 2 tables x {args.narrow_rows:,} rows x 16 dims, 13 dense features; day 2 holds N rows, "
-          f"sample {args.samples[0]:,}")
-    print(f"{'day rows':>11} {'traffic GiB':>12} {'wall s':>8} {'cpu s':>8} {'RssAnon GiB':>12} {'sample s':>9} "
-          f"{'score s':>8} {'sample/score':>13}")
+    print(
+        f"\n2. day sizes: 2 tables x {args.narrow_rows:,} rows x 16 dims, 13 dense features; day 2 holds N rows, "
+        f"sample {args.samples[0]:,}"
+    )
+    print(
+        f"{'day rows':>11} {'traffic GiB':>12} {'wall s':>8} {'cpu s':>8} {'RssAnon GiB':>12} {'sample s':>9} "
+        f"{'score s':>8} {'sample/score':>13}"
+    )
     last = None
     for rows in args.day_rows:
         root = work / f"day-{rows}"
         write_world(root, 2, args.narrow_rows, 16, 20_000)
         partition = next((root / "traffic").rglob(f"date={DAY2}"))
-        subprocess.run([sys.executable, "-c", WIDE_DAY, partition, rows, args.narrow_rows], check=True)
+        subprocess.run([sys.executable, "-c", WIDE_DAY, str(partition), str(rows), str(args.narrow_rows)], check=True)
         child(DEPLOY, root, "scale", DAY1)
         r = child(RUN, root, "scale", DAY2, args.samples[0])
         steps = r["steps"]
         ratio = steps.get("sample_s", 0) / max(steps.get("score_s", 1e-9), 1e-9)
-        print(f"{rows:>11,} {disk_gib(partition):>12.2f} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
-              f"{r['anon_gib']:>12.2f} {steps.get('sample_s', 0):>9.1f} {steps.get('score_s', 0):>8.1f} "
-              f"{ratio:>13.2f}", flush=True)
+        print(
+            f"{rows:>11,} {disk_gib(partition):>12.2f} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} "
+            f"{r['anon_gib']:>12.2f} {steps.get('sample_s', 0):>9.1f} {steps.get('score_s', 0):>8.1f} "
+            f"{ratio:>13.2f}",
+            flush=True,
+        )
         last = ratio
         shutil.rmtree(root)
     if last is not None:
-        print(f"  largest day: sample step / score step {last:.2f}x (target <= 1.0x): "
-              + ("met" if last <= 1.0 else "MISSED"))
+        print(
+            f"  largest day: sample step / score step {last:.2f}x (target <= 1.0x): "
+            + ("met" if last <= 1.0 else "MISSED")
+        )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=8)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 2_000_000, 8_000_000],
-                        help="rows per table, one world each (LPMON_BENCH_HUGE=1 adds 16M: 33 GB fp32)")
-    parser.add_argument("--samples", type=int, nargs="+", default=[200_000, 20_000],
-                        help="sample sizes; the first is the default sample size")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="+",
+        default=[100_000, 2_000_000, 8_000_000],
+        help="rows per table, one world each (LPMON_BENCH_HUGE=1 adds 16M: 33 GB fp32)",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        nargs="+",
+        default=[200_000, 20_000],
+        help="sample sizes; the first is the default sample size",
+    )
     parser.add_argument("--examples", type=int, default=250_000, help="traffic per day of the table-size worlds")
     parser.add_argument("--day-rows", type=int, nargs="*", default=[1_000_000, 10_000_000, 50_000_000])
     parser.add_argument("--narrow-rows", type=int, default=100_000, help="rows per table of the day-size world")
