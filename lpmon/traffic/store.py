@@ -95,6 +95,13 @@ class TrafficStore:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
         return total
 
+    def open(self, path: str) -> pq.ParquetFile:
+        """One file of the store, its footer read (an unreadable file is a TrafficError naming it)."""
+        try:
+            return pq.ParquetFile(self.filesystem.open_input_file(path))
+        except UNREADABLE as err:
+            raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
+
     def batches(self, day, columns: list[str], batch_size: int = 65_536):
         """Record batches of the day's columns, file by file (bounded memory)."""
         for _, batch in self.file_batches(day, columns, batch_size):
