@@ -6,8 +6,8 @@ label, int64 request ids) written as Parquet files of 1M rows in row groups of
 measurement in a fresh process: today's sampler (ids and labels of the day,
 then the sampled rows' columns); the sampler that read every column of every
 row (tests/support/sample_reference.py, with --reference); and the day split in
-file groups of 2M rows (each group's pass 1 in its own process, as on workers,
-then the merge). The data is written under --dir (a temporary folder by
+file groups of 2M rows (each group's pass 1 and its candidates' rows in its own
+process, as on workers, then the merge). The data is written under --dir (a temporary folder by
 default) and removed at the end.
 
     python bench/bench_sample.py [--rows 1000000,10000000] [--reference] [--split]
@@ -79,7 +79,9 @@ def measure(root: str, what: str, group: int = -1) -> None:
         drawn = sample(store, DAY, N, SEED, schema())
     elif what == "part":
         files = bottomk.file_groups(store, store.files(DAY), SPLIT_ROWS)[group]
-        part = bottomk.draw_candidates(store, files, N, SEED, spill=f"{root}/../part-{group}.npy")
+        part = bottomk.draw_candidates(
+            store, files, N, SEED, spill=f"{root}/../part-{group}.npy", rows_to=f"{root}/../part-{group}.arrow"
+        )
         bottomk.save(part, f"{root}/../part-{group}.npz")
         drawn = None
     else:  # merge

@@ -4,12 +4,15 @@ merges them (lpmon_monitor's sample_groups, sample_part and sample tasks).
 
 A model's day of more than `sample_split_rows` rows is cut into groups of
 consecutive files; each group's bottom-k candidates are drawn apart (pass 1 of
-lpmon.traffic.split); the sample step merges them exactly and reads the
-sampled rows. Between tasks the groups travel through the shared work directory:
+lpmon.traffic.split) and their rows read, on the group's worker; the sample
+step merges them exactly and takes the sampled rows from those (its cost
+follows the sample, not the day). Between tasks the groups travel through the
+shared work directory:
 
     <work_dir>/<model>/<day>/split/plan.json           the plan: its id, the groups' files
     <work_dir>/<model>/<day>/split/<id>-<group>.npz    a group's candidates
     <work_dir>/<model>/<day>/split/<id>-<group>.npy    its sorted hashes (for the duplicate check)
+    <work_dir>/<model>/<day>/split/<id>-<group>.arrow  its candidates' rows (read by the merge, mapped)
 
 Whatever goes wrong with a split (no plan, a group not drawn, the files changed
 since the plan), the sample step draws the day whole: the same sample, slower.
@@ -85,6 +88,7 @@ def draw_group(cfg: Config, model_id: str, day: str, group: int) -> dict:
             settings.sample_size,
             settings.sample_seed,
             spill=where / f"{name}.npy",
+            rows_to=where / f"{name}.arrow",
         )
     except (TrafficError, OSError, ValueError, LookupError) as err:
         log.warning("lpmon: %s %s: group %d not drawn (%s): the day will be drawn whole", model_id, day, group, err)

@@ -53,6 +53,7 @@ class Candidates:
     file_index: np.ndarray  # int32, into files
     rows: np.ndarray  # int64, the row in its file
     sorted_hashes: str = ""  # .npy of every hash of the group, sorted (for duplicates across groups)
+    table: str = ""  # Arrow IPC file of the candidates' rows, every column (pass 2 of a split day)
 
 
 def file_groups(store: TrafficStore, files: list[str], max_rows: int) -> list[list[str]]:
@@ -79,10 +80,13 @@ def draw_candidates(
     stratify: bool = False,
     batch_size: int = 65_536,
     spill: str | Path = "",
+    rows_to: str | Path = "",
 ) -> Candidates:
     """Pass 1 over a group of files: hashes and labels of every row (9 bytes a
     row, nothing else held), then the group's candidates. With spill, the group's
-    sorted hashes are saved there for the merge's duplicate check."""
+    sorted hashes are saved there for the merge's duplicate check; with rows_to,
+    the candidates' rows (every column, unchecked) are written there, so that the
+    merge reads no file of the day again."""
     handles = [store.open(path) for path in files]
     total = sum(h.metadata.num_rows for h in handles)
     hashes, labels = np.empty(total, np.uint64), np.empty(total, np.int8)
@@ -124,11 +128,38 @@ def draw_candidates(
             if len(group) > n:
                 threshold[label] = np.partition(group, n - 1)[n - 1]
             del group
-    keep = np.flatnonzero(hashes <= threshold[labels])
+    keep = np.flatnonzero(hashes <= threshold[labels] if stratify else hashes <= threshold[0])
     index = (np.searchsorted(starts, keep, side="right") - 1).astype(np.int32)
-    return Candidates(
-        tuple(files), counts, hashes[keep], labels[keep], index, keep - starts[index], str(spill) if spill else ""
-    )
+    part = Candidates(tuple(files), counts, hashes[keep], labels[keep], index, keep - starts[index], str(spill or ""))
+    if rows_to and write_rows(store, part, rows_to, seed):
+        part = replace(part, table=str(rows_to))
+    return part
+
+
+def write_rows(store: TrafficStore, part: Candidates, path: str | Path, seed: int) -> bool:
+    """The candidates' rows, in candidate order, as one Arrow IPC file (the group's
+    files' types combined); a file changed since pass 1 is refused."""
+    tables = []
+    for index in np.unique(part.file_index):
+        mine = part.file_index == index
+        table = store.read_rows(part.files[index], part.rows[mine])
+        if not np.array_equal(request_hash(_ids(table), seed), part.hashes[mine]):
+            raise TrafficError(f"{part.files[index]}: the partition changed while it was read")
+        tables.append(table)
+    if not tables:
+        return False
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise TrafficError(f"{part.files[0]}: the files' columns have types that do not combine ({err})") from None
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return True
+
+
+def _ids(table: pa.Table) -> np.ndarray:
+    ids = table.column("request_id")
+    return ids.fill_null(0 if pa.types.is_integer(ids.type) else "").to_numpy()
 
 
 def _batches(path: str, handle, batch_size: int):
@@ -166,6 +197,9 @@ class Chosen:
     labels: np.ndarray
     file_index: np.ndarray
     rows: np.ndarray
+    part: np.ndarray  # the group of each row
+    position: np.ndarray  # its place among the group's candidates
+    tables: tuple[str, ...] = ()  # the groups' candidate rows (when every group has them)
 
 
 def merge(parts: list[Candidates], n: int, stratify: bool, partition: str) -> Chosen:
@@ -192,7 +226,12 @@ def merge(parts: list[Candidates], n: int, stratify: bool, partition: str) -> Ch
     keep = hashes <= threshold[labels]
     files = tuple(f for p in parts for f in p.files)
     in_rows = np.concatenate([p.rows for p in parts])
-    return Chosen(files, rows, hashes[keep], labels[keep], index[keep], in_rows[keep])
+    part = np.concatenate([np.full(len(p.hashes), i, np.int32) for i, p in enumerate(parts)])
+    position = np.concatenate([np.arange(len(p.hashes)) for p in parts])
+    tables = tuple(p.table for p in parts) if all(p.table or not len(p.hashes) for p in parts) else ()
+    return Chosen(
+        files, rows, hashes[keep], labels[keep], index[keep], in_rows[keep], part[keep], position[keep], tables
+    )
 
 
 def _thresholds(hashes: np.ndarray, labels: np.ndarray, n: int, stratify: bool, total: Counts) -> np.ndarray:
@@ -232,7 +271,12 @@ def count_duplicates(paths: list[str], bucket_rows: int = BUCKET_ROWS) -> int:
 
 def save(part: Candidates, path: str | Path) -> None:
     """A group's candidates as one .npz (for the merge, maybe on another worker)."""
-    meta = {"files": list(part.files), "counts": asdict(part.counts), "sorted_hashes": part.sorted_hashes}
+    meta = {
+        "files": list(part.files),
+        "counts": asdict(part.counts),
+        "sorted_hashes": part.sorted_hashes,
+        "table": part.table,
+    }
     with open(path, "wb") as handle:
         np.savez(
             handle,
@@ -255,4 +299,5 @@ def load(path: str | Path) -> Candidates:
             data["file_index"],
             data["rows"],
             meta["sorted_hashes"],
+            meta.get("table", ""),
         )

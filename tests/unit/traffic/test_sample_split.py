@@ -69,11 +69,20 @@ def groups_of(store, size):
     return file_groups(store, store.files(DAY), size)
 
 
-def split_sample(store, tmp_path, n, seed, schema, stratify, group_rows):
-    """Each group's candidates drawn apart, saved and loaded (as on workers), then merged."""
+def split_sample(store, tmp_path, n, seed, schema, stratify, group_rows, rows=True):
+    """Each group's candidates drawn apart (with their rows, or not: then the merge reads
+    the day's files), saved and loaded (as on workers), then merged."""
     parts = []
     for i, files in enumerate(groups_of(store, group_rows)):
-        part = draw_candidates(store, files, n, seed, stratify=stratify, spill=tmp_path / f"sorted-{i}.npy")
+        part = draw_candidates(
+            store,
+            files,
+            n,
+            seed,
+            stratify=stratify,
+            spill=tmp_path / f"sorted-{i}.npy",
+            rows_to=tmp_path / f"rows-{i}.arrow" if rows else "",
+        )
         save(part, tmp_path / f"part-{i}.npz")
         parts.append(load(tmp_path / f"part-{i}.npz"))
     return from_candidates(store, DAY, parts, n, seed, schema, stratify=stratify)
@@ -91,6 +100,7 @@ def test_the_same_sample_as_the_full_reader(tmp_path, layout, string_ids, strati
             same(sample(store, DAY, n, seed, schema, stratify=stratify), expected)
             if layout.startswith("many files"):
                 same(split_sample(store, tmp_path, n, seed, schema, stratify, 4_000), expected)
+                same(split_sample(store, tmp_path, n, seed, schema, stratify, 4_000, rows=False), expected)
 
 
 def test_rare_labels_and_the_split_of_one_file_per_group(tmp_path):
@@ -183,6 +193,8 @@ def test_pass_two_checks_only_the_sampled_rows_and_names_file_column_and_count(t
     store.write_day(DAY, table.set_column(table.schema.get_field_index("dense_0"), "dense_0", pa.array(dense)))
     with pytest.raises(TrafficError, match=r"date=2026-11-02/part-00000.parquet: column dense_0 has 120 rows with NaN"):
         sample(store, DAY, 12_000, 0, SCHEMA)
+    with pytest.raises(TrafficError, match=r"date=2026-11-02/part-00000.parquet: column dense_0 has 120 rows with NaN"):
+        split_sample(store, tmp_path, 12_000, 0, SCHEMA, False, 1)
     ranks = np.argsort(request_hash(table.column("request_id").to_numpy(), 0))
     bad_in = lambda n: int(np.count_nonzero(ranks[:n] % 100 == 0))  # noqa: E731
     n = next(n for n in range(1, 200) if bad_in(n) == 0 and bad_in(n + 1) == 1)
