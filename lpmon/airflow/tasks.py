@@ -374,8 +374,10 @@ def _notify_failure(context) -> None:
     ti = context["ti"]
     model_id = None
     if getattr(ti, "map_index", -1) is not None and ti.map_index >= 0:
-        names = ti.xcom_pull(task_ids="models") or []
+        split = ti.task_id == "sample_part"  # mapped over (model, file group), not over models
+        names = ti.xcom_pull(task_ids="sample_groups" if split else "models") or []
         model_id = names[ti.map_index] if ti.map_index < len(names) else None
+        model_id = model_id.get("model_id") if split and isinstance(model_id, dict) else model_id
     if model_id in cfg.models:
         recipients = list(cfg.model(model_id).recipients)
     else:

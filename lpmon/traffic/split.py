@@ -215,6 +215,8 @@ def merge(parts: list[Candidates], n: int, stratify: bool, partition: str) -> Ch
         raise TrafficError(f"{partition}: column label has {total.bad_labels} rows not 0 or 1 (of {rows})")
     if rows == 0:
         raise EmptyDay(f"{partition}: the day has no rows")
+    if len(parts) > 1 and not all(p.sorted_hashes for p in parts):
+        raise ValueError("merging several groups needs each group's sorted hashes (draw_candidates' spill)")
     duplicates = parts[0].counts.duplicates if len(parts) == 1 else count_duplicates([p.sorted_hashes for p in parts])
     if duplicates:
         raise TrafficError(f"{partition}: column request_id has {duplicates} duplicate rows")
