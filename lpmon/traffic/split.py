@@ -83,7 +83,8 @@ def draw_candidates(
     rows_to: str | Path = "",
 ) -> Candidates:
     """Pass 1 over a group of files: hashes and labels of every row (9 bytes a
-    row, nothing else held), then the group's candidates. With spill, the group's
+    row, nothing else held; the candidates are kept as the rows stream by), then
+    the hashes sorted in place for the duplicate check. With spill, the group's
     sorted hashes are saved there for the merge's duplicate check; with rows_to,
     the candidates' rows (every column, unchecked) are written there, so that the
     merge reads no file of the day again."""
@@ -92,6 +93,7 @@ def draw_candidates(
     hashes, labels = np.empty(total, np.uint64), np.empty(total, np.int8)
     starts = np.zeros(len(files) + 1, np.int64)
     filled, counts = 0, Counts()
+    pools = [_Smallest(n), _Smallest(n)] if stratify else [_Smallest(n)]
     for index, (path, handle) in enumerate(zip(files, handles)):
         for batch in _batches(path, handle, batch_size):
             end = filled + batch.num_rows
@@ -99,6 +101,13 @@ def draw_candidates(
                 raise TrafficError(f"{path}: the partition changed while it was read")
             hashes[filled:end], ids_null = _hashes(batch.column("request_id"), seed)
             labels[filled:end], labels_null, bad = _labels(batch.column("label"))
+            rows = np.arange(filled, end)
+            if stratify:
+                for label, pool in enumerate(pools):
+                    mine = labels[filled:end] == label
+                    pool.add(hashes[filled:end][mine], rows[mine])
+            else:
+                pools[0].add(hashes[filled:end], rows)
             counts = replace(
                 counts,
                 null_ids=counts.null_ids + ids_null,
@@ -109,31 +118,56 @@ def draw_candidates(
         starts[index + 1] = filled
         if filled - starts[index] != handle.metadata.num_rows:
             raise TrafficError(f"{path}: the partition changed while it was read")
-    ordered = np.sort(hashes)
+    found = [pool.result() for pool in pools]
+    keep = np.concatenate([rows for _, rows in found])
+    order = np.argsort(keep, kind="stable")  # (file, row) order
+    keep, kept = keep[order], np.concatenate([h for h, _ in found])[order]
+    positives = int(np.count_nonzero(labels))
+    kept_labels = labels[keep]
+    del labels
+    hashes.sort()  # in place: the rows' order is no longer needed
     counts = replace(
-        counts,
-        rows=total,
-        positives=int(np.count_nonzero(labels)),
-        duplicates=int(np.count_nonzero(ordered[1:] == ordered[:-1])),
+        counts, rows=total, positives=positives, duplicates=int(np.count_nonzero(hashes[1:] == hashes[:-1]))
     )
     if spill:
-        np.save(spill, ordered)
-    threshold = np.array([TOP, TOP], np.uint64)
-    if total > n and not stratify:
-        threshold[:] = ordered[n - 1]
-    del ordered
-    if total > n and stratify:
-        for label in (0, 1):
-            group = hashes[labels == label]
-            if len(group) > n:
-                threshold[label] = np.partition(group, n - 1)[n - 1]
-            del group
-    keep = np.flatnonzero(hashes <= threshold[labels] if stratify else hashes <= threshold[0])
+        np.save(spill, hashes)
+    del hashes
     index = (np.searchsorted(starts, keep, side="right") - 1).astype(np.int32)
-    part = Candidates(tuple(files), counts, hashes[keep], labels[keep], index, keep - starts[index], str(spill or ""))
+    part = Candidates(tuple(files), counts, kept, kept_labels, index, keep - starts[index], str(spill or ""))
     if rows_to and write_rows(store, part, rows_to, seed):
         part = replace(part, table=str(rows_to))
     return part
+
+
+class _Smallest:
+    """The n smallest hashes seen so far and their rows, pruned as rows stream by
+    (at most about 2n held): the same set as the n smallest of all of them."""
+
+    def __init__(self, n: int):
+        self.n, self.full, self.bound = n, False, TOP
+        self.hashes, self.rows, self.size = [np.empty(0, np.uint64)], [np.empty(0, np.int64)], 0
+
+    def add(self, hashes: np.ndarray, rows: np.ndarray) -> None:
+        if self.full:  # n hashes at most the bound are held: a larger one can never be among the n smallest
+            under = hashes <= self.bound
+            hashes, rows = hashes[under], rows[under]
+        self.hashes.append(hashes)
+        self.rows.append(rows)
+        self.size += len(hashes)
+        if self.size > max(2 * self.n, 1 << 16):
+            self._prune()
+
+    def _prune(self) -> None:
+        hashes, rows = np.concatenate(self.hashes), np.concatenate(self.rows)
+        if len(hashes) > self.n:
+            smallest = np.argpartition(hashes, self.n - 1)[: self.n]
+            hashes, rows = hashes[smallest], rows[smallest]
+            self.full, self.bound = True, hashes.max()
+        self.hashes, self.rows, self.size = [hashes], [rows], len(hashes)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        self._prune()
+        return self.hashes[0], self.rows[0]
 
 
 def write_rows(store: TrafficStore, part: Candidates, path: str | Path, seed: int) -> bool:
@@ -266,7 +300,7 @@ def count_duplicates(paths: list[str], bucket_rows: int = BUCKET_ROWS) -> int:
             a[np.searchsorted(a, np.uint64(lo)) : len(a) if b == buckets - 1 else np.searchsorted(a, np.uint64(hi))]
             for a in arrays
         ]
-        merged = np.sort(np.concatenate(pieces))
+        merged = np.sort(np.concatenate(pieces), kind="stable")  # (runs already sorted: merged, not sorted anew)
         found += int(np.count_nonzero(merged[1:] == merged[:-1]))
     return found
 
