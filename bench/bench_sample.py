@@ -132,9 +132,8 @@ def main() -> None:
                 }
                 results["split: merge"] = merged
             for name, r in results.items():
-                print(
-                    f"{rows:>11,} {name:<22} {r['seconds']:8.2f} {r['cpu']:8.2f} {r['peak_mib']:9.0f}  ({size:,.0f} MiB)"
-                )
+                figures = f"{r['seconds']:8.2f} {r['cpu']:8.2f} {r['peak_mib']:9.0f}"
+                print(f"{rows:>11,} {name:<22} {figures}  ({size:,.0f} MiB)")
             shutil.rmtree(base / f"day-{rows}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
