@@ -17,6 +17,11 @@ day is INSUFFICIENT_DATA, alerted, and the run still succeeds. Runs never
 overlap (max_active_runs=1), so a model's days are processed in order; catchup
 and backfills give the same rows as the daily runs did. Config: the
 `lpmon_config` Variable or `$LPMON_CONFIG`.
+
+A day of more than `sample_split_rows` rows (and its partition complete) is
+sampled per file group first: sample_groups plans them, one sample_part task
+per group draws its candidates on any worker, and the model's sample task
+merges them exactly (the same sample as one task would draw).
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def lpmon_monitor():
             done, value = dagtasks.partition_ready(model_id, context)
             return PokeReturnValue(is_done=done, xcom_value=value)
 
-        @task(map_index_template=EACH_MODEL)
+        @task(trigger_rule=TriggerRule.NONE_FAILED, map_index_template=EACH_MODEL)  # (no parts: skipped)
         def sample(model_id: str, ready: dict, **context) -> dict:
             from lpmon.airflow import tasks as dagtasks
 
@@ -130,7 +135,9 @@ def lpmon_monitor():
 
             return dagtasks.publish(result, context, PLAN_PROMOTED)
 
-        decided = sample(model_id, partition(model_id)) >> score(model_id) >> compare(model_id) >> decide(model_id)
+        drawn = sample(model_id, partition(model_id))
+        parts >> drawn  # the day's file groups (of every model), when split
+        decided = drawn >> score(model_id) >> compare(model_id) >> decide(model_id)
         recorded, recalibrated, fell_back, reported = (
             record(model_id),
             recalibrate(model_id),
@@ -143,7 +150,23 @@ def lpmon_monitor():
         reported >> alert(model_id)
         publish(reported)
 
-    monitor.expand(model_id=models())
+    @task
+    def sample_groups(model_ids: list[str], **context) -> list[dict]:
+        from lpmon.airflow import sampling
+
+        return sampling.groups(model_ids, context)
+
+    @task(map_index_template=EACH_MODEL)
+    def sample_part(model_id: str, group: int, **context) -> dict:
+        from lpmon.airflow import sampling
+
+        return sampling.part(model_id, group, context)
+
+    names = models()
+    # A day above sample_split_rows: one sample_part per file group (mapping inside the
+    # mapped group is not supported), merged by the model's sample task.
+    parts = sample_part.expand_kwargs(sample_groups(names))
+    monitor.expand(model_id=names)
 
 
 lpmon_monitor()

@@ -45,6 +45,7 @@ class ModelSettings:
     snapshot: str = ""
     sample_size: int = 200_000
     sample_seed: int = 0
+    sample_split_rows: int = 50_000_000  # a larger day is sampled per file group of ~this many rows, on several workers
     gate_pct: float = 0.05
     level: float = 0.95
     min_examples: int = 2_000  # labelled examples a verdict needs at least (one day or pooled)
@@ -385,6 +386,8 @@ def _check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[st
                 f"must be between {least} and {most:,}, got {getattr(s, key)}"
                 + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""),
             )
+    if s.sample_split_rows < 0:
+        bad("sample_split_rows", f"must be a number of rows (0: never split a day), got {s.sample_split_rows}")
     if not 0 <= s.ts_tolerance_hours <= 720:
         bad("ts_tolerance_hours", f"must be between 0 and 720 hours, got {s.ts_tolerance_hours}")
     if s.min_positives < 0:

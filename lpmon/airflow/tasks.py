@@ -17,7 +17,7 @@ from urllib.parse import quote
 from lpmon import pipeline
 from lpmon.airflow import smtp
 from lpmon.config import Config, ConfigError, load
-from lpmon.pipeline import steps
+from lpmon.pipeline import split_day, steps
 from lpmon.pipeline.daywork import DayWork
 from lpmon.policy import Action, Status
 
@@ -194,8 +194,9 @@ def _step(model_id: str, context, step, *, fresh: bool = False, branch: str = ""
 
 def sample(model_id: str, context, partition: dict | None = None) -> dict:
     """Draw the day's sample, or record the day as INSUFFICIENT_DATA when its
-    partition did not complete in time (partition: what partition_ready gave)."""
-    step = steps.sample_step
+    partition did not complete in time (partition: what partition_ready gave).
+    A day split by sample_groups is merged from its sample_part results."""
+    step = split_day.sample_step
     if partition and not partition.get("complete", True):
         step = lambda cfg, work: _late(work, partition["message"])  # noqa: E731
     work, _ = _step(model_id, context, step, fresh=True)
@@ -373,8 +374,10 @@ def _notify_failure(context) -> None:
     ti = context["ti"]
     model_id = None
     if getattr(ti, "map_index", -1) is not None and ti.map_index >= 0:
-        names = ti.xcom_pull(task_ids="models") or []
+        split = ti.task_id == "sample_part"  # mapped over (model, file group), not over models
+        names = ti.xcom_pull(task_ids="sample_groups" if split else "models") or []
         model_id = names[ti.map_index] if ti.map_index < len(names) else None
+        model_id = model_id.get("model_id") if split and isinstance(model_id, dict) else model_id
     if model_id in cfg.models:
         recipients = list(cfg.model(model_id).recipients)
     else:

@@ -22,6 +22,7 @@ from lpmon.quant import QuantPlan
 from lpmon.store import Database, StateStore, StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError, TrafficSchema, TrafficStore
 from lpmon.traffic import sample as draw_sample
+from lpmon.traffic.sample import PartitionChanged, from_candidates
 
 
 def open_store(config: Config) -> StateStore:
@@ -90,7 +91,9 @@ def load_model(settings: ModelSettings) -> Model:
     return model
 
 
-def draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None):
+def draw(settings: ModelSettings, model: Model | None, day: str, size: int | None = None, parts=None):
+    """The day's sample; with parts (its file groups' candidates, lpmon.traffic.split),
+    merged from them: the same sample, drawn again whole if the files changed since."""
     if settings.scorer == "logged":  # no model: serving logged both predictions beside the label
         schema = TrafficSchema.logged(
             settings.p_ref_column,
@@ -104,7 +107,13 @@ def draw(settings: ModelSettings, model: Model | None, day: str, size: int | Non
         schema = TrafficSchema.for_model(
             model.spec, settings.max_ids_per_row, settings.ts_tolerance_hours * 3600, settings.segments
         )
-    return draw_sample(TrafficStore(settings.traffic), day, size or settings.sample_size, settings.sample_seed, schema)
+    traffic, n = TrafficStore(settings.traffic), size or settings.sample_size
+    if parts:
+        try:
+            return from_candidates(traffic, day, parts, n, settings.sample_seed, schema)
+        except PartitionChanged:
+            pass
+    return draw_sample(traffic, day, n, settings.sample_seed, schema)
 
 
 def further_draws(settings: ModelSettings, model: Model, day: str, first: int):

@@ -36,8 +36,9 @@ def _timed(work: DayWork, name: str, started: float) -> None:
     work.timings[f"{name}_s"] = round(time.perf_counter() - started, 3)
 
 
-def sample_step(config: Config, work: DayWork) -> DayWork:
-    """Draw the day's sample; a missing, empty or unreadable day ends the day here."""
+def sample_step(config: Config, work: DayWork, parts=None) -> DayWork:
+    """Draw the day's sample (merged from its file groups' candidates, when parts
+    are given); a missing, empty or unreadable day ends the day here."""
     started = time.perf_counter()
     d = day_of(config, work)
     d.store.mark_started(work.model_id, d.day)  # later days of the model wait for this one (see score_step)
@@ -46,7 +47,7 @@ def sample_step(config: Config, work: DayWork) -> DayWork:
     except (SpecError, OSError) as err:
         return _fail(work, Status.FAILED, f"model snapshot: {err}")
     try:
-        sample = draw(d.settings, model, d.day)
+        sample = draw(d.settings, model, d.day, parts=parts)
     except (MissingDay, EmptyDay) as err:
         return _fail(work, Status.INSUFFICIENT_DATA, str(err))
     except TrafficError as err:

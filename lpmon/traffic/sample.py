@@ -3,9 +3,10 @@
 Membership is decided by a 64-bit hash of (request id, seed): the sample is
 the n requests with the smallest hashes (optionally n in proportion per
 label), so a rerun or a backfill draws exactly the same examples, whatever
-the files' layout. Two streamed passes: request ids (and labels) first, to
-find the hash threshold; then every needed column, keeping the rows under it
-and checking every row of the day on the way.
+the files' layout. Two passes: the request ids and labels of the whole day,
+to find the hash threshold (lpmon.traffic.split, which a large day can run per
+file group on several workers); then only the sampled rows' other columns,
+checked as they are read (lpmon.traffic.rows). The sample is in hash order.
 """
 
 from __future__ import annotations
@@ -13,15 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from lpmon.model.batch import Batch, SparseFeature
 
-from .schema import EmptyDay, TrafficError, TrafficSchema, sparse_ids
+from .hashing import request_hash
+from .rows import read_chosen
+from .schema import TrafficError, TrafficSchema, sparse_ids
+from .split import Candidates, draw_candidates, merge
 from .store import TrafficStore, as_day
 
-_GOLDEN, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+__all__ = ["PartitionChanged", "Sample", "check_files", "from_candidates", "request_hash", "sample", "to_batch"]
+
+
+class PartitionChanged(TrafficError):
+    """The day's files are not those its groups' candidates were drawn from."""
 
 
 @dataclass(frozen=True)
@@ -38,18 +45,6 @@ class Sample:
         return len(self.labels)
 
 
-def request_hash(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A 64-bit hash of each request id under seed (SplitMix64 for integers)."""
-    if ids.dtype.kind in "iu":
-        with np.errstate(over="ignore"):
-            z = ids.astype(np.uint64) + np.uint64(seed % (1 << 64)) * _GOLDEN + _GOLDEN
-            z = (z ^ (z >> np.uint64(30))) * _MIX1
-            z = (z ^ (z >> np.uint64(27))) * _MIX2
-            return z ^ (z >> np.uint64(31))
-    key = f"{seed % (1 << 64):016x}"[-16:]
-    return pd.util.hash_array(ids.astype(object), hash_key=key, categorize=False)
-
-
 def sample(
     store: TrafficStore,
     day,
@@ -64,48 +59,49 @@ def sample(
     if n < 1:
         raise ValueError(f"sample size must be positive, got {n}")
     day = as_day(day)
-    partition = store.partition(day)
+    files = check_files(store, day, schema)
+    part = draw_candidates(store, files, n, seed, stratify=stratify, batch_size=batch_size)
+    return _finish(store, day, [part], n, seed, schema, stratify)
+
+
+def from_candidates(
+    store: TrafficStore, day, parts: list[Candidates], n: int, seed: int, schema: TrafficSchema, *, stratify=False
+) -> Sample:
+    """The day's sample from its file groups' candidates (draw_candidates over
+    groups covering the day's files in order, with the same n, seed and
+    stratify): exactly the sample `sample` draws. PartitionChanged if the day's
+    files are no longer those."""
+    day = as_day(day)
+    files = check_files(store, day, schema)
+    if [f for p in parts for f in p.files] != files:
+        raise PartitionChanged(f"{store.partition(day)}: the partition's files changed since they were grouped")
+    return _finish(store, day, parts, n, seed, schema, stratify)
+
+
+def check_files(store: TrafficStore, day, schema: TrafficSchema) -> list[str]:
+    """The day's files, every one's schema checked (footers only): a partition may mix writers."""
     kinds: dict[bool, str] = {}  # integer ids? -> the first file that has them
-    for path, file_schema in store.schemas(day):  # every file: a partition may mix writers
+    files = []
+    for path, file_schema in store.schemas(day):
         schema.check_columns(file_schema, path)
         kinds.setdefault(pa.types.is_integer(file_schema.field("request_id").type), path)
+        files.append(path)
     if len(kinds) > 1:
         raise TrafficError(
             f"{kinds[False]}: column request_id holds strings, but {kinds[True]} holds "
             "integers: one partition needs one kind of request id"
         )
+    return files
 
-    # Pass 1: hashes (and labels) of every request, into arrays sized from the files'
-    # metadata (9 bytes a row, nothing else of the day is held); duplicates are an error.
-    day_rows = store.row_count(day)
-    hashes, labels, filled = np.empty(day_rows, np.uint64), np.empty(day_rows, np.int8), 0
-    for record in store.batches(day, ["request_id", "label"], batch_size):
-        end = filled + record.num_rows
-        if end > day_rows:
-            raise TrafficError(f"{partition}: the partition changed while it was read")
-        hashes[filled:end] = request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed)
-        labels[filled:end] = schema.labels(record, partition)
-        filled = end
-    if filled != day_rows:
-        raise TrafficError(f"{partition}: the partition changed while it was read")
-    if day_rows == 0:
-        raise EmptyDay(f"{partition}: the day has no rows")
-    threshold = _thresholds(hashes, labels, n, stratify, partition)
-    del hashes, labels  # only the thresholds are needed from here on
 
-    # Pass 2: every column, every row checked, rows under the threshold kept.
-    kept = []
-    for path, record in store.file_batches(day, [*schema.columns, "ts"], batch_size):
-        schema.check_batch(record, path, day)
-        h = request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed)
-        label = schema.labels(record, path)
-        record = record.select(schema.columns)
-        keep = h <= threshold[label.clip(0, 1)]
-        if keep.any():
-            kept.append((h[keep], record.filter(pa.array(keep))))
-    order = np.argsort(np.concatenate([h for h, _ in kept]), kind="stable")
-    table = _concat([r for _, r in kept], partition).take(pa.array(order))
-    del kept  # the ordered copy is all that is needed: free the filtered batches first
+def _finish(store, day, parts, n, seed, schema, stratify) -> Sample:
+    partition = store.partition(day)
+    chosen = merge(parts, n, stratify, partition)
+    del parts  # only the chosen rows are needed from here on
+    tables, hashes = read_chosen(store, chosen, seed, schema, day)
+    order = np.argsort(np.concatenate(hashes), kind="stable")
+    table = _concat(tables, partition).take(pa.array(order))
+    del tables  # the ordered copy is all that is needed: free the read rows first
     batch = to_batch(table, schema) if schema.dense or schema.sparse else None
     predictions = {c: table.column(c).to_numpy().astype(np.float32) for c in schema.predictions} or None
     extras = {c: table.column(c).to_numpy(zero_copy_only=False) for c in schema.extra}
@@ -114,43 +110,19 @@ def sample(
         batch,
         table.column("label").to_numpy().astype(np.uint8),
         table.column("request_id").to_numpy(),
-        day_rows,
+        chosen.day_rows,
         predictions,
         extras,
     )
 
 
-def _concat(batches: list[pa.RecordBatch], partition: str) -> pa.Table:
-    """One table of batches from several files, whose types may differ where the
+def _concat(tables: list[pa.Table], partition: str) -> pa.Table:
+    """One table of several files' rows, whose types may differ where the
     checks allow it (float32 and float64 dense values, int32 and int64 ids)."""
     try:
-        return pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="permissive")
+        return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise TrafficError(f"{partition}: the files' columns have types that do not combine ({err})") from None
-
-
-def _thresholds(hashes, labels, n, stratify, partition: str) -> np.ndarray:
-    """Per-label hash thresholds (index 0: negatives, 1: positives); refuses duplicate
-    request ids. One sorted copy of the hashes serves both (8 bytes a row)."""
-    ordered = np.sort(hashes)
-    duplicates = int(np.count_nonzero(ordered[1:] == ordered[:-1]))
-    if duplicates:
-        raise TrafficError(f"{partition}: column request_id has {duplicates} duplicate rows")
-    if n >= len(hashes):
-        top = np.iinfo(np.uint64).max
-        return np.array([top, top], dtype=np.uint64)
-    if not stratify:
-        return np.array([ordered[n - 1]] * 2, dtype=np.uint64)
-    del ordered
-    out = np.zeros(2, dtype=np.uint64)
-    positives = int(labels.sum())
-    wanted = {1: int(round(n * positives / len(hashes)))}
-    wanted[0] = n - wanted[1]
-    for label in (0, 1):
-        group = hashes[labels == label]
-        k = min(wanted[label], len(group))
-        out[label] = np.partition(group, k - 1)[k - 1] if k > 0 else 0  # (a hash of 0: 2**-64)
-    return out
 
 
 def to_batch(table: pa.Table, schema: TrafficSchema) -> Batch:

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -94,6 +95,33 @@ class TrafficStore:
             except UNREADABLE as err:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
         return total
+
+    def open(self, path: str) -> pq.ParquetFile:
+        """One file of the store, its footer read (an unreadable file is a TrafficError naming it)."""
+        try:
+            return pq.ParquetFile(self.filesystem.open_input_file(path))
+        except UNREADABLE as err:
+            raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
+
+    def read_rows(self, path: str, rows, columns: list[str] | None = None) -> pa.Table:
+        """Some rows (ascending indices) of one file, with its columns among columns
+        (None: all): each row group holding some is read whole (Parquet's smallest
+        unit here, one at a time) and the rows taken from it."""
+        handle = self.open(path)
+        meta = handle.metadata
+        present = None if columns is None else [c for c in columns if c in handle.schema_arrow.names]
+        starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        if len(rows) and rows[-1] >= starts[-1]:
+            raise TrafficError(f"{path}: the partition changed while it was read")
+        group_of = np.searchsorted(starts, rows, side="right") - 1
+        pieces = []
+        try:
+            for group in np.unique(group_of):
+                local = rows[group_of == group] - starts[group]
+                pieces.append(handle.read_row_group(int(group), columns=present).take(pa.array(local)))
+        except UNREADABLE as err:
+            raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
+        return pa.concat_tables(pieces)
 
     def batches(self, day, columns: list[str], batch_size: int = 65_536):
         """Record batches of the day's columns, file by file (bounded memory)."""

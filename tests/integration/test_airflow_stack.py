@@ -16,6 +16,7 @@ import shlex
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -105,6 +106,21 @@ def backfill_twice_and_compare(stack: Stack, config_path: Path, tmp_path: Path):
     assert all(r["state"] == "success" for r in stack.runs("lpmon_monitor"))
     assert backfilled_rows(store, end) == rows
     store.db.engine.dispose()
+
+
+def split_every_day(config_path: Path) -> None:
+    """Each day in two files, and sample_split_rows below a day's size: every day's
+    sample is drawn in two sample_part tasks, then merged."""
+    import pyarrow.parquet as pq
+
+    from lpmon.traffic import TrafficStore
+
+    config = load(config_path, environ={})
+    traffic = TrafficStore(config.model(MODEL).traffic)
+    for i in range(DAYS):
+        table = pq.read_table(traffic.files(START + dt.timedelta(days=i)))
+        traffic.write_day(START + dt.timedelta(days=i), table, rows_per_file=-(-table.num_rows // 2))
+    config_path.write_text(config_path.read_text().replace("[defaults]\n", "[defaults]\nsample_split_rows = 30000\n"))
 
 
 def backfilled_rows(store, end: str) -> dict:
@@ -299,6 +315,7 @@ def test_backfill_on_celery_workers_with_redis_and_no_smtp_connection(deployment
     make, config_path = deployment
     stack = make("CeleryExecutor", {"AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/7"})
     stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    split_every_day(config_path)  # the workers share each day's sampling; the rows stay the twin's
     stack.start(
         ("api-server", "-H", "127.0.0.1", "-p", str(stack.port), "-w", "1"),
         ("scheduler", "--skip-serve-logs"),
@@ -306,9 +323,13 @@ def test_backfill_on_celery_workers_with_redis_and_no_smtp_connection(deployment
         ("celery", "worker", "--skip-serve-logs", "--concurrency", "2"),
     )
     backfill_twice_and_compare(stack, config_path, tmp_path)
-    # The tasks ran on the Celery worker, not in the scheduler.
+    # The tasks ran on the Celery worker, not in the scheduler; each day's two file groups too.
     worker_log = (stack.home / "celery-worker.log").read_text()
     assert "lpmon_monitor" in worker_log
+    for run in stack.runs("lpmon_monitor"):
+        tis = stack.get(f"/api/v2/dags/lpmon_monitor/dagRuns/{quote(run['dag_run_id'])}/taskInstances?limit=100")
+        parts = [t for t in tis["task_instances"] if t["task_id"] == "sample_part"]
+        assert sorted((t["map_index"], t["state"]) for t in parts) == [(0, "success"), (1, "success")], parts
     # No SMTP connection anywhere: the day that needed an alert is green, its alert recorded
     # as not sent with the fix, and the page says so.
     run = scheduled_run_monitors_the_day_that_ended(stack, config_path)

@@ -104,7 +104,7 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     monitor, recalibrate, onboard = (bag.dags[d] for d in ("lpmon_monitor", "lpmon_recalibrate", "lpmon_onboard"))
     assert monitor.catchup and monitor.max_active_runs == 1
     assert monitor.start_date == pendulum.datetime(2026, 10, 1, tz="Europe/Paris")
-    assert {t.task_id for t in monitor.tasks} == {"models"} | {
+    assert {t.task_id for t in monitor.tasks} == {"models", "sample_groups", "sample_part"} | {
         f"monitor.{name}"
         for name in (
             "partition",
@@ -123,6 +123,9 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     task = monitor.get_task
     assert task("monitor.partition").downstream_task_ids == {"monitor.sample"}
     assert task("monitor.partition").mode == "reschedule"
+    assert task("sample_groups").downstream_task_ids == {"sample_part"}
+    assert task("monitor.sample").upstream_task_ids == {"models", "monitor.partition", "sample_part"}
+    assert task("monitor.sample").trigger_rule == "none_failed"  # a day not split skips sample_part
     assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
     assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
     assert task("monitor.report").upstream_task_ids == {
@@ -136,7 +139,7 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     assert [a.name for a in task("monitor.publish").outlets] == ["lpmon_plan_promoted"]
     assert task("monitor.sample").get_closest_mapped_task_group().group_id == "monitor"
     assert all(t.retries == 3 and t.on_failure_callback for t in monitor.tasks)
-    assert all(t.map_index_template for t in monitor.tasks if t.task_id != "models")
+    assert all(t.map_index_template for t in monitor.tasks if t.task_id not in ("models", "sample_groups"))
     assert recalibrate.timetable.expression == "0 4 * * 1" and not recalibrate.catchup
     assert [a.name for a in recalibrate.get_task("publish").outlets] == ["lpmon_plan_promoted"]
     assert [a.name for a in onboard.timetable.asset_condition.objects] == ["lpmon_model_snapshot"]
@@ -192,6 +195,50 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
     assert f"stable 2026-11-02: {status}" in report.read_text() and "data:image/png;base64," in report.read_text()
     assert (config.plans_dir / "stable" / "active.json").exists()
     assert not (config.work_dir / "stable" / str(day(1)) / "arrays.npz").exists()  # cleaned after the report
+
+
+@pytest.mark.slow
+def test_a_day_split_over_file_groups_gives_the_rows_of_a_whole_day(dagbag, tmp_path, monkeypatch):
+    """sample_split_rows forced low: the day's five files are drawn in three
+    sample_part tasks and merged; the day's rows equal the library's, drawn whole."""
+    import pyarrow.parquet as pq
+
+    from lpmon.pipeline.split_day import folder
+    from lpmon.traffic import TrafficStore
+
+    config_path = dag_world(tmp_path / "dag", ["stable"], days=1, extra="sample_split_rows = 20000")
+    twin_path = dag_world(tmp_path / "lib", ["stable"], days=1)
+    config = load(config_path, environ={})
+    traffic = TrafficStore(config.model("stable").traffic)
+    table = pq.read_table(traffic.files(day(0)))
+    traffic.write_day(day(0), table, rows_per_file=10_000, row_group_rows=4_096)
+    assert len(traffic.files(day(0))) == 5
+    import lpmon.pipeline.context
+
+    real = lpmon.pipeline.context.draw_sample
+
+    def whole(store, day, n, *args):  # (validation's larger draws of the day stay whole)
+        assert n != config.model("stable").sample_size, "the split day's sample was drawn whole"
+        return real(store, day, n, *args)
+
+    monkeypatch.setattr(lpmon.pipeline.context, "draw_sample", whole)  # (dag.test runs tasks in this process)
+    dr, states = run_dag(dagbag(config_path), "lpmon_monitor", day(0))
+    monkeypatch.undo()
+    assert dr.state == "success", states
+    assert [states[("sample_part", i)] for i in range(3)] == ["success"] * 3 and ("sample_part", 3) not in states
+    parts = {
+        ti.map_index: ti.xcom_pull(task_ids="sample_part", map_indexes=ti.map_index)
+        for ti in dr.get_task_instances()
+        if ti.task_id == "sample_part"
+    }
+    assert sorted(p["rows"] for p in parts.values()) == [10_000, 20_000, 20_000] and all(
+        p["drawn"] for p in parts.values()
+    )
+    assert not folder(config, "stable", str(day(0))).exists()  # the groups' files, removed once merged
+    run_day(load(twin_path, environ={}), "stable", day(0))
+    assert snapshot_rows(open_store(config), "stable") == snapshot_rows(
+        open_store(load(twin_path, environ={})), "stable"
+    )
 
 
 @pytest.mark.slow

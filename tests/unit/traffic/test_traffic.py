@@ -122,7 +122,7 @@ def test_bad_traffic_names_partition_column_and_count(tmp_path, change, message)
     store = TrafficStore(tmp_path)
     store.write_day(DAY, change(day_table()))
     with pytest.raises(TrafficError, match=message) as err:
-        sample(store, DAY, 100, 1, SCHEMA)
+        sample(store, DAY, 20_000, 1, SCHEMA)  # every row sampled: only sampled rows' features are read
     assert "date=2026-11-02" in str(err.value)
 
 
