@@ -37,6 +37,7 @@ import numpy as np
 
 from lpmon.model.backends import Backend, register
 from lpmon.model.batch import Batch, SparseFeature
+from lpmon.model.cache import MAX_TORCH_EXECUTORS
 from lpmon.model.dlrm_import import model_from_state_dict
 from lpmon.model.forward import DEFAULT_BATCH_SIZE, ForwardResult, LayerTap, check_batch
 from lpmon.model.snapshot import Model
