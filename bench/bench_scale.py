@@ -106,7 +106,8 @@ while start < rows:
         elif name == "label":
             columns[name] = pa.array((rng.random(n) < 0.04).astype(field.type.to_pandas_dtype()))
         elif name == "ts":
-            columns[name] = pa.array(np.full(n, np.datetime64("2026-11-02T12:00:00"), dtype="datetime64[us]")).cast(field.type)
+            noon = np.full(n, np.datetime64("2026-11-02T12:00:00"), dtype="datetime64[us]")
+            columns[name] = pa.array(noon).cast(field.type)
         elif name.startswith("dense_"):
             columns[name] = pa.array(rng.normal(0, 1, n).astype(np.float32))
         elif pa.types.is_list(field.type):

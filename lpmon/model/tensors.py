@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -55,6 +56,12 @@ def maps_a_file(array: np.ndarray) -> bool:
     return isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous
 
 
+def file_of(array: np.ndarray) -> tuple[str, int]:
+    """The file a mapped array (maps_a_file) reads, and the offset of its data there."""
+    mapped = cast(np.memmap, array)
+    return str(mapped.filename), int(mapped.offset)
+
+
 def array_chunks(array: np.ndarray) -> Iterator[np.ndarray]:
     """The array in row chunks: views of an in-memory array (never copied whole); from a
     mapped file, ordinary reads (pages read through the mapping would stay resident in the
@@ -64,12 +71,13 @@ def array_chunks(array: np.ndarray) -> Iterator[np.ndarray]:
         for start in range(0, max(len(array), 1), step):
             yield array[start : start + step]
         return
-    with open(array.filename, "rb") as handle:
-        handle.seek(array.offset)
+    filename, offset = file_of(array)
+    with open(filename, "rb") as handle:
+        handle.seek(offset)
         for start in range(0, len(array), step):
             chunk = np.empty((min(step, len(array) - start), *array.shape[1:]), array.dtype)
-            if handle.readinto(memoryview(chunk).cast("B")) != chunk.nbytes:
-                raise SpecError(f"{array.filename}: ends before row {start + len(chunk)}")
+            if handle.readinto(chunk.data.cast("B")) != chunk.nbytes:
+                raise SpecError(f"{filename}: ends before row {start + len(chunk)}")
             yield chunk
 
 
@@ -91,14 +99,15 @@ def read_rows(array: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return np.asarray(array[ids])
     out = np.empty((len(ids), *array.shape[1:]), array.dtype)
     row = array.strides[0]
-    buffer = memoryview(out).cast("B")
-    with open(array.filename, "rb") as handle:
+    buffer = out.data.cast("B")
+    filename, offset = file_of(array)
+    with open(filename, "rb") as handle:
         descriptor = handle.fileno()
         for i, index in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
             if not 0 <= index < len(array):
                 raise IndexError(f"row {index} is outside the tensor's {len(array)} rows")
-            if os.preadv(descriptor, [buffer[i * row : (i + 1) * row]], array.offset + index * row) != row:
-                raise SpecError(f"{array.filename}: ends before row {index}")
+            if os.preadv(descriptor, [buffer[i * row : (i + 1) * row]], offset + index * row) != row:
+                raise SpecError(f"{filename}: ends before row {index}")
     return out
 
 
@@ -120,7 +129,7 @@ def write_tensor(path: Path, shape: tuple[int, ...], chunks: Iterable[np.ndarray
             chunk = np.ascontiguousarray(chunk, dtype=DTYPE)
             if chunk.shape[1:] != shape[1:] or rows + len(chunk) > shape[0]:
                 raise SpecError(f"{name}: a chunk of shape {chunk.shape} does not fit the tensor's shape {shape}")
-            data = memoryview(chunk).cast("B")
+            data = chunk.data.cast("B")
             digest.update(data)
             handle.write(data)
             nonfinite += int(np.count_nonzero(~np.isfinite(chunk)))

@@ -132,8 +132,8 @@ def draw_candidates(
     if spill:
         np.save(spill, hashes)
     del hashes
-    index = (np.searchsorted(starts, keep, side="right") - 1).astype(np.int32)
-    part = Candidates(tuple(files), counts, kept, kept_labels, index, keep - starts[index], str(spill or ""))
+    file_index = (np.searchsorted(starts, keep, side="right") - 1).astype(np.int32)
+    part = Candidates(tuple(files), counts, kept, kept_labels, file_index, keep - starts[file_index], str(spill or ""))
     if rows_to and write_rows(store, part, rows_to, seed):
         part = replace(part, table=str(rows_to))
     return part
