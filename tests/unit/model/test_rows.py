@@ -213,7 +213,7 @@ def test_plans_share_the_days_rows_and_a_move_prepares_only_its_unit():
 
 
 def test_the_torch_back_ends_executors_are_kept_too_but_fewer():
-    pytest.importorskip("torch")
+    pytest.importorskip("lpmon.torch_backend")  # needs torch; registers the "torch" back end
     spec = spec_of()
     model = dataclasses.replace(Model.initialise(spec, seed=0), backend="torch")
     plans = [plan_of(spec, [(p, False)] * 3) for p in ("int8", "int4", "fp16")]
