@@ -48,16 +48,12 @@ def mask_store_password(url: str) -> None:
     """Register the state store's password with Airflow's secrets masker, so that
     no task log line (a traceback with a connection string, say) shows it. SMTP
     and Airflow's own credentials come from connections, which Airflow masks."""
-    import sqlalchemy as sa
+    from airflow.sdk import log
 
-    try:
-        password = sa.engine.make_url(url).password
-    except sa.exc.ArgumentError:
-        return
-    if password:
-        from airflow.sdk.log import mask_secret
+    from lpmon.store.url import url_secrets
 
-        mask_secret(password)
+    for secret in url_secrets(url):  # whatever the URL looks like (a typo included)
+        log.mask_secret(secret)
 
 
 def day_of(context, timezone: str = "UTC") -> str:

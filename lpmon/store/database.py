@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from lpmon.store.errors import StoreError
 from lpmon.store.locks import _HELD  # noqa: F401 - tests look at the held locks here
-from lpmon.store.url import StoreUrlError, check_store_url
+from lpmon.store.url import StoreUrlError, check_store_url, masked_url
 
 from . import locks
 
@@ -318,7 +318,7 @@ class Database:
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return masked_url(self.url)
 
 
 def init_store(url: str) -> list[int]:
