@@ -1,0 +1,144 @@
+"""What an attacker found (issue 28, point 2): each hostile or faulty case as a
+user meets it, through the `lpmon` CLI (in process, or in a subprocess where a
+traceback could show), with the store looked at afterwards."""
+
+import dataclasses
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lpmon import cli
+from lpmon.config import load
+from lpmon.demo.world import WorldConfig, write_world
+from lpmon.pipeline import open_store, run_day
+from lpmon.quant import LayerPlan, QuantPlan
+from lpmon.store import init_store
+
+pytestmark = pytest.mark.faults
+
+MODEL, DAY0, DAY1 = "stable", "2026-11-01", "2026-11-02"
+
+
+def write_config(root: Path, world: Path, defaults: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "lpmon.toml"
+    path.write_text(
+        f'store = "sqlite:///{root / "state.db"}"\nplans_dir = "{root / "plans"}"\nwork_dir = "{root / "work"}"\n'
+        f"[defaults]\nsample_size = 5000\nmin_examples = 1000\n{defaults}\n"
+        f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
+        f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n'
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    write_world(root, WorldConfig(MODEL, days=2, seed=1, examples_per_day=50_000))
+    return root
+
+
+@pytest.fixture(scope="module")
+def history(world, tmp_path_factory):
+    """A SQLite store holding day 0 (plan v1 active and exported), copied by each test."""
+    base = tmp_path_factory.mktemp("history")
+    path = write_config(base, world)
+    init_store(load(path, environ={}).store)
+    assert run_day(load(path, environ={}), MODEL, DAY0).plan_version == 1
+    return base
+
+
+@pytest.fixture
+def run_dir(history, world, tmp_path):
+    root = tmp_path / "run"
+    root.mkdir()
+    with sqlite3.connect(history / "state.db") as source, sqlite3.connect(root / "state.db") as target:
+        source.backup(target)
+    shutil.copytree(history / "plans", root / "plans")
+    write_config(root, world)
+    return root
+
+
+def lpmon(root: Path, *args: str, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main([*args, "--config", str(root / "lpmon.toml")])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line(code: int, err: str, *words: str) -> str:
+    """Refused with one line on stderr naming every word."""
+    err = err.strip()
+    assert code == 1 and "\n" not in err and "Traceback" not in err, (code, err)
+    for word in words:
+        assert word in err, (word, err)
+    return err
+
+
+def store_of(root: Path):
+    return open_store(load(root / "lpmon.toml", environ={}))
+
+
+def active_plan(root: Path) -> QuantPlan:
+    return QuantPlan.from_json(store_of(root).active_plan(MODEL).plan_json)
+
+
+def other_plan(root: Path) -> QuantPlan:
+    """The active plan with top_l.0 in fp16: a plan lpmon did not make."""
+    plan = active_plan(root)
+    layers = tuple(LayerPlan(x.name, x.kind, "fp16") if x.name == "top_l.0" else x for x in plan.layers)
+    return dataclasses.replace(plan, version=99, layers=layers)
+
+
+# --- plans: import and promote ---------------------------------------------------------------
+
+
+def test_a_forced_promotion_of_an_imported_plan_is_recorded(run_dir, capsys):
+    (run_dir / "mine.json").write_text(other_plan(run_dir).to_json())
+    code, out, _ = lpmon(
+        run_dir, "plans", "import", "--model", MODEL, str(run_dir / "mine.json"), "--json", capsys=capsys
+    )
+    assert code == 0 and json.loads(out)["version"] == 2
+    code, out, err = lpmon(run_dir, "plans", "promote", "--model", MODEL, "2", "--force", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["promoted"] is True, (out, err)
+    events = store_of(run_dir).plan_events(MODEL)
+    assert [(e["version"], e["origin"], e["forced"]) for e in events] == [(1, "ONBOARD", 0), (2, "USER", 1)]
+    assert json.loads(events[-1]["units_json"]) == ["top_l.0"]
+
+
+def test_promoting_the_plan_in_force_says_nothing_changed(run_dir, capsys):
+    for force in ([], ["--force"]):
+        code, out, _ = lpmon(run_dir, "plans", "promote", "--model", MODEL, "1", *force, "--json", capsys=capsys)
+        data = json.loads(out)
+        assert code == 1 and data["promoted"] is False and "already in force" in data["reason"], data
+    assert [e["version"] for e in store_of(run_dir).plan_events(MODEL)] == [1]
+
+
+def test_importing_the_plan_in_force_says_so(run_dir, capsys):
+    (run_dir / "same.json").write_text(active_plan(run_dir).to_json())
+    code, out, _ = lpmon(
+        run_dir, "plans", "import", "--model", MODEL, str(run_dir / "same.json"), "--json", capsys=capsys
+    )
+    data = json.loads(out)
+    assert code == 0 and data["version"] == 1 and data["status"] == "active" and data["stored"] is False, data
+    code, out, _ = lpmon(run_dir, "plans", "import", "--model", MODEL, str(run_dir / "same.json"), capsys=capsys)
+    assert "identical to plan v1 (active): nothing stored" in out, out
+    assert [p.version for p in store_of(run_dir).plans(MODEL)] == [1]
+
+
+def test_a_plan_for_another_model_is_refused(run_dir, capsys):
+    plan = dataclasses.replace(other_plan(run_dir), model_id="someone-else")
+    (run_dir / "theirs.json").write_text(plan.to_json())
+    code, _, err = lpmon(run_dir, "plans", "import", "--model", MODEL, str(run_dir / "theirs.json"), capsys=capsys)
+    one_line(code, err, "theirs.json", "'someone-else'", MODEL)
+    assert [p.version for p in store_of(run_dir).plans(MODEL)] == [1]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000])
+def test_deeply_nested_json_is_a_one_line_error(run_dir, capsys, text):
+    (run_dir / "deep.json").write_text(text)
+    code, _, err = lpmon(run_dir, "plans", "import", "--model", MODEL, str(run_dir / "deep.json"), capsys=capsys)
+    one_line(code, err, "deep.json", "nested too deeply")
