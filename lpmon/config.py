@@ -60,6 +60,7 @@ class ModelSettings:
     cooldown_days: int = 7  # units a promotion changed are not re-enabled for this long
     validation_max_examples: int = 200_000  # held-out examples a validation may draw, at most
     validation_days: int = 7  # earlier days' traffic a validation may draw from
+    max_backfill_days: int = 366  # the longest range `lpmon backfill` runs at once
     recipients: tuple[str, ...] = ()
     max_ids_per_row: int = 10_000  # ids in one row of a multi-hot column (more: the day fails)
     ts_tolerance_hours: float = 12.0  # how far `ts` may stray outside its partition's day
@@ -119,6 +120,7 @@ LIMITS = {
     "validation_max_examples": 100_000_000,
     "max_ids_per_row": 10_000_000,
     "window_days": 90,
+    "max_backfill_days": 36_600,
 }
 _ENV_DEFAULTS = {
     "LPMON_GATE_PCT": ("gate_pct", float),

@@ -82,13 +82,13 @@ def last_day_of(context, timezone: str = "UTC") -> str:
 
 
 def _day_param(context) -> str:
+    from lpmon.pipeline.days import calendar_day
+
     value = (context.get("params") or {}).get("day")
-    if not value:
-        return ""
     try:
-        return dt.date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        raise ConfigError(f"param day: expected a date YYYY-MM-DD, got {value!r}") from None
+        return calendar_day(value, "param day") if value else ""
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def label(model_id: str) -> None:

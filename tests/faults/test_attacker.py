@@ -142,3 +142,38 @@ def test_deeply_nested_json_is_a_one_line_error(run_dir, capsys, text):
     (run_dir / "deep.json").write_text(text)
     code, _, err = lpmon(run_dir, "plans", "import", "--model", MODEL, str(run_dir / "deep.json"), capsys=capsys)
     one_line(code, err, "deep.json", "nested too deeply")
+
+
+# --- date ranges have bounds -----------------------------------------------------------------
+
+
+def rows_of(root: Path) -> list:
+    return store_of(root).rows("runs", MODEL)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["backfill", "--start", "0001-01-01", "--end", "9999-12-31"], ["9999-12-31", "after tomorrow"]),
+        (["run", "--date", "9999-12-31"], ["9999-12-31", "after tomorrow"]),
+        (["backfill", "--start", "2026-10-01", "--end", DAY1], ["2026-10-01", "traffic", DAY0, DAY1]),
+        (["run", "--date", "2026-10-31"], ["2026-10-31", "before", "traffic", DAY0, DAY1]),
+        (["onboard", "--date", "2026-10-31"], ["2026-10-31", "traffic"]),
+    ],
+)
+def test_days_outside_the_traffic_or_the_calendar_are_refused(run_dir, capsys, args, words):
+    before = rows_of(run_dir)
+    code, _, err = lpmon(run_dir, *args, "--model", MODEL, capsys=capsys)
+    one_line(code, err, *words)
+    assert rows_of(run_dir) == before
+
+
+def test_a_range_longer_than_the_configured_maximum_is_refused(run_dir, world, capsys):
+    write_config(run_dir, world, defaults="max_backfill_days = 1")
+    before = rows_of(run_dir)
+    code, _, err = lpmon(run_dir, "backfill", "--model", MODEL, "--start", DAY0, "--end", DAY1, capsys=capsys)
+    one_line(code, err, "2 days", "max_backfill_days = 1")
+    assert rows_of(run_dir) == before
+    write_config(run_dir, world, defaults="max_backfill_days = 0")
+    code, _, err = lpmon(run_dir, "status", capsys=capsys)
+    assert code == 1 and "max_backfill_days: must be between 1 and" in err, err
