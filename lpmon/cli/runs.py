@@ -164,7 +164,7 @@ def onboard(args, config) -> int:
 
 def status(args, config) -> int:
     from lpmon.pipeline import open_store
-    from lpmon.pipeline.export import serving_problem
+    from lpmon.pipeline.export import serving_file_problem
     from lpmon.quant import QuantPlan
 
     store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
@@ -195,7 +195,7 @@ def status(args, config) -> int:
         entry["pinned"] = sorted(store.pins(model_id))
         exported = store.export_status(model_id)
         entry["serving"] = {
-            "problem": serving_problem(store, model_id),
+            "problem": serving_file_problem(config, store, model_id),
             "version": exported["serving_version"] if exported else None,
             "file": exported["target"] if exported else None,
         }

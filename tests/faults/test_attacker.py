@@ -177,3 +177,38 @@ def test_a_range_longer_than_the_configured_maximum_is_refused(run_dir, world, c
     write_config(run_dir, world, defaults="max_backfill_days = 0")
     code, _, err = lpmon(run_dir, "status", capsys=capsys)
     assert code == 1 and "max_backfill_days: must be between 1 and" in err, err
+
+
+# --- status looks at serving's file ----------------------------------------------------------
+
+
+def serving_file(root: Path) -> Path:
+    return root / "plans" / MODEL / "active.json"
+
+
+def retable(path: Path) -> None:
+    """emb_l.0 in int4 where the store's plan has int8: a valid plan, not the one in force."""
+    plan = json.loads(path.read_text())
+    plan["layers"]["emb_l.0"]["precision"] = "int4"
+    path.write_text(json.dumps(plan))
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (lambda p: p.write_text("garbage"), ["active.json", "not a plan"]),
+        (lambda p: p.unlink(), ["active.json", "missing"]),
+        (lambda p: p.write_text(p.read_text().replace('"version": 1', '"version": 7')), ["holds v7", "v1"]),
+        (retable, ["differs from", "v1"]),
+    ],
+)
+def test_status_checks_serving_file_against_the_store(run_dir, capsys, damage, words):
+    code, out, _ = lpmon(run_dir, "status", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)[MODEL]["serving"]["problem"] == ""
+    damage(serving_file(run_dir))
+    code, out, _ = lpmon(run_dir, "status", "--json", capsys=capsys)
+    problem = json.loads(out)[MODEL]["serving"]["problem"]
+    assert all(word in problem for word in words), problem
+    code, out, _ = lpmon(run_dir, "status", capsys=capsys)
+    line = next(line for line in out.splitlines() if "! serving:" in line)
+    assert all(word in line for word in words), out
