@@ -30,7 +30,8 @@ def check_store_url(url: str) -> sa.engine.URL:
             raise ValueError(url)
         parsed = sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
-        raise StoreUrlError(f"{masked_url(url)!r} is not a database URL: expected {EXAMPLES}") from None
+        shown = repr(masked_url(url)) if "://" not in url else masked_url(url)
+        raise StoreUrlError(f"{shown} is not a database URL: expected {EXAMPLES}") from None
     shown = masked_url(url)
     if "@" in (parsed.host or ""):
         raise StoreUrlError(f"{shown}: an '@' in the user name or password must be written %40")
@@ -64,7 +65,7 @@ def check_store_url(url: str) -> sa.engine.URL:
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/+")  # "scheme:" and its slashes, however many
-_SCHEME_ALONE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:/*")
+_SCHEME_ALONE = re.compile(r"[^:]*:/*")  # without an '@', the first ':' is taken for the scheme's
 
 
 def masked_url(url: str) -> str:
