@@ -30,6 +30,8 @@ import unicodedata
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from lpmon.ids import MODEL_ID, model_id_problem  # noqa: F401 - MODEL_ID: its old home
+
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
 
 
@@ -106,7 +108,6 @@ class Config:
         return self.models[model_id]
 
 
-MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no names, lists or header breaks
 # Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wrong file
@@ -172,11 +173,8 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         problems.append("models: at least one [models.<id>] table is needed")
         raw_models = {}
     for model_id, values in raw_models.items():
-        if not MODEL_ID.fullmatch(model_id) or ".." in model_id:
-            problems.append(
-                f"models.{model_id}: a model id is letters, digits, '_', '.' and '-' "
-                "(it names folders and report files)"
-            )
+        if model_id_problem(model_id):
+            problems.append(f"models.{model_id}: {model_id_problem(model_id)}")
             continue
         settings = _settings(values, defaults, f"models.{model_id}", problems)
         for key in ("traffic",) + (() if settings.scorer == "logged" else ("snapshot",)):

@@ -212,3 +212,37 @@ def test_status_checks_serving_file_against_the_store(run_dir, capsys, damage, w
     code, out, _ = lpmon(run_dir, "status", capsys=capsys)
     line = next(line for line in out.splitlines() if "! serving:" in line)
     assert all(word in line for word in words), out
+
+
+# --- lpmon world: the config's rule for model ids, paths under --root ---------------------------
+
+WORLD_IDS = ["../../escape", "../x", "/abs", "a/b", "a\nb", "<b>x</b>", "a b", "é", "x" * 200, "..", ".", ""]
+
+
+@pytest.mark.parametrize("model_id", WORLD_IDS)
+def test_world_refuses_the_ids_the_config_refuses_and_writes_nothing(tmp_path, capsys, model_id):
+    root = tmp_path / "a" / "b" / "root"
+    code = cli.main(["world", "--root", str(root), "--model-id", model_id, "--days", "1", "--examples-per-day", "100"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "\n" not in err and "a model id is letters" in err, (code, err)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == []  # nothing, not even --root
+
+
+@pytest.mark.parametrize("model_id", WORLD_IDS + ["ok", "a.b-c_1", "-x", "a..b"])
+def test_world_and_the_config_apply_one_rule(tmp_path, model_id):
+    from lpmon.config import ConfigError
+    from lpmon.demo.world import WorldConfig
+
+    try:
+        WorldConfig(model_id=model_id)
+        world_ok = True
+    except ValueError:
+        world_ok = False
+    path = tmp_path / "lpmon.toml"
+    path.write_text(f'[models.{json.dumps(model_id)}]\ntraffic = "t"\nsnapshot = "s"\n')
+    try:
+        load(path, environ={})
+        config_ok = True
+    except ConfigError as err:
+        config_ok = "a model id is letters" not in str(err)
+    assert world_ok == config_ok, model_id
