@@ -83,7 +83,7 @@ def sample(
         end = filled + record.num_rows
         if end > day_rows:
             raise TrafficError(f"{partition}: the partition changed while it was read")
-        hashes[filled:end] = request_hash(record.column("request_id").to_numpy(zero_copy_only=False), seed)
+        hashes[filled:end] = request_hash(schema.request_ids(record, partition), seed)
         labels[filled:end] = schema.labels(record, partition)
         filled = end
     if filled != day_rows:

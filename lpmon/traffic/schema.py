@@ -196,6 +196,16 @@ class TrafficSchema:
             )
 
     @staticmethod
+    def request_ids(batch: pa.RecordBatch, partition: str) -> np.ndarray:
+        """The batch's request ids, none null (nulls would hash alike and read as duplicates)."""
+        column = batch.column("request_id")
+        if column.null_count:
+            raise TrafficError(
+                f"{partition}: column request_id has {column.null_count} null values of {batch.num_rows} rows"
+            )
+        return column.to_numpy(zero_copy_only=False)
+
+    @staticmethod
     def labels(batch: pa.RecordBatch, partition: str) -> np.ndarray:
         """The batch's labels as int8, every one checked to be 0 or 1."""
         column = batch.column("label")
