@@ -246,3 +246,49 @@ def test_world_and_the_config_apply_one_rule(tmp_path, model_id):
     except ConfigError as err:
         config_ok = "a model id is letters" not in str(err)
     assert world_ok == config_ok, model_id
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_store(monkeypatch):
+    """SQLite's own "database or disk is full" (SQLITE_FULL) once the store may grow no more:
+    every new connection is capped at the file's size (PRAGMA max_page_count)."""
+    from lpmon.store import database
+
+    real = database._sqlite_pragmas
+
+    def capped(connection, record):
+        real(connection, record)
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA max_page_count = 1")  # clamped to the pages the file has now
+        cursor.close()
+
+    monkeypatch.setattr(database, "_sqlite_pragmas", capped)
+
+
+def test_a_store_whose_disk_fills_is_one_line_and_leaves_no_day_running(run_dir, world, capsys, full_store):
+    code, _, err = lpmon(run_dir, "run", "--model", MODEL, "--date", DAY1, capsys=capsys)
+    one_line(code, err, "state.db", "full")
+    row = store_of(run_dir).run(MODEL, DAY1)
+    assert row is None or row["status"] == "failed", row
+    assert all(r["status"] != "RUNNING" for r in rows_of(run_dir))
+
+
+def test_a_full_work_dir_names_the_path(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from lpmon.atomic import write_atomically
+
+    def full(fd):  # where a full disk shows on delayed allocation or NFS: the data's flush
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    target = tmp_path / "reports" / "m" / "2026-11-01.html"
+    target.parent.mkdir(parents=True)
+    with pytest.raises(OSError) as err:
+        write_atomically(target, b"x" * 100_000)
+    assert str(target) in str(err.value) and "No space left on device" in str(err.value)
+    assert list(target.parent.iterdir()) == []
