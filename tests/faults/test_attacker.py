@@ -292,3 +292,23 @@ def test_a_full_work_dir_names_the_path(tmp_path, monkeypatch):
         write_atomically(target, b"x" * 100_000)
     assert str(target) in str(err.value) and "No space left on device" in str(err.value)
     assert list(target.parent.iterdir()) == []
+
+
+def test_a_full_work_dir_names_the_days_folder(tmp_path, monkeypatch):
+    """The Airflow tasks keep a day's results under work_dir between steps."""
+    import errno
+
+    import numpy as np
+
+    from lpmon.pipeline.daywork import DayWork
+
+    work = DayWork(MODEL, DAY0)
+    work.labels = np.zeros(10, np.uint8)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(OSError) as err:
+        work.save(tmp_path / "work")
+    assert str(tmp_path / "work" / MODEL / DAY0) in str(err.value) and "No space left" in str(err.value)
