@@ -42,11 +42,13 @@ def write_atomically(path: str | Path, data: bytes | memoryview, mode: int | Non
             os.fsync(handle.fileno())
         os.chmod(tmp, default_mode() if mode is None else mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from None  # a full disk names no file by itself
         raise
     return path
 

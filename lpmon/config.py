@@ -30,6 +30,8 @@ import unicodedata
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from lpmon.ids import MODEL_ID, model_id_problem  # noqa: F401 - MODEL_ID: its old home
+
 METHODS = ("minmax", "ema", "percentile", "l2", "l2_fast", "kl", "mse")
 
 
@@ -61,6 +63,7 @@ class ModelSettings:
     cooldown_days: int = 7  # units a promotion changed are not re-enabled for this long
     validation_max_examples: int = 200_000  # held-out examples a validation may draw, at most
     validation_days: int = 7  # earlier days' traffic a validation may draw from
+    max_backfill_days: int = 366  # the longest range `lpmon backfill` runs at once
     recipients: tuple[str, ...] = ()
     max_ids_per_row: int = 10_000  # ids in one row of a multi-hot column (more: the day fails)
     ts_tolerance_hours: float = 12.0  # how far `ts` may stray outside its partition's day
@@ -106,7 +109,6 @@ class Config:
         return self.models[model_id]
 
 
-MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+")  # one plain address: no names, lists or header breaks
 # Upper bounds: a typo of a few zeros must not ask a worker for terabytes.
 MAX_CONFIG_BYTES = 1 << 20  # a config is a few KiB: anything larger is the wrong file
@@ -120,6 +122,7 @@ LIMITS = {
     "validation_max_examples": 100_000_000,
     "max_ids_per_row": 10_000_000,
     "window_days": 90,
+    "max_backfill_days": 36_600,
 }
 _ENV_DEFAULTS = {
     "LPMON_GATE_PCT": ("gate_pct", float),
@@ -171,11 +174,8 @@ def load(path: str | Path | None = None, environ: dict | None = None) -> Config:
         problems.append("models: at least one [models.<id>] table is needed")
         raw_models = {}
     for model_id, values in raw_models.items():
-        if not MODEL_ID.fullmatch(model_id) or ".." in model_id:
-            problems.append(
-                f"models.{model_id}: a model id is letters, digits, '_', '.' and '-' "
-                "(it names folders and report files)"
-            )
+        if model_id_problem(model_id):
+            problems.append(f"models.{model_id}: {model_id_problem(model_id)}")
             continue
         settings = _settings(values, defaults, f"models.{model_id}", problems)
         for key in ("traffic",) + (() if settings.scorer == "logged" else ("snapshot",)):

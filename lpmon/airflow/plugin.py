@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
 
-MONITOR_DAG = "lpmon_monitor"
+from lpmon.airflow.webauth import MONITOR_DAG
 
 
 def monitor_run_links(days: list[str]) -> dict[str, str]:

@@ -48,16 +48,12 @@ def mask_store_password(url: str) -> None:
     """Register the state store's password with Airflow's secrets masker, so that
     no task log line (a traceback with a connection string, say) shows it. SMTP
     and Airflow's own credentials come from connections, which Airflow masks."""
-    import sqlalchemy as sa
+    from airflow.sdk import log
 
-    try:
-        password = sa.engine.make_url(url).password
-    except sa.exc.ArgumentError:
-        return
-    if password:
-        from airflow.sdk.log import mask_secret
+    from lpmon.store.url import url_secrets
 
-        mask_secret(password)
+    for secret in url_secrets(url):  # whatever the URL looks like (a typo included)
+        log.mask_secret(secret)
 
 
 def day_of(context, timezone: str = "UTC") -> str:
@@ -86,13 +82,13 @@ def last_day_of(context, timezone: str = "UTC") -> str:
 
 
 def _day_param(context) -> str:
+    from lpmon.pipeline.days import calendar_day
+
     value = (context.get("params") or {}).get("day")
-    if not value:
-        return ""
     try:
-        return dt.date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        raise ConfigError(f"param day: expected a date YYYY-MM-DD, got {value!r}") from None
+        return calendar_day(value, "param day") if value else ""
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def label(model_id: str) -> None:

@@ -7,9 +7,11 @@
     /lpmon/api/models/<model>
     /lpmon/openapi.json           the API's schema (no /docs page: it would load its assets from a CDN)
 
-Airflow does not protect a plugin's app: every route here requires a valid
-Airflow token (Authorization: Bearer, or the UI's session cookie), checked by
-Airflow's own auth manager. Model ids must be ones the config lists; the HTML
+Airflow does not protect a plugin's app: every route here, the schema included,
+requires a valid Airflow token (Authorization: Bearer, or the UI's session
+cookie) of a user Airflow's auth manager lets read the lpmon_monitor DAG
+(lpmon.airflow.webauth); a browser not logged in is sent to Airflow's login
+and back. Model ids must be ones the config lists; the HTML
 (lpmon.report.page) escapes every value from data.
 """
 
@@ -167,10 +169,12 @@ class _Stores:
 
 
 def create_app(config_loader=load, run_links=None):
-    """The FastAPI app. Every route depends on Airflow's get_user (401/403 without a valid token)."""
-    from airflow.api_fastapi.core_api.security import get_user
+    """The FastAPI app. Every route, its schema included, depends on lpmon.airflow.webauth.reader():
+    Airflow's user (401/403 without a valid token) who may read the lpmon_monitor DAG (else 403)."""
     from fastapi import Depends, FastAPI, HTTPException
     from fastapi.responses import HTMLResponse
+
+    from lpmon.airflow.webauth import login_redirect, reader
 
     stores = _Stores()
 
@@ -182,8 +186,20 @@ def create_app(config_loader=load, run_links=None):
             with stores._lock:
                 stores.close()
 
-    app = FastAPI(title="lpmon", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="lpmon",
+        dependencies=[Depends(reader())],
+        docs_url=None,  # a docs page would load its assets from a CDN
+        redoc_url=None,
+        openapi_url=None,  # FastAPI's own schema route takes no dependencies: ours below does
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(HTTPException, login_redirect)
     app.state.stores = stores
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict:
+        return app.openapi()
 
     def settings(model_id: str | None = None) -> Config:
         config = config_loader()

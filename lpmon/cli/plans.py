@@ -102,13 +102,17 @@ def plan_lifecycle(args, config, store) -> int:
     from lpmon.pipeline.user_plans import import_plan, promote_plan
 
     if args.action == "import":
-        version = import_plan(config, args.model, args.file)
-        emit(
-            args,
-            {"model": args.model, "version": version, "file": str(args.file), "status": "candidate"},
-            f"{args.file} stored as plan v{version} of {args.model} (not active: `lpmon plans promote "
-            f"--model {args.model} {version}`)",
-        )
+        imported = import_plan(config, args.model, args.file)
+        version = imported.version
+        data = {"model": args.model, "version": version, "file": str(args.file), "status": imported.status}
+        if not imported.stored:
+            text = f"{args.file} is identical to plan v{version} ({imported.status}): nothing stored"
+        else:
+            text = (
+                f"{args.file} stored as plan v{version} of {args.model} (not active: `lpmon plans promote "
+                f"--model {args.model} {version}`)"
+            )
+        emit(args, data | {"stored": imported.stored}, text)
         return EXIT_OK
     if args.action == "promote":
         outcome = promote_plan(config, args.model, args.version, day=args.date, force=args.force)

@@ -95,8 +95,9 @@ def exit_code(days: list[dict], args) -> int:
 def run(args, config) -> int:
     from lpmon.cli.progress import progress
     from lpmon.pipeline import STEPS, run_day
+    from lpmon.pipeline.days import check_days
 
-    config.model(args.model)
+    check_days(config, args.model, args.date)
     with progress(len(STEPS), f"{args.model} {args.date}", quiet=args.quiet, plain=False) as advance:
         result = run_day(config, args.model, args.date, on_step=advance)
     data = result_data(
@@ -111,11 +112,13 @@ def backfill(args, config) -> int:
 
     from lpmon.cli.progress import progress
     from lpmon.pipeline import run_day
+    from lpmon.pipeline.days import check_days
 
     config.model(args.model)
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
+    check_days(config, args.model, start, end)
     days, out = (end - start).days + 1, []
     with progress(days, f"backfill {args.model}", quiet=args.quiet) as advance:
         for offset in range(days):
@@ -135,8 +138,9 @@ def backfill(args, config) -> int:
 
 def onboard(args, config) -> int:
     from lpmon.pipeline import onboard_day
+    from lpmon.pipeline.days import check_days
 
-    config.model(args.model)
+    check_days(config, args.model, args.date)
     outcome = onboard_day(config, args.model, args.date)
     done = "promoted" if outcome.promoted else "nothing done" if outcome.active_version is not None else "none promoted"
     data = {
@@ -160,7 +164,7 @@ def onboard(args, config) -> int:
 
 def status(args, config) -> int:
     from lpmon.pipeline import open_store
-    from lpmon.pipeline.export import serving_problem
+    from lpmon.pipeline.export import serving_file_problem
     from lpmon.quant import QuantPlan
 
     store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
@@ -191,7 +195,7 @@ def status(args, config) -> int:
         entry["pinned"] = sorted(store.pins(model_id))
         exported = store.export_status(model_id)
         entry["serving"] = {
-            "problem": serving_problem(store, model_id),
+            "problem": serving_file_problem(config, store, model_id),
             "version": exported["serving_version"] if exported else None,
             "file": exported["target"] if exported else None,
         }

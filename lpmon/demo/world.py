@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from lpmon.ids import model_id_problem
 from lpmon.model import Batch, Model, ModelSpec, SparseFeature, TableSpec, forward_fp32
 from lpmon.model.mapped import SnapshotWriter
 from lpmon.model.snapshot import initial_tensors
@@ -60,6 +61,8 @@ class WorldConfig:
     def __post_init__(self):
         if self.scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {self.scenario!r}; choose from {', '.join(SCENARIOS)}")
+        if self.model_id is not None and model_id_problem(self.model_id):  # the config's own rule
+            raise ValueError(f"--model-id {self.model_id!r}: {model_id_problem(self.model_id)}")
         if self.days < 1 or self.examples_per_day < 100:
             raise ValueError("a world needs at least 1 day of at least 100 examples")
         for field, value in (("tables", self.n_sparse), ("table rows", self.table_rows), ("dim", self.dim)):

@@ -102,6 +102,33 @@ def serving_problem(store, model_id: str) -> str:
     return ""
 
 
+def serving_file_problem(config: Config, store, model_id: str) -> str:
+    """serving_problem, then serving's file itself against the store's active plan:
+    missing, not a plan, another version, or other contents ("" when they agree).
+    For `lpmon status`: it reads the file, which pages and alerts do not."""
+    problem = serving_problem(store, model_id)
+    if problem:
+        return problem
+    active, path = store.active_plan(model_id), target(config, model_id)
+    if active is None:
+        if path.exists() or path.is_symlink():
+            return f"{model_id}: no plan active in the store, but serving's file {path} exists: remove it"
+        return ""
+    fix, stored = "the next run of the model writes it again", f"{model_id}: v{active.version} active in the store"
+    try:
+        served = QuantPlan.from_json(path.read_text())
+    except FileNotFoundError:
+        return f"{stored}, serving's file {path} is missing: {fix}"
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as err:
+        why = err.strerror if isinstance(err, OSError) else str(err).splitlines()[0][:200]
+        return f"{stored}, serving's file {path} is not a plan ({why}): {fix}"
+    if served.version != active.version:
+        return f"{stored}, serving's file {path} holds v{served.version}: {fix}"
+    if served != QuantPlan.from_json(active.plan_json):
+        return f"{model_id}: serving's file {path} differs from v{active.version} in the store: {fix}"
+    return ""
+
+
 def remove_stale_temp_files(folder: Path) -> list[Path]:
     """Temporary files of writers killed mid-write (older than STALE_TEMP_S): removed."""
     removed = []

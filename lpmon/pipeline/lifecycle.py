@@ -278,6 +278,10 @@ class PlanLifecycle:
         current = active.version if active else None
         if rerun is not None and ok:
             if self.store.promote(self.model_id, rerun.version, expected_active=expected_active):
+                if rerun.status == "candidate":  # stored earlier but never promoted (a user's import): now it is
+                    self._record(
+                        rerun.version, day, origin, reason, forced, active_plan=_plan(active), candidate=candidate
+                    )
                 return Outcome(True, rerun.version, reason, active_version=rerun.version)
             return Outcome(
                 False,
@@ -286,7 +290,7 @@ class PlanLifecycle:
                 lost_race=True,
                 active_version=current,
             )
-        active_plan = QuantPlan.from_json(active.plan_json) if active else None
+        active_plan = _plan(active)
         if active_plan is not None and same_quantization(active_plan, candidate):
             return Outcome(
                 False,
@@ -316,6 +320,11 @@ class PlanLifecycle:
                 lost_race=True,
                 active_version=now.version if now else None,
             )
+        self._record(version, day, origin, reason, forced, active_plan=active_plan, candidate=candidate)
+        return Outcome(True, version, reason, active_version=version)
+
+    def _record(self, version, day, origin, reason, forced, *, active_plan, candidate) -> None:
+        """The promotion's plan_events row: who, when, why, and the units it changed."""
         self.store.record_plan_event(
             self.model_id,
             version,
@@ -325,7 +334,6 @@ class PlanLifecycle:
             forced=forced,
             units=changed_units(active_plan, candidate),
         )
-        return Outcome(True, version, reason, active_version=version)
 
     def promotions(self) -> list[tuple[str, list[str]]]:
         """(day, changed units) of every recorded promotion."""
@@ -340,6 +348,10 @@ class PlanLifecycle:
         if not events:
             return None
         return {layer.name: layer.precision for layer in self.plan(events[-1]["version"]).layers}
+
+
+def _plan(record) -> QuantPlan | None:
+    return QuantPlan.from_json(record.plan_json) if record else None
 
 
 def _numbered(plan: QuantPlan, version: int) -> QuantPlan:

@@ -7,6 +7,7 @@ import datetime as dt
 from lpmon.config import Config
 from lpmon.pipeline.context import day_lock
 from lpmon.pipeline.daywork import DayWork, RunResult
+from lpmon.pipeline.interrupted import mark_failed
 from lpmon.pipeline.steps import (
     compare_step,
     decide_step,
@@ -25,7 +26,11 @@ def run_day(config: Config, model_id: str, day, on_step=None) -> RunResult:
     """One model, one logical date: every step in order, in memory, holding the
     day's lock. on_step(name) is called as each of STEPS starts (progress bars)."""
     with day_lock(config, model_id, day):
-        return _run_day(config, model_id, day, on_step)
+        try:
+            return _run_day(config, model_id, day, on_step)
+        except Exception as err:
+            mark_failed(config, model_id, day, err)  # no first run left RUNNING by an error (a full disk)
+            raise
 
 
 def _run_day(config: Config, model_id: str, day, on_step) -> RunResult:

@@ -5,6 +5,7 @@ lpmon never changes them. The CLI's `lpmon plans import|promote|pin|unpin`."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from lpmon.config import Config
@@ -29,6 +30,12 @@ def read_plan(path: Path, model_id: str, spec: ModelSpec) -> QuantPlan:
         plan = QuantPlan.from_json(path.read_text())
     except (PlanError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: {err}") from None
+    except RecursionError:  # json.loads of thousands of nested brackets
+        raise ValueError(f"{path}: not a plan: its JSON is nested too deeply") from None
+    if plan.model_id != model_id:
+        raise ValueError(
+            f"{path}: the plan is for model {plan.model_id!r}, not {model_id}: import it under its own model"
+        )
     expected = {name: "linear" for name, _, _ in spec.linear_layers()} | {
         f"emb_l.{t}": "embedding" for t in range(len(spec.tables))
     }
@@ -46,11 +53,22 @@ def read_plan(path: Path, model_id: str, spec: ModelSpec) -> QuantPlan:
     return QuantPlan(model_id, 1, plan.layers, plan.provenance)
 
 
-def import_plan(config: Config, model_id: str, path: Path) -> int:
-    """Store a user's plan as a new candidate (not active); returns its version."""
+@dataclass(frozen=True)
+class Imported:
+    """Where an imported plan went: a new candidate, or the stored plan it is identical to."""
+
+    version: int
+    status: str  # the stored plan's status: candidate, active or retired
+    stored: bool  # False: identical to a plan stored before, nothing new stored
+
+
+def import_plan(config: Config, model_id: str, path: Path) -> Imported:
+    """Store a user's plan as a new candidate (not active), unless it is identical to a stored one."""
     day, settings, store = begin(config, model_id, dt.date.today())
     plan = read_plan(path, model_id, ModelSpec.load(Path(settings.snapshot) / "spec.json"))
-    return plan_lifecycle(config, store, model_id).store_candidate(plan, day, Origin.USER)
+    before = {record.version for record in store.plans(model_id)}
+    version = plan_lifecycle(config, store, model_id).store_candidate(plan, day, Origin.USER)
+    return Imported(version, store.plan_record(model_id, version).status, version not in before)
 
 
 def promote_plan(config: Config, model_id: str, version: int, *, day=None, force: bool = False) -> Outcome:
@@ -66,6 +84,11 @@ def promote_plan(config: Config, model_id: str, version: int, *, day=None, force
         day = last.day
     day = str(dt.date.fromisoformat(str(day or dt.date.today())))
     with day_lock(config, model_id, day), store.db.day_lock(model_id, PLAN_LOCK):
+        record = store.active_plan(model_id)
+        if record is not None and record.version == version:
+            return Outcome(
+                False, version, f"plan v{version} is already in force: nothing to change", active_version=version
+            )
         active = lifecycle.active()
         verdict = None
         if not force:

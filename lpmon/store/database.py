@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from lpmon.store.errors import StoreError
 from lpmon.store.locks import _HELD  # noqa: F401 - tests look at the held locks here
-from lpmon.store.url import StoreUrlError, check_store_url
+from lpmon.store.url import StoreUrlError, check_store_url, masked_url
 
 from . import locks
 
@@ -81,6 +81,10 @@ _SQLITE_FAULTS = (
     ("malformed", "the state store is damaged ({error}); it was left as it is: restore it from a backup"),
     ("disk i/o error", "the state store cannot be read or written ({error}): check the disk and the file"),
     (
+        "database or disk is full",
+        "the disk holding the state store is full ({error}): the write was rolled back; free space, then rerun the day",
+    ),
+    (
         "unable to open database file",
         "the state store cannot be opened ({error}): check that the file "
         "and its folder exist and are readable and writable",
@@ -131,6 +135,11 @@ class Database:
     def _explain(self, context) -> None:
         """SQLite's errors about the file itself become one-line StoreErrors naming the store."""
         error = context.original_exception
+        if getattr(error, "sqlstate", None) == "53100":  # PostgreSQL's disk_full
+            raise StoreError(
+                f"{self.safe_url}: the database server's disk is full ({str(error).strip().splitlines()[0]}): "
+                "the write was rolled back; free space, then rerun the day"
+            ) from None
         if self.dialect != "sqlite" or not isinstance(error, sqlite3.DatabaseError):
             return
         text = str(error).lower()
@@ -318,7 +327,7 @@ class Database:
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return masked_url(self.url)
 
 
 def init_store(url: str) -> list[int]:

@@ -103,6 +103,20 @@ class StateStore(Queries, PlanStore):
                 {"m": model_id, "d": logical_date, "t": now()},
             )
 
+    def fail_running(self, model_id: str, logical_date: str, message: str) -> None:
+        """A first run that stopped with an error: its RUNNING row says failed, and why (a
+        finished day's row is left alone). Where even that cannot be written (a full
+        disk), the row goes: the day then reads as never run, not as running for ever."""
+        where = "WHERE model_id = :m AND logical_date = :d AND status = 'RUNNING'"
+        values = {"m": model_id, "d": logical_date, "msg": message, "t": now()}
+        try:
+            with self.db.transaction() as c:
+                failed = "UPDATE runs SET status = 'failed', message = :msg, finished_at = :t "
+                c.execute(sa.text(failed + where), values)
+        except Exception:  # noqa: BLE001 - the smaller write below is the fallback
+            with self.db.transaction() as c:
+                c.execute(sa.text("DELETE FROM runs " + where), values)
+
     def run(self, model_id: str, logical_date: str) -> dict | None:
         with self.db.engine.connect() as c:
             row = c.execute(

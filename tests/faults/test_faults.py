@@ -251,7 +251,8 @@ def test_postgresql_restarted_inside_the_report_transaction_fails_then_the_retry
     monkeypatch.undo()
     store = open_store(postgres_history)
     run = [r for r in store.rows("runs", MODEL) if r["logical_date"] == DEGRADED_DAY]
-    assert [r["status"] for r in run] == ["RUNNING"]  # the report's transaction was rolled back whole
+    # The report's transaction was rolled back whole; the first run's row says it failed, not RUNNING (issue 28).
+    assert [r["status"] for r in run] == ["failed"] and run[0]["message"].startswith("failed: "), run
     assert active_versions(store) == [2]  # promoted before the report: the retry keeps it
     run_day(postgres_history, MODEL, DEGRADED_DAY)  # Airflow's retry
     assert snapshot_rows(store, MODEL) == expected

