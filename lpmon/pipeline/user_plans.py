@@ -68,7 +68,9 @@ def import_plan(config: Config, model_id: str, path: Path) -> Imported:
     plan = read_plan(path, model_id, ModelSpec.load(Path(settings.snapshot) / "spec.json"))
     before = {record.version for record in store.plans(model_id)}
     version = plan_lifecycle(config, store, model_id).store_candidate(plan, day, Origin.USER)
-    return Imported(version, store.plan_record(model_id, version).status, version not in before)
+    record = store.plan_record(model_id, version)
+    assert record is not None  # stored just now, or found identical to a stored plan
+    return Imported(version, record.status, version not in before)
 
 
 def promote_plan(config: Config, model_id: str, version: int, *, day=None, force: bool = False) -> Outcome:
