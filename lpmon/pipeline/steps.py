@@ -15,7 +15,7 @@ from lpmon.config import Config
 from lpmon.metrics import Comparison, compare, compare_by_segment, layer_metrics
 from lpmon.model import forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
-from lpmon.pipeline import export
+from lpmon.pipeline import export, order
 from lpmon.pipeline.assembly import assemble, unit_precisions
 from lpmon.pipeline.assess import assess_day, logged_degraded_reason, worst_segments
 from lpmon.pipeline.context import Day, day_of, draw
@@ -26,7 +26,6 @@ from lpmon.pipeline.onboard import ONBOARDING_WAITS, onboard_once
 from lpmon.pipeline.recalibrate import provenance_of, ranges_of
 from lpmon.pipeline.reenable import healthy_streak, maybe_reenable
 from lpmon.policy import Action, Status
-from lpmon.store import StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError
 
 SQNR_EXAMPLES = 4096  # one forward chunk: enough for a per-layer SQNR, small in memory
@@ -76,10 +75,9 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     the FC layers' inputs on the calibration half (stored for later recalibrations).
 
     The plan in force is fixed here, once per day: a rerun uses the one its first
-    run recorded. A first run waits until no earlier day of the model is still
-    running (so overlapping backfills judge each day under the plan a single
-    backfill would), and a model without a plan is onboarded, once, under the
-    model's plan lock."""
+    run recorded. A first run takes its turn (lpmon.pipeline.order: earlier days
+    first, later days judged already are rewound and judged again after it), and
+    a model without a plan is onboarded, once, under the model's plan lock."""
     if work.failure:
         return work
     started = time.perf_counter()
@@ -104,25 +102,25 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         # onboarded does not judge it after the fact.
         return _fail(work, Status.INSUFFICIENT_DATA, previous["message"])
     else:
-        _wait_for_earlier_days(d)
-        if store.active_plan(work.model_id) is None:
-            outcome = onboard_once(config, store, work.model_id, d.day, model, batch, labels)
-            if outcome is not None and not outcome.promoted:
-                return _fail(work, Status.INSUFFICIENT_DATA, outcome.reason)
-            if outcome is not None:
-                work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, outcome.version, True
-        active = store.active_plan(work.model_id)
-        assert active is not None  # onboarded above, or by another run meanwhile
-        work.plan_version = active.version
-        # The plan in force is fixed before anything can be promoted today.
-        store.record_run(
-            work.model_id,
-            d.day,
-            Status.RUNNING.value,
-            plan_version=work.plan_version,
-            sample_size=work.sample_size,
-            positives=work.positives,
-        )
+        with order.turn(d):  # earlier days first; later days judged already are rewound
+            if store.active_plan(work.model_id) is None:
+                outcome = onboard_once(config, store, work.model_id, d.day, model, batch, labels)
+                if outcome is not None and not outcome.promoted:
+                    return _fail(work, Status.INSUFFICIENT_DATA, outcome.reason)
+                if outcome is not None:
+                    work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, outcome.version, True
+            active = store.active_plan(work.model_id)
+            assert active is not None  # onboarded above, or by another run meanwhile
+            work.plan_version = active.version
+            # The plan in force is fixed before anything can be promoted today.
+            store.record_run(
+                work.model_id,
+                d.day,
+                Status.RUNNING.value,
+                plan_version=work.plan_version,
+                sample_size=work.sample_size,
+                positives=work.positives,
+            )
     plan = d.plan(work.plan_version)
     method = d.settings.calibration_method
     # The calibration half's FC inputs are observed in the scoring pass itself
@@ -154,19 +152,6 @@ def _waited_for_onboarding(previous: dict, events: list[dict]) -> bool:
         and bool(events)
         and events[0]["logical_date"] > previous["logical_date"]
     )
-
-
-def _wait_for_earlier_days(d: Day, poll_s: float = 0.2, timeout_s: float = 3600.0) -> None:
-    """Wait while a run of an earlier day of this model is in progress (its row says
-    RUNNING and its day lock is held), so that its promotions come first."""
-    deadline = time.monotonic() + timeout_s
-    for earlier in d.store.days_running(d.work.model_id, before=d.day):
-        while d.store.db.day_locked(d.work.model_id, earlier):
-            if time.monotonic() > deadline:
-                raise StoreError(
-                    f"{d.work.model_id} {d.day}: the run of {earlier} has held its lock for over {timeout_s:.0f} s"
-                )
-            time.sleep(poll_s)
 
 
 def compare_step(config: Config, work: DayWork) -> DayWork:
@@ -363,6 +348,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
             model_id, d.day, work.action, work.reasons, work.new_plan_version if work.promoted else None, connection=c
         )
     export.publish(config, store, model_id)  # a failure is recorded, then raised (the rows are in)
+    order.judge_rewound(config, store, model_id, d.day)  # later days this day's turn rewound
     dne = work.comparison["dne_pct"] if work.comparison else None
     return RunResult(
         model_id,
