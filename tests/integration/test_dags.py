@@ -107,6 +107,7 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     assert {t.task_id for t in monitor.tasks} == {"models"} | {
         f"monitor.{name}"
         for name in (
+            "turn",
             "partition",
             "sample",
             "score",
@@ -123,6 +124,8 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     task = monitor.get_task
     assert task("monitor.partition").downstream_task_ids == {"monitor.sample"}
     assert task("monitor.partition").mode == "reschedule"
+    assert task("monitor.turn").downstream_task_ids == {"monitor.partition"}  # a day waits for the earlier runs
+    assert task("monitor.turn").mode == "reschedule"
     assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
     assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
     assert task("monitor.report").upstream_task_ids == {
