@@ -24,6 +24,7 @@ from its saved progress. A rerun of a day, or a backfill, leaves the same rows.
 Where things are:
     context       the store, the (model, day) lock, the model, the day's sample and evidence
     steps         the steps above; run: run_day chains them in one process
+    order         a model's days judged in order: a first run's turn, later days put back
     assess        the policy's inputs (earlier days, segments, label-free signals)
     onboard       a first plan for a model or a new snapshot
     recalibrate   ranges from stored statistics; proactive recalibration
