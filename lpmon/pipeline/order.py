@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 
 from lpmon.store import StoreError
-from lpmon.store.order import ORDER_LOCK, earlier_in_progress, judged_after, rewind, rewound_after
+from lpmon.store.order import ORDER_LOCK, earlier_in_progress, judged_after, put_back_by, rewind, rewound_after, take
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def turn(d, timeout_s: float = 3600.0, poll_s: float = 0.2):
                         days[-1],
                     )
                     rewind(store, model_id, day, days)
+                take(store, model_id, day)
                 yield
                 return
         # A later day is in the middle of its judgement: let it finish, then rewind it.
@@ -71,6 +72,18 @@ def _wait(blocking, deadline: float, timeout_s: float, poll_s: float, model_id: 
                 "stop it (its day then waits for a rerun), or wait and rerun this day"
             )
         time.sleep(poll_s)
+
+
+def check_not_put_back(store, model_id: str, day: str) -> None:
+    """Before a day's rows are written: refuse (StoreError) if an earlier day's first
+    run put this day back while this run was judging it (an Airflow run between its
+    tasks holds no lock): that run judges it again, after itself."""
+    earlier = put_back_by(store, model_id, day)
+    if earlier:
+        raise StoreError(
+            f"{model_id} {day}: {earlier} was judged for the first time while this run was judging {day}, "
+            f"so {day} was put back; the run of {earlier} judges it again: nothing of this run is written"
+        )
 
 
 def judge_rewound(config, store, model_id: str, day: str) -> list[str]:

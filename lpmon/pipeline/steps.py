@@ -318,6 +318,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
     assert work.status is not None and work.action is not None, "decide (or a failure) sets both"
     total = sum(v for k, v in work.timings.items() if k != "total_s")
     work.timings["total_s"] = round(total, 3)
+    order.check_not_put_back(store, model_id, d.day)
     with store.db.transaction() as c:
         if work.failure:
             store.record_run(

@@ -58,6 +58,27 @@ def rewound_after(store, model_id: str, day: str) -> list[str]:
         )
 
 
+def take(store, model_id: str, day: str) -> None:
+    """A rewound day's run has taken its turn: its row no longer says REWOUND."""
+    with store.db.transaction() as c:
+        c.execute(
+            sa.text(
+                "UPDATE runs SET message = '' WHERE model_id = :m AND logical_date = :d AND status = 'RUNNING' "
+                "AND message LIKE :why"
+            ),
+            {"m": model_id, "d": day, "why": REWOUND + "%"},
+        )
+
+
+def put_back_by(store, model_id: str, day: str) -> str:
+    """The earlier day that rewound `day` while a run was judging it ("" if none did)."""
+    row = store.run(model_id, day)
+    message = (row or {}).get("message") or ""
+    if row and row["status"] == "RUNNING" and message.startswith(REWOUND):
+        return message[len(REWOUND) :]
+    return ""
+
+
 def rewind(store, model_id: str, day: str, later: list[str]) -> None:
     """Undo the judgements of `later` (days after `day`, judged before it), in one
     transaction: their metrics and decisions go, their rows say RUNNING with no plan

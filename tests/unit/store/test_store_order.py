@@ -76,3 +76,13 @@ def test_a_plan_the_days_cannot_make_again_refuses_the_rewind(store, origin, not
         rewind(store, MODEL, "2026-11-02", ["2026-11-03"])
     assert store.run(MODEL, "2026-11-03")["status"] == "HEALTHY"  # nothing changed
     assert len(store.plans(MODEL)) == 2
+
+
+def test_a_put_back_day_says_by_whom_until_its_run_takes_its_turn(store):
+    from lpmon.store.order import put_back_by, take
+
+    judged(store, "2026-11-03", version=None)
+    rewind(store, MODEL, "2026-11-02", ["2026-11-03"])
+    assert put_back_by(store, MODEL, "2026-11-03") == "2026-11-02"  # a run judging it writes nothing
+    take(store, MODEL, "2026-11-03")
+    assert put_back_by(store, MODEL, "2026-11-03") == "" and rewound_after(store, MODEL, "2026-11-02") == []
