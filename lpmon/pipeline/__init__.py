@@ -41,7 +41,7 @@ from lpmon.pipeline.context import day_lock, load_model, open_store
 from lpmon.pipeline.daywork import RunResult
 from lpmon.pipeline.onboard import onboard_day, onboard_snapshot
 from lpmon.pipeline.recalibrate import proactive_recalibration
-from lpmon.pipeline.run import STEPS, run_day
+from lpmon.pipeline.run import STEPS, report_day, run_day
 
 __all__ = [
     "STEPS",
@@ -52,5 +52,6 @@ __all__ = [
     "onboard_snapshot",
     "open_store",
     "proactive_recalibration",
+    "report_day",
     "run_day",
 ]

@@ -86,10 +86,9 @@ def check_not_put_back(store, model_id: str, day: str) -> None:
         )
 
 
-def judge_rewound(config, store, model_id: str, day: str) -> list[str]:
-    """Judge again, oldest first, the later days that judging `day` rewound; returns them."""
-    from lpmon.pipeline.run import run_day  # run imports the steps, which call this
-
+def judge_rewound(config, store, model_id: str, day: str, run_day) -> list[str]:
+    """Judge again, oldest first, the later days that judging `day` rewound, each with
+    run_day(config, model_id, day) (lpmon.pipeline.run); returns them."""
     done = []
     while True:
         days = rewound_after(store, model_id, day)

@@ -352,7 +352,6 @@ def report_step(config: Config, work: DayWork) -> RunResult:
             model_id, d.day, work.action, work.reasons, work.new_plan_version if work.promoted else None, connection=c
         )
     export.publish(config, store, model_id)  # a failure is recorded, then raised (the rows are in)
-    order.judge_rewound(config, store, model_id, d.day)  # later days this day's turn rewound
     dne = work.comparison["dne_pct"] if work.comparison else None
     return RunResult(
         model_id,
