@@ -11,12 +11,15 @@ promoted plan on the `lpmon_plan_promoted` asset.
 The day monitored is the run's data interval: the run for D covers [D 00:00,
 D+1 00:00) in `[airflow] timezone` and starts once D has ended; a backfill
 from D1 to D2 monitors D1..D2; a manual run monitors the `day` param, else the
-last complete day. With `[airflow] partition_wait_s`, each model first waits
-(a reschedule-mode sensor) for its partition's marker file; past the wait the
-day is INSUFFICIENT_DATA, alerted, and the run still succeeds. Runs never
-overlap (max_active_runs=1), so a model's days are processed in order; catchup
-and backfills give the same rows as the daily runs did. Config: the
-`lpmon_config` Variable or `$LPMON_CONFIG`.
+last complete day. A model's days are judged in order, whatever runs them:
+each model first takes its `turn` (a reschedule-mode sensor: no worker held)
+once no earlier run of this DAG is queued or running, so a backfill of any
+width, catchup and reruns give the rows one serial pass gives (the store
+enforces the same order on any run: lpmon.pipeline.order). With `[airflow]
+partition_wait_s`, each model then waits (a reschedule-mode sensor) for its
+partition's marker file; past the wait the day is INSUFFICIENT_DATA, alerted,
+and the run still succeeds. Config: the `lpmon_config` Variable or
+`$LPMON_CONFIG`.
 
 A day of more than `sample_split_rows` rows (and its partition complete) is
 sampled per file group first: sample_groups plans them, one sample_part task
@@ -32,6 +35,7 @@ from lpmon.airflow.defaults import PLAN_PROMOTED, airflow_settings, catchup, def
 
 SETTINGS = airflow_settings()
 EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (see dagtasks.label)
+TURN_POKE_S, TURN_WAIT_S = 30, 24 * 3600  # how often and how long a day waits for the earlier runs
 
 
 @dag(
@@ -61,6 +65,12 @@ def lpmon_monitor():
 
     @task_group(group_id="monitor")
     def monitor(model_id: str):
+        @task.sensor(mode="reschedule", poke_interval=TURN_POKE_S, timeout=TURN_WAIT_S, map_index_template=EACH_MODEL)
+        def turn(model_id: str, **context) -> bool:
+            from lpmon.airflow import order
+
+            return order.turn_ready(model_id, context)
+
         @task.sensor(
             mode="reschedule",
             poke_interval=SETTINGS.partition_poke_s,
@@ -135,7 +145,9 @@ def lpmon_monitor():
 
             return dagtasks.publish(result, context, PLAN_PROMOTED)
 
-        drawn = sample(model_id, partition(model_id))
+        ready = partition(model_id)
+        turn(model_id) >> ready
+        drawn = sample(model_id, ready)
         parts >> drawn  # the day's file groups (of every model), when split
         decided = drawn >> score(model_id) >> compare(model_id) >> decide(model_id)
         recorded, recalibrated, fell_back, reported = (

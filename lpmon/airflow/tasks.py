@@ -247,7 +247,7 @@ def report(model_id: str, context) -> dict:
     day = day_of(context, cfg.airflow.timezone)
     with pipeline.day_lock(cfg, model_id, day):
         work = DayWork.load(cfg.work_dir, model_id, day, arrays=False)
-        result = steps.report_step(cfg, work)
+        result = pipeline.report_day(cfg, work)  # and the later days its turn put back, judged again
         work.drop_arrays(cfg.work_dir)
     store = work.context.store  # the step's own store, already open
     path = alerts.deliver_day(cfg, store, model_id, day, run_url=run_url(cfg, context))["report"]

@@ -24,6 +24,7 @@ from its saved progress. A rerun of a day, or a backfill, leaves the same rows.
 Where things are:
     context       the store, the (model, day) lock, the model, the day's sample and evidence
     steps         the steps above; run: run_day chains them in one process
+    order         a model's days judged in order: a first run's turn, later days put back
     assess        the policy's inputs (earlier days, segments, label-free signals)
     onboard       a first plan for a model or a new snapshot
     recalibrate   ranges from stored statistics; proactive recalibration
@@ -41,7 +42,7 @@ from lpmon.pipeline.context import day_lock, load_model, open_store
 from lpmon.pipeline.daywork import RunResult
 from lpmon.pipeline.onboard import onboard_day, onboard_snapshot
 from lpmon.pipeline.recalibrate import proactive_recalibration
-from lpmon.pipeline.run import STEPS, run_day
+from lpmon.pipeline.run import STEPS, report_day, run_day
 
 __all__ = [
     "STEPS",
@@ -52,5 +53,6 @@ __all__ = [
     "onboard_snapshot",
     "open_store",
     "proactive_recalibration",
+    "report_day",
     "run_day",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from lpmon.config import Config
+from lpmon.pipeline import order
 from lpmon.pipeline.context import day_lock
 from lpmon.pipeline.daywork import DayWork, RunResult
 from lpmon.pipeline.interrupted import mark_failed
@@ -48,4 +49,12 @@ def _run_day(config: Config, model_id: str, day, on_step) -> RunResult:
     else:
         record_step(config, work)
     started("report")
-    return report_step(config, work)
+    return report_day(config, work)
+
+
+def report_day(config: Config, work: DayWork) -> RunResult:
+    """The report step, then the later days this day's turn put back (lpmon.pipeline.order),
+    judged again in order, each in this process."""
+    result = report_step(config, work)
+    order.judge_rewound(config, work.context.store, work.model_id, result.logical_date, run_day)
+    return result

@@ -15,7 +15,7 @@ from lpmon.config import Config
 from lpmon.metrics import Comparison, compare, compare_by_segment, layer_metrics
 from lpmon.model import forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
-from lpmon.pipeline import export
+from lpmon.pipeline import export, order
 from lpmon.pipeline.assembly import assemble, unit_precisions
 from lpmon.pipeline.assess import assess_day, logged_degraded_reason, worst_segments
 from lpmon.pipeline.context import Day, day_of, draw
@@ -26,7 +26,6 @@ from lpmon.pipeline.onboard import ONBOARDING_WAITS, onboard_once
 from lpmon.pipeline.recalibrate import provenance_of, ranges_of
 from lpmon.pipeline.reenable import healthy_streak, maybe_reenable
 from lpmon.policy import Action, Status
-from lpmon.store import StoreError
 from lpmon.traffic import EmptyDay, MissingDay, TrafficError
 
 SQNR_EXAMPLES = 4096  # one forward chunk: enough for a per-layer SQNR, small in memory
@@ -77,10 +76,9 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     the FC layers' inputs on the calibration half (stored for later recalibrations).
 
     The plan in force is fixed here, once per day: a rerun uses the one its first
-    run recorded. A first run waits until no earlier day of the model is still
-    running (so overlapping backfills judge each day under the plan a single
-    backfill would), and a model without a plan is onboarded, once, under the
-    model's plan lock."""
+    run recorded. A first run takes its turn (lpmon.pipeline.order: earlier days
+    first, later days judged already are rewound and judged again after it), and
+    a model without a plan is onboarded, once, under the model's plan lock."""
     if work.failure:
         return work
     started = time.perf_counter()
@@ -94,6 +92,9 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     model, store = d.model, d.store
     previous = store.run(work.model_id, d.day)
     if previous and previous["plan_version"]:
+        if previous["status"] == Status.RUNNING.value:  # its first run stopped before the verdict
+            with order.turn(d):  # later days judged meanwhile go back, to be judged after it
+                pass
         work.plan_version = previous["plan_version"]
         if any(
             e["origin"] == Origin.ONBOARD.value and e["logical_date"] == d.day and e["version"] == work.plan_version
@@ -105,25 +106,25 @@ def score_step(config: Config, work: DayWork) -> DayWork:
         # onboarded does not judge it after the fact.
         return _fail(work, Status.INSUFFICIENT_DATA, previous["message"])
     else:
-        _wait_for_earlier_days(d)
-        if store.active_plan(work.model_id) is None:
-            outcome = onboard_once(config, store, work.model_id, d.day, model, batch, labels)
-            if outcome is not None and not outcome.promoted:
-                return _fail(work, Status.INSUFFICIENT_DATA, outcome.reason)
-            if outcome is not None:
-                work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, outcome.version, True
-        active = store.active_plan(work.model_id)
-        assert active is not None  # onboarded above, or by another run meanwhile
-        work.plan_version = active.version
-        # The plan in force is fixed before anything can be promoted today.
-        store.record_run(
-            work.model_id,
-            d.day,
-            Status.RUNNING.value,
-            plan_version=work.plan_version,
-            sample_size=work.sample_size,
-            positives=work.positives,
-        )
+        with order.turn(d):  # earlier days first; later days judged already are rewound
+            if store.active_plan(work.model_id) is None:
+                outcome = onboard_once(config, store, work.model_id, d.day, model, batch, labels)
+                if outcome is not None and not outcome.promoted:
+                    return _fail(work, Status.INSUFFICIENT_DATA, outcome.reason)
+                if outcome is not None:
+                    work.action, work.new_plan_version, work.promoted = Action.ONBOARD.value, outcome.version, True
+            active = store.active_plan(work.model_id)
+            assert active is not None  # onboarded above, or by another run meanwhile
+            work.plan_version = active.version
+            # The plan in force is fixed before anything can be promoted today.
+            store.record_run(
+                work.model_id,
+                d.day,
+                Status.RUNNING.value,
+                plan_version=work.plan_version,
+                sample_size=work.sample_size,
+                positives=work.positives,
+            )
     plan = d.plan(work.plan_version)
     method = d.settings.calibration_method
     # The calibration half's FC inputs are observed in the scoring pass itself
@@ -155,19 +156,6 @@ def _waited_for_onboarding(previous: dict, events: list[dict]) -> bool:
         and bool(events)
         and events[0]["logical_date"] > previous["logical_date"]
     )
-
-
-def _wait_for_earlier_days(d: Day, poll_s: float = 0.2, timeout_s: float = 3600.0) -> None:
-    """Wait while a run of an earlier day of this model is in progress (its row says
-    RUNNING and its day lock is held), so that its promotions come first."""
-    deadline = time.monotonic() + timeout_s
-    for earlier in d.store.days_running(d.work.model_id, before=d.day):
-        while d.store.db.day_locked(d.work.model_id, earlier):
-            if time.monotonic() > deadline:
-                raise StoreError(
-                    f"{d.work.model_id} {d.day}: the run of {earlier} has held its lock for over {timeout_s:.0f} s"
-                )
-            time.sleep(poll_s)
 
 
 def compare_step(config: Config, work: DayWork) -> DayWork:
@@ -331,6 +319,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
     assert work.status is not None and work.action is not None, "decide (or a failure) sets both"
     total = sum(v for k, v in work.timings.items() if k != "total_s")
     work.timings["total_s"] = round(total, 3)
+    order.check_not_put_back(store, model_id, d.day)
     with store.db.transaction() as c:
         if work.failure:
             store.record_run(

@@ -107,6 +107,7 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     assert {t.task_id for t in monitor.tasks} == {"models", "sample_groups", "sample_part"} | {
         f"monitor.{name}"
         for name in (
+            "turn",
             "partition",
             "sample",
             "score",
@@ -126,6 +127,8 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     assert task("sample_groups").downstream_task_ids == {"sample_part"}
     assert task("monitor.sample").upstream_task_ids == {"models", "monitor.partition", "sample_part"}
     assert task("monitor.sample").trigger_rule == "none_failed"  # a day not split skips sample_part
+    assert task("monitor.turn").downstream_task_ids == {"monitor.partition"}  # a day waits for the earlier runs
+    assert task("monitor.turn").mode == "reschedule"
     assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
     assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
     assert task("monitor.report").upstream_task_ids == {

@@ -120,25 +120,19 @@ class Stack:
             time.sleep(every)
         raise TimeoutError(f"{what}: not ready after {timeout} s; logs in {self.home}")
 
-    def backfill(self, dag_id: str, start: str, end: str, reprocess: str = "none", timeout: float = 600) -> dict:
+    @staticmethod
+    def backfill_command(dag_id: str, start: str, end: str, reprocess: str | None = None) -> list[str]:
+        """`airflow backfill create` as the README prints it: no flag it does not show
+        (Airflow's defaults: all the days' runs start at once)."""
+        command = ["backfill", "create", "--dag-id", dag_id, "--from-date", start, "--to-date", end]
+        return command + (["--reprocess-behavior", reprocess] if reprocess else [])
+
+    def backfill(self, dag_id: str, start: str, end: str, reprocess: str | None = None, timeout: float = 600) -> dict:
         """`airflow backfill create`, then wait through the REST API until it completes."""
         self.wait(lambda: self.get(f"/api/v2/dags/{dag_id}"), 120, f"{dag_id} parsed")
         self.airflow("dags", "unpause", dag_id)  # the scheduler runs no task of a paused DAG, backfills included
         known = {b["id"] for b in (self.get(f"/api/v2/backfills?dag_id={dag_id}") or {}).get("backfills", [])}
-        self.airflow(
-            "backfill",
-            "create",
-            "--dag-id",
-            dag_id,
-            "--from-date",
-            start,
-            "--to-date",
-            end,
-            "--reprocess-behavior",
-            reprocess,
-            "--max-active-runs",
-            "1",
-        )
+        self.airflow(*self.backfill_command(dag_id, start, end, reprocess))
         backfills = self.get(f"/api/v2/backfills?dag_id={dag_id}")["backfills"]
         (new,) = [b for b in backfills if b["id"] not in known]
         return self.wait(
