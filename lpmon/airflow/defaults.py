@@ -40,8 +40,8 @@ def catchup(settings: AirflowSettings) -> bool:
 
 
 def notify_failure(context) -> None:
-    """on_failure_callback of every lpmon task (after its retries): see lpmon.airflow.tasks."""
-    from lpmon.airflow.tasks import notify_failure as notify
+    """on_failure_callback of every lpmon task (after its retries): see lpmon.airflow.failures."""
+    from lpmon.airflow.failures import notify_failure as notify
 
     notify(context)
 

@@ -10,98 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import zoneinfo
-from urllib.parse import quote
 
 from lpmon import pipeline
 from lpmon.airflow import smtp
-from lpmon.config import Config, ConfigError, load
+from lpmon.airflow.context import config, day_of, label, last_day_of, run_url
 from lpmon.pipeline import split_day, steps
 from lpmon.pipeline.daywork import DayWork
 from lpmon.policy import Action, Status
 
-CONFIG_VARIABLE = "lpmon_config"
 log = logging.getLogger(__name__)
 
-
-def config() -> Config:
-    """The lpmon config: the Airflow Variable lpmon_config, else $LPMON_CONFIG."""
-    path = None
-    try:
-        from airflow.sdk import Variable
-
-        path = Variable.get(CONFIG_VARIABLE, default=None)
-    except Exception:  # noqa: BLE001 - outside a task (no execution API) only the environment can say
-        path = None
-    path = path or os.environ.get("LPMON_CONFIG")
-    if not path:
-        raise ConfigError(
-            f"no lpmon config: set the Airflow Variable {CONFIG_VARIABLE} or LPMON_CONFIG on every worker"
-        )
-    cfg = load(path)
-    mask_store_password(cfg.store)
-    return cfg
-
-
-def mask_store_password(url: str) -> None:
-    """Register the state store's password with Airflow's secrets masker, so that
-    no task log line (a traceback with a connection string, say) shows it. SMTP
-    and Airflow's own credentials come from connections, which Airflow masks."""
-    from airflow.sdk import log
-
-    from lpmon.store.url import url_secrets
-
-    for secret in url_secrets(url):  # whatever the URL looks like (a typo included)
-        log.mask_secret(secret)
-
-
-def day_of(context, timezone: str = "UTC") -> str:
-    """The monitored day: the `day` param, else the date (in the configured zone)
-    at which the run's data interval starts: the run for D covers [D 00:00, D+1
-    00:00) and starts once D has ended. A run without an interval monitors the
-    last complete day before it ran."""
-    override = _day_param(context)
-    if override:
-        return override
-    start = context.get("data_interval_start")
-    if start is not None:
-        return start.astimezone(zoneinfo.ZoneInfo(timezone)).date().isoformat()
-    after = context.get("data_interval_end") or context["dag_run"].run_after
-    return (after.astimezone(zoneinfo.ZoneInfo(timezone)).date() - dt.timedelta(days=1)).isoformat()
-
-
-def last_day_of(context, timezone: str = "UTC") -> str:
-    """The last complete day of the run's data interval (lpmon_recalibrate's week
-    ends on it), or the `day` param."""
-    override = _day_param(context)
-    if override:
-        return override
-    end = context.get("data_interval_end") or context["dag_run"].run_after
-    return (end.astimezone(zoneinfo.ZoneInfo(timezone)).date() - dt.timedelta(days=1)).isoformat()
-
-
-def _day_param(context) -> str:
-    from lpmon.pipeline.days import calendar_day
-
-    value = (context.get("params") or {}).get("day")
-    try:
-        return calendar_day(value, "param day") if value else ""
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
-def label(model_id: str) -> None:
-    """Name the running mapped task after its model: the DAGs' map_index_template
-    renders `lpmon_model` from the task's context once the task has run."""
-    from airflow.sdk import get_current_context
-
-    get_current_context()["lpmon_model"] = model_id
-
-
-def run_url(cfg: Config, context) -> str:
-    run = context["dag_run"]
-    return f"{cfg.airflow.base_url.rstrip('/')}/dags/{quote(run.dag_id)}/runs/{quote(run.run_id)}"
+__all__ = ["label", "last_day_of"]  # the DAG files' other names, from lpmon.airflow.context
 
 
 def models(context, day: str | None = None) -> list[str]:
@@ -348,54 +268,3 @@ def onboard_from_events(context) -> list[dict]:
             version = pipeline.onboard_snapshot(cfg, model_id, day)
             done.append({"model": model_id, "day": day, "active_plan": version})
     return done
-
-
-def notify_failure(context) -> None:
-    """on_failure_callback: an email to the failed model's recipients (every
-    model's, if the task is not a model's), through the same Mailer as the
-    alerts. It never raises: a callback that fails would only hide the failure
-    it reports; whatever goes wrong is logged."""
-    try:
-        _notify_failure(context)
-    except Exception:
-        log.exception("lpmon: the failure email could not be prepared")
-
-
-def _notify_failure(context) -> None:
-    import email.policy
-    import html
-    from email.message import EmailMessage
-
-    cfg = config()
-    ti = context["ti"]
-    model_id = None
-    if getattr(ti, "map_index", -1) is not None and ti.map_index >= 0:
-        split = ti.task_id == "sample_part"  # mapped over (model, file group), not over models
-        names = ti.xcom_pull(task_ids="sample_groups" if split else "models") or []
-        model_id = names[ti.map_index] if ti.map_index < len(names) else None
-        model_id = model_id.get("model_id") if split and isinstance(model_id, dict) else model_id
-    if model_id in cfg.models:
-        recipients = list(cfg.model(model_id).recipients)
-    else:
-        recipients = sorted({r for m in cfg.models.values() for r in m.recipients})
-    if not recipients:
-        return
-    day = day_of(context, cfg.airflow.timezone)
-    what = f"{ti.dag_id}.{ti.task_id}" + (f" for {model_id}" if model_id else "")
-    error = str(context.get("exception") or "unknown error")
-    mailer = smtp.from_airflow(cfg.airflow.smtp_conn_id)
-    message = EmailMessage(policy=email.policy.default.clone(max_line_length=998))  # an unfolded subject
-    message["Subject"] = f"[lpmon] task failed: {what} ({day})"
-    message["From"] = mailer.from_email
-    message["To"] = ", ".join(recipients)
-    message.set_content(
-        f"Task {what} failed for {day} after its retries.\n\n{error}\n\nThe Airflow run: {run_url(cfg, context)}\n"
-    )
-    message.add_alternative(
-        f"<p>Task <b>{html.escape(what)}</b> failed for {day} after its retries.</p>"
-        f'<pre>{html.escape(error)}</pre><p><a href="{html.escape(run_url(cfg, context))}">The Airflow run</a></p>',
-        subtype="html",
-    )
-    problem, _ = mailer.send(message)
-    if problem:
-        log.warning("lpmon: the failure email for %s was not sent: %s", what, problem)

@@ -89,7 +89,7 @@ def check_not_put_back(store, model_id: str, day: str) -> None:
 def judge_rewound(config, store, model_id: str, day: str, run_day) -> list[str]:
     """Judge again, oldest first, the later days that judging `day` rewound, each with
     run_day(config, model_id, day) (lpmon.pipeline.run); returns them."""
-    done = []
+    done: list[str] = []
     while True:
         days = rewound_after(store, model_id, day)
         if not days:

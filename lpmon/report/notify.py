@@ -1,5 +1,5 @@
 """The one place that sends lpmon's mail: the event emails (lpmon.report.alerts) and the
-task-failure emails (lpmon.airflow.tasks.notify_failure) both go through a Mailer.
+task-failure emails (lpmon.airflow.failures.notify_failure) both go through a Mailer.
 
 A Mailer never raises. Whatever is wrong (no SMTP connection in Airflow, a
 wrong host, a refusal, a timeout, a malformed address) comes back as an error

@@ -28,6 +28,8 @@ HEAVY = (
     "matplotlib",
     "lpmon.pipeline",
     "lpmon.airflow.tasks",
+    "lpmon.airflow.context",
+    "lpmon.airflow.failures",
     "lpmon.model",
     "lpmon.store",
 )

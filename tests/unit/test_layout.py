@@ -156,12 +156,8 @@ def test_only_lpmon_airflow_imports_airflow():
     assert outside == []
 
 
-# Over the limit and being split by other work on issue 27 (point 6): strike a module off once it is.
-BEING_SPLIT = {"lpmon/airflow/tasks.py"}
-
-
 def test_the_top_level_holds_a_handful_of_modules_and_none_is_long():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= 5, top
     long = {str(p.relative_to(REPO)): n for p in MODULES if (n := len(p.read_text().splitlines())) > 400}
-    assert {name: n for name, n in long.items() if name not in BEING_SPLIT} == {}
+    assert long == {}

@@ -52,7 +52,7 @@ def test_tasks_without_a_config_say_where_to_set_it(monkeypatch):
 
 def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
     """No SMTP connection, or a context it cannot make sense of: logged, not raised."""
-    from lpmon.airflow import tasks as dagtasks
+    from lpmon.airflow import failures
     from support.logs import LogLines
     from support.world import dag_world
 
@@ -67,8 +67,8 @@ def test_the_failure_callback_never_raises(tmp_path, monkeypatch, airflow_db):
         "dag_run": SimpleNamespace(dag_id="lpmon_monitor", run_id="r1", run_after=at),
     }
     with LogLines() as log:
-        dagtasks.notify_failure(context)
-        dagtasks.notify_failure({})  # nothing usable at all
+        failures.notify_failure(context)
+        failures.notify_failure({})  # nothing usable at all
     logged = log.text
     assert "the failure email for lpmon_monitor.models was not sent: no SMTP connection 'smtp_default'" in logged
     assert "the failure email could not be prepared" in logged
