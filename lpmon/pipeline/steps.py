@@ -78,9 +78,19 @@ def score_step(config: Config, work: DayWork) -> DayWork:
     The plan in force is fixed here, once per day: a rerun uses the one its first
     run recorded. A first run takes its turn (lpmon.pipeline.order: earlier days
     first, later days judged already are rewound and judged again after it), and
-    a model without a plan is onboarded, once, under the model's plan lock."""
+    a model without a plan is onboarded, once, under the model's plan lock.
+
+    A bad embedding row (NaN or inf in the snapshot) is found where the day's
+    examples touch it: the day fails naming the table and the row."""
     if work.failure:
         return work
+    try:
+        return _score(config, work)
+    except SpecError as err:
+        return _fail(work, Status.FAILED, f"model snapshot: {err}")
+
+
+def _score(config: Config, work: DayWork) -> DayWork:
     started = time.perf_counter()
     d = day_of(config, work)
     if d.settings.scorer == "logged":  # serving's own two predictions, read with the sample

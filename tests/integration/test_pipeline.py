@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lpmon.config import load
@@ -134,6 +135,26 @@ def test_bad_snapshot_is_a_recorded_failure(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_nan_row_the_day_touches_fails_the_day_naming_table_and_row(tmp_path):
+    """Loading reads no table byte (the finite check ran when the snapshot was written):
+    a row damaged on disk since is found where the day's examples read it."""
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", scenario="stable", days=1, per_day=10_000, sample=8_000)
+    snapshot = Path(config.model("stable").snapshot)
+    manifest = json.loads((snapshot / "weights.json").read_text())
+    table = np.load(snapshot / manifest["folder"] / manifest["tensors"]["emb_l.3.weight"]["file"], mmap_mode="r+")
+    ids = next(TrafficStore(config.model("stable").traffic).batches(day(0), ["sparse_3"])).column("sparse_3")
+    row = int(ids.flatten()[0].as_py() if hasattr(ids, "flatten") else ids[0].as_py())
+    table[row, 1] = np.nan
+    table.flush()
+    del table
+    result = run_day(config, "stable", day(0))
+    assert result.status == "failed", result.message
+    assert "model snapshot" in result.message and "emb_l.3" in result.message and f"row {row}" in result.message
+    store = open_store(config)
+    assert store.rows("runs", "stable")[0]["status"] == "failed"
+    store.db.engine.dispose()
+
+
 def test_fallen_back_layers_retry_int8_after_a_healthy_streak(tmp_path):
     """A fallback left a layer in fp16 on stable traffic: it goes back to its baseline
     (int8) after the healthy streak and the cool-down, not before, and only validated."""
