@@ -20,7 +20,7 @@ demo: $(STAMP)
 # On every core (pytest-xdist, a test file per worker), then the tests that must
 # run alone (they restart PostgreSQL).
 test: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not serial" --durations=25
 	$(BIN)/pytest -q -m serial
 
 # Everything but the tests marked slow.
