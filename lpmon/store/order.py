@@ -94,6 +94,17 @@ def rewind(store, model_id: str, day: str, later: list[str]) -> None:
             sa.text("SELECT version, reason, plan_json FROM plans WHERE model_id = :m AND logical_date > :d"), params
         ).all()
         foreign = [f"v{v}" for v, reason, text in plans if reason in _NOT_FROM_DAYS or _from_snapshot(reason, text)]
+        # A user's promotion after `day` of an older plan (a rollback) is an event, not a new plan.
+        foreign += [
+            f"v{v}"
+            for (v,) in c.execute(
+                sa.text(
+                    "SELECT version FROM plan_events WHERE model_id = :m AND logical_date > :d AND origin IN :origins"
+                ).bindparams(sa.bindparam("origins", expanding=True)),
+                {**params, "origins": list(_NOT_FROM_DAYS)},
+            )
+            if f"v{v}" not in foreign
+        ]
         if foreign:
             raise StoreError(
                 f"{model_id} {day}: later days ({later[0]} to {later[-1]}) were judged before this one, and "

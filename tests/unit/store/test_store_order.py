@@ -78,6 +78,19 @@ def test_a_plan_the_days_cannot_make_again_refuses_the_rewind(store, origin, not
     assert len(store.plans(MODEL)) == 2
 
 
+def test_a_users_rollback_after_the_day_refuses_the_rewind(store):
+    """`plans promote 1` after v2: an event of the user's, not a new plan; re-activating
+    the newest plan would undo it."""
+    v1 = plan(store, "2026-11-01", "ONBOARD", "onboarding; raised: none")
+    v2 = plan(store, "2026-11-03", "RECALIBRATE")
+    judged(store, "2026-11-03", "DEGRADED", v1)
+    store.record_plan_event(MODEL, v1, "2026-12-07", "USER", "rollback")
+    with pytest.raises(StoreError, match="re-judging the days cannot make again"):
+        rewind(store, MODEL, "2026-11-02", ["2026-11-03"])
+    assert store.run(MODEL, "2026-11-03")["status"] == "DEGRADED"  # nothing changed
+    assert [p.version for p in store.plans(MODEL)] == [v1, v2]
+
+
 def test_a_put_back_day_says_by_whom_until_its_run_takes_its_turn(store):
     from lpmon.store.order import put_back_by, take
 
