@@ -23,8 +23,9 @@ import numpy as np
 from .rows import TouchedRows
 
 MAX_EXECUTORS = 8  # plans' executors kept per model (least recently used dropped first)
-# The torch back end's executors hold whole prepared tables (FBGEMM modules): fewer of them.
-MAX_TORCH_EXECUTORS = 2
+# The torch back end's executors hold whole prepared tables (FBGEMM modules): fewer of them, but
+# a day's three (fp32, the plan in force, a candidate) so that a search does not rebuild them.
+MAX_TORCH_EXECUTORS = 3
 
 
 @dataclass

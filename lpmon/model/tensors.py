@@ -101,7 +101,11 @@ def read_rows(array: np.ndarray, ids: np.ndarray) -> np.ndarray:
     row = array.strides[0]
     buffer = out.data.cast("B")
     filename, offset = file_of(array)
-    with open(filename, "rb") as handle:
+    try:
+        handle = open(filename, "rb")
+    except FileNotFoundError:
+        raise SpecError(f"{filename}: gone (the snapshot was rewritten while it was read): rerun the day") from None
+    with handle:
         descriptor = handle.fileno()
         for i, index in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
             if not 0 <= index < len(array):

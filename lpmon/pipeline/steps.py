@@ -102,7 +102,7 @@ def _score(config: Config, work: DayWork) -> DayWork:
     model, store = d.model, d.store
     previous = store.run(work.model_id, d.day)
     if previous and previous["plan_version"]:
-        if previous["status"] == Status.RUNNING.value:  # its first run stopped before the verdict
+        if previous["status"] in (Status.RUNNING.value, Status.FAILED.value):  # stopped before the verdict
             with order.turn(d):  # later days judged meanwhile go back, to be judged after it
                 pass
         work.plan_version = previous["plan_version"]

@@ -216,7 +216,7 @@ def test_the_torch_back_ends_executors_are_kept_too_but_fewer():
     pytest.importorskip("lpmon.torch_backend")  # needs torch; registers the "torch" back end
     spec = spec_of()
     model = dataclasses.replace(Model.initialise(spec, seed=0), backend="torch")
-    plans = [plan_of(spec, [(p, False)] * 3) for p in ("int8", "int4", "fp16")]
+    plans = [plan_of(spec, [(p, False)] * 3) for p in ("int8", "int4", "fp16", "int2")]
     first = executor(model, plans[0])
     assert executor(model, dataclasses.replace(plans[0], version=3)) is first
     for plan in plans[1:]:

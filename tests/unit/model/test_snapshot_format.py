@@ -268,3 +268,17 @@ def test_copying_a_mapped_snapshot_reads_files_not_the_mapping(tmp_path):
     loaded.save(tmp_path / "b")
     assert resident_file_kib() - before < 16 * 1024
     assert snapshot_digest(str(tmp_path / "a")) == snapshot_digest(str(tmp_path / "b"))
+
+
+def test_a_table_file_removed_while_its_rows_are_read_is_a_clear_error(tmp_path):
+    """Touched rows are read from the tensor's file: a snapshot rewritten in place
+    meanwhile (its old generation removed) is a SpecError saying so, not a traceback."""
+    from lpmon.model.tensors import read_rows
+
+    Model.initialise(spec_of(), seed=0).save(tmp_path)
+    model = Model.load(tmp_path)
+    table = model.weights["emb_l.1.weight"]
+    assert read_rows(table, np.array([3, 1])).tolist() == np.asarray(table[[3, 1]]).tolist()
+    tensor_file(tmp_path, "emb_l.1.weight").unlink()
+    with pytest.raises(SpecError, match="emb_l.1.weight.npy: gone .*rerun the day"):
+        read_rows(table, np.array([3]))
