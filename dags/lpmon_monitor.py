@@ -35,7 +35,9 @@ from lpmon.airflow.defaults import PLAN_PROMOTED, airflow_settings, catchup, def
 
 SETTINGS = airflow_settings()
 EACH_MODEL = "{{ lpmon_model | default('') }}"  # map indexes show model names (see dagtasks.label)
-TURN_POKE_S, TURN_WAIT_S = 30, 24 * 3600  # how often and how long a day waits for the earlier runs
+# How often and how long a day waits for the earlier runs: a week lets a backfill of some 500 days
+# at 20 minutes a day go through; an earlier run stuck longer fails the later ones, which say so.
+TURN_POKE_S, TURN_WAIT_S = 30, 7 * 24 * 3600
 
 
 @dag(
