@@ -12,7 +12,7 @@ The day monitored is the run's data interval: the run for D covers [D 00:00,
 D+1 00:00) in `[airflow] timezone` and starts once D has ended; a backfill
 from D1 to D2 monitors D1..D2; a manual run monitors the `day` param, else the
 last complete day. A model's days are judged in order, whatever runs them:
-each model first takes its `turn` (a reschedule-mode sensor: no worker held)
+each run first takes its `turn` (a reschedule-mode sensor: no worker held)
 once no earlier run of this DAG is queued or running, so a backfill of any
 width, catchup and reruns give the rows one serial pass gives (the store
 enforces the same order on any run: lpmon.pipeline.order). With `[airflow]
@@ -59,6 +59,14 @@ TURN_POKE_S, TURN_WAIT_S = 30, 7 * 24 * 3600
     doc_md=__doc__,
 )
 def lpmon_monitor():
+    # One sensor per run, not per model: every waiting poke is a task process, and a wide
+    # backfill's runs all wait at once (three per run made the waits cost more than the days).
+    @task.sensor(mode="reschedule", poke_interval=TURN_POKE_S, timeout=TURN_WAIT_S)
+    def turn(**context) -> bool:
+        from lpmon.airflow import order
+
+        return order.turn_ready(context)
+
     @task
     def models(**context) -> list[str]:
         from lpmon.airflow import tasks as dagtasks
@@ -67,12 +75,6 @@ def lpmon_monitor():
 
     @task_group(group_id="monitor")
     def monitor(model_id: str):
-        @task.sensor(mode="reschedule", poke_interval=TURN_POKE_S, timeout=TURN_WAIT_S, map_index_template=EACH_MODEL)
-        def turn(model_id: str, **context) -> bool:
-            from lpmon.airflow import order
-
-            return order.turn_ready(model_id, context)
-
         @task.sensor(
             mode="reschedule",
             poke_interval=SETTINGS.partition_poke_s,
@@ -147,9 +149,7 @@ def lpmon_monitor():
 
             return dagtasks.publish(result, context, PLAN_PROMOTED)
 
-        ready = partition(model_id)
-        turn(model_id) >> ready
-        drawn = sample(model_id, ready)
+        drawn = sample(model_id, partition(model_id))
         parts >> drawn  # the day's file groups (of every model), when split
         decided = drawn >> score(model_id) >> compare(model_id) >> decide(model_id)
         recorded, recalibrated, fell_back, reported = (
@@ -177,6 +177,7 @@ def lpmon_monitor():
         return sampling.part(model_id, group, context)
 
     names = models()
+    turn() >> names
     # A day above sample_split_rows: one sample_part per file group (mapping inside the
     # mapped group is not supported), merged by the model's sample task.
     parts = sample_part.expand_kwargs(sample_groups(names))

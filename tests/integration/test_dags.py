@@ -106,10 +106,9 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     monitor, recalibrate, onboard = (bag.dags[d] for d in ("lpmon_monitor", "lpmon_recalibrate", "lpmon_onboard"))
     assert monitor.catchup and monitor.max_active_runs == 1
     assert monitor.start_date == pendulum.datetime(2026, 10, 1, tz="Europe/Paris")
-    assert {t.task_id for t in monitor.tasks} == {"models", "sample_groups", "sample_part"} | {
+    assert {t.task_id for t in monitor.tasks} == {"turn", "models", "sample_groups", "sample_part"} | {
         f"monitor.{name}"
         for name in (
-            "turn",
             "partition",
             "sample",
             "score",
@@ -129,8 +128,8 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     assert task("sample_groups").downstream_task_ids == {"sample_part"}
     assert task("monitor.sample").upstream_task_ids == {"models", "monitor.partition", "sample_part"}
     assert task("monitor.sample").trigger_rule == "none_failed"  # a day not split skips sample_part
-    assert task("monitor.turn").downstream_task_ids == {"monitor.partition"}  # a day waits for the earlier runs
-    assert task("monitor.turn").mode == "reschedule"
+    assert task("turn").downstream_task_ids == {"models"}  # a run waits for the earlier runs
+    assert task("turn").mode == "reschedule" and task("turn").upstream_task_ids == set()
     assert task("monitor.decide").downstream_task_ids == {"monitor.record", "monitor.recalibrate"}
     assert task("monitor.recalibrate").downstream_task_ids == {"monitor.fallback", "monitor.report"}
     assert task("monitor.report").upstream_task_ids == {
@@ -144,7 +143,7 @@ def test_dag_shapes_and_settings_from_the_config(dagbag, tmp_path):
     assert [a.name for a in task("monitor.publish").outlets] == ["lpmon_plan_promoted"]
     assert task("monitor.sample").get_closest_mapped_task_group().group_id == "monitor"
     assert all(t.retries == 3 and t.on_failure_callback for t in monitor.tasks)
-    assert all(t.map_index_template for t in monitor.tasks if t.task_id not in ("models", "sample_groups"))
+    assert all(t.map_index_template for t in monitor.tasks if t.task_id not in ("turn", "models", "sample_groups"))
     assert recalibrate.timetable.expression == "0 4 * * 1" and not recalibrate.catchup
     assert [a.name for a in recalibrate.get_task("publish").outlets] == ["lpmon_plan_promoted"]
     assert [a.name for a in onboard.timetable.asset_condition.objects] == ["lpmon_model_snapshot"]
