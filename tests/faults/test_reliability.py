@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -28,6 +29,7 @@ from lpmon.config import load
 from lpmon.demo.world import WorldConfig, write_world
 from lpmon.pipeline import open_store, run_day
 from lpmon.store import StoreError, init_store
+from lpmon.traffic.hashing import request_hash
 from support import REPO
 
 MODEL, DAY0, DAY1 = "stable", "2026-11-01", "2026-11-02"
@@ -406,9 +408,14 @@ def test_a_row_with_too_many_ids_fails_the_day_and_the_limit_is_a_setting(run_di
     partition = traffic_copy(world, run_dir)
 
     def multi_hot(table: pa.Table) -> pa.Table:
+        # The long row is the file's first negative in hash order: sampled (only the sampled
+        # rows' features are read and checked; the sample is the smallest hashes per label).
+        hashes = request_hash(table.column("request_id").to_numpy(), 0)
+        hashes[table.column("label").to_numpy() != 0] = np.iinfo(np.uint64).max
         ids = table.column("sparse_0").to_pylist()
         lists = [[i] for i in ids]
-        lists[3] = [ids[3]] * 10_001
+        first = int(np.argmin(hashes))
+        lists[first] = [ids[first]] * 10_001
         return table.set_column(
             table.schema.get_field_index("sparse_0"), "sparse_0", pa.array(lists, pa.list_(pa.int64()))
         )

@@ -76,7 +76,7 @@ def test_bench_model_runs():
         timeout=300,
         check=True,
     )
-    assert "int8 FC + int4 embeddings forward" in done.stdout
+    assert "int8 FC + int4 embeddings" in done.stdout and "int8 / fp32" in done.stdout
 
 
 @pytest.mark.slow

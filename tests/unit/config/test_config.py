@@ -316,7 +316,7 @@ def test_the_store_password_is_masked_in_task_logs_whatever_the_url(monkeypatch)
     """The task logs' masker gets the password of a URL that does not parse too."""
     import airflow.sdk.log
 
-    from lpmon.airflow.tasks import mask_store_password
+    from lpmon.airflow.context import mask_store_password
 
     masked = []
     monkeypatch.setattr(airflow.sdk.log, "mask_secret", masked.append)
