@@ -150,8 +150,12 @@ def test_forward_under_a_plan_is_the_whole_table_forward_bit_for_bit():
             else rowwise.embedding_bag(table, int(precision[3:]), 8, f.indices, f.offsets)
         )
         np.testing.assert_array_equal(ours.taps[f"emb_l.{t}"].output.view(np.int32), want.view(np.int32))
-    again = Executor(model, plan).forward(batch, batch_size=7)
-    np.testing.assert_array_equal(again.probabilities.view(np.int32), ours.probabilities.view(np.int32))
+    again = Executor(model, plan).forward(batch, batch_size=7, taps=True)
+    for t in range(len(STORAGE)):  # rows prepared in one chunk and reused in another pool alike
+        np.testing.assert_array_equal(again.taps[f"emb_l.{t}"].output, ours.taps[f"emb_l.{t}"].output)
+    # The fp32 MLP is BLAS's matmul, whose kernel (and so its last bit) may depend on the
+    # number of rows (seen on avx512 OpenBLAS): the probabilities agree to the ulp.
+    np.testing.assert_array_max_ulp(again.probabilities, ours.probabilities, maxulp=1)
 
 
 def test_a_non_finite_row_fails_naming_the_table_and_row_only_when_touched():
