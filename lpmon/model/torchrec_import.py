@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,10 +114,8 @@ def spec_from_torchrec(
     bottom = _layers(dense, "dense_arch.model._mlp.{}._linear", where)
     top = [*_layers(over, "over_arch.model.0._mlp.{}._linear", where), _layer(logit, "over_arch.model.1", where)]
     specs = _tables(tables, features, pooling, where)
-    model_pooling = specs[0].pooling or pooling
-    specs = [
-        TableSpec(t.name, t.rows, t.dim, t.features, "" if t.pooling == model_pooling else t.pooling) for t in specs
-    ]
+    model_pooling = specs[0].pooling  # a table pooling otherwise says so
+    specs = [replace(t, pooling="" if t.pooling == model_pooling else t.pooling) for t in specs]
     cross_layers = [cross[i] for i in range(len(cross))] if sorted(cross) == list(range(len(cross))) else None
     if cross_layers is None or any(set(c) != {"V_kernels", "W_kernels", "bias"} for c in cross_layers):
         raise SpecError(
@@ -170,7 +169,7 @@ def _layers(parts: dict[int, dict], key: str, where: str) -> list[tuple[np.ndarr
 
 
 def _tables(tables: dict[str, np.ndarray], features: dict | None, pooling: str, where: str) -> list[TableSpec]:
-    """The tables in the state dict's order, with their features and pooling."""
+    """The tables in the state dict's order, with their features and pooling (each its own)."""
     if pooling not in POOLINGS:
         raise SpecError(f"pooling: must be 'sum' or 'mean', got {pooling!r}")
     if features is not None:

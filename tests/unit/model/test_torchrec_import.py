@@ -78,6 +78,19 @@ def test_without_a_features_file_each_table_is_one_feature_named_after_it(tmp_pa
     assert schema.sparse == ("cat_a", "cat_b", "cat_c") and schema.table_rows == (20, 15, 9)
 
 
+def test_a_dlrmtrain_wrapper_state_dict_reads_the_same(tmp_path):
+    """torchrec's DLRMTrain holds the DLRM as `model`: its keys start with model."""
+    from torchrec.models.dlrm import DLRMTrain
+
+    from lpmon.model.torchrec_import import import_torchrec
+
+    dcn = build("dcn")
+    wrapped = save(DLRMTrain(dcn), tmp_path / "train.pt")
+    model = import_torchrec(wrapped, tmp_path / "snapshot", features_file(tmp_path / "features.json"))
+    batch = random_batch(TABLES, 500, np.random.default_rng(4))
+    assert np.abs(Executor(model).forward(batch).probabilities - torchrec_predict(dcn, batch)).max() <= TOLERANCE
+
+
 def test_traffic_schema_has_a_column_per_feature_with_its_tables_rows(tmp_path):
     _, model = imported(tmp_path, "dlrm")
     schema = TrafficSchema.for_model(model.spec)
