@@ -187,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-traffic", metavar="DIR", help="take the names from this traffic store's columns (and check them)"
     )
     dlrm.add_argument("--day", type=iso_day, help="with --from-traffic: the partition to read (default: the last)")
+    torchrec = commands.add_parser(
+        "import-torchrec",
+        help="a TorchRec DLRM or DLRM_DCN checkpoint (torch.save(model.state_dict())) as a model snapshot",
+    )
+    torchrec.add_argument("checkpoint", type=Path)
+    torchrec.add_argument("--out", type=Path, required=True, help="the snapshot folder to write (spec.json, weights)")
+    torchrec.add_argument(
+        "--features",
+        type=Path,
+        metavar="FILE.json",
+        help='each table\'s features: {"<table>": ["<feature>", ...]} or {"<table>": {"features": [...], '
+        '"pooling": "mean"}} (default: each table serves one feature named after it)',
+    )
+    torchrec.add_argument(
+        "--pooling", choices=("sum", "mean"), default="sum", help="pooling of the tables the features file does not set"
+    )
     convert = commands.add_parser(
         "convert-snapshot", help="a spec.json + weights.npz snapshot into the memory-mapped format"
     )
@@ -243,6 +259,8 @@ def _command(args) -> int:
             return setup.import_criteo(args)
         if args.command == "import-dlrm":
             return setup.import_dlrm(args)
+        if args.command == "import-torchrec":
+            return setup.import_torchrec(args)
         if args.command == "convert-snapshot":
             return setup.convert_snapshot(args)
         if args.command in ("init", "onboard", "run", "backfill", "status", "plans", "report", "score"):

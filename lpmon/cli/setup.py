@@ -1,5 +1,5 @@
 """Setting up: `init` (the state store), `world` (a synthetic world), `import-criteo`,
-`import-dlrm` and `convert-snapshot`."""
+`import-dlrm`, `import-torchrec` and `convert-snapshot`."""
 
 from __future__ import annotations
 
@@ -102,6 +102,30 @@ def import_dlrm(args) -> int:
             "needs these columns (or use --from-traffic DIR / --sparse-names)",
         )
     emit(args, data, lines)
+    return EXIT_OK
+
+
+def import_torchrec(args) -> int:
+    from lpmon.model.torchrec_import import import_torchrec as load
+
+    spec = load(args.checkpoint, args.out, args.features, args.pooling).spec
+    kind = f"DLRM_DCN ({spec.cross_layers} cross layers of rank {spec.cross_rank})" if spec.cross_layers else "DLRM"
+    data = {
+        "snapshot": str(args.out),
+        "model": "DLRM_DCN" if spec.cross_layers else "DLRM",
+        "tables": {t.name: list(t.inputs) for t in spec.tables},
+        "dense": list(spec.dense),
+        "sparse": list(spec.sparse),
+        "bottom_mlp": list(spec.bottom_mlp),
+        "top_mlp": list(spec.top_mlp),
+    }
+    emit(
+        args,
+        data,
+        f"snapshot {args.out}: TorchRec {kind}, {len(spec.tables)} tables serving {len(spec.sparse)} features "
+        f"({', '.join(spec.sparse)}), {len(spec.dense)} dense inputs (dense_0..dense_{len(spec.dense) - 1}); "
+        "the traffic needs these columns",
+    )
     return EXIT_OK
 
 

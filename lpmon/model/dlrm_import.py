@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .mapped import SnapshotWriter
-from .snapshot import Model
+from .snapshot import Model, write_imported
 from .spec import ModelSpec, SpecError, TableSpec
-from .tensors import array_chunks
 
 _KEY = re.compile(r"^(emb_l|bot_l|top_l)\.(\d+)\.(weight|bias)$")
 
@@ -49,13 +47,7 @@ def save_state_dict(state: dict[str, np.ndarray], out: str | Path, sparse_names=
     """Write a DLRM state dict as a snapshot at `out`, tensor by tensor (each read once,
     checked finite and hashed as it is written: nothing is published if one holds NaN
     or inf), and load it."""
-    spec, weights = spec_from_state_dict(state, sparse_names, dense_names)
-    with SnapshotWriter(out, spec) as writer:
-        for name in spec.weight_shapes():
-            writer.write(name, array_chunks(weights[name]))
-        writer.refuse_nonfinite()
-        writer.commit()
-    return Model.load(out)
+    return write_imported(out, *spec_from_state_dict(state, sparse_names, dense_names))
 
 
 def spec_from_state_dict(

@@ -59,14 +59,20 @@ def pooled_fp32(table: np.ndarray, feature: SparseFeature, mode: str) -> np.ndar
     return embedding_bag_float(table, feature.indices, feature.offsets, mode=mode)
 
 
-def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str) -> np.ndarray:
+def interact(bottom: np.ndarray, pooled: list[np.ndarray], kind: str, order: str = "lower") -> np.ndarray:
     if kind == "cat":
         return np.concatenate([bottom] + pooled, axis=1)
     # Each pair's dot product rounded once, to the float32 nearest its exact value (a
     # compiled kernel: lpmon.model.interaction). A float64 sum in any order rounded to
     # float32 (NumPy's matmul here before, torch's bmm in serving's module) agrees but
     # for sums within about 2**-50 (relative) of a float32 rounding boundary.
-    return dot_interaction(bottom, pooled)
+    return dot_interaction(bottom, pooled, order=order)
+
+
+def cross(x0: np.ndarray, x: np.ndarray, w_out: np.ndarray) -> np.ndarray:
+    """One DCNv2 cross layer's output from W's (bias included): x0 * (W V x + b) + x,
+    a product then a sum, each rounded to float32 (as torch computes it, unfused)."""
+    return x0 * w_out + x
 
 
 def int8_float_output(layer: QuantizedLinear, x_q: np.ndarray, qp: QParams, *, relu: bool = False) -> np.ndarray:
@@ -103,7 +109,7 @@ class Executor:
         self.linears: dict[str, tuple] = {}
         for name, _, _ in spec.linear_layers():
             precision = self._precision(name)
-            w, b = weights[f"{name}.weight"], weights[f"{name}.bias"]
+            w, b = model.linear(name)
             if precision == "int8":
                 assert plan is not None
                 activation = plan.layer(name).activation
@@ -130,11 +136,12 @@ class Executor:
         return out
 
     def touched(self, batch: Batch) -> list[tuple[int | None, np.ndarray, SparseFeature]]:
-        """Per table, the rows the batch touches, prepared (read from the day cache, the
-        missing ones read, checked and quantized once): (bits or None for float rows,
-        rows, the batch's feature with its ids remapped to rows' slots)."""
+        """Per sparse feature, the rows of its table the batch touches, prepared (read from
+        the day cache, the missing ones read, checked and quantized once): (bits or None for
+        float rows, rows, the batch's feature with its ids remapped to rows' slots)."""
         out = []
-        for (name, precision, search), feature in zip(self.embeddings, batch.sparse):
+        for t, feature in zip(self.model.spec.feature_tables(), batch.sparse):
+            name, precision, search = self.embeddings[t]
             weight = self.model.weights[f"{name}.weight"]
             rows, slots = self.rows.take(weight, name, precision, search, feature.indices)
             bits = None if precision in ("fp32", "fp16") else int(precision[3:])
@@ -183,33 +190,34 @@ class Executor:
         observe: LayerObserver | None = None,
     ):
         spec = self.model.spec
-        x = np.ascontiguousarray(batch.dense, dtype=np.float32)
-        for i in range(len(spec.bottom_mlp)):
-            name = f"bot_l.{2 * i}"
-            y = self._linear(name, x, True, result, observe)
+
+        def unit(name, x, relu):
+            y = self._linear(name, x, relu, result, observe)
             if taps is not None:
                 taps.setdefault(name, []).append((x, y))
-            x = y
+            return y
+
+        x = np.ascontiguousarray(batch.dense, dtype=np.float32)
+        for i in range(len(spec.bottom_mlp)):
+            x = unit(f"bot_l.{2 * i}", x, spec.relu_after(f"bot_l.{2 * i}"))
         pooled = []
-        for t, (bits, rows, slots) in enumerate(tables):
+        for f, (t, (bits, rows, slots)) in enumerate(zip(spec.feature_tables(), tables)):
+            mode = spec.table_pooling(t)
             if bits is None:
-                p = pooled_fp32(rows, slots, spec.pooling)
+                p = pooled_fp32(rows, slots, mode)
             else:
-                p = embedding_bag(rows, bits, spec.tables[t].dim, slots.indices, slots.offsets, mode=spec.pooling)
-            if taps is not None:
-                taps.setdefault(f"emb_l.{t}", []).append((batch.sparse[t].indices, p))
+                p = embedding_bag(rows, bits, spec.tables[t].dim, slots.indices, slots.offsets, mode=mode)
+            if taps is not None:  # a shared table: its features' bags one after another
+                taps.setdefault(f"emb_l.{t}", []).append((batch.sparse[f].indices, p))
             pooled.append(p)
-        z = interact(x, pooled, spec.interaction)
+        z = interact(x, pooled, spec.interaction, spec.pair_order)
         if taps is not None:
             taps.setdefault("interaction", []).append((x, z))
         x = z
+        for v, w in spec.cross_units():
+            x = cross(z, x, unit(w, unit(v, x, False), False))
         for i in range(len(spec.top_mlp)):
-            name = f"top_l.{2 * i}"
-            last = i == len(spec.top_mlp) - 1
-            y = self._linear(name, x, not last, result, observe)
-            if taps is not None:
-                taps.setdefault(name, []).append((x, y))
-            x = y
+            x = unit(f"top_l.{2 * i}", x, spec.relu_after(f"top_l.{2 * i}"))
         return sigmoid(x[:, 0])
 
     def forward(
@@ -262,11 +270,12 @@ def check_batch(model: Model, batch: Batch) -> None:
     spec = model.spec
     if batch.dense.ndim != 2 or batch.dense.shape[1] != len(spec.dense):
         raise ValueError(f"batch.dense must be [batch, {len(spec.dense)}], got {batch.dense.shape}")
-    if len(batch.sparse) != len(spec.tables):
-        raise ValueError(f"batch has {len(batch.sparse)} sparse features, the model {len(spec.tables)}")
-    for table, feature in zip(spec.tables, batch.sparse):
+    if len(batch.sparse) != len(spec.sparse):
+        raise ValueError(f"batch has {len(batch.sparse)} sparse features, the model {len(spec.sparse)}")
+    for name, t, feature in zip(spec.sparse, spec.feature_tables(), batch.sparse):
+        rows = spec.tables[t].rows
         if len(feature.offsets) != len(batch):
-            raise ValueError(f"{table.name}: {len(feature.offsets)} bags for {len(batch)} examples")
-        if len(feature.indices) and (feature.indices.min() < 0 or feature.indices.max() >= table.rows):
-            bad = np.count_nonzero((feature.indices < 0) | (feature.indices >= table.rows))
-            raise ValueError(f"{table.name}: {bad} ids outside the table's {table.rows} rows")
+            raise ValueError(f"{name}: {len(feature.offsets)} bags for {len(batch)} examples")
+        if len(feature.indices) and (feature.indices.min() < 0 or feature.indices.max() >= rows):
+            bad = np.count_nonzero((feature.indices < 0) | (feature.indices >= rows))
+            raise ValueError(f"{name}: {bad} ids outside the table's {rows} rows")

@@ -48,6 +48,14 @@ class Model:
         if self.backend not in ("numpy", "torch"):
             raise SpecError(f"backend: must be numpy or torch, got {self.backend!r}")
 
+    def linear(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """An FC unit's weight [out, in] and bias [out] (zeros for a unit without one: a cross
+        layer's V, whose zero bias adds nothing in fp32 and is an FBGEMM op's bias under int8)."""
+        weight = self.weights[f"{name}.weight"]
+        if self.spec.has_bias(name):
+            return weight, self.weights[f"{name}.bias"]
+        return weight, np.zeros(weight.shape[0], np.float32)
+
     @classmethod
     def initialise(cls, spec: ModelSpec, seed: int = 0, directory: str | Path | None = None) -> "Model":
         """DLRM's initialisation (see initial_tensors), in memory, or written straight
@@ -87,6 +95,18 @@ class Model:
             raise SpecError(f"{directory}: no {MANIFEST} (nor a legacy {LEGACY})")
         spec = ModelSpec.load(directory / SPEC_FILE)
         return cls(spec, load_weights(directory / LEGACY))
+
+
+def write_imported(directory: str | Path, spec: ModelSpec, weights: Mapping[str, np.ndarray]) -> Model:
+    """An imported model's tensors written as a snapshot, tensor by tensor (each read once,
+    checked finite and hashed as it is written: nothing is published if one holds NaN or
+    inf), then loaded from it."""
+    with SnapshotWriter(directory, spec) as writer:
+        for name in spec.weight_shapes():
+            writer.write(name, array_chunks(weights[name]))
+        writer.refuse_nonfinite()
+        writer.commit()
+    return Model.load(directory)
 
 
 def initial_tensors(spec: ModelSpec, seed: int) -> Iterator[tuple[str, tuple[int, ...], Iterator[np.ndarray]]]:

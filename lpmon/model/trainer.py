@@ -15,6 +15,7 @@ import numpy as np
 from .batch import Batch
 from .forward import pooled_fp32
 from .snapshot import Model
+from .spec import SpecError
 
 
 @dataclass
@@ -33,6 +34,12 @@ class Trainer:
     config: TrainerConfig = field(default_factory=TrainerConfig)
 
     def __post_init__(self):
+        spec = self.model.spec
+        if spec.cross_layers or spec.pair_order != "lower" or any(t.features or t.pooling for t in spec.tables):
+            raise SpecError(
+                "the trainer trains facebookresearch/dlrm-shaped models only (one feature per table, "
+                "one pooling, lower-triangle pairs, no cross layers)"
+            )
         self._m = {k: np.zeros_like(v) for k, v in self.model.weights.items() if not k.startswith("emb_l.")}
         self._v = {k: np.zeros_like(v) for k, v in self._m.items()}
         self._g2 = {

@@ -4,8 +4,9 @@
     p = module(dense_x, lS_o, lS_i)              # probabilities [B], float32
 
 The signature follows facebookresearch/dlrm: dense_x float32 [B, n_dense]; lS_o
-and lS_i lists of int64 tensors, one per table in the spec's order: bag b of
-table t is lS_i[t][lS_o[t][b]:lS_o[t][b + 1]]. Layer by layer:
+and lS_i lists of int64 tensors, one per sparse feature in the spec's order (one
+per table, but for a table shared by several features): bag b of feature f is
+lS_i[f][lS_o[f][b]:lS_o[f][b + 1]]. Layer by layer:
 
 - int8/int4/int2 tables: lpmon's packed rows (FBGEMM's fused formats, bit for
   bit) looked up by torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_rowwise_offsets;
@@ -18,7 +19,8 @@ table t is lS_i[t][lS_o[t][b]:lS_o[t][b + 1]]. Layer by layer:
   GEMM, fp32 accumulation); bf16 and fp32 FC layers: torch's linear with the
   weights rounded as the plan stores them;
 - the dot interaction in float64, rounded to float32 (as lpmon's executor does:
-  see lpmon.model.forward.interact), and the sigmoid in float64.
+  see lpmon.model.forward.interact), its pairs in the spec's order; DCNv2 cross
+  layers x0 * (W (V x) + b) + x, V and W FC units as above; the sigmoid in float64.
 
 The export, its check against lpmon's executor and its manifest: lpmon.serving.torchscript.
 The torch back end (lpmon.torch_backend) scores with build_eager's module.
@@ -141,15 +143,30 @@ class FloatBag(nn.Module):
         return torch.nn.functional.embedding_bag(indices, self.weight.float(), offsets, mode=self.mode)
 
 
-class DLRM(nn.Module):
-    """forward(dense_x, lS_o, lS_i) -> probabilities [B], as facebookresearch/dlrm's DLRM_Net."""
+class CrossLayer(nn.Module):
+    """A DCNv2 low-rank cross layer (TorchRec's LowRankCrossNet): x0 * (W (V x) + b) + x."""
 
-    def __init__(self, bot_l, emb_l, top_l, interaction: str, rows, cols):
+    def __init__(self, v, w):
+        super().__init__()
+        self.v = v
+        self.w = w
+
+    def forward(self, x0, x):
+        return x0 * self.w(self.v(x)) + x
+
+
+class DLRM(nn.Module):
+    """forward(dense_x, lS_o, lS_i) -> probabilities [B], as facebookresearch/dlrm's DLRM_Net
+    (and TorchRec's DLRM and DLRM_DCN: features sharing a table, cross layers)."""
+
+    def __init__(self, bot_l, emb_l, top_l, interaction: str, rows, cols, features_per_table, cross=()):
         super().__init__()
         self.bot_l = nn.ModuleList(bot_l)
         self.emb_l = nn.ModuleList(emb_l)
+        self.cross = nn.ModuleList(cross)
         self.top_l = nn.ModuleList(top_l)
         self.dot = interaction == "dot"
+        self.features_per_table: List[int] = list(features_per_table)
         self.register_buffer("li", torch.tensor(rows, dtype=torch.int64))
         self.register_buffer("lj", torch.tensor(cols, dtype=torch.int64))
 
@@ -158,17 +175,29 @@ class DLRM(nn.Module):
         for layer in self.bot_l:
             x = layer(x)
         pooled = [x]
+        f = 0
         for t, table in enumerate(self.emb_l):
-            pooled.append(table(lS_i[t], lS_o[t]))
+            for _ in range(self.features_per_table[t]):
+                pooled.append(table(lS_i[f], lS_o[f]))
+                f += 1
         if self.dot:
             vectors = torch.stack(pooled, dim=1).double()
             z = torch.bmm(vectors, vectors.transpose(1, 2)).float()
             x = torch.cat([x, z[:, self.li, self.lj]], dim=1)
         else:
             x = torch.cat(pooled, dim=1)
+        x0 = x
+        for layer in self.cross:
+            x = layer(x0, x)
         for layer in self.top_l:
             x = layer(x)
         return torch.sigmoid(x[:, 0].double()).float()
+
+
+def fc_units(module: DLRM) -> list:
+    """The module's FC units in the spec's order (ModelSpec.linear_layers): bottom, cross, top."""
+    cross = [unit for layer in module.cross for unit in (layer.v, layer.w)]
+    return [*module.bot_l, *cross, *module.top_l]
 
 
 def _packed_linear(dtype):
@@ -188,22 +217,21 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
     torch.backends.quantized.engine = "fbgemm"
     spec = model.spec
     executor = Executor(model, plan)
-    mode = 0 if spec.pooling == "sum" else 1
     tables = []
     for t, (bits, table) in enumerate(executor.tables):
         precision = executor._precision(f"emb_l.{t}")
+        pooling = spec.table_pooling(t)
         if bits is None:
             weight = torch.from_numpy(np.ascontiguousarray(table))
-            tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), spec.pooling))
+            tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), pooling))
         else:
+            mode = 0 if pooling == "sum" else 1
             tables.append(
                 RowwiseBag(torch.from_numpy(np.ascontiguousarray(table)).clone(), bits, spec.tables[t].dim, mode)
             )
     linears = {}
-    names = [name for name, _, _ in spec.linear_layers()]
-    last = names[-1]
-    for name in names:
-        relu = name != last
+    for name, _, _ in spec.linear_layers():
+        relu = spec.relu_after(name)
         precision = executor._precision(name)
         if precision == "int8":
             _, layer, qp = executor.linears[name]
@@ -220,8 +248,9 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
                 packed.set_weight_bias(qweight, torch.from_numpy(layer.bias.copy()))
             linears[name] = Int8Linear(packed, qp.scale, qp.zero_point, relu)
             continue
-        weight = round_weight(model.weights[f"{name}.weight"], precision)
-        bias = torch.from_numpy(np.ascontiguousarray(model.weights[f"{name}.bias"], np.float32).copy())
+        weight, bias = model.linear(name)
+        weight = round_weight(weight, precision)
+        bias = torch.from_numpy(np.ascontiguousarray(bias, np.float32).copy())
         if precision == "fp16" and weight.shape[0] > 1:
             packed = _packed_linear(torch.float16)
             packed.set_weight_bias(torch.from_numpy(weight.copy()), bias)  # exact in fp16 already
@@ -230,8 +259,7 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
             stored = torch.from_numpy(weight.copy())
             stored = {"bf16": stored.bfloat16(), "fp16": stored.half()}.get(precision, stored)
             linears[name] = FloatLinear(stored, bias, relu)
-    vectors = 1 + len(spec.tables)
-    rows, cols = np.tril_indices(vectors, k=-1)
+    rows, cols = spec.pairs()
     module = DLRM(
         [linears[f"bot_l.{2 * i}"] for i in range(len(spec.bottom_mlp))],
         tables,
@@ -239,6 +267,8 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
         spec.interaction,
         rows.tolist(),
         cols.tolist(),
+        [len(table.inputs) for table in spec.tables],
+        [CrossLayer(linears[v], linears[w]) for v, w in spec.cross_units()],
     )
     return module.eval()
 

@@ -123,11 +123,11 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
             "scheme": layer.scheme if layer else "none",
         }
         if precision == "int8":
-            q = QuantizedLinear.from_float(model.weights[f"{name}.weight"])
+            q = QuantizedLinear.from_float(model.linear(name)[0])
             a = layer.activation
             entry.update(
                 op="quantized::linear_with_input_q_dq_qweight_dq_"
-                + ("" if name == _last(spec) else "relu_")
+                + ("relu_" if spec.relu_after(name) else "")
                 + "output_fp32",
                 weight={
                     "dtype": "qint8",
@@ -159,10 +159,11 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
             "kind": "embedding",
             "precision": precision,
             "feature": table.name,
+            **({"features": list(table.features)} if table.features else {}),
             "rows": table.rows,
             "dim": table.dim,
             "scheme": layer.scheme if layer else "none",
-            "pooling": spec.pooling,
+            "pooling": spec.table_pooling(t),
         }
         if precision in ROWWISE:
             bits = int(precision[3:])
@@ -193,6 +194,8 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
         "dense": list(spec.dense),
         "sparse": list(spec.sparse),
         "interaction": spec.interaction,
+        "pair_order": spec.pair_order,
+        "cross_layers": spec.cross_layers,
         "rounding": {"interaction": ROUNDING["interaction"], "sigmoid": ROUNDING["sigmoid"]},
         "layers": layers,
         "checked_on": {
@@ -204,10 +207,6 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
             **(checked or {}),
         },
     }
-
-
-def _last(spec) -> str:
-    return spec.linear_layers()[-1][0]
 
 
 def export(

@@ -45,7 +45,7 @@ from lpmon.model.spec import SpecError
 from lpmon.quant.linear import Saturation, quantize_activation
 from lpmon.quant.plan import QuantPlan
 from lpmon.serving import require_torch
-from lpmon.serving.torchmodule import FloatLinear, Fp16Linear, Int8Linear, build_eager, torch_inputs
+from lpmon.serving.torchmodule import FloatLinear, Fp16Linear, Int8Linear, build_eager, fc_units, torch_inputs
 
 torch = require_torch()
 
@@ -125,7 +125,7 @@ class TorchExecutor:
         self.model, self.plan = model, plan
         self.module = build_eager(model, plan)
         names = [name for name, _, _ in model.spec.linear_layers()]
-        layers = [*self.module.bot_l, *self.module.top_l]
+        layers = fc_units(self.module)
         self.fc = []
         for name, layer in zip(names, layers):  # the quantizable FC units, by module type
             if not isinstance(layer, (FloatLinear, Fp16Linear, Int8Linear)):

@@ -1,7 +1,9 @@
 """What a traffic partition must hold for a model, and the checks applied on read.
 
 Columns: request_id (int64 or string, unique), ts (timestamp), label (0/1),
-dense_* (float), sparse_* (list<int64> of ids, or int64 for one id). Every
+the model's dense columns (float: dense_*) and sparse features (list<int64> of ids,
+or int64 for one id: sparse_* for lpmon's own models, any name the spec gives a
+feature, e.g. an imported TorchRec model's cat_0). Every
 file of a partition is checked (its schema, then every row); a problem is
 reported with the file, the column and the number of bad rows; bad rows are
 never scored silently. Two limits keep one hostile row from costing
@@ -59,7 +61,7 @@ class TrafficSchema:
         return cls(
             spec.dense,
             spec.sparse,
-            tuple(t.rows for t in spec.tables),
+            tuple(spec.tables[t].rows for t in spec.feature_tables()),
             max_ids_per_row,
             ts_tolerance_s,
             extra=tuple(extra),

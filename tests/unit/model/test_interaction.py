@@ -105,3 +105,19 @@ def test_read_only_strided_inputs_threads_and_empty_shapes(isa):
     assert (dot_interaction(parts[0][:, :0], [p[:, :0] for p in parts[1:]]) == 0).all()
     with pytest.raises(ValueError, match="one shape"):
         dot_interaction(parts[0], [parts[1][:, :3]])
+
+
+def test_upper_order_is_torchrecs_triu_pairs_of_the_same_products():
+    """TorchRec's InteractionArch takes torch.triu_indices(V, V, offset=1) of the Gram matrix:
+    the same dot products as the lower triangle, in (i < j) row-major order."""
+    rng = np.random.default_rng(7)
+    parts = vectors(rng, 50, 5, 8)
+    lower = dot_interaction(parts[0], parts[1:])
+    upper = dot_interaction(parts[0], parts[1:], order="upper")
+    gram = np.einsum("bvd,bwd->bvw", *(np.stack(parts, axis=1).astype(np.float64),) * 2)
+    i, j = np.triu_indices(5, k=1)
+    np.testing.assert_array_equal(upper[:, :8], parts[0])
+    np.testing.assert_allclose(upper[:, 8:], gram[:, i, j], rtol=1e-6)
+    assert sorted(bits(upper[0, 8:])) == sorted(bits(lower[0, 8:])) and not np.array_equal(upper, lower)
+    with pytest.raises(ValueError, match="order must be 'lower' or 'upper'"):
+        dot_interaction(parts[0], parts[1:], order="diagonal")

@@ -10,7 +10,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -27,40 +26,14 @@ from lpmon.serving.scores import read_metadata
 from lpmon.store import init_store
 from support import REPO
 from support.models import dlrm_checkpoint, random_batch
+from support.serving import run_fresh
 
 torch = pytest.importorskip("torch")
 from lpmon.serving import torchscript  # noqa: E402
-from lpmon.serving.torchscript import build_module, export, torch_inputs, ulps  # noqa: E402
+from lpmon.serving.torchscript import build_module, export, ulps  # noqa: E402
 
 README = REPO / "README.md"
 DAY = dt.date(2026, 11, 1)
-
-# Runs in a fresh interpreter: only torch (and the standard library) is imported.
-FRESH = """
-import sys, torch
-modules, inputs = sys.argv[1].split(","), torch.load(sys.argv[2])
-out = {}
-for path in modules:
-    module = torch.jit.load(path)
-    with torch.inference_mode():
-        out[path] = module(inputs["dense_x"], inputs["lS_o"], inputs["lS_i"])
-assert not [m for m in sys.modules if m.split(".")[0] in ("lpmon", "pyarrow", "pandas", "scipy")]
-torch.save(out, sys.argv[3])
-"""
-
-
-def run_fresh(tmp_path, modules, batch) -> dict:
-    dense, offsets, indices = torch_inputs(batch)
-    inputs = tmp_path / "inputs.pt"
-    torch.save({"dense_x": dense, "lS_o": offsets, "lS_i": indices}, inputs)
-    out = tmp_path / "out.pt"
-    subprocess.run(
-        [sys.executable, "-c", FRESH, ",".join(str(m) for m in modules), str(inputs), str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return {Path(k): v.numpy() for k, v in torch.load(out).items()}
 
 
 @pytest.fixture(scope="module")
