@@ -234,6 +234,7 @@ def recalibrate_step(config: Config, work: DayWork) -> bool:
         unit_precisions(plan),
         model_id=work.model_id,
         pinned=pins,
+        embedding_layout=d.settings.embedding_layout,
         provenance=provenance_of(d, len(calibration)),
     )
     verdict = validate(candidate, d.evidence(), d.settings.gate_pct, active=plan, active_over_gate=True)
@@ -279,7 +280,14 @@ def fallback_step(config: Config, work: DayWork) -> DayWork:
     if not result.passed:
         precisions = whole_model_fp32(d.model, pins)
         verdict = validate(
-            assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins),
+            assemble(
+                d.model,
+                ranges,
+                precisions,
+                model_id=work.model_id,
+                pinned=pins,
+                embedding_layout=d.settings.embedding_layout,
+            ),
             evidence,
             d.settings.gate_pct,
             active=plan,
@@ -296,6 +304,7 @@ def fallback_step(config: Config, work: DayWork) -> DayWork:
         precisions,
         model_id=work.model_id,
         pinned=pins,
+        embedding_layout=d.settings.embedding_layout,
         provenance=provenance_of(d, len(calibration), "raised: " + "; ".join(group_units(moved))),
     )
     work.action = Action.FALLBACK.value

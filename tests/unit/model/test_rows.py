@@ -71,7 +71,8 @@ def test_touched_rows_are_the_whole_tables_rows_bit_for_bit(precision, search, d
         ids = rng.integers(0, len(table), 15)  # unsorted, repeats too
         rows, slots = cache.take(table, "t", precision, search, ids)
         np.testing.assert_array_equal(rows[slots].view(np.uint8), reference[ids].view(np.uint8))
-    assert cache.prepared[("t", precision, search)] == len(cache._sets[("t", precision, search)].ids)
+    key = ("t", precision, search, "prepack")
+    assert cache.prepared[key] == len(cache._sets[key].ids)
 
 
 def test_only_rows_not_yet_prepared_are_read_and_quantized(monkeypatch):
@@ -91,7 +92,8 @@ def test_only_rows_not_yet_prepared_are_read_and_quantized(monkeypatch):
     assert seen == [3, 2]
     np.testing.assert_array_equal(rows[slots], real(table[[1, 5, 700]], 8))
     cache.take(table, "t", "int4", False, np.array([5]))  # another precision: its own rows
-    assert seen == [3, 2, 1] and cache.prepared == {("t", "int8", False): 5, ("t", "int4", False): 1}
+    assert seen == [3, 2, 1]
+    assert cache.prepared == {("t", "int8", False, "prepack"): 5, ("t", "int4", False, "prepack"): 1}
 
 
 @pytest.mark.parametrize("pooling", ["sum", "mean"])
@@ -209,7 +211,7 @@ def test_plans_share_the_days_rows_and_a_move_prepares_only_its_unit():
     forward_quantized(model, batch.slice(0, 100), start)  # validation, probes: nothing new
     added = {k: v - before.get(k, 0) for k, v in model.cache.rows.prepared.items() if v != before.get(k, 0)}
     touched = np.unique(batch.sparse[0].indices).size
-    assert added == {("emb_l.0", "int8", False): touched}
+    assert added == {("emb_l.0", "int8", False, "prepack"): touched}
 
 
 def test_the_torch_back_ends_executors_are_kept_too_but_fewer():
