@@ -191,3 +191,18 @@ def test_rerunning_the_days_onboarding_waited_on_keeps_their_verdicts(tmp_path):
     again = [run_day(config, "stable", day(i)) for i in range(8)]
     assert [(r.status, r.plan_version) for r in again] == [(r.status, r.plan_version) for r in first]
     assert rows_with_events(store, "stable") == rows
+
+
+def test_a_tbe_model_onboards_to_a_tbe_plan_served_as_such(tmp_path):
+    """embedding_layout = "tbe": the plan onboarding searched, validated and promoted
+    carries the layout, in the store and in the active.json serving reads."""
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", days=1, extra='embedding_layout = "tbe"')
+    first = run_day(config, "stable", day(0))
+    assert first.promoted and first.action == "ONBOARD", first.message
+    active = QuantPlan.from_json((config.plans_dir / "stable" / "active.json").read_text())
+    assert (
+        active.embedding_layout
+        == "tbe"
+        == json.loads(open_store(config).active_plan("stable").plan_json)["embedding_layout"]
+    )
+    assert any(layer.precision == "int8" for layer in active.layers if layer.kind == "embedding")
