@@ -11,7 +11,7 @@ from lpmon.model.backends import executor
 from lpmon.model.cache import MAX_EXECUTORS, MAX_TORCH_EXECUTORS
 from lpmon.model.forward import Executor
 from lpmon.model.rows import TouchedRows
-from lpmon.quant import ActivationRange, LayerPlan, QuantPlan, rowwise
+from lpmon.quant import ActivationRange, LayerPlan, QuantPlan, rowwise, tbe
 from lpmon.quant.halfprec import to_fp16
 from support.models import random_batch
 from support.quant_tables import cached_hard_table
@@ -73,6 +73,22 @@ def test_touched_rows_are_the_whole_tables_rows_bit_for_bit(precision, search, d
         np.testing.assert_array_equal(rows[slots].view(np.uint8), reference[ids].view(np.uint8))
     key = ("t", precision, search, "prepack")
     assert cache.prepared[key] == len(cache._sets[key].ids)
+
+
+@pytest.mark.parametrize("precision, search", [("int8", False), ("int4", False), ("int4", True), ("int2", False)])
+def test_touched_rows_in_the_tbe_layout_are_the_whole_tables_tbe_rows(precision, search):
+    """embedding_layout = "tbe": touched rows are whole-table TBE quantization's rows (as
+    the executor pools them), kept apart from the same table's prepack rows."""
+    bits = int(precision[3:])
+    table = cached_hard_table(16, 40, 16, bits)
+    table = table[np.abs(table).max(axis=1) <= 6e4]
+    reference = tbe.pooling_rows(tbe.quantize(table, bits, search=search), bits, 16)
+    cache, ids = TouchedRows(), np.random.default_rng(0).integers(0, len(table), 30)
+    rows, slots = cache.take(table, "t", precision, search, ids, "tbe")
+    np.testing.assert_array_equal(rows[slots], reference[ids])
+    prepack, slots = cache.take(table, "t", precision, search, ids)
+    np.testing.assert_array_equal(prepack[slots], whole(table, precision, search)[ids])
+    assert set(cache.prepared) == {("t", precision, search, "tbe"), ("t", precision, search, "prepack")}
 
 
 def test_only_rows_not_yet_prepared_are_read_and_quantized(monkeypatch):
