@@ -1,8 +1,8 @@
 /*
  * Row-wise embedding kernels in FBGEMM's fused layouts, bit for bit:
  *   8-bit rows: [dim x uint8][fp32 scale][fp32 bias]
- *   n-bit rows (4, 2): [ceil(dim * n / 8) bytes, element c in bits
- *                       (c % (8/n)) * n of byte c / (8/n)][fp16 scale][fp16 bias]
+ *   n-bit rows (4, 2, and 8 with fp16 scale and bias): [ceil(dim * n / 8) bytes,
+ *                       element c in bits (c % (8/n)) * n of byte c / (8/n)][fp16 scale][fp16 bias]
  * Included by rowwise_isa.c with LP_NAME(base) defined. Inputs are validated
  * by the caller (finite values; fp16-representable for n-bit rows).
  *
@@ -65,7 +65,7 @@ int64_t LP_NAME(lp_quantize_rows8)(const float *table, int64_t rows, int64_t dim
 }
 
 /*
- * FBGEMM's FloatOrHalfToFusedNBitRowwiseQuantizedSBHalf. lo/hi, when given,
+ * FBGEMM's FloatOrHalfToFusedNBitRowwiseQuantizedSBHalf (bits 8, 4 or 2). lo/hi, when given,
  * replace each row's min/max (the greedy range search); the bias is lo rounded
  * to fp16 and that rounded value is used in the arithmetic.
  */
@@ -105,7 +105,9 @@ int64_t LP_NAME(lp_quantize_rows_nbit)(int bits, const float *table, int64_t row
             /* start is a multiple of 4096, so of per_byte: bytes do not straddle chunks */
             uint8_t *ob = o + start / per_byte;
             int64_t nbytes = (len + per_byte - 1) / per_byte;
-            if (bits == 4) {
+            if (bits == 8) {
+                memcpy(ob, q, (size_t)len);
+            } else if (bits == 4) {
                 for (int64_t b = 0; b < len / 2; b++)
                     ob[b] = (uint8_t)(q[2 * b] | (q[2 * b + 1] << 4));
                 if (len & 1) ob[len / 2] = q[len - 1];

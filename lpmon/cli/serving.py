@@ -66,7 +66,10 @@ def export_torchscript(args, config, version: int, plan_json: str) -> int:
     model = load_model(config.model(args.model))
     plan = QuantPlan.from_json(plan_json)
     probe, day = probe_sample(config, args.model, model)
-    info = torchscript.export(model, plan, args.out, probe, checked_day=day if probe is not None else None)
+    try:
+        info = torchscript.export(model, plan, args.out, probe, checked_day=day if probe is not None else None)
+    except ImportError as err:  # a TBE plan without fbgemm_gpu: the message says what to install
+        raise ValueError(str(err)) from None
     checked = info["checked_on"]
     line = (
         f"plan v{version} of {args.model} written to {args.out} as TorchScript "

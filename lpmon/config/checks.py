@@ -123,10 +123,12 @@ def check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[str
             bad(key, f"must name a prediction column (not request_id, label, ts, dense_* or sparse_*), got {column!r}")
     if s.p_ref_column == s.p_q_column and ("p_ref_column" in changed or "p_q_column" in changed):
         problems.append(f"{where}.p_q_column: must differ from p_ref_column ({s.p_ref_column!r})")
-    from lpmon.quant.precision import PRECISIONS  # not at DAG parse time: lpmon.quant loads numpy
+    from lpmon.quant.precision import LAYOUTS, PRECISIONS  # not at DAG parse time: lpmon.quant loads numpy
 
     if s.embedding_precision not in PRECISIONS["embedding"]:
         bad("embedding_precision", f"must be {', '.join(PRECISIONS['embedding'])}, got {s.embedding_precision!r}")
+    if s.embedding_layout not in LAYOUTS:
+        bad("embedding_layout", f'must be "prepack" or "tbe", got {s.embedding_layout!r}')
     if not 0 < s.max_halfwidth_gates <= 100:
         bad("max_halfwidth_gates", f"must be above 0 and at most 100 (gates), got {s.max_halfwidth_gates}")
     if not 10 <= s.sequential_run_length_days <= 1_000_000:

@@ -33,6 +33,7 @@ class ModelSettings:
     calibration_method: str = "l2"
     calibration_days: int = 1
     embedding_precision: str = "int8"
+    embedding_layout: str = "prepack"  # "tbe": row-wise tables as TorchRec/FBGEMM's TBE serves them
     healthy_days_to_reenable: int = 3
     cooldown_days: int = 7  # units a promotion changed are not re-enabled for this long
     validation_max_examples: int = 200_000  # held-out examples a validation may draw, at most

@@ -17,10 +17,11 @@ from lpmon.quant import QParams, reference
 from lpmon.quant.halfprec import round_weight, to_fp16
 from lpmon.quant.linear import QuantizedLinear, Saturation, dequantize_output, quantize_activation
 from lpmon.quant.plan import QuantPlan
-from lpmon.quant.rowwise import embedding_bag, embedding_bag_float, quantize_rows
+from lpmon.quant.rowwise import embedding_bag, embedding_bag_float
 
 from .batch import Batch, SparseFeature
 from .interaction import dot_interaction
+from .rows import prepare_rows
 from .snapshot import Model
 
 DEFAULT_BATCH_SIZE = 4096
@@ -99,6 +100,7 @@ class Executor:
         self.model, self.plan = model, plan
         spec, weights = model.spec, model.weights
         self.rows = model.cache.current(weights).rows
+        self.layout = plan.embedding_layout if plan is not None else "prepack"
         # Per table: (name, precision, search).
         self.embeddings: list[tuple[str, str, bool]] = []
         for t in range(len(spec.tables)):
@@ -121,9 +123,10 @@ class Executor:
 
     @property
     def tables(self) -> list[tuple[int | None, np.ndarray]]:
-        """Every row of every table as the plan stores it: (bits, packed rows), or (None,
-        float32 rows) for fp32 and fp16 tables. Whole tables, for export to serving
-        (lpmon.serving.torchscript); forward passes prepare touched rows only."""
+        """Every row of every table as the plan stores it: (bits, packed rows as the executor
+        pools them, lpmon.model.rows.prepare_rows), or (None, float32 rows) for fp32 and fp16
+        tables. Whole tables, for export to serving (lpmon.serving.torchscript); forward
+        passes prepare touched rows only."""
         out: list[tuple[int | None, np.ndarray]] = []
         for name, precision, search in self.embeddings:
             weight = self.model.weights[f"{name}.weight"]
@@ -132,7 +135,9 @@ class Executor:
             elif precision == "fp16":
                 out.append((None, to_fp16(weight).astype(np.float32)))
             else:
-                out.append((int(precision[3:]), quantize_rows(weight, int(precision[3:]), search=search, name=name)))
+                rows = np.ascontiguousarray(weight, dtype=np.float32)
+                ids = np.arange(len(rows))
+                out.append((int(precision[3:]), prepare_rows(rows, precision, search, name, ids, self.layout)))
         return out
 
     def touched(self, batch: Batch) -> list[tuple[int | None, np.ndarray, SparseFeature]]:
@@ -143,7 +148,7 @@ class Executor:
         for t, feature in zip(self.model.spec.feature_tables(), batch.sparse):
             name, precision, search = self.embeddings[t]
             weight = self.model.weights[f"{name}.weight"]
-            rows, slots = self.rows.take(weight, name, precision, search, feature.indices)
+            rows, slots = self.rows.take(weight, name, precision, search, feature.indices, self.layout)
             bits = None if precision in ("fp32", "fp16") else int(precision[3:])
             out.append((bits, rows, SparseFeature(slots, feature.offsets)))
         return out

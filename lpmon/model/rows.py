@@ -3,7 +3,7 @@
 A day's sample touches a small share of each table's rows, so forward passes
 never read, check or quantize whole tables. For each table and batch the
 executor asks `TouchedRows.take` for the batch's ids; rows not yet
-prepared under that (table, precision, search) are gathered from the weight
+prepared under that (table, precision, search, layout) are gathered from the weight
 (read from the snapshot's file with pread when it is memory-mapped: see
 tensors.read_rows), checked finite and
 quantized or rounded, then kept for the day. The executor pools from the
@@ -22,24 +22,28 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from lpmon.quant import tbe
 from lpmon.quant.halfprec import FP16_MAX, to_fp16
 from lpmon.quant.rowwise import quantize_rows, row_bytes
 
 from .spec import SpecError
 from .tensors import read_rows
 
-#: (table name, precision, search): what one set of prepared rows is keyed by.
-Key = tuple[str, str, bool]
+#: (table name, precision, search, embedding layout): what one set of prepared rows is keyed by.
+Key = tuple[str, str, bool, str]
 
 
-def prepare_rows(rows: np.ndarray, precision: str, search: bool, name: str, ids: np.ndarray) -> np.ndarray:
+def prepare_rows(
+    rows: np.ndarray, precision: str, search: bool, name: str, ids: np.ndarray, layout: str = "prepack"
+) -> np.ndarray:
     """Rows of table `name` (float32 [n, dim], the rows `ids` of its weight) as the executor
-    pools them: packed uint8 rows for int8/int4/int2, float32 rows for fp32, fp16-rounded
-    float32 rows for fp16. A row that is not finite, or (4/2-bit rows, whose scale and bias
-    are fp16) beyond fp16's range, is a SpecError naming the table and the row id."""
+    pools them: packed uint8 rows for int8/int4/int2 (layout "tbe": quantized as TorchRec
+    serves them, lpmon.quant.tbe), float32 rows for fp32, fp16-rounded float32 rows for
+    fp16. A row that is not finite, or (rows whose scale and bias are fp16: 4/2-bit, and
+    int8 in the TBE layout) beyond fp16's range, is a SpecError naming the table and the row id."""
     bad = ~np.isfinite(rows).all(axis=1)
     what = "NaN or inf values"
-    if precision in ("int4", "int2"):
+    if precision in ("int4", "int2") or (precision == "int8" and layout == "tbe"):
         bad |= np.abs(rows).max(axis=1, initial=0) > FP16_MAX
         what = f"NaN, inf or values beyond fp16's +-65504 ({precision} rows keep fp16 scales and biases)"
     if bad.any():
@@ -51,7 +55,10 @@ def prepare_rows(rows: np.ndarray, precision: str, search: bool, name: str, ids:
         return rows
     if precision == "fp16":
         return to_fp16(rows).astype(np.float32)
-    return quantize_rows(rows, int(precision[3:]), search=search, name=name)
+    bits = int(precision[3:])
+    if layout == "tbe":
+        return tbe.pooling_rows(tbe.quantize(rows, bits, search=search, name=name), bits, rows.shape[1])
+    return quantize_rows(rows, bits, search=search, name=name)
 
 
 @dataclass
@@ -64,7 +71,7 @@ class _Prepared:
 
 @dataclass
 class TouchedRows:
-    """A model's prepared rows for the day, per (table, precision, search).
+    """A model's prepared rows for the day, per (table, precision, search, layout).
 
     Owned by the loaded model (Model.cache), so it lives as long as the day's model;
     `prepared` counts the rows prepared per key (what the day paid for)."""
@@ -73,16 +80,16 @@ class TouchedRows:
     prepared: dict[Key, int] = field(default_factory=dict)
 
     def take(
-        self, weight: np.ndarray, name: str, precision: str, search: bool, indices: np.ndarray
+        self, weight: np.ndarray, name: str, precision: str, search: bool, indices: np.ndarray, layout: str = "prepack"
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, slots): rows[slots[i]] is the prepared row of indices[i], an id of `weight`
         (the table `name`'s float32 [rows, dim] weight; ids in range, checked by the caller).
-        Only ids not prepared before under (name, precision, search) are read and prepared.
+        Only ids not prepared before under (name, precision, search, layout) are read and prepared.
 
         Ids are found through a hash index of the prepared ids (pandas'), which costs
         O(len(indices)) a pass: np.unique would sort every id of the batch on every pass,
         a binary search is several times slower on unsorted ids."""
-        key = (name, precision, bool(search))
+        key = (name, precision, bool(search), layout)
         held = self._sets.get(key)
         if held is None:
             dim = weight.shape[1]
@@ -96,7 +103,12 @@ class TouchedRows:
         if (slots < 0).any():
             missing = np.unique(indices[slots < 0])  # sorted: the weight's pages are read in order
             rows = prepare_rows(
-                np.ascontiguousarray(read_rows(weight, missing), dtype=np.float32), precision, search, name, missing
+                np.ascontiguousarray(read_rows(weight, missing), dtype=np.float32),
+                precision,
+                search,
+                name,
+                missing,
+                layout,
             )
             held.ids = pd.Index(np.concatenate([held.ids.to_numpy(), missing]))
             held.rows = np.concatenate([held.rows, rows])

@@ -91,20 +91,22 @@ class Unit:
     kind: str  # "linear" or "embedding"
     rows: int
     cols: int
+    layout: str = "prepack"  # embeddings: where row-wise tables live (lpmon.quant.precision.LAYOUTS)
 
     @property
     def ladder(self) -> tuple[Precision, ...]:
         return TABLE_LADDER if self.kind == "embedding" else LINEAR_LADDER
 
     def bytes(self, precision: str) -> float:
-        return bytes_served(self.kind, self.rows, self.cols, precision)
+        return bytes_served(self.kind, self.rows, self.cols, precision, self.layout)
 
 
-def units(model: Model) -> dict[str, Unit]:
-    """Every unit of the model, FC layers first (spec order), then tables."""
+def units(model: Model, layout: str = "prepack") -> dict[str, Unit]:
+    """Every unit of the model, FC layers first (spec order), then tables (costed in
+    the embedding layout)."""
     out = {name: Unit(name, "linear", n_out, n_in) for name, n_in, n_out in model.spec.linear_layers()}
     for t, table in enumerate(model.spec.tables):
-        out[f"emb_l.{t}"] = Unit(f"emb_l.{t}", "embedding", table.rows, table.dim)
+        out[f"emb_l.{t}"] = Unit(f"emb_l.{t}", "embedding", table.rows, table.dim, layout)
     return out
 
 
@@ -129,9 +131,11 @@ def assemble(
     version: int = 1,
     provenance: Provenance = Provenance(),
     pinned: dict[str, LayerPlan] | None = None,
+    embedding_layout: str = "prepack",
 ) -> QuantPlan:
-    """A plan from per-unit precisions (layer names; EMBEDDINGS sets every table).
-    Pinned layers are copied as the user pinned them, ranges included."""
+    """A plan from per-unit precisions (layer names; EMBEDDINGS sets every table), its
+    row-wise tables in the embedding layout (the model's setting). Pinned layers are
+    copied as the user pinned them, ranges included."""
     pinned = pinned or {}
     layers = []
     for name, _, _ in model.spec.linear_layers():
@@ -144,7 +148,7 @@ def assemble(
     for t in range(len(model.spec.tables)):
         name = f"emb_l.{t}"
         layers.append(pinned.get(name) or LayerPlan(name, "embedding", precisions.get(name) or precisions[EMBEDDINGS]))
-    return QuantPlan(model_id, version, tuple(layers), provenance)
+    return QuantPlan(model_id, version, tuple(layers), provenance, embedding_layout=embedding_layout)
 
 
 def evaluate(

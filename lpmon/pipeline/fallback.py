@@ -47,7 +47,9 @@ def resumable_search(
     scores: dict[tuple, float] = {}
 
     def plan_of(precisions):
-        return assemble(model, ranges, precisions, model_id=model_id, pinned=fixed)
+        return assemble(
+            model, ranges, precisions, model_id=model_id, pinned=fixed, embedding_layout=settings.embedding_layout
+        )
 
     def score(precisions):
         key = tuple(sorted(precisions.items()))
@@ -74,7 +76,7 @@ def resumable_search(
 
     result = fallback_search(
         start,
-        units=units(model),
+        units=units(model, settings.embedding_layout),
         score=score,
         accept=accept,
         target=settings.gate_pct,

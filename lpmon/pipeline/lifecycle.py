@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Protocol
 
@@ -355,7 +355,7 @@ def _plan(record) -> QuantPlan | None:
 
 
 def _numbered(plan: QuantPlan, version: int) -> QuantPlan:
-    return QuantPlan(plan.model_id, version, plan.layers, plan.provenance)
+    return replace(plan, version=version)
 
 
 def layer_to_json(layer: LayerPlan) -> str:

@@ -75,6 +75,7 @@ def onboard(
         result.precisions,
         model_id=model_id,
         pinned=pins,
+        embedding_layout=settings.embedding_layout,
         provenance=Provenance(
             settings.calibration_method,
             f"{day}: {len(calibration)} examples",

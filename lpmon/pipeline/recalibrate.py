@@ -63,6 +63,7 @@ def _proactive_recalibration(config: Config, model_id: str, day) -> dict:
         unit_precisions(active),
         model_id=model_id,
         pinned=fixed,
+        embedding_layout=settings.embedding_layout,
         provenance=Provenance(
             settings.calibration_method, f"{day}: {len(calibration)} examples", day, "proactive recalibration"
         ),

@@ -46,6 +46,7 @@ def maybe_reenable(d: Day, streak: int) -> None:
         dict(unit_precisions(plan), **targets),
         model_id=work.model_id,
         pinned=fixed,
+        embedding_layout=settings.embedding_layout,
         provenance=provenance_of(d, len(calibration), f"back to baseline: {lines}"),
     )
     verdict = validate(candidate, d.evidence(), settings.gate_pct)

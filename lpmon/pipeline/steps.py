@@ -234,6 +234,7 @@ def recalibrate_step(config: Config, work: DayWork) -> bool:
         unit_precisions(plan),
         model_id=work.model_id,
         pinned=pins,
+        embedding_layout=d.settings.embedding_layout,
         provenance=provenance_of(d, len(calibration)),
     )
     verdict = validate(candidate, d.evidence(), d.settings.gate_pct, active=plan, active_over_gate=True)
@@ -275,11 +276,23 @@ def fallback_step(config: Config, work: DayWork) -> DayWork:
         active_over_gate=True,
         creep=True,
     )
+
+    def plan_of(precisions, **provenance):
+        return assemble(
+            d.model,
+            ranges,
+            precisions,
+            model_id=work.model_id,
+            pinned=pins,
+            embedding_layout=d.settings.embedding_layout,
+            **provenance,
+        )
+
     precisions = result.precisions
     if not result.passed:
         precisions = whole_model_fp32(d.model, pins)
         verdict = validate(
-            assemble(d.model, ranges, precisions, model_id=work.model_id, pinned=pins),
+            plan_of(precisions),
             evidence,
             d.settings.gate_pct,
             active=plan,
@@ -290,13 +303,8 @@ def fallback_step(config: Config, work: DayWork) -> DayWork:
             "whole-model fp32" + (f" but for the pinned {', '.join(sorted(pins))}" if pins else "")
         )
     moved = {n: (start[n], p) for n, p in precisions.items() if p != start[n]}
-    candidate = assemble(
-        d.model,
-        ranges,
-        precisions,
-        model_id=work.model_id,
-        pinned=pins,
-        provenance=provenance_of(d, len(calibration), "raised: " + "; ".join(group_units(moved))),
+    candidate = plan_of(
+        precisions, provenance=provenance_of(d, len(calibration), "raised: " + "; ".join(group_units(moved)))
     )
     work.action = Action.FALLBACK.value
     outcome = d.lifecycle.propose(candidate, d.day, Origin.FALLBACK, verdict, expected_active=work.plan_version)

@@ -5,7 +5,7 @@ lpmon never changes them. The CLI's `lpmon plans import|promote|pin|unpin`."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lpmon.config import Config
@@ -50,7 +50,7 @@ def read_plan(path: Path, model_id: str, spec: ModelSpec) -> QuantPlan:
     wrong = sorted(name for name, kind in given.items() if expected[name] != kind)
     if wrong:
         raise ValueError(f"{path}: layers {', '.join(wrong)} have the wrong kind for {model_id}")
-    return QuantPlan(model_id, 1, plan.layers, plan.provenance)
+    return replace(plan, model_id=model_id, version=1)
 
 
 @dataclass(frozen=True)

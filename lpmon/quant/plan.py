@@ -13,7 +13,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, cast
 
-from .precision import PRECISIONS
+from .precision import LAYOUTS, PRECISIONS
 from .qparams import QParams, integer_range
 
 SCHEMA_VERSION = 1
@@ -83,6 +83,8 @@ class QuantPlan:
     layers: tuple[LayerPlan, ...]
     provenance: Provenance = field(default_factory=Provenance)
     schema_version: int = SCHEMA_VERSION
+    # Where row-wise tables live (the model's setting): "prepack" or "tbe" (lpmon.quant.tbe).
+    embedding_layout: str = "prepack"
 
     def __post_init__(self):
         validate(self)
@@ -96,6 +98,8 @@ class QuantPlan:
     def diff(self, new: "QuantPlan") -> list[str]:
         """Layer by layer, what changed between two plans (precision, range, scale)."""
         lines = []
+        if self.embedding_layout != new.embedding_layout:
+            lines.append(f"embedding_layout: {self.embedding_layout} -> {new.embedding_layout}")
         names = sorted({layer.name for layer in self.layers} | {layer.name for layer in new.layers})
         for name in names:
             a = next((layer for layer in self.layers if layer.name == name), None)
@@ -116,6 +120,10 @@ class QuantPlan:
     def to_json(self) -> str:
         data = asdict(self)
         data["layers"] = {layer.pop("name"): layer for layer in data["layers"]}
+        if self.embedding_layout == "prepack":
+            # Written only when it is not the default: a plan reads back the same, and a
+            # plan stored before the field existed keeps its JSON (plans are deduplicated on it).
+            del data["embedding_layout"]
         return json.dumps(data, indent=2, allow_nan=False, sort_keys=True)
 
     @classmethod
@@ -155,6 +163,9 @@ class QuantPlan:
             version=_typed({"version": data.get("version")}, cls, "plan")["version"],
             layers=tuple(parsed),
             provenance=Provenance(**_typed(provenance, Provenance, "provenance")),
+            embedding_layout=_typed({"embedding_layout": data.get("embedding_layout", "prepack")}, cls, "plan")[
+                "embedding_layout"
+            ],
         )
 
 
@@ -169,6 +180,8 @@ def validate(plan: QuantPlan) -> None:
         raise PlanError("model_id: must be a non-empty string")
     if not isinstance(plan.version, int) or isinstance(plan.version, bool) or plan.version < 1:
         raise PlanError(f"version: must be a positive integer, got {plan.version!r}")
+    if plan.embedding_layout not in LAYOUTS:
+        raise PlanError(f"embedding_layout: {plan.embedding_layout!r} is not one of {', '.join(LAYOUTS)}")
     names = [layer.name for layer in plan.layers]
     if len(set(names)) != len(names):
         raise PlanError("layers: duplicate layer names")

@@ -14,12 +14,14 @@ from .qparams import fma32
 f32 = np.float32
 
 
-def quantize_rows(table: np.ndarray, bits: int) -> np.ndarray:
+def quantize_rows(table: np.ndarray, bits: int, fp16_scale_bias: bool = False) -> np.ndarray:
+    """FBGEMM's fused rows; 4- and 2-bit rows, and 8-bit ones with fp16_scale_bias, by
+    FloatOrHalfToFusedNBitRowwiseQuantizedSBHalf."""
     rows, dim = table.shape
     out = []
     for x in table.astype(f32):
         lo, hi = x.min(), x.max()
-        if bits == 8:
+        if bits == 8 and not fp16_scale_bias:
             rng = f32(hi - lo)
             inverse = f32(f32(255) / f32(rng + f32(1e-8)))
             q = np.rint((x - lo) * inverse).astype(np.uint8)

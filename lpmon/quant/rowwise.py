@@ -9,7 +9,9 @@ Rows: 8-bit [dim x uint8][fp32 scale][fp32 bias], with bias = row min and
 scale = (max - min) / 255; 4- and 2-bit [packed codes, element c in the low
 bits first][fp16 scale][fp16 bias], with the fp16-rounded bias used in the
 arithmetic. search=True (4/2-bit) picks each row's range by FBGEMM's greedy
-search (200 bins, ratio 0.16) instead of its min and max.
+search (200 bins, ratio 0.16) instead of its min and max. fp16_scale_bias=True
+quantizes 8-bit rows the n-bit way too ([dim x uint8][fp16 scale][fp16 bias]:
+the rows of FBGEMM's table-batched layout, lpmon.quant.tbe).
 """
 
 from __future__ import annotations
@@ -23,38 +25,47 @@ FP16_MAX = 65504.0
 MAX_DIM = 1 << 20
 
 
-def row_bytes(bits: int, dim: int) -> int:
+def row_bytes(bits: int, dim: int, *, fp16_scale_bias: bool = False) -> int:
     """Bytes of one packed row."""
     _check_bits(bits)
     if bits == 8:
-        return dim + 8
+        return dim + (4 if fp16_scale_bias else 8)
     per_byte = 8 // bits
     return (dim + per_byte - 1) // per_byte + 4
 
 
 def quantize_rows(
-    table, bits: int = 8, *, search: bool = False, n_bins: int = 200, ratio: float = 0.16, name: str = "table"
+    table,
+    bits: int = 8,
+    *,
+    search: bool = False,
+    n_bins: int = 200,
+    ratio: float = 0.16,
+    name: str = "table",
+    fp16_scale_bias: bool = False,
 ) -> np.ndarray:
-    """Pack a float table [rows, dim] into FBGEMM's fused row-wise layout."""
+    """Pack a float table [rows, dim] into FBGEMM's fused row-wise layout
+    (fp16_scale_bias, 8-bit: FloatOrHalfToFusedNBitRowwiseQuantizedSBHalf's)."""
     _check_bits(bits)
     table = np.ascontiguousarray(_as_table(table, name), dtype=np.float32)
     rows, dim = table.shape
-    out = np.empty((rows, row_bytes(bits, dim)), dtype=np.uint8)
+    half = bits != 8 or fp16_scale_bias
+    out = np.empty((rows, row_bytes(bits, dim, fp16_scale_bias=half)), dtype=np.uint8)
     if rows == 0:
         return out
     if bits == 8 and search:
         raise ValueError("search applies to 4- and 2-bit rows only (as in FBGEMM)")
     # The kernels check every row (NaN, inf, fp16 range) as they go and stop at
     # the first bad one; only then is the table scanned again to report it.
-    if bits == 8:
+    if not half:
         bad = _kernel.quantize_rows8(table, out)
     elif search:
-        _raise_bad_rows(table, name, bits, _kernel.quantize_rows_nbit(bits, table, out))
+        _raise_bad_rows(table, name, half, _kernel.quantize_rows_nbit(bits, table, out))
         lo, hi = greedy_row_ranges(table, bits, n_bins, ratio)
         bad = _kernel.quantize_rows_nbit(bits, table, out, lo, hi)
     else:
         bad = _kernel.quantize_rows_nbit(bits, table, out)
-    _raise_bad_rows(table, name, bits, bad)
+    _raise_bad_rows(table, name, half, bad)
     return out
 
 
@@ -221,15 +232,15 @@ def _as_table(table, name):
     return array
 
 
-def _raise_bad_rows(table, name, bits, first_bad):
+def _raise_bad_rows(table, name, half, first_bad):
     if first_bad < 0:
         return
     bad = ~np.isfinite(table).all(axis=1)
-    if bits != 8:  # fp16 scale and bias must represent the row's range
+    if half:  # fp16 scale and bias must represent the row's range
         bad |= np.abs(table).max(axis=1, initial=0) > FP16_MAX
     if bad.any():
         rows = np.flatnonzero(bad)
-        what = "NaN or inf" if bits == 8 else "NaN, inf or values beyond fp16's +-65504"
+        what = "NaN, inf or values beyond fp16's +-65504" if half else "NaN or inf"
         raise ValueError(f"{name} has {what} in {rows.size} rows (first: row {rows[0]})")
 
 

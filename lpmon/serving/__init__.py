@@ -2,6 +2,7 @@
 
 torchmodule  the model under a plan as a torch module of PyTorch's FBGEMM ops
              (needs `pip install 'lpmon[torch]'`; torch is imported there and in torchscript only)
+tbe          row-wise tables in fbgemm_gpu's table-batched modules (embedding_layout "tbe")
 torchscript  that module exported as TorchScript, checked against lpmon's executor, and its manifest
 scores       a day's sample as lpmon scores it (request_id, label, p_fp32, p_q), as Parquet
 """

@@ -10,6 +10,8 @@ lS_i[f][lS_o[f][b]:lS_o[f][b + 1]]. Layer by layer:
 
 - int8/int4/int2 tables: lpmon's packed rows (FBGEMM's fused formats, bit for
   bit) looked up by torch.ops.quantized.embedding_bag_{byte,4bit,2bit}_rowwise_offsets;
+  under a plan whose embedding_layout is "tbe", lpmon's TBE rows in fbgemm_gpu's
+  IntNBitTableBatchedEmbeddingBagsCodegen, as TorchRec serves them (lpmon.serving.tbe);
   fp16 tables as fp16 weights, fp32 tables as such (torch's embedding_bag);
 - int8 FC layers: lpmon's per-channel int8 weights and the plan's static
   input range, through torch.ops.quantized.linear_with_input_q_dq_qweight_dq_(relu_)output_fp32
@@ -224,6 +226,10 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
         if bits is None:
             weight = torch.from_numpy(np.ascontiguousarray(table))
             tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), pooling))
+        elif executor.layout == "tbe":
+            from .tbe import tbe_bag  # fbgemm_gpu: only for this layout
+
+            tables.append(tbe_bag(table, bits, spec.tables[t].dim, pooling, f"emb_l.{t}"))
         else:
             mode = 0 if pooling == "sum" else 1
             tables.append(

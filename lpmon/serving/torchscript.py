@@ -165,7 +165,16 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
             "scheme": layer.scheme if layer else "none",
             "pooling": spec.table_pooling(t),
         }
-        if precision in ROWWISE:
+        if precision in ROWWISE and plan.embedding_layout == "tbe":
+            from .tbe import manifest_entry
+
+            entry.update(
+                manifest_entry(int(precision[3:]), table.dim),
+                range_search="greedy (200 bins, ratio 0.16)" if layer.search else "row min and max",
+                rounding={"rows": ROUNDING["nbit_rows"], "pooling": ROUNDING["pooling"]},
+                scales_and_zero_points="per row, inside each row (bias = row minimum, in fp16)",
+            )
+        elif precision in ROWWISE:
             bits = int(precision[3:])
             op = {8: "byte", 4: "4bit", 2: "2bit"}[bits]
             entry.update(
@@ -196,6 +205,7 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
         "interaction": spec.interaction,
         "pair_order": spec.pair_order,
         "cross_layers": spec.cross_layers,
+        "embedding_layout": plan.embedding_layout if plan is not None else "prepack",
         "rounding": {"interaction": ROUNDING["interaction"], "sigmoid": ROUNDING["sigmoid"]},
         "layers": layers,
         "checked_on": {

@@ -127,6 +127,7 @@ KEYS = st.sampled_from(
         "calibration_method",
         "calibration_days",
         "embedding_precision",
+        "embedding_layout",
         "cooldown_days",
         "healthy_days_to_reenable",
         "recipients",
@@ -169,6 +170,7 @@ def valid_plan_dict() -> dict:
             LayerPlan("top_l.1", "linear", "fp16"),
         ),
         Provenance("l2", "2026-11-27", "2026-11-28"),
+        embedding_layout="tbe",  # written only when not the default: here, so it is mutated too
     )
     return json.loads(plan.to_json())
 

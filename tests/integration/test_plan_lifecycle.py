@@ -191,3 +191,27 @@ def test_rerunning_the_days_onboarding_waited_on_keeps_their_verdicts(tmp_path):
     again = [run_day(config, "stable", day(i)) for i in range(8)]
     assert [(r.status, r.plan_version) for r in again] == [(r.status, r.plan_version) for r in first]
     assert rows_with_events(store, "stable") == rows
+
+
+@pytest.mark.slow
+def test_a_tbe_model_onboards_to_a_tbe_plan_served_as_such(tmp_path, capsys):
+    """embedding_layout = "tbe": the plan onboarding searched, validated and promoted
+    carries the layout, in the store and in the active.json serving reads, and
+    `lpmon plans export --format torchscript` serves it in TBE modules, 0 ulp from p_q."""
+    config = world(tmp_path, f"sqlite:///{tmp_path / 's.db'}", days=1, extra='embedding_layout = "tbe"')
+    first = run_day(config, "stable", day(0))
+    assert first.promoted and first.action == "ONBOARD", first.message
+    active = QuantPlan.from_json((config.plans_dir / "stable" / "active.json").read_text())
+    stored = json.loads(open_store(config).active_plan("stable").plan_json)
+    assert active.embedding_layout == "tbe" == stored["embedding_layout"]
+    assert any(layer.precision == "int8" for layer in active.layers if layer.kind == "embedding")
+    pytest.importorskip("torch")
+    pytest.importorskip("fbgemm_gpu")
+    out = tmp_path / "stable.pt"
+    args = ["plans", "export", "--config", str(config.path), "--model", "stable", "--format", "torchscript"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert "largest difference from lpmon's p_q 0 ulp" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "stable.pt.manifest.json").read_text())
+    tables = [entry for entry in manifest["layers"].values() if entry["kind"] == "embedding"]
+    assert manifest["embedding_layout"] == "tbe"
+    assert all(entry["layout"] == "tbe" for entry in tables if entry["precision"] in ("int8", "int4", "int2"))

@@ -327,3 +327,11 @@ def test_the_store_password_is_masked_in_task_logs_whatever_the_url(monkeypatch)
     masked.clear()
     mask_store_password("postgresql+psycopg://postgres@db/lpmon")
     assert masked == []
+
+
+def test_the_embedding_layout_is_a_setting(tmp_path):
+    assert load(_write(tmp_path, MINIMAL), environ={}).model("m").embedding_layout == "prepack"
+    config = load(_write(tmp_path, MINIMAL + 'embedding_layout = "tbe"\n'), environ={})
+    assert config.model("m").embedding_layout == "tbe"
+    with pytest.raises(ConfigError, match='models.m.embedding_layout: must be "prepack" or "tbe", got \'TBE\''):
+        load(_write(tmp_path, MINIMAL + 'embedding_layout = "TBE"\n'), environ={})

@@ -11,7 +11,7 @@ from lpmon.model.backends import executor
 from lpmon.model.cache import MAX_EXECUTORS, MAX_TORCH_EXECUTORS
 from lpmon.model.forward import Executor
 from lpmon.model.rows import TouchedRows
-from lpmon.quant import ActivationRange, LayerPlan, QuantPlan, rowwise
+from lpmon.quant import ActivationRange, LayerPlan, QuantPlan, rowwise, tbe
 from lpmon.quant.halfprec import to_fp16
 from support.models import random_batch
 from support.quant_tables import cached_hard_table
@@ -71,7 +71,24 @@ def test_touched_rows_are_the_whole_tables_rows_bit_for_bit(precision, search, d
         ids = rng.integers(0, len(table), 15)  # unsorted, repeats too
         rows, slots = cache.take(table, "t", precision, search, ids)
         np.testing.assert_array_equal(rows[slots].view(np.uint8), reference[ids].view(np.uint8))
-    assert cache.prepared[("t", precision, search)] == len(cache._sets[("t", precision, search)].ids)
+    key = ("t", precision, search, "prepack")
+    assert cache.prepared[key] == len(cache._sets[key].ids)
+
+
+@pytest.mark.parametrize("precision, search", [("int8", False), ("int4", False), ("int4", True), ("int2", False)])
+def test_touched_rows_in_the_tbe_layout_are_the_whole_tables_tbe_rows(precision, search):
+    """embedding_layout = "tbe": touched rows are whole-table TBE quantization's rows (as
+    the executor pools them), kept apart from the same table's prepack rows."""
+    bits = int(precision[3:])
+    table = cached_hard_table(16, 40, 16, bits)
+    table = table[np.abs(table).max(axis=1) <= 6e4]
+    reference = tbe.pooling_rows(tbe.quantize(table, bits, search=search), bits, 16)
+    cache, ids = TouchedRows(), np.random.default_rng(0).integers(0, len(table), 30)
+    rows, slots = cache.take(table, "t", precision, search, ids, "tbe")
+    np.testing.assert_array_equal(rows[slots], reference[ids])
+    prepack, slots = cache.take(table, "t", precision, search, ids)
+    np.testing.assert_array_equal(prepack[slots], whole(table, precision, search)[ids])
+    assert set(cache.prepared) == {("t", precision, search, "tbe"), ("t", precision, search, "prepack")}
 
 
 def test_only_rows_not_yet_prepared_are_read_and_quantized(monkeypatch):
@@ -91,7 +108,8 @@ def test_only_rows_not_yet_prepared_are_read_and_quantized(monkeypatch):
     assert seen == [3, 2]
     np.testing.assert_array_equal(rows[slots], real(table[[1, 5, 700]], 8))
     cache.take(table, "t", "int4", False, np.array([5]))  # another precision: its own rows
-    assert seen == [3, 2, 1] and cache.prepared == {("t", "int8", False): 5, ("t", "int4", False): 1}
+    assert seen == [3, 2, 1]
+    assert cache.prepared == {("t", "int8", False, "prepack"): 5, ("t", "int4", False, "prepack"): 1}
 
 
 @pytest.mark.parametrize("pooling", ["sum", "mean"])
@@ -213,7 +231,7 @@ def test_plans_share_the_days_rows_and_a_move_prepares_only_its_unit():
     forward_quantized(model, batch.slice(0, 100), start)  # validation, probes: nothing new
     added = {k: v - before.get(k, 0) for k, v in model.cache.rows.prepared.items() if v != before.get(k, 0)}
     touched = np.unique(batch.sparse[0].indices).size
-    assert added == {("emb_l.0", "int8", False): touched}
+    assert added == {("emb_l.0", "int8", False, "prepack"): touched}
 
 
 def test_the_torch_back_ends_executors_are_kept_too_but_fewer():

@@ -40,6 +40,9 @@ def test_cost_is_bytes_served_so_big_tables_cost_more():
     assert bytes_served("linear", 64, 13, "fp16") == 64 * 13 * 2
     big, small = Unit("a", "embedding", 1_000_000, 16), Unit("b", "embedding", 10, 16)
     assert big.bytes("fp16") - big.bytes("int8") > 1000 * (small.bytes("fp16") - small.bytes("int8"))
+    # The TBE layout (embedding_layout = "tbe"): fp16 scale and bias, rows padded to 16 bytes.
+    assert Unit("a", "embedding", 1000, 64, "tbe").bytes("int8") == 1000 * 80
+    assert Unit("a", "embedding", 1000, 16, "tbe").bytes("int8") == 1000 * 32  # 16 + 4 -> 32
 
 
 # --- on the synthetic world --------------------------------------------------------------------
@@ -54,6 +57,9 @@ def test_all_fp32_assembly_is_the_reference_and_bytes_add_up():
     assert c.dne_pct == 0.0 and c.dne_pct_hi == 0.0  # whole-model fp32 always passes rule 1
     int8 = assemble(model, ranges, {unit: "int8" for unit in all_units}, model_id="w", version=3)
     assert int8.version == 3 and int8.layer("bot_l.0").activation is not None
+    tbe = assemble(model, ranges, {unit: "int8" for unit in all_units}, embedding_layout="tbe")
+    assert tbe.embedding_layout == "tbe" and int8.embedding_layout == "prepack"
+    assert units(model, "tbe")["emb_l.0"].bytes("int8") == model.spec.tables[0].rows * 32  # 16 + 4 -> 32 B
     assert len(all_units) == 4 + 26
     assert plan_bytes(all_units, {u: "fp32" for u in all_units}) > 2.5 * plan_bytes(  # 16-wide rows: 64 B vs 24
         all_units, {u: "int8" for u in all_units}

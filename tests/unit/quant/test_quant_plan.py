@@ -37,6 +37,15 @@ def test_json_round_trip_is_lossless():
     assert again.layer("emb_l.1").scheme == "rowwise"
 
 
+def test_the_embedding_layout_round_trips_and_is_written_only_when_not_the_default():
+    tbe = plan(embedding_layout="tbe")
+    assert json.loads(tbe.to_json())["embedding_layout"] == "tbe"
+    assert QuantPlan.from_json(tbe.to_json()) == tbe
+    assert "embedding_layout" not in json.loads(plan().to_json())  # plans stored before it keep their JSON
+    assert QuantPlan.from_json(plan().to_json()).embedding_layout == "prepack"
+    assert plan().diff(tbe) == ["embedding_layout: prepack -> tbe"]
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
@@ -64,6 +73,8 @@ def test_json_round_trip_is_lossless():
         (lambda d: d["layers"]["bot_l.0"].update(activation=None), r"needs a static activation range"),
         (lambda d: d.update(version=0), r"version: must be a positive integer"),
         (lambda d: d.update(version=True), r"version: expected int, got bool"),
+        (lambda d: d.update(embedding_layout="fused"), r"embedding_layout: 'fused' is not one of prepack, tbe"),
+        (lambda d: d.update(embedding_layout=1), r"plan.embedding_layout: expected str, got int"),
     ],
 )
 def test_bad_plans_name_the_field(edit, message):
