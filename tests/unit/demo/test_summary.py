@@ -112,3 +112,15 @@ def test_the_demo_refuses_a_readme_it_cannot_check_before_running(tmp_path, caps
     assert cli.main(["demo", "--root", str(tmp_path / "d"), "--update-readme", str(unmarked)]) == 1
     assert f"{unmarked}: expected one <!-- demo-table:start --> line, found 0" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before anything was written
+
+
+def test_the_demo_fails_with_a_diff_when_the_readme_is_not_the_run(tmp_path, capsys):
+    from lpmon import demo
+
+    path = tmp_path / "README.md"
+    path.write_text(README)
+    assert not demo._readme_agrees(TABLE, path, None)
+    err = capsys.readouterr().err
+    assert f"lpmon demo: {path}'s demo table is not this run's:\n--- {path} (demo table)" in err and "-old table" in err
+    assert demo._readme_agrees(TABLE, path, path)  # --update-readme then --check-readme: rewritten, so it agrees
+    assert "demo table rewritten from this run" in capsys.readouterr().out
