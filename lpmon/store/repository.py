@@ -4,6 +4,7 @@ is an idempotent upsert; a plan's promotion is one compare-and-swap transaction.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import sqlalchemy as sa
 
@@ -15,8 +16,8 @@ from .plans import PlanStore
 from .queries import PlanRecord, Queries  # noqa: F401 - PlanRecord was defined here
 from .schema import run_metrics, upsert
 
-# What lpmon.metrics.compare gives, as run_metrics stores it.
-METRIC_COLUMNS = tuple(c.name for c in run_metrics.columns if not c.primary_key)
+# What lpmon.metrics.compare gives that run_metrics stores (its other columns are written by name).
+METRIC_COLUMNS = tuple(c.name for c in run_metrics.columns if c.name in {f.name for f in fields(Comparison)})
 
 
 def _finite_or_none(value):
