@@ -19,8 +19,9 @@ BUILD_INPUTS := pyproject.toml setup.py constraints.txt $(wildcard kernels/*.pyx
 
 .PHONY: demo test test-fast lint bench install install-torchrec clean
 
+# DEMO_ARGS: more `lpmon demo` options (CI: --check-readme README.md).
 demo: $(STAMP)
-	$(BIN)/lpmon demo
+	$(BIN)/lpmon demo $(DEMO_ARGS)
 
 # On every core (pytest-xdist, a test file per worker), then the tests that must
 # run alone (they restart PostgreSQL). LPMON_REQUIRE_TORCHREC=1: the TorchRec tests

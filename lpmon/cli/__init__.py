@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="traffic per day; validation draws beyond the sample from it",
     )
     demo.add_argument("--sample-size", type=int, default=10_000)
+    demo.add_argument(
+        "--check-readme",
+        type=Path,
+        metavar="README",
+        help="exit 1, with a diff, when README's demo table (between its demo-table markers) is not this run's",
+    )
+    demo.add_argument("--update-readme", type=Path, metavar="README", help="rewrite README's demo table from this run")
     world = commands.add_parser("world", help="write a synthetic world: traffic, model snapshot, lpmon.toml")
     world.add_argument("--root", type=Path, required=True)
     world.add_argument("--scenario", default="stable", help="stable, gradual_drift, sudden_shift, outliers")
@@ -250,7 +257,9 @@ def _command(args) -> int:
                 "lpmon demo: --days must be >= 1, --examples-per-day >= 2000 and --sample-size >= 1000", file=sys.stderr
             )
             return EXIT_USAGE
-        return demo.main(args.root, args.days, args.examples_per_day, args.sample_size)
+        return demo.main(
+            args.root, args.days, args.examples_per_day, args.sample_size, args.check_readme, args.update_readme
+        )
     name = args.command + (f" {args.action}" if getattr(args, "action", None) else "")
     try:
         if args.command == "world":

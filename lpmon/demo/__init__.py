@@ -4,8 +4,10 @@ Writes a synthetic world with two models (`gradual_drift`: traffic drifts
 until the calibrated ranges go stale; `outliers`: outlier days that only a
 precision fallback survives), then runs the real `lpmon_monitor` DAG through
 Airflow, one `dag.test()` per day, on SQLite (Airflow's metadata and lpmon's
-store), local Parquet and an in-process mail catcher. Prints a per-day table
-and where the HTML reports and the alert emails are.
+store), local Parquet and an in-process mail catcher. Prints a line per model
+and day while it runs, then the outcome table (lpmon.demo.summary, also saved
+as demo-summary.md) and where the HTML reports and the alert emails are; checks
+or rewrites the README's copy of that table when asked.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from lpmon.demo import summary
 
 SCENARIOS = ("gradual_drift", "outliers")
 START = dt.date(2026, 11, 1)
@@ -52,9 +56,22 @@ class MailCatcher:
         return "250 OK"
 
 
-def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
+def main(
+    root: Path,
+    days: int,
+    examples_per_day: int,
+    sample_size: int,
+    check_readme: Path | None = None,
+    update_readme: Path | None = None,
+) -> int:
+    """Run the demo; 1 if a day failed or the README's table (check_readme) is not this run's."""
     from lpmon.airflow import local
 
+    for readme in (check_readme, update_readme):
+        problem = readme and summary.readable_readme(readme)
+        if problem:
+            print(f"lpmon demo: {problem}", file=sys.stderr)
+            return 1
     started = time.perf_counter()
     root = root.resolve()
     for leftover in ("airflow", "work", "plans", "mail", "state.db", "traffic", "models", "lpmon.toml"):
@@ -93,15 +110,33 @@ def main(root: Path, days: int, examples_per_day: int, sample_size: int) -> int:
         f"smtp://127.0.0.1:{port}/?disable_ssl=true&disable_tls=true&from_email=lpmon%40example.com&retry_limit=0"
     )
     try:
-        failed = _run_days(config_path, days, log)
+        failed, table = _run_days(config_path, days, examples_per_day, sample_size, log)
     finally:
         controller.stop()
+    (root / "demo-summary.md").write_text(table)
+    print(f"\n{table}")
     print(f"\nHTML reports: {root / 'work' / 'reports'}/<model>/<day>.html")
     print(f"alert emails: {catcher.count} in {root / 'mail'} (.eml)")
     print(f"active plans for serving: {root / 'plans'}/<model>/active.json")
     print(f"Airflow task logs: {log} (dag.test runs: Airflow's run statistics there are the demo's, not a schedule's)")
+    print(f"outcome table: {root / 'demo-summary.md'}")
     print(f"done in {time.perf_counter() - started:.0f} s")
-    return 1 if failed else 0
+    return 1 if failed or not _readme_agrees(table, check_readme, update_readme) else 0
+
+
+def _readme_agrees(table: str, check_readme: Path | None, update_readme: Path | None) -> bool:
+    """Check (a diff on stderr when it differs) or rewrite the README's demo table."""
+    if update_readme:
+        summary.update_readme(update_readme, table)
+        print(f"{update_readme}: demo table rewritten from this run")
+    if not check_readme:
+        return True
+    diff = summary.check_readme(check_readme, table)
+    if diff:
+        print(f"lpmon demo: {check_readme}'s demo table is not this run's:\n{diff}", file=sys.stderr)
+        return False
+    print(f"{check_readme}: demo table matches this run")
+    return True
 
 
 def _free_port() -> int:
@@ -112,7 +147,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_days(config_path: Path, days: int, log: Path) -> int:
+def _run_days(config_path: Path, days: int, examples_per_day: int, sample_size: int, log: Path) -> tuple[int, str]:
+    """Run each day through the DAG; (days failed, the outcome table)."""
     from lpmon.airflow.local import load_dag, test_day
     from lpmon.config import load
     from lpmon.pipeline import open_store
@@ -126,7 +162,7 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
         f"lpmon demo: running lpmon_monitor through Airflow (dag.test), {days} days, "
         f"gate {config.model(SCENARIOS[0]).gate_pct} % relative NE\n"
     )
-    print(f"{'day':<11} {'model':<14} {'dNE %':>8} {'interval':>20}  {'status':<18} {'decision':<11} plan  run")
+    print(f"{'day':<11} {'model':<14} {'dNE %':>8} {'interval':>20}  {'status':<18} {'decision':<11} {'plan':<8} run")
     failed = 0
     for offset in range(days):
         day = START + dt.timedelta(days=offset)
@@ -135,19 +171,19 @@ def _run_days(config_path: Path, days: int, log: Path) -> int:
         failed += state != "success"
         for model_id in SCENARIOS:
             print(_row(store, model_id, str(day), state, time.perf_counter() - t))
-    return failed
+    sizes = f"{days} days, {examples_per_day:,} examples a day, a {sample_size:,}-example sample"
+    every_day = [START + dt.timedelta(days=offset) for offset in range(days)]
+    return failed, summary.outcome_table(store, SCENARIOS, every_day, sizes)
 
 
 def _row(store, model_id: str, day: str, dag_state: str, seconds: float) -> str:
-    summary = store.day_summary(model_id, day)
-    if summary is None:
-        return f"{day:<11} {model_id:<14} {'-':>8} {'':>20}  {'(no run)':<18} {'-':<11} -     {dag_state}"
-    dne = "-" if summary.dne_pct is None else f"{summary.dne_pct:.4f}"
-    interval = "" if summary.dne_pct is None else f"[{summary.dne_pct_lo:.3f}, {summary.dne_pct_hi:.3f}]"
-    plan = f"v{summary.plan_version}" if summary.plan_version else "-"
-    if summary.new_plan_version and summary.new_plan_version != summary.plan_version:
-        plan += f"->v{summary.new_plan_version}"  # (an onboarding day is judged under the plan it made)
+    """The line printed as a day finishes (the outcome table follows at the end)."""
+    run = store.day_summary(model_id, day)
+    if run is None:
+        return f"{day:<11} {model_id:<14} {'-':>8} {'':>20}  {'(no run)':<18} {'-':<11} {'-':<8} {dag_state}"
+    dne = "-" if run.dne_pct is None else f"{run.dne_pct:.4f}"
+    interval = "" if run.dne_pct is None else f"[{run.dne_pct_lo:.3f}, {run.dne_pct_hi:.3f}]"
     return (
-        f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {summary.status:<18} "
-        f"{summary.action or '-':<11} {plan:<5} {dag_state} ({seconds:.0f} s)"
+        f"{day:<11} {model_id:<14} {dne:>8} {interval:>20}  {run.status:<18} "
+        f"{run.action or '-':<11} {summary.plan_cell(run):<8} {dag_state} ({seconds:.0f} s)"
     )

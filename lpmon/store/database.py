@@ -28,7 +28,7 @@ from lpmon.store.errors import StoreError
 from lpmon.store.locks import _HELD  # noqa: F401 - tests look at the held locks here
 from lpmon.store.url import StoreUrlError, check_store_url, masked_url
 
-from . import locks
+from . import locks, schema
 
 _MIGRATION = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -58,18 +58,7 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-TABLES = (
-    "models",
-    "snapshots",
-    "plans",
-    "runs",
-    "run_metrics",
-    "layer_metrics",
-    "decisions",
-    "alerts",
-    "calibration_histograms",
-    "fallback_progress",
-)
+TABLES = tuple(schema.METADATA.tables)  # what a usable store must have (besides schema_migrations)
 # What SQLite says about a file it cannot use, and what lpmon tells the user to do.
 _SQLITE_FAULTS = (
     (
@@ -354,15 +343,3 @@ def _sqlite_pragmas(connection, _record):
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA busy_timeout = 30000")
     cursor.close()
-
-
-def upsert(table: str, keys: tuple[str, ...], values: dict) -> tuple[sa.TextClause, dict]:
-    """An idempotent insert-or-update of one row keyed by `keys` (SQLite and PostgreSQL alike)."""
-    columns = list(values)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
-        f"ON CONFLICT ({', '.join(keys)}) {action}"
-    )
-    return sa.text(sql), values

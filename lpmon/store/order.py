@@ -14,6 +14,7 @@ import json
 
 import sqlalchemy as sa
 
+from . import schema
 from .errors import StoreError
 
 ORDER_LOCK = "order"  # the model-wide lock (Database.day_lock with this in place of a day)
@@ -113,13 +114,8 @@ def rewind(store, model_id: str, day: str, later: list[str]) -> None:
                 f"{later[0]} on as they are (this day is left unjudged)"
             )
         days = {"m": model_id, "days": later}
-        for table in ("run_metrics", "layer_metrics", "decisions", "fallback_progress"):
-            c.execute(
-                sa.text(f"DELETE FROM {table} WHERE model_id = :m AND logical_date IN :days").bindparams(
-                    sa.bindparam("days", expanding=True)
-                ),
-                days,
-            )
+        for table in (schema.run_metrics, schema.layer_metrics, schema.decisions, schema.fallback_progress):
+            c.execute(sa.delete(table).where(table.c.model_id == model_id, table.c.logical_date.in_(later)))
         c.execute(
             sa.text(
                 "UPDATE runs SET status = 'RUNNING', plan_version = NULL, message = :why, finished_at = NULL "

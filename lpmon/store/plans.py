@@ -7,7 +7,9 @@ import json
 
 import sqlalchemy as sa
 
-from .database import now, upsert
+from . import schema
+from .database import now
+from .schema import upsert
 
 
 class PlanStore:
@@ -26,13 +28,7 @@ class PlanStore:
             version = c.execute(
                 sa.text("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE model_id = :m"), {"m": model_id}
             ).scalar_one()
-            c.execute(
-                sa.text(
-                    "INSERT INTO plans (model_id, version, plan_json, status, logical_date, reason, "
-                    "created_at) VALUES (:m, :v, :p, 'candidate', :d, :r, :t)"
-                ),
-                {"m": model_id, "v": version, "p": plan_json, "d": logical_date, "r": reason, "t": now()},
-            )
+            c.execute(_new_candidate(model_id, version, plan_json, logical_date, reason))
             return int(version)
 
     def promote(self, model_id: str, version: int, expected_active: int | None) -> bool:
@@ -124,13 +120,7 @@ class PlanStore:
                     sa.text("SELECT COALESCE(MAX(version), 0) + 1 FROM plans WHERE model_id = :m"), {"m": model_id}
                 ).scalar_one()
             )
-            c.execute(
-                sa.text(
-                    "INSERT INTO plans (model_id, version, plan_json, status, logical_date, reason, "
-                    "created_at) VALUES (:m, :v, :p, 'candidate', :d, :r, :t)"
-                ),
-                {"m": model_id, "v": version, "p": plan_json_for(version), "d": logical_date, "r": reason, "t": now()},
-            )
+            c.execute(_new_candidate(model_id, version, plan_json_for(version), logical_date, reason))
         return version
 
     def record_plan_event(
@@ -204,6 +194,19 @@ class PlanStore:
                 {"m": model_id},
             ).all()
         return {layer: (int(version), text) for layer, version, text in rows}
+
+
+def _new_candidate(model_id: str, version: int, plan_json: str, logical_date: str, reason: str) -> sa.Insert:
+    """The insert of a new candidate plan (a new version: never an upsert)."""
+    return sa.insert(schema.plans).values(
+        model_id=model_id,
+        version=version,
+        plan_json=plan_json,
+        status="candidate",
+        logical_date=logical_date,
+        reason=reason,
+        created_at=now(),
+    )
 
 
 class _LostRace(Exception):

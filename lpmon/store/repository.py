@@ -4,29 +4,20 @@ is an idempotent upsert; a plan's promotion is one compare-and-swap transaction.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import sqlalchemy as sa
 
 from lpmon.metrics import Comparison
 
-from .database import Database, now, upsert
+from . import schema
+from .database import Database, now
 from .plans import PlanStore
 from .queries import PlanRecord, Queries  # noqa: F401 - PlanRecord was defined here
+from .schema import run_metrics, upsert
 
-METRIC_COLUMNS = (
-    "n",
-    "positives",
-    "ne_ref",
-    "ne_q",
-    "dne_pct",
-    "dne_pct_lo",
-    "dne_pct_hi",
-    "calibration_ref",
-    "calibration_q",
-    "mean_abs_diff",
-    "max_abs_diff",
-    "kl_gap_pct",
-)
+# What lpmon.metrics.compare gives that run_metrics stores (its other columns are written by name).
+METRIC_COLUMNS = tuple(c.name for c in run_metrics.columns if c.name in {f.name for f in fields(Comparison)})
 
 
 def _finite_or_none(value):
@@ -42,24 +33,12 @@ class StateStore(Queries, PlanStore):
 
     # --- models -----------------------------------------------------------------------
     def register_model(self, model_id: str, config: dict | None = None) -> None:
-        with self.db.transaction() as c:
-            c.execute(
-                sa.text(
-                    "INSERT INTO models (model_id, created_at, config_json) VALUES (:m, :t, :c) "
-                    "ON CONFLICT (model_id) DO UPDATE SET config_json = excluded.config_json"
-                ),
-                {"m": model_id, "t": now(), "c": json.dumps(config or {}, sort_keys=True)},
-            )
+        values = dict(model_id=model_id, created_at=now(), config_json=json.dumps(config or {}, sort_keys=True))
+        self._write(None, [upsert("models", ("model_id",), values, update=("config_json",))])
 
     def register_snapshot(self, model_id: str, snapshot_id: str, uri: str) -> None:
-        with self.db.transaction() as c:
-            c.execute(
-                sa.text(
-                    "INSERT INTO snapshots (model_id, snapshot_id, uri, registered_at) "
-                    "VALUES (:m, :s, :u, :t) ON CONFLICT (model_id, snapshot_id) DO NOTHING"
-                ),
-                {"m": model_id, "s": snapshot_id, "u": uri, "t": now()},
-            )
+        values = dict(model_id=model_id, snapshot_id=snapshot_id, uri=uri, registered_at=now())
+        self._write(None, [upsert("snapshots", ("model_id", "snapshot_id"), values, update=())])
 
     def models(self) -> list[str]:
         with self.db.engine.connect() as c:
@@ -94,14 +73,8 @@ class StateStore(Queries, PlanStore):
 
     def mark_started(self, model_id: str, logical_date: str) -> None:
         """A RUNNING row for a day that has none yet (a rerun keeps the row it has)."""
-        with self.db.transaction() as c:
-            c.execute(
-                sa.text(
-                    "INSERT INTO runs (model_id, logical_date, status, started_at) VALUES (:m, :d, "
-                    "'RUNNING', :t) ON CONFLICT (model_id, logical_date) DO NOTHING"
-                ),
-                {"m": model_id, "d": logical_date, "t": now()},
-            )
+        values = dict(model_id=model_id, logical_date=logical_date, status="RUNNING", started_at=now())
+        self._write(None, [upsert("runs", ("model_id", "logical_date"), values, update=())])
 
     def fail_running(self, model_id: str, logical_date: str, message: str) -> None:
         """A first run that stopped with an error: its RUNNING row says failed, and why (a
@@ -350,31 +323,21 @@ class StateStore(Queries, PlanStore):
             out.setdefault(day, {})[layer] = json.loads(state)
         return out
 
-    def _write(self, connection, statements) -> None:
+    def _write(self, connection, upserts) -> None:
+        """Run the upserts inside `connection`'s transaction, or in one transaction of their own."""
         if connection is not None:
-            for statement, values in statements:
-                connection.execute(statement, values)
+            for statement in upserts:
+                statement.run(connection)
             return
         with self.db.transaction() as c:
-            for statement, values in statements:
-                c.execute(statement, values)
+            for statement in upserts:
+                statement.run(c)
 
     def rows(self, table: str, model_id: str) -> list[dict]:
         """Every row of a table for a model, in key order (for reports and tests)."""
-        if table not in {
-            "runs",
-            "run_metrics",
-            "layer_metrics",
-            "decisions",
-            "alerts",
-            "plans",
-            "calibration_histograms",
-            "fallback_progress",
-            "snapshots",
-            "plan_events",
-            "plan_pins",
-        }:
+        if table not in schema.METADATA.tables or table in ("models", "exports"):
             raise ValueError(f"unknown table {table!r}")
+        target = schema.METADATA.tables[table]
         with self.db.engine.connect() as c:
-            result = c.execute(sa.text(f"SELECT * FROM {table} WHERE model_id = :m ORDER BY 1, 2, 3"), {"m": model_id})
+            result = c.execute(sa.select(target).where(target.c.model_id == model_id).order_by(*target.primary_key))
             return [dict(row._mapping) for row in result]

@@ -5,14 +5,17 @@ from pathlib import Path
 import pytest
 
 from lpmon import cli
+from lpmon.demo import summary
 
 
 @pytest.mark.slow
 def test_the_main_job_runs_the_monitor_dag_day_by_day(tmp_path):
     """`lpmon demo` in its own process (Airflow reads its settings at import)."""
     lpmon = Path(sys.executable).parent / "lpmon"
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# demo\n\n{summary.START_MARK}\nold\n{summary.END_MARK}\n")
     result = subprocess.run(
-        [str(lpmon), "demo", "--root", str(tmp_path / "demo"), "--days", "3"],
+        [str(lpmon), "demo", "--root", str(tmp_path / "demo"), "--days", "3", "--update-readme", str(readme)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -24,6 +27,9 @@ def test_the_main_job_runs_the_monitor_dag_day_by_day(tmp_path):
     reports = sorted((tmp_path / "demo" / "work" / "reports").glob("*/*.html"))
     assert len(reports) == 6 and "HTML reports:" in result.stdout
     assert (tmp_path / "demo" / "plans" / "outliers" / "active.json").exists()
+    table = (tmp_path / "demo" / "demo-summary.md").read_text()  # the outcome table, printed and saved
+    assert table.startswith("Outcome of `lpmon demo` (3 days, 50,000 examples a day") and table in result.stdout
+    assert "| 2026-11-01 | outliers | 10,000 |" in table and summary.check_readme(readme, table) == ""
 
 
 def test_demo_rejects_bad_arguments(capsys):
