@@ -69,7 +69,14 @@ class CriteoImport:
 class _Ids:
     """Categories to ids: DLRM's dictionaries, or hashing into each table's rows."""
 
-    def __init__(self, table_rows, vocabulary, unknown_row, refuse_unknown):
+    def __init__(
+        self,
+        table_rows: int | Sequence[int],
+        vocabulary: DlrmVocabulary | None,
+        unknown_row: int,
+        refuse_unknown: bool,
+    ):
+        self.rows: tuple[int, ...]
         if vocabulary is not None:
             self.rows = vocabulary.rows
         else:

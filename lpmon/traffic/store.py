@@ -177,22 +177,25 @@ class DayWriter:
     def __init__(self, filesystem, staging: str, partition: str, rows_per_file: int, row_group_rows: int):
         self.filesystem, self.staging, self.partition = filesystem, staging, partition
         self.rows_per_file, self.row_group_rows = rows_per_file, row_group_rows
-        self.files, self.rows, self._writer, self._in_file = 0, 0, None, 0
+        self.files, self.rows, self._in_file = 0, 0, 0
+        self._writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table) -> None:
         start = 0
-        while start < table.num_rows or (self.files == 0 and self._writer is None):
-            if self._writer is None or self._in_file >= self.rows_per_file:
-                self._next_file(table.schema)
+        while start < table.num_rows or self._writer is None:  # an empty day is one empty file
+            writer = self._writer
+            if writer is None or self._in_file >= self.rows_per_file:
+                writer = self._next_file(table.schema)
             take = min(table.num_rows - start, self.rows_per_file - self._in_file)
-            self._writer.write_table(table.slice(start, take), row_group_size=self.row_group_rows)
+            writer.write_table(table.slice(start, take), row_group_size=self.row_group_rows)
             start, self._in_file, self.rows = start + take, self._in_file + take, self.rows + take
 
-    def _next_file(self, schema: pa.Schema) -> None:
+    def _next_file(self, schema: pa.Schema) -> pq.ParquetWriter:
         self.close()
         path = f"{self.staging}/part-{self.files:05d}.parquet"
         self._writer = pq.ParquetWriter(path, schema, filesystem=self.filesystem)
         self.files, self._in_file = self.files + 1, 0
+        return self._writer
 
     def close(self) -> None:
         if self._writer is not None:
