@@ -289,7 +289,7 @@ def _command(args) -> int:
             return handlers[args.command](args, config)
     except (BrokenPipeError, KeyError):
         raise
-    except (ValueError, LookupError, OSError) as err:  # bad input: say what and where, no traceback
+    except (ValueError, LookupError, OSError, ImportError) as err:  # bad input or a missing optional package: one line
         print(f"lpmon {name}: {err}", file=sys.stderr)
         return EXIT_ERROR
     except RuntimeError as err:
