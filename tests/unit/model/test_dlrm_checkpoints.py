@@ -76,19 +76,3 @@ class Exploit:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
-
-
-def test_cli_without_torch_says_what_to_install_in_one_line(tmp_path, capsys, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch":
-            raise ImportError("no torch")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
-    assert main(["import-dlrm", str(FIXTURES / "np1_dot.pt"), "--out", str(tmp_path / "snap")]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pip install torch==2.13.0" in err
