@@ -177,8 +177,33 @@ def build_parser() -> argparse.ArgumentParser:
     criteo.add_argument("tsv", help="the TSV file; .gz is gunzipped; - reads standard input")
     criteo.add_argument("--store", required=True, help="traffic store path or URI")
     criteo.add_argument("--day", required=True, type=iso_day, help="YYYY-MM-DD")
+    ids = criteo.add_mutually_exclusive_group()
+    ids.add_argument(
+        "--table-rows",
+        type=positive,
+        nargs="+",
+        default=[100_000],
+        metavar="ROWS",
+        help="rows of the embedding tables, one for all or one per table (26): ids are hashed into them",
+    )
+    ids.add_argument(
+        "--dlrm-vocabulary",
+        metavar="PREFIX",
+        help="DLRM's dictionaries (PREFIX_fea_dict_<j>.npz, PREFIX_fea_count.npz): DLRM's own ids and table sizes",
+    )
     criteo.add_argument(
-        "--table-rows", type=int, default=100_000, help="rows of each embedding table: ids are hashed into them"
+        "--max-ind-range", type=int, default=-1, help="with --dlrm-vocabulary: DLRM's --max-ind-range (default: none)"
+    )
+    unknown = criteo.add_mutually_exclusive_group()
+    unknown.add_argument(
+        "--unknown-row",
+        type=int,
+        default=0,
+        metavar="ROW",
+        help="with --dlrm-vocabulary: the id of values outside the vocabulary (counted; default 0)",
+    )
+    unknown.add_argument(
+        "--refuse-unknown", action="store_true", help="with --dlrm-vocabulary: refuse a value outside the vocabulary"
     )
     dlrm = commands.add_parser("import-dlrm", help="a facebookresearch/dlrm PyTorch checkpoint as a model snapshot")
     dlrm.add_argument("checkpoint", type=Path)
@@ -291,7 +316,7 @@ def _command(args) -> int:
             return handlers[args.command](args, config)
     except (BrokenPipeError, KeyError):
         raise
-    except (ValueError, LookupError, OSError) as err:  # bad input: say what and where, no traceback
+    except (ValueError, LookupError, OSError, ImportError) as err:  # bad input or a missing optional package: one line
         print(f"lpmon {name}: {err}", file=sys.stderr)
         return EXIT_ERROR
     except RuntimeError as err:

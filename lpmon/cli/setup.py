@@ -51,15 +51,42 @@ def init(args, config) -> int:
 def import_criteo(args) -> int:
     from lpmon.traffic import TrafficStore
     from lpmon.traffic.criteo import import_criteo
+    from lpmon.traffic.dlrm_vocabulary import DlrmVocabulary
 
+    vocabulary = None
+    if args.dlrm_vocabulary:
+        vocabulary = DlrmVocabulary(args.dlrm_vocabulary, args.max_ind_range)
+    elif args.max_ind_range > 0 or args.unknown_row or args.refuse_unknown:
+        raise ValueError("--max-ind-range, --unknown-row and --refuse-unknown go with --dlrm-vocabulary PREFIX")
     store = TrafficStore(args.store)
-    rows = import_criteo(
-        args.tsv, store, args.day, table_rows=args.table_rows, progress=None if args.quiet else sys.stderr
+    done = import_criteo(
+        args.tsv,
+        store,
+        args.day,
+        table_rows=args.table_rows,
+        vocabulary=vocabulary,
+        unknown_row=args.unknown_row,
+        refuse_unknown=args.refuse_unknown,
+        progress=None if args.quiet else sys.stderr,
     )
+    lines = [f"imported {done.rows:,} rows into {store.partition(args.day)}"]
+    if vocabulary is not None:
+        unknown = sum(done.unknown.values())
+        lines.append(
+            f"DLRM ids from {args.dlrm_vocabulary}_fea_dict_*.npz; {unknown:,} values outside the vocabulary"
+            + (f" (in {len(done.unknown)} columns) mapped to row {done.unknown_row}" if unknown else "")
+        )
     emit(
         args,
-        {"rows": rows, "day": args.day, "partition": store.partition(args.day)},
-        f"imported {rows:,} rows into {store.partition(args.day)}",
+        {
+            "rows": done.rows,
+            "day": args.day,
+            "partition": store.partition(args.day),
+            "table_rows": list(done.table_rows),
+            "unknown": done.unknown,
+            "unknown_row": done.unknown_row,
+        },
+        lines,
     )
     return EXIT_OK
 

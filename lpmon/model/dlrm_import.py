@@ -22,20 +22,70 @@ _KEY = re.compile(r"^(emb_l|bot_l|top_l)\.(\d+)\.(weight|bias)$")
 
 
 def load_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """The state dict of a checkpoint file, read by torch's weights-only unpickler with
+    only the numpy scalar types DLRM's files hold added to what it allows (under numpy
+    1's and numpy 2's names): no other Python object is ever unpickled. The state dict
+    is the file itself or its "state_dict" entry (dlrm_s_pytorch.py --save-model); its
+    DataParallel "module." prefixes are dropped."""
     try:
         import torch
     except ImportError:
         raise ImportError(
             "importing a PyTorch DLRM checkpoint needs PyTorch: pip install torch==2.13.0 (the CPU build)"
         ) from None
-    try:  # mapped: the tensors' bytes are read once, as they are written to the snapshot
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such checkpoint file")
+    if _is_torchscript(path):
+        raise SpecError(f"{path}: a TorchScript model, not a checkpoint: {SAVE_STATE_DICT}")
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            try:  # mapped: the tensors' bytes are read once, as they are written to the snapshot
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
+                checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = f"a pickled Python object ({found.group(1)})" if found else "Python objects"
+        raise SpecError(f"{path}: holds {what}, which lpmon never unpickles: {SAVE_STATE_DICT}") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise SpecError(f"{path}: not a DLRM checkpoint (no state dict)")
     return {k.removeprefix("module."): v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
+
+
+SAVE_STATE_DICT = (
+    "save the model's weights with torch.save(model.state_dict(), FILE) "
+    "(dlrm_s_pytorch.py --save-model=FILE writes such a file) and import that"
+)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip whose record holds code/ and constants.pkl."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _numpy_scalar_globals() -> list:
+    """numpy's scalar reconstructor under both of its pickled names (DLRM's Criteo
+    preprocessing runs under numpy 1, whose files say numpy.core), and the dtypes it takes."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    dtypes = {type(np.dtype(code)) for code in "?bhilqBHILQefdg"}
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *sorted(dtypes, key=str),
+    ]
 
 
 def model_from_state_dict(state: dict[str, np.ndarray], sparse_names=None, dense_names=None) -> Model:
@@ -54,6 +104,7 @@ def spec_from_state_dict(
     state: dict[str, np.ndarray], sparse_names=None, dense_names=None
 ) -> tuple[ModelSpec, dict[str, np.ndarray]]:
     """The spec a DLRM state dict implies, and its tensors by state-dict name (not checked yet)."""
+    _refuse_tricks(state)
     groups: dict[str, dict[int, dict[str, np.ndarray]]] = {"emb_l": {}, "bot_l": {}, "top_l": {}}
     for key, value in state.items():
         match = _KEY.match(key)
@@ -77,6 +128,11 @@ def spec_from_state_dict(
         interaction = "dot"
     elif top_in == bottom_out + sum(t.shape[1] for t in tables):
         interaction = "cat"
+    elif top_in == bottom_out + vectors * (vectors + 1) // 2 and dims == {bottom_out}:
+        raise SpecError(
+            f"top_l.0 takes {top_in} inputs: a dot interaction that includes each vector with itself "
+            "(dlrm_s_pytorch.py --arch-interaction-itself), which lpmon does not support"
+        )
     else:
         raise SpecError(
             f"top_l.0 takes {top_in} inputs: neither a dot nor a cat interaction of "
@@ -97,6 +153,23 @@ def spec_from_state_dict(
                     raise SpecError(f"state dict has no {prefix}.{2 * i}.{kind}")
                 weights[f"{prefix}.{2 * i}.{kind}"] = layer[kind]
     return spec, weights
+
+
+_TRICKS = (  # embedding tables DLRM builds for these flags, by their state-dict keys
+    (re.compile(r"^emb_l\.(\d+)\.weight_[qr]$"), "quotient-remainder (--qr-flag)"),
+    (re.compile(r"^emb_l\.(\d+)\.(embs|proj)\.weight$"), "mixed-dimension (--md-flag)"),
+)
+
+
+def _refuse_tricks(state) -> None:
+    """QR and MD embedding tables, named by the flag that made them (lpmon reads plain tables only)."""
+    for pattern, what in _TRICKS:
+        tables = sorted({int(m.group(1)) for m in map(pattern.match, state) if m})
+        if tables:
+            raise SpecError(
+                f"emb_l.{tables[0]} is a {what} embedding table ({len(tables)} such tables): "
+                "lpmon reads plain embedding tables only; train without that flag"
+            )
 
 
 def _dense_names(names, width: int) -> tuple[str, ...]:

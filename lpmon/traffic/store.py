@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from pathlib import Path
@@ -68,23 +69,32 @@ class TrafficStore:
         )
 
     def write_day(self, day, table: pa.Table, rows_per_file: int = 1_000_000, row_group_rows: int = 65_536) -> str:
-        """Write (or replace) a day's partition: files land in a temporary
-        directory that is then moved into place, so readers never see half a day.
-        Small row groups keep the memory of a streamed read small."""
+        """Write (or replace) a day's partition from one table (see day_writer)."""
+        with self.day_writer(day, rows_per_file, row_group_rows) as writer:
+            writer.write(table)
+        return writer.partition
+
+    @contextlib.contextmanager
+    def day_writer(self, day, rows_per_file: int = 1_000_000, row_group_rows: int = 65_536):
+        """A DayWriter that writes (or replaces) a day's partition from tables written
+        one after another, each written out as it comes (constant memory). Files land
+        in a temporary directory moved into place when the block ends, so readers never
+        see half a day; if the block raises, nothing is published. Small row groups keep
+        the memory of a streamed read small."""
         partition = self.partition(day)
         staging = f"{self.root}/.staging-{uuid.uuid4().hex}"
         self.filesystem.create_dir(staging, recursive=True)
-        for index, start in enumerate(range(0, max(table.num_rows, 1), rows_per_file)):
-            pq.write_table(
-                table.slice(start, rows_per_file),
-                f"{staging}/part-{index:05d}.parquet",
-                filesystem=self.filesystem,
-                row_group_size=row_group_rows,
-            )
+        writer = DayWriter(self.filesystem, staging, partition, rows_per_file, row_group_rows)
+        try:
+            yield writer
+            writer.close()
+        except BaseException:
+            writer.close()
+            self.filesystem.delete_dir(staging)
+            raise
         if self.filesystem.get_file_info(partition).type != pafs.FileType.NotFound:
             self.filesystem.delete_dir(partition)
         self.filesystem.move(staging, partition)
-        return partition
 
     def row_count(self, day) -> int:
         """Rows of the day, from the files' footers (no data read)."""
@@ -158,3 +168,36 @@ class TrafficStore:
             except UNREADABLE as err:
                 raise TrafficError(f"{path}: unreadable Parquet ({err})") from None
         return out
+
+
+class DayWriter:
+    """Parquet files of one day's staging directory, written table by table: a new file
+    every rows_per_file rows, row groups of row_group_rows (see TrafficStore.day_writer)."""
+
+    def __init__(self, filesystem, staging: str, partition: str, rows_per_file: int, row_group_rows: int):
+        self.filesystem, self.staging, self.partition = filesystem, staging, partition
+        self.rows_per_file, self.row_group_rows = rows_per_file, row_group_rows
+        self.files, self.rows, self._in_file = 0, 0, 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        start = 0
+        while start < table.num_rows or self._writer is None:  # an empty day is one empty file
+            writer = self._writer
+            if writer is None or self._in_file >= self.rows_per_file:
+                writer = self._next_file(table.schema)
+            take = min(table.num_rows - start, self.rows_per_file - self._in_file)
+            writer.write_table(table.slice(start, take), row_group_size=self.row_group_rows)
+            start, self._in_file, self.rows = start + take, self._in_file + take, self.rows + take
+
+    def _next_file(self, schema: pa.Schema) -> pq.ParquetWriter:
+        self.close()
+        path = f"{self.staging}/part-{self.files:05d}.parquet"
+        self._writer = pq.ParquetWriter(path, schema, filesystem=self.filesystem)
+        self.files, self._in_file = self.files + 1, 0
+        return self._writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -226,7 +226,7 @@ def test_the_criteo_importer_imports_or_names_the_line(tmp_path_factory, data):
     tsv.write_bytes(data)
     store = TrafficStore(folder / "traffic")
     try:
-        rows = within_memory(lambda: import_criteo(tsv, store, DAY, table_rows=50, chunk_rows=4, progress=None))
+        rows = within_memory(lambda: import_criteo(tsv, store, DAY, table_rows=50, chunk_rows=4, progress=None).rows)
     except TrafficError as err:
         assert str(tsv) in str(err), err
         assert not (folder / "traffic" / f"date={DAY}").exists()  # nothing half-written

@@ -1,5 +1,7 @@
-"""The sdist carries the kernel sources and builds; every kernel ISA copy loads."""
+"""The sdist carries the kernel sources and builds; the wheel alone, installed into a clean
+venv with no extras, runs every command; every kernel ISA copy loads."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -11,13 +13,16 @@ import yaml
 
 from lpmon._kernels import logloss
 from support import REPO
+from support.first_hour import first_hour_commands, first_hour_inputs
 
 ROOT = REPO
 
 
-@pytest.mark.slow
-def test_sdist_contains_kernel_sources_and_builds(tmp_path):
-    # Build from a copy of the tracked files, as a clean clone would be.
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The sdist of a copy of the tracked files (as a clean clone would be) and the wheel
+    built from it: built once for this module's tests (the kernels take a minute to compile)."""
+    tmp_path = tmp_path_factory.mktemp("packaging")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     clone = tmp_path / "clone"
     for name in files:
@@ -30,6 +35,29 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
         capture_output=True,
     )
     (sdist,) = (tmp_path / "dist").glob("lpmon-*.tar.gz")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "wheels"),
+            str(sdist),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "wheels").glob("lpmon-*.whl")
+    return sdist, wheel
+
+
+@pytest.mark.slow
+def test_sdist_contains_kernel_sources_and_builds(built, tmp_path):
+    sdist, wheel = built
     names = {Path(n).name for n in tarfile.open(sdist).getnames()}
     assert {
         "logloss.pyx",
@@ -55,23 +83,6 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
     } <= names
     generated = {"logloss.c", "affine.c", "rowwise.c", "calibrate.c", "interaction.c", "int8gemm.c"}
     assert not generated & names  # generated, not shipped
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(tmp_path / "wheels"),
-            str(sdist),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = (tmp_path / "wheels").glob("lpmon-*.whl")
     # The wheel alone (no source tree on the path) holds every subpackage and kernel.
     target = tmp_path / "site"
     subprocess.run(
@@ -93,6 +104,72 @@ def test_sdist_contains_kernel_sources_and_builds(tmp_path):
         check=True,
     ).stdout
     assert out.startswith(str(target))
+
+
+def clean_venv(folder: Path, wheel: Path) -> dict:
+    """A new venv (no system site-packages) holding `pip install lpmon` from the wheel and
+    what its dependencies pull in (pinned by constraints.txt); the environment to run it in."""
+    venv = folder / "venv"
+    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--find-links", str(wheel.parent)]
+        + ["-c", str(ROOT / "constraints.txt"), "lpmon"],
+        check=True,
+        capture_output=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LPMON_CONFIG", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
+    return env
+
+
+def lpmon_in(env: dict, folder: Path, command: str, code: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run(["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == code, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.mark.slow
+def test_the_wheel_alone_runs_every_command_in_a_clean_venv(built, tmp_path):
+    """`pip install lpmon` (no extras) runs every command on the embedded default (a SQLite
+    store, local files): the daily job on a synthetic world, and the README's first hour up
+    to its checkpoint import, which says in one line how to get PyTorch. With
+    LPMON_TEST_CLEAN_VENV_TORCH=1, PyTorch is then installed as that line says and the rest of
+    the first hour runs (some 1-2 minutes more; tests/unit/cli/test_cli_first_hour.py runs it
+    all in the development venv anyway). `lpmon demo` runs Airflow: the airflow extra."""
+    env = clean_venv(tmp_path, built[1])
+    run = functools.partial(lpmon_in, env, tmp_path)
+    assert run("which lpmon").stdout.strip() == str(tmp_path / "venv" / "bin" / "lpmon")
+    run("python -c 'import torch'", code=1)  # truly without extras
+    config = "--config w/lpmon.toml"
+    for command in [
+        "lpmon --version",
+        "lpmon world --root w --scenario stable --days 2 --examples-per-day 20000 --tables 4",
+        f"lpmon {config} init",
+        f"lpmon {config} onboard --model stable --date 2026-11-01",
+        f"lpmon {config} backfill --model stable --start 2026-11-01 --end 2026-11-02",
+        f"lpmon {config} run --model stable --date 2026-11-02 --no-alerts",
+        f"lpmon {config} status",
+        f"lpmon {config} report --model stable",
+        f"lpmon {config} plans list --model stable",
+        f"lpmon {config} plans export --model stable --out plan.json",
+        f"lpmon {config} score --model stable --date 2026-11-02 --out scores.parquet",
+        "lpmon convert-snapshot w/models/stable/snapshot --out converted",
+    ]:
+        run(command)
+    assert (tmp_path / "w" / "work" / "reports" / "stable" / "2026-11-02.html").is_file()
+    first_hour_inputs(tmp_path)  # a DLRM checkpoint and two gzipped Criteo days
+    commands = first_hour_commands()
+    checkpoint = next(i for i, c in enumerate(commands) if c.startswith("lpmon import-dlrm"))
+    for command in commands[:checkpoint]:
+        run(command)
+    needs_torch = run(commands[checkpoint], code=1)
+    assert needs_torch.stderr.count("\n") == 1 and "pip install torch==2.13.0" in needs_torch.stderr
+    if os.environ.get("LPMON_TEST_CLEAN_VENV_TORCH") != "1":
+        return
+    run("python -m pip install -q -c " + str(ROOT / "constraints.txt") + " torch==2.13.0")
+    for command in commands[checkpoint:]:
+        run(command)
+    assert (tmp_path / "work" / "reports" / "ctr" / "2026-11-02.html").is_file()
 
 
 def test_lpmon_isa_environment_variable_selects_kernels():

@@ -3,6 +3,7 @@ import builtins
 import numpy as np
 import pytest
 
+from lpmon.cli import main
 from lpmon.model import Model, ModelSpec, SpecError, TableSpec, forward_fp32
 from lpmon.model.dlrm_import import import_dlrm, model_from_state_dict
 from support.models import random_batch
@@ -41,7 +42,7 @@ def test_bad_state_dicts():
         model_from_state_dict(broken)
 
 
-def test_without_torch_the_error_says_what_to_install(monkeypatch, tmp_path):
+def test_without_torch_the_error_says_what_to_install(monkeypatch, tmp_path, capsys):
     real_import = builtins.__import__
 
     def no_torch(name, *args, **kwargs):
@@ -52,6 +53,9 @@ def test_without_torch_the_error_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(ImportError, match=r"pip install torch==2.13.0 \(the CPU build\)"):
         import_dlrm(tmp_path / "model.pt")
+    assert main(["import-dlrm", str(tmp_path / "model.pt"), "--out", str(tmp_path / "snap")]) == 1
+    err = capsys.readouterr().err  # one line, no traceback
+    assert err.count("\n") == 1 and err.startswith("lpmon import-dlrm: ") and "pip install torch==2.13.0" in err
 
 
 def test_torch_checkpoint_file(tmp_path):

@@ -156,7 +156,7 @@ def test_criteo_import(tmp_path):
     tsv = tmp_path / "day.tsv"
     tsv.write_text("\n".join(CRITEO_LINES * 50) + "\n")
     store = TrafficStore(tmp_path / "store")
-    assert import_criteo(tsv, store, DAY, table_rows=1000, chunk_rows=30, progress=None) == 100
+    assert import_criteo(tsv, store, DAY, table_rows=1000, chunk_rows=30, progress=None).rows == 100
     table = pq.read_table(store.files(DAY)[0])
     assert table.num_rows == 100 and table.column("request_id").to_pylist()[:3] == [0, 1, 2]
     first = table.slice(0, 1).to_pylist()[0]
