@@ -234,13 +234,7 @@ def names_from_traffic(
         if set(defaults) <= set(columns):
             out[kind] = defaults
             how.append(f"{count} {kind} columns by name ({defaults[0]}..{defaults[-1]})")
-        elif len(columns) == count:
-            unnamed = [c for c in columns if not c.startswith(default)]
-            if unnamed:
-                problems.append(
-                    f"{where}: lpmon reads {kind} features from columns named {default}*: rename {_few(unnamed)}"
-                )
-                continue
+        elif len(columns) == count:  # any names: integer columns are sparse, floating ones dense
             out[kind] = columns
             how.append(f"{count} {kind} columns in the traffic's order ({columns[0]}..{columns[-1]})")
         else:
