@@ -43,7 +43,7 @@ def test_events_follow_the_day():
 def test_data_is_escaped_in_html_and_plain_in_text():
     html = render_html(report(), "cid:chart")
     assert "<script>" not in html and "&lt;script&gt;" in html and "bot_l.&lt;0&gt;" in html
-    assert "runs/x&quot;&gt;&lt;script&gt;" in html
+    assert "runs/x&#34;&gt;&lt;script&gt;" in html  # MarkupSafe writes a quote as &#34;
     text = render_text(report())
     assert "dNE <b>0.9</b>" in text and "0.9000 % [0.5000, 1.3000] against the 0.05 % gate" in text
     assert "1.230 %" in text and "12.5 dB" in text
