@@ -198,6 +198,11 @@ def status(args, config) -> int:
         entry.update(served.as_dict() if served else dict.fromkeys(("bytes_served", "fp32_bytes", "int8_bytes")))
         capacity_text[model_id] = served.describe(active.version if active else None) if served else ""
         entry["pinned"] = sorted(store.pins(model_id))
+        entry["alerts_not_sent"] = [  # a rerun that delivered its day's mail superseded the failed ones
+            {"date": a["logical_date"], "event": a["event"], "error": a["error"]}
+            for a in store.alerts(model_id)
+            if a["status"] == "failed"
+        ]
         exported = store.export_status(model_id)
         entry["serving"] = {
             "problem": serving_file_problem(config, store, model_id),
@@ -239,6 +244,12 @@ def status(args, config) -> int:
             print(f"  last judged day: {judged['date']} {judged['status']}" if judged else "  no day judged yet")
         if entry["serving"]["problem"]:
             print(f"  ! serving: {entry['serving']['problem']}")
+        if entry["alerts_not_sent"]:
+            unsent = entry["alerts_not_sent"]
+            print(
+                f"  ! {len(unsent)} alert mail(s) not sent; the last: {unsent[-1]['date']} {unsent[-1]['event']}: "
+                f"{unsent[-1]['error']}"
+            )
     return 0
 
 

@@ -133,6 +133,8 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
         assert Path(d["report"]).is_file() and d["report"].endswith(f"{MODEL}/{d['date']}.html")
     mailed = [d for d in days if d["alerts"]]
     assert mailed and all(set(d["alerts"].values()) == {"sent"} for d in mailed)
+    # onboarding waits two days and onboards on the third: a mail when it starts waiting, one when it onboards
+    assert [d["alerts"] for d in days] == [{"ONBOARDING": "sent"}, {}, {"ONBOARDED": "sent"}], days
     assert len(smtp_server.messages) == len(mailed)
     assert [m["X-Lpmon-Event"].split("/")[1] for m in smtp_server.messages] == [d["date"] for d in mailed]
     # a real day's mail: the first line says what happened, the headers thread the model's mails

@@ -133,3 +133,28 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
     # A malformed connection is no better, and no worse.
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_BROKEN", "smtp://127.0.0.1:notaport/")
     assert from_airflow("smtp_broken").problem.startswith(f"{NO_CONNECTION} 'smtp_broken' (")
+
+
+def test_a_rerun_that_delivers_replaces_the_failed_alert_of_its_day(tmp_path, monkeypatch, smtp_server):
+    """The first run failed (FAILED, mail server down); the rerun judged the day and
+    mailed it: the FAILED alert is superseded, not left "failed" for the page."""
+    import lpmon.report.notify
+    from conftest import free_port
+    from lpmon.report.alerts import alert_day
+    from lpmon.report.notify import Mailer, SmtpSettings
+
+    monkeypatch.setattr(lpmon.report.notify.time, "sleep", lambda s: None)
+    store = _store(tmp_path)
+    failed = report(status="failed", action="RECORD", new_plan_version=None, message="partition unreadable")
+    down = Mailer(SmtpSettings("127.0.0.1", free_port(), timeout=2), attempts=1)
+    assert alert_day(store, failed, ["a@example.com"], down) == {"FAILED": "failed"}
+    assert alert_day(store, report(), ["a@example.com"], Mailer(SmtpSettings("127.0.0.1", smtp_server.port))) == {
+        "DEGRADED": "sent",
+        "PROMOTION": "sent",
+        "FALLBACK": "sent",
+    }
+    rows = {r["event"]: r for r in store.rows("alerts", "ctr")}
+    assert (
+        rows["FAILED"]["status"] == "superseded" and "run again: DEGRADED+PROMOTION+FALLBACK" in rows["FAILED"]["error"]
+    )
+    assert len(smtp_server.messages) == 1
