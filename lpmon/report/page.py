@@ -14,7 +14,6 @@ Every value that comes from data is escaped.
 
 from __future__ import annotations
 
-import html
 import math
 
 from markupsafe import Markup
@@ -46,17 +45,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: int = 280) -> str:
-    """dNE by day: the interval band, the gate, a y axis with values, one point per
-    day coloured by its status (its numbers as data attributes, a tooltip on
-    hover) and a marker at each day whose plan changed."""
+def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: int = 280) -> Markup:
+    """dNE by day (template chart.html): the interval band, the gate, a y axis with
+    values, one point per day coloured by its status (its numbers as data
+    attributes, a tooltip on hover) and a marker at each day whose plan changed."""
     points = [h for h in history if h["dne_pct"] is not None]
     if not points:
-        return '<p class="empty">no comparisons yet</p>'
+        return Markup('<p class="empty">no comparisons yet</p>')
     lows = [h["dne_pct_lo"] if h["dne_pct_lo"] is not None else h["dne_pct"] for h in points]
     highs = [h["dne_pct_hi"] if h["dne_pct_hi"] is not None else h["dne_pct"] for h in points]
     ticks = nice_ticks(min(min(lows), 0.0), max(max(highs), gate_pct))
@@ -65,70 +60,54 @@ def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: in
     span = (top - bottom) or 1.0
 
     def x(i):
-        return left + (width - left - right) * (i / max(len(points) - 1, 1))
+        return round(left + (width - left - right) * (i / max(len(points) - 1, 1)), 1)
 
     def y(v):
-        return upper + (height - upper - lower) * (top - v) / span
+        return round(upper + (height - upper - lower) * (top - v) / span, 1)
 
-    parts = [
-        f'<svg id="dne-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="dNE by day with its interval and the {gate_pct:g} % gate">'
-    ]
-    for t in ticks:  # y axis: grid lines with their values
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-            f'<text class="tick y-tick" x="{left - 6}" y="{y(t) + 3.5:.1f}" text-anchor="end" '
-            f'data-value="{t:g}">{_fmt(t)}</text>'
-        )
-    parts.append(
-        f'<text class="tick" x="12" y="{upper + (height - upper - lower) / 2:.1f}" text-anchor="middle" '
-        f'transform="rotate(-90 12 {upper + (height - upper - lower) / 2:.1f})">dNE %</text>'
-    )
-    band = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(highs))
-    band += " " + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(list(enumerate(lows))))
-    parts.append(f'<polygon class="band" points="{band}"/>')
-    parts.append(
-        f'<line class="gate" x1="{left}" x2="{width - right}" y1="{y(gate_pct):.1f}" '
-        f'y2="{y(gate_pct):.1f}" data-gate="{gate_pct:g}"/>'
-        f'<text class="gate-label" x="{width - right}" y="{y(gate_pct) - 4:.1f}" text-anchor="end">'
-        f"gate {gate_pct:g} %</text>"
-    )
-    previous = None
+    changes, previous = [], None
     for i, h in enumerate(points):  # a marker where the plan in force changed
         version = h["new_plan_version"] or h["plan_version"]
         if h["new_plan_version"] or (previous is not None and version != previous):
-            parts.append(
-                f'<line class="plan-change" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{upper}" '
-                f'y2="{height - lower}" data-day="{html.escape(h["day"])}" data-version="{version}"/>'
-                f'<text class="plan-label" x="{x(i) + 3:.1f}" y="{upper + 9}">plan v{version}</text>'
-            )
+            changes.append({"x": x(i), "day": h["day"], "version": version})
         previous = version
-    line = " ".join(f"{x(i):.1f},{y(h['dne_pct']):.1f}" for i, h in enumerate(points))
-    parts.append(f'<polyline class="dne" points="{line}"/>')
-    for i, h in enumerate(points):
-        status = html.escape(h["status"] or "")
-        tip = (
-            f"{h['day']}: dNE {h['dne_pct']:.4f} % [{lows[i]:.4f}, {highs[i]:.4f}], {h['status']}, "
-            f"plan {plan_of_day(h)}"
-        )
-        parts.append(
-            f'<circle class="day" cx="{x(i):.1f}" cy="{y(h["dne_pct"]):.1f}" r="4" '
-            f'fill="{STATUS_COLOURS.get(h["status"], "#868e96")}" data-day="{html.escape(h["day"])}" '
-            f'data-dne="{h["dne_pct"]:.4f}" data-lo="{lows[i]:.4f}" data-hi="{highs[i]:.4f}" '
-            f'data-status="{status}" data-tip="{html.escape(tip)}"><title>{html.escape(tip)}</title></circle>'
-        )
     step = max(1, len(points) // 8)
-    for i, h in enumerate(points):
-        if i % step == 0:
-            parts.append(
-                f'<text class="tick" x="{x(i):.1f}" y="{height - 10}" text-anchor="middle">'
-                f"{html.escape(h['day'][5:])}</text>"
-            )
-    parts.append("</svg>")
-    legend = "".join(
-        f'<span><i style="background:{colour}"></i>{name}</span>' for name, colour in STATUS_COLOURS.items()
+    return Markup(
+        render(
+            "chart.html",
+            width=width,
+            height=height,
+            left=left,
+            right=right,
+            upper=upper,
+            lower=lower,
+            gate=gate_pct,
+            gate_y=y(gate_pct),
+            ticks=[{"value": t, "y": y(t)} for t in ticks],
+            band=" ".join(f"{x(i)},{y(v)}" for i, v in enumerate(highs))
+            + " "
+            + " ".join(f"{x(i)},{y(v)}" for i, v in reversed(list(enumerate(lows)))),
+            line=" ".join(f"{x(i)},{y(h['dne_pct'])}" for i, h in enumerate(points)),
+            changes=changes,
+            days=[
+                {
+                    "x": x(i),
+                    "y": y(h["dne_pct"]),
+                    "day": h["day"],
+                    "status": h["status"] or "",
+                    "colour": STATUS_COLOURS.get(h["status"], "#868e96"),
+                    "dne": h["dne_pct"],
+                    "lo": lows[i],
+                    "hi": highs[i],
+                    "tip": f"{h['day']}: dNE {h['dne_pct']:.4f} % [{lows[i]:.4f}, {highs[i]:.4f}], {h['status']}, "
+                    f"plan {plan_of_day(h)}",
+                    "label": h["day"][5:] if i % step == 0 else "",
+                }
+                for i, h in enumerate(points)
+            ],
+            colours=STATUS_COLOURS,
+        )
     )
-    return "".join(parts) + f'<div class="legend">{legend}<span><i class="plan-key"></i>plan change</span></div>'
 
 
 def _badge(status: str | None) -> Markup:
@@ -219,7 +198,7 @@ def model_page(data: dict) -> str:
         "model.html",
         f"lpmon: {data['model']}",
         data=data,
-        chart=Markup(svg_chart(data["history"], data["gate_pct"])),  # built with every value escaped
+        chart=svg_chart(data["history"], data["gate_pct"]),
         plan_rows=plan_rows(active["layers"] if active else []),
     )
 
