@@ -106,7 +106,10 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
         message=summary.message,
         active_version=active_version,
         **links(config, model_id, day),
-        **capacities(config, store, model_id, summary.plan_version, active_version),
+        # the onboarding day was scored under its new plan, which replaced fp32
+        **capacities(
+            config, store, model_id, None if summary.action == "ONBOARD" else summary.plan_version, active_version
+        ),
         limit=limit_of(summary.status, _counts(config, store, summary), Rules.of(settings), onboarding=waiting),
         still_waiting=before is not None and bool(_onboarding_wait(before)),
         serving_problem=serving,

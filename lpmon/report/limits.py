@@ -3,7 +3,7 @@ reports for a day that is not judged (INSUFFICIENT_DATA) or only WARN.
 
 The causes, in the order they are told apart:
 - onboarding: no plan yet; lpmon is still gathering the evidence a first plan needs;
-- labels: too few positives (or one class only): the labels are missing or late;
+- labels: one class only (no positives, or no negatives): the labels are missing or late;
 - traffic: the day had fewer examples than the sample size (all of them were scored);
 - sample: the day had more, the sample was the limit: raise sample_size.
 
@@ -69,12 +69,12 @@ def limit_of(status: str, counts: DayCounts, rules: Rules, *, onboarding: str = 
     if status not in ("INSUFFICIENT_DATA", "WARN") or counts.examples is None:
         return None
     n, positives = counts.examples, counts.positives or 0
-    if positives < rules.min_positives or positives == n:
+    if n and positives in (0, n):  # one class only: few positives in a small sample are the sample's limit
         return Limit(
             "labels",
-            f"{positives:,} positives among {n:,} labelled examples (a verdict needs {rules.min_positives:,})",
-            "check that the day's labels have arrived (late or missing labels leave too few positives); "
-            f"rerun the day once they have: about {_needed(counts, rules):,} labelled examples would decide",
+            f"{positives:,} positives among {n:,} labelled examples: one class only",
+            "check that the day's labels have arrived (late or missing labels leave no positives); "
+            "rerun the day once they have",
         )
     needed = _needed(counts, rules)
     if needed <= n:  # enough examples: the verdict is limited by the dNE itself (near the gate), not the data

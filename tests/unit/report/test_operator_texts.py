@@ -31,9 +31,12 @@ def test_a_big_day_with_a_small_sample_is_limited_by_the_sample_with_the_size_th
     assert limit_of("WARN", capped, RULES).cause == "sample"
 
 
-def test_too_few_positives_is_a_labels_limit_and_a_decided_day_has_none():
-    labels = DayCounts(examples=20_000, positives=12, sample_size=20_000, dne_pct=0.2, lo=-1.0, hi=1.4)
+def test_one_class_is_a_labels_limit_few_positives_a_sample_one_and_a_decided_day_has_none():
+    labels = DayCounts(examples=20_000, positives=0, sample_size=20_000)
     assert limit_of("INSUFFICIENT_DATA", labels, RULES).cause == "labels"
+    # few positives in a small sample of a big day: the sample is the limit, sized by the positive rate
+    few = DayCounts(examples=2_000, positives=20, sample_size=2_000, dne_pct=0.01, lo=-0.2, hi=0.22)
+    assert limit_of("INSUFFICIENT_DATA", few, RULES).advice.startswith("raise sample_size to ~10,000")
     decided = DayCounts(examples=20_000, positives=900, sample_size=20_000, dne_pct=0.01, lo=-0.01, hi=0.03)
     assert limit_of("HEALTHY", decided, RULES) is None and limit_of("INSUFFICIENT_DATA", decided, RULES) is None
 
