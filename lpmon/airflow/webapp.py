@@ -215,15 +215,15 @@ def create_app(config_loader=load, run_links=None):
         out = []
         with stores.use(config) as store:
             for model_id in sorted(config.models):
-                last = store.latest_day(model_id)
+                last, active = store.latest_day(model_id), store.active_plan(model_id)
                 out.append(
                     {
                         "model": model_id,
                         "day": last.day if last else None,
                         "status": last.status if last else None,
                         "dne_pct": last.dne_pct if last else None,
-                        "plan_version": (active := store.active_plan(model_id)) and active.version,
-                        "capacity": plan_capacity(config, store, model_id)["capacity"],
+                        "plan_version": active.version if active else None,
+                        "capacity": plan_capacity(config, store, model_id)["capacity"],  # of the plan in force
                     }
                 )
         return out
