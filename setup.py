@@ -101,6 +101,8 @@ setup(
         "lpmon._sql": ["*.sql", "migrations/*.sql", "reports/*.sql"],
         "lpmon": ["py.typed"],
         "lpmon._kernels": ["*.pyi"],
+        # The templates of reports, mails and the lpmon page (lpmon.report.templating).
+        "lpmon.report": ["templates/*.html", "templates/*.txt"],
     },
     cmdclass={"build_ext": BuildPerIsa},
     ext_modules=cythonize(

@@ -15,7 +15,10 @@ prints:
   right/wrong units raised by promotions: right when raising that unit alone
               removes at least a tenth of the previous plan's true gap
   final dNE   the true dNE of the last day's plan in force
-  bytes       bytes served by the final plan relative to all-int8
+  plan        that plan's version
+  of fp32     bytes it serves as a share of the fp32 model's (lpmon.pipeline.capacity)
+  of int8     the same against all-int8 (row-wise tables with their scale and bias)
+  bytes served  its bytes
 
 Scenarios: outliers (heavy tail from day 1), far_off (a user forces a plan
 with int2 tables on day 1), stable, gradual_drift. Targets (issue 14):
@@ -43,9 +46,11 @@ from lpmon.demo.world import World, WorldConfig, write_world  # noqa: E402
 from lpmon.metrics import compare  # noqa: E402
 from lpmon.model import forward_fp32, forward_quantized  # noqa: E402
 from lpmon.pipeline import open_store, run_day  # noqa: E402
-from lpmon.pipeline.assembly import plan_bytes, units  # noqa: E402
+from lpmon.pipeline.assembly import unit_precisions, units  # noqa: E402
+from lpmon.pipeline.capacity import megabytes, of_precisions  # noqa: E402
 from lpmon.pipeline.lifecycle import PlanLifecycle  # noqa: E402
 from lpmon.quant import LayerPlan, QuantPlan  # noqa: E402
+from lpmon.report.templating import version  # noqa: E402
 from lpmon.store import init_store  # noqa: E402
 
 GATE = 0.05
@@ -136,14 +141,8 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
         r, w = judge_units(world, i, lifecycle.plan(previous), lifecycle.plan(e["version"]), cache)
         right, wrong = right + r, wrong + w
     final = lifecycle.active()
-    all_units = units(world.model)
-    int8 = {u: "int8" for u in all_units}
     final_gap = true_gap(world, days - 1, final, cache) if final else float("nan")
-    bytes_ratio = (
-        (plan_bytes(all_units, {layer.name: layer.precision for layer in final.layers}) / plan_bytes(all_units, int8))
-        if final
-        else float("nan")
-    )
+    served = of_precisions(units(world.model), unit_precisions(final) if final else {})
     restored = next(
         (
             i
@@ -163,7 +162,8 @@ def run_scenario(name: str, sample: int, days: int, root: Path) -> dict:
         right=right,
         wrong=wrong,
         final=final_gap,
-        bytes=bytes_ratio,
+        version=final.version if final else None,
+        capacity=served,
         first_under=restored,
         verdicts=sum(r.status in ("HEALTHY", "WARN", "DEGRADED") for r in results),
         seconds=elapsed,
@@ -208,17 +208,20 @@ def main(argv=None) -> int:
     print(f"decision quality, gate {GATE} %, truth on {TRUTH_EXAMPLES:,} fresh examples a day")
     header = (
         f"{'scenario':<14} {'sample':>7} {'days':>4} {'verdicts':>8} {'degraded':>8} {'over':>4} "
-        f"{'promotions':>10} {'right':>5} {'wrong':>5} {'final dNE %':>11} {'bytes':>6} {'time':>6}"
+        f"{'promotions':>10} {'right':>5} {'wrong':>5} {'final dNE %':>11} {'plan':>4} {'of fp32':>7} "
+        f"{'of int8':>7} {'bytes served':>13} {'time':>6}"
     )
     print(header)
     for size in args.sizes:
         for name in args.scenarios:
             with tempfile.TemporaryDirectory(prefix="lpmon-bench-") as tmp:
                 r = run_scenario(name, size, args.days, Path(tmp))
+            c = r["capacity"]
             print(
                 f"{r['scenario']:<14} {r['sample']:>7} {r['days']:>4} {r['verdicts']:>8} {r['degraded']:>8} "
                 f"{r['over']:>4} {r['promotions']:>10} {r['right']:>5} {r['wrong']:>5} {r['final']:>11.4f} "
-                f"{r['bytes']:>6.2f} {r['seconds']:>5.0f}s",
+                f"{version(r['version']) if r['version'] else 'fp32':>4} {c.fp32_share_pct:>6.0f}% "
+                f"{c.int8_share_pct:>6.0f}% {megabytes(c.bytes_served):>13} {r['seconds']:>5.0f}s",
                 flush=True,
             )
     return 0

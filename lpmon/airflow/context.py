@@ -91,5 +91,6 @@ def label(model_id: str) -> None:
 
 
 def run_url(cfg: Config, context) -> str:
-    run = context["dag_run"]
-    return f"{cfg.airflow.base_url.rstrip('/')}/dags/{quote(run.dag_id)}/runs/{quote(run.run_id)}"
+    """The run's page in the Airflow UI ("" without a web server: [airflow] base_url "")."""
+    run, base = context["dag_run"], cfg.airflow.base_url.rstrip("/")
+    return f"{base}/dags/{quote(run.dag_id)}/runs/{quote(run.run_id)}" if base else ""

@@ -21,6 +21,7 @@ import threading
 from contextlib import asynccontextmanager, contextmanager
 
 from lpmon.config import Config, confined, load
+from lpmon.pipeline.capacity import plan_capacity
 from lpmon.report.notify import NO_CONNECTION
 from lpmon.report.page import index_page, model_page
 from lpmon.store.reports import run_report
@@ -93,6 +94,7 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
             for d in store.decisions(model_id, acted_only=True, last=20)
         ],
         "active_plan": {"version": active.version, "since": active.logical_date, "layers": layers} if active else None,
+        **plan_capacity(config, store, model_id),
         "alerts": [
             {
                 "day": a["logical_date"],
@@ -102,6 +104,7 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
                 "error": a["error"],
             }
             for a in alerts
+            if a["status"] != "superseded"  # a rerun's mail replaced it
         ][-10:],
         "mail_problem": last_error if (last_error or "").startswith(NO_CONNECTION) else "",
         "serving_problem": serving_problem(store, model_id),
@@ -212,13 +215,15 @@ def create_app(config_loader=load, run_links=None):
         out = []
         with stores.use(config) as store:
             for model_id in sorted(config.models):
-                last = store.latest_day(model_id)
+                last, active = store.latest_day(model_id), store.active_plan(model_id)
                 out.append(
                     {
                         "model": model_id,
                         "day": last.day if last else None,
                         "status": last.status if last else None,
                         "dne_pct": last.dne_pct if last else None,
+                        "plan_version": active.version if active else None,
+                        "capacity": plan_capacity(config, store, model_id)["capacity"],  # of the plan in force
                     }
                 )
         return out

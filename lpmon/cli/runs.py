@@ -164,12 +164,13 @@ def onboard(args, config) -> int:
 
 def status(args, config) -> int:
     from lpmon.pipeline import open_store
+    from lpmon.pipeline.capacity import of_plan
     from lpmon.pipeline.export import serving_file_problem
     from lpmon.quant import QuantPlan
 
     store = open_store(config)  # refuses a missing, damaged or foreign store, saying what it found
     store.db.verify(thorough=True)  # the integrity check, whatever the store's size
-    report = {}
+    report, capacity_text = {}, {}
     for model_id in sorted(config.models):
         last, judged = store.latest_day(model_id), store.latest_judged_day(model_id)
         active = store.active_plan(model_id)
@@ -192,7 +193,16 @@ def status(args, config) -> int:
                 "version": active.version,
                 "precisions": {layer.name: layer.precision for layer in plan.layers},
             }
+        served = of_plan(config, model_id, active.plan_json if active else None)
+        # The bytes serving holds under the plan in force (fp32 without one), against fp32 and all-int8.
+        entry.update(served.as_dict() if served else dict.fromkeys(("bytes_served", "fp32_bytes", "int8_bytes")))
+        capacity_text[model_id] = served.describe(active.version if active else None) if served else ""
         entry["pinned"] = sorted(store.pins(model_id))
+        entry["alerts_not_sent"] = [  # a rerun that delivered its day's mail superseded the failed ones
+            {"date": a["logical_date"], "event": a["event"], "error": a["error"]}
+            for a in store.alerts(model_id)
+            if a["status"] == "failed"
+        ]
         exported = store.export_status(model_id)
         entry["serving"] = {
             "problem": serving_file_problem(config, store, model_id),
@@ -226,32 +236,48 @@ def status(args, config) -> int:
         if entry["pinned"]:
             line += f"  pinned: {', '.join(entry['pinned'])}"
         print(line)
+        if capacity_text[model_id]:
+            print(f"  {capacity_text[model_id]}")
         if run and run["status"] in ("failed", "INSUFFICIENT_DATA"):
             print(f"  ! last run {'failed' if run['status'] == 'failed' else 'not judged'}: {run['message']}")
             judged = entry["last_judged"]
             print(f"  last judged day: {judged['date']} {judged['status']}" if judged else "  no day judged yet")
         if entry["serving"]["problem"]:
             print(f"  ! serving: {entry['serving']['problem']}")
+        if entry["alerts_not_sent"]:
+            unsent = entry["alerts_not_sent"]
+            print(
+                f"  ! {len(unsent)} alert mail(s) not sent; the last: {unsent[-1]['date']} {unsent[-1]['event']}: "
+                f"{unsent[-1]['error']}"
+            )
     return 0
 
 
 def report(args, config) -> int:
     from lpmon.pipeline import open_store
+    from lpmon.pipeline.capacity import plan_capacity
+    from lpmon.report.page import plan_of_day
+    from lpmon.report.templating import version
     from lpmon.store import run_report
 
     config.model(args.model)
-    history = run_report(open_store(config).db, "dne_history", model_id=args.model)
+    store = open_store(config)
+    history = run_report(store.db, "dne_history", model_id=args.model)
     if args.json:
         emit(args, history)
         return EXIT_OK
-    print(f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>8}")
+    served = plan_capacity(config, store, args.model)
+    if served["capacity"]:
+        print(f"bytes served now: {served['capacity']['text']}")
+    for change in served["plan_changes"]:
+        print(
+            f"  {change['day']}: v{change['version']} serves {change['share_pct']:.0f} % of the fp32 bytes "
+            f"({change['change_pct']:+.0f} points against {version(change['before'])})"
+        )
+    print(f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>16}")
     for h in history:
         dne = "-" if h["dne_pct"] is None else f"{h['dne_pct']:.4f}"
         interval = "" if h["dne_pct_lo"] is None else f"[{h['dne_pct_lo']:.4f}, {h['dne_pct_hi']:.4f}]"
-        plan = (
-            f"v{h['plan_version']}" + (f"->v{h['new_plan_version']}" if h["new_plan_version"] else "")
-            if h["plan_version"]
-            else "-"
-        )
-        print(f"{h['logical_date']:<11} {h['status']:<18} {h['action'] or '-':<12} {dne:>9} {interval:>22} {plan:>8}")
+        plan = plan_of_day(h)
+        print(f"{h['logical_date']:<11} {h['status']:<18} {h['action'] or '-':<12} {dne:>9} {interval:>22} {plan:>16}")
     return 0

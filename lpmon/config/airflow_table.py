@@ -47,7 +47,7 @@ def check_airflow(values, problems: list[str]) -> AirflowSettings:
                 problems.append(f"airflow.partition_poke_s: expected at least 1 (seconds), got {value!r}")
             else:
                 changes[key] = value
-        elif not isinstance(value, str) or not value:
+        elif not isinstance(value, str) or not (value or key == "base_url"):  # base_url "": no web server
             problems.append(f"airflow.{key}: expected a non-empty string, got {value!r}")
         elif key == "start_date" and not _is_date(value):
             problems.append(f"airflow.start_date: expected an ISO date (YYYY-MM-DD), got {value!r}")

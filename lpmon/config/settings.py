@@ -58,7 +58,7 @@ class AirflowSettings:
     recalibrate_schedule: str = "@weekly"  # lpmon_recalibrate's schedule
     start_date: str = ""  # the first day lpmon_monitor covers; none: from the last complete day
     timezone: str = "UTC"  # the zone whose midnights bound a monitored day
-    base_url: str = "http://localhost:8080"  # for links to runs in emails and pages
+    base_url: str = "http://localhost:8080"  # for links to runs in emails and pages ("": no web server)
     smtp_conn_id: str = "smtp_default"
     task_retries: int = 2  # retries of every lpmon task (with exponential backoff)
     retry_delay_s: int = 20  # the first retry's delay

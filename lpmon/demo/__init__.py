@@ -38,7 +38,8 @@ def write_demo_world(root: Path, days: int, examples_per_day: int, sample_size: 
         f'store = "sqlite:///{root / "state.db"}"\n\n'
         f"[defaults]\nsample_size = {sample_size}\nmin_examples = 1000\n"
         'recipients = ["oncall@example.com"]\n\n'
-        f'[airflow]\nstart_date = "{START}"\ntask_retries = 0\n' + models
+        # No Airflow web server runs in the demo: base_url "" keeps its mails from linking to one.
+        f'[airflow]\nstart_date = "{START}"\ntask_retries = 0\nbase_url = ""\n' + models
     )
     return path
 

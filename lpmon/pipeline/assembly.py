@@ -22,6 +22,7 @@ from lpmon.calibrate.state import from_state
 from lpmon.config import ModelSettings
 from lpmon.metrics import Comparison, compare
 from lpmon.model import Batch, Model, forward_fp32, forward_quantized
+from lpmon.model.spec import ModelSpec
 from lpmon.quant import ActivationRange, LayerPlan, Provenance, QuantPlan
 from lpmon.quant.precision import LINEAR_LADDER, TABLE_LADDER, Precision, bytes_served
 
@@ -104,8 +105,13 @@ class Unit:
 def units(model: Model, layout: str = "prepack") -> dict[str, Unit]:
     """Every unit of the model, FC layers first (spec order), then tables (costed in
     the embedding layout)."""
-    out = {name: Unit(name, "linear", n_out, n_in) for name, n_in, n_out in model.spec.linear_layers()}
-    for t, table in enumerate(model.spec.tables):
+    return spec_units(model.spec, layout)
+
+
+def spec_units(spec: ModelSpec, layout: str = "prepack") -> dict[str, Unit]:
+    """Every unit of an architecture (what `units` reads of a model): its sizes need no weights."""
+    out = {name: Unit(name, "linear", n_out, n_in) for name, n_in, n_out in spec.linear_layers()}
+    for t, table in enumerate(spec.tables):
         out[f"emb_l.{t}"] = Unit(f"emb_l.{t}", "embedding", table.rows, table.dim, layout)
     return out
 

@@ -1,7 +1,9 @@
 """Alert emails: one per model and day, grouping the day's events (DEGRADED,
 PROMOTION, FALLBACK, RESOLVED when a model that was DEGRADED is back under the
-gate, and FAILED or INSUFFICIENT_DATA when the day could not be judged: a
-missing or unreadable partition, a missing snapshot, too few examples).
+gate, FAILED or INSUFFICIENT_DATA when the day could not be judged: a missing or
+unreadable partition, a missing snapshot, too few examples; ONBOARDING on the
+first day a model waits for onboarding's evidence, ONBOARDED the day it onboards).
+Bodies, subject and first line come from lpmon/report/templates/.
 
 A mail's first line says what happened and what is needed; it links the
 model's lpmon page, the day report and the model's runbook. Its headers let
@@ -32,7 +34,7 @@ from lpmon.store import StateStore
 log = logging.getLogger(__name__)
 
 CHANNEL = "email"
-EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA", "RESOLVED")
+EVENTS = ("DEGRADED", "PROMOTION", "FALLBACK", "FAILED", "INSUFFICIENT_DATA", "ONBOARDING", "ONBOARDED", "RESOLVED")
 MAIL_POLICY = email.policy.default.clone(max_line_length=998)  # headers are not folded (one-line subjects)
 
 
@@ -77,8 +79,11 @@ def alert_day(
 ) -> dict[str, str]:
     """Send the day's alerts that were not sent yet; returns {event: status}.
     Never raises: a send that fails (or cannot be tried) is recorded with its error."""
-    sent = {(r["event"], r["status"]) for r in store.alerts(report.model_id, report.day, CHANNEL)}
+    recorded = store.alerts(report.model_id, report.day, CHANNEL)
+    sent = {(r["event"], r["status"]) for r in recorded}
     wanted = only if only is not None else events(report)
+    if only is None:
+        _supersede(store, report, recorded, wanted)
     outcome = {event: "sent" for event in wanted if (event, "sent") in sent}
     pending = [event for event in wanted if event not in outcome]
     if not pending:
@@ -120,6 +125,25 @@ def alert_day(
     return outcome
 
 
+def _supersede(store: StateStore, report: DayReport, recorded: list[dict], wanted: list[str]) -> None:
+    """A rerun's day says something else than the run that failed to mail (a FAILED
+    day now judged, say): the old unsent alerts are not owed any more. Marked
+    "superseded", they leave the page's and status's failures, with what replaced them."""
+    now = "+".join(wanted) or "nothing to mail"
+    for row in recorded:
+        if row["status"] in ("failed", "skipped") and row["event"] not in wanted:
+            store.record_alert(
+                report.model_id,
+                report.day,
+                row["event"],
+                CHANNEL,
+                "superseded",
+                recipients=row["recipients"],
+                error=f"the day was run again: {now}",
+                attempts=row["attempts"],
+            )
+
+
 def deliver_day(
     config, store: StateStore, model_id: str, day: str, *, run_url: str = "", mailer=None, write_report: bool = True
 ) -> dict:
@@ -136,6 +160,8 @@ def deliver_day(
         )
         if before.next_day == day:
             render.write_file(config, before)
+    if mailer is not None and not events(report):  # a rerun with nothing to say: earlier failures are moot
+        _supersede(store, report, store.alerts(model_id, day, CHANNEL), [])
     if mailer is not None and events(report):
         recipients = list(config.model(model_id).recipients)
         if not recipients:  # recorded as skipped; no need to look up the SMTP connection

@@ -9,6 +9,10 @@ import html
 from dataclasses import dataclass, field
 
 from lpmon.config import Config, confined
+from lpmon.pipeline.capacity import Capacity
+from lpmon.policy import Rules
+from lpmon.report.limits import DayCounts, Limit, limit_of
+from lpmon.report.templating import one_line, render, version
 from lpmon.store import StateStore
 from lpmon.store.reports import run_report
 
@@ -47,6 +51,15 @@ class DayReport:
     segments: list[dict] = field(default_factory=list)  # segment, n, dne_pct, lo, hi
     previous_day: str = ""  # neighbouring days with a report (navigation)
     next_day: str = ""
+    capacity: Capacity | None = None  # bytes served by the plan in force after the day (None: unknown)
+    capacity_before: Capacity | None = None  # by the day's plan, when the day changed it
+    limit: Limit | None = None  # what limited the verdict (INSUFFICIENT_DATA, WARN), and what to do
+    still_waiting: bool = False  # waiting for onboarding's evidence, as the day before did (mailed then)
+    web_ui: bool = True  # an Airflow web server serves the links (not so in `lpmon demo`)
+    # Adaptive sampling's record of the day (None when it did not record them).
+    examples_scored: int | None = None
+    looks: int | None = None
+    stop_reason: str | None = None  # "decided", "cap" or "traffic_exhausted"
 
     @property
     def dne_text(self) -> str:
@@ -62,6 +75,7 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     summary = store.day_summary(model_id, day)
     if summary is None:
         raise LookupError(f"{model_id}: no run recorded for {day}")
+    settings = config.model(model_id)
     layers = store.layer_metrics(model_id, day)
     new_version = summary.new_plan_version
     moved, promoted = [], False
@@ -79,16 +93,25 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
     previous_day, next_day = store.neighbour_days(model_id, day)
     judged = [h for h in history if h["logical_date"] < day and h["status"] in ("HEALTHY", "DEGRADED")]
     segments = store.segment_metrics(model_id, day)
+    active_version = store.plan_in_force_after(model_id, day)
+    waiting = _onboarding_wait(summary)
+    before = store.day_summary(model_id, previous_day) if waiting and previous_day else None
     return DayReport(
         model_id=model_id,
         day=day,
         status=summary.status,
         action=summary.action or "",
         reasons=([f"serving: {serving}"] if serving else []) + summary.reasons,
-        gate_pct=config.model(model_id).gate_pct,
+        gate_pct=settings.gate_pct,
         message=summary.message,
-        active_version=store.plan_in_force_after(model_id, day),
+        active_version=active_version,
         **links(config, model_id, day),
+        # the onboarding day was scored under its new plan, which replaced fp32
+        **capacities(
+            config, store, model_id, None if summary.action == "ONBOARD" else summary.plan_version, active_version
+        ),
+        limit=limit_of(summary.status, _counts(config, store, summary), Rules.of(settings), onboarding=waiting),
+        still_waiting=before is not None and bool(_onboarding_wait(before)),
         serving_problem=serving,
         resolved_from=judged[-1]["logical_date"]
         if summary.status == "HEALTHY" and judged and judged[-1]["status"] == "DEGRADED"
@@ -147,6 +170,7 @@ def promotion(
         plan_version=old,
         active_version=new,
         **links(config, model_id, day),
+        **capacities(config, store, model_id, old, new),
         new_plan_version=new,
         promoted=True,
         moved=_precision_changes(
@@ -157,15 +181,50 @@ def promotion(
     )
 
 
+def capacities(config: Config, store: StateStore, model_id: str, before: int | None, after: int | None) -> dict:
+    """The bytes served under the plan in force after the day, and under the day's
+    own plan when the day changed it (None for a version: serving fp32)."""
+    from lpmon.pipeline import capacity
+
+    def of(version):
+        record = store.plan_record(model_id, version) if version else None
+        return capacity.of_plan(config, model_id, record.plan_json if record else None)
+
+    now = of(after)
+    return {"capacity": now, "capacity_before": of(before) if before != after and now is not None else None}
+
+
+def _onboarding_wait(summary) -> str:
+    """The day's message when it waited for onboarding's evidence ("" otherwise)."""
+    from lpmon.pipeline.onboard import ONBOARDING_WAITS
+
+    waiting = summary.status == "INSUFFICIENT_DATA" and summary.plan_version is None
+    return summary.message if waiting and summary.message.startswith(ONBOARDING_WAITS) else ""
+
+
+def _counts(config: Config, store: StateStore, summary) -> DayCounts:
+    run = store.run(summary.model_id, summary.day) or {}
+    return DayCounts(
+        examples=summary.n,
+        positives=run.get("positives"),
+        sample_size=config.model(summary.model_id).sample_size,
+        dne_pct=summary.dne_pct,
+        lo=summary.dne_pct_lo,
+        hi=summary.dne_pct_hi,
+        stop_reason=run.get("stop_reason"),
+    )
+
+
 def links(config: Config, model_id: str, day: str) -> dict:
     """Where people find the model's page (the configured [airflow] base_url), the
     day's report, serving's file and the model's runbook."""
     from urllib.parse import quote
 
-    base = config.airflow.base_url.rstrip("/")
+    base = config.airflow.base_url.rstrip("/")  # "": no Airflow web server (`lpmon demo`): no links into it
     return {
-        "page_url": f"{base}/lpmon/models/{quote(model_id)}#day-{day}",
-        "report_url": f"{base}/lpmon/models/{quote(model_id)}/reports/{day}.html",
+        "web_ui": bool(base),
+        "page_url": f"{base}/lpmon/models/{quote(model_id)}#day-{day}" if base else "",
+        "report_url": f"{base}/lpmon/models/{quote(model_id)}/reports/{day}.html" if base else "",
         "report_path": str(config.work_dir / "reports" / model_id / f"{day}.html"),
         "plans_file": str(config.plans_dir / model_id / "active.json"),
         "runbook_url": config.model(model_id).runbook_url,
@@ -194,75 +253,34 @@ NAMES = {
     "PROMOTION": "new plan promoted",
     "FALLBACK": "layers raised to higher precision",
     "FAILED": "day not checked",
-    "INSUFFICIENT_DATA": "not enough traffic",
+    "INSUFFICIENT_DATA": "not judged",
+    "ONBOARDING": "waiting for onboarding evidence",
+    "ONBOARDED": "onboarded: first quantized plan serving",
     "RESOLVED": "resolved",
 }
 
 
+def _names(report: DayReport, event: str) -> list[str]:
+    out = []
+    for e in (e for e in event.split("+") if e):
+        name = NAMES.get(e, e)
+        if e == "INSUFFICIENT_DATA" and report.limit:
+            name += f" ({report.limit.label})"
+        out.append(name)
+    return out
+
+
 def headline(report: DayReport, event: str = "") -> str:
     """The subject's words: the model, the day, the day's events."""
-    events = [e for e in event.split("+") if e] if event else []
-    what = ", ".join(NAMES.get(e, e) for e in events) or report.status
-    return f"{report.model_id} {report.day}: {what}"
-
-
-def _v(version) -> str:
-    return f"v{version}" if version else "fp32 (no plan)"
+    return one_line(render("headline.txt", report=report, names=_names(report, event)))
 
 
 def summary(report: DayReport, event: str = "") -> str:
     """The first line of a mail: what happened and what, if anything, is needed."""
-    events = set(event.split("+")) if event else set()
-    dne = "" if report.dne_pct is None else f"dNE {report.dne_pct:.4f} %"
-    if "PROMOTION" in events:
-        change = (
-            "; ".join(report.moved)
-            if report.moved
-            else "the first quantized plan (onboarding), replacing fp32"
-            if report.action == "ONBOARD"
-            else "recalibrated activation ranges" + (" (proactive)" if report.action == "PROACTIVE" else "")
-        )
-        serving = (
-            f"ACTION NEEDED: serving's file still holds the old plan ({report.serving_problem})"
-            if report.serving_problem
-            else f"serving reloads {report.plans_file}; no action needed"
-        )
-        before = (
-            f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)}; "
-            if "DEGRADED" in events and dne
-            else ""
-        )
-        return f"{before}v{report.new_plan_version} now serving: {change}; {serving}"
-    if "DEGRADED" in events:
-        return (
-            f"{dne} over the {report.gate_pct:g} % gate under {_v(report.plan_version)} and no better plan "
-            f"passed validation: ACTION NEEDED (serving keeps {_v(report.active_version)}; see the reasons"
-            + (" and the runbook" if report.runbook_url else "")
-            + ")"
-        )
-    if "FAILED" in events:
-        return (
-            f"the day could not be checked ({report.message or 'see the reasons'}): ACTION NEEDED: fix it, "
-            f"then `lpmon run --model {report.model_id} --date {report.day}`"
-        )
     from lpmon.pipeline.onboard import ONBOARDING_WAITS
 
-    if "INSUFFICIENT_DATA" in events and report.message.startswith(ONBOARDING_WAITS):
-        return (
-            f"{report.message}: no action needed; lpmon tries again with the next days' traffic, "
-            f"and serving stays on {_v(report.active_version)} until a plan passes"
-        )
-    if "INSUFFICIENT_DATA" in events:
-        return (
-            f"not enough traffic to judge the day ({report.message or 'see the reasons'}): check the "
-            f"traffic for {report.day}; serving keeps {_v(report.active_version)}"
-        )
-    if "RESOLVED" in events:
-        return (
-            f"back under the {report.gate_pct:g} % gate: {dne} under {_v(report.plan_version)} "
-            f"(DEGRADED on {report.resolved_from}); no action needed"
-        )
-    return f"{report.status}: {dne or 'no comparison'}"
+    events = {e for e in event.split("+") if e}
+    return one_line(render("summary.txt", report=report, events=events, onboarding_waits=ONBOARDING_WAITS))
 
 
 def labelled_reasons(report: DayReport) -> list[str]:
@@ -270,7 +288,7 @@ def labelled_reasons(report: DayReport) -> list[str]:
     out = []
     for reason in report.reasons:
         if reason.startswith("dNE "):
-            reason = f"the day's sample under {_v(report.plan_version)}: {reason}"
+            reason = f"the day's sample under {version(report.plan_version)}: {reason}"
         elif reason.startswith("candidate dNE") and report.new_plan_version:
             reason = f"candidate v{report.new_plan_version} on held-out traffic: {reason[len('candidate ') :]}"
         out.append(reason)
@@ -306,13 +324,23 @@ def run_link_of(config: Config, model_id: str, day: str) -> str:
 
 
 def events(report: DayReport) -> list[str]:
-    """What in this day deserves an email (lpmon.report.alerts sends them; the report file names them)."""
+    """What in this day deserves an email (lpmon.report.alerts sends them; the report file names them).
+    Waiting for onboarding's evidence mails once, on its first day (ONBOARDING); the day
+    a first plan passes mails ONBOARDED, not "not judged" beside a promotion."""
+    onboarded = report.action == "ONBOARD" and report.promoted and bool(report.new_plan_version)
     out = []
-    if report.status in ("DEGRADED", "INSUFFICIENT_DATA"):
-        out.append(report.status)
+    if report.status == "DEGRADED":
+        out.append("DEGRADED")
+    if report.status == "INSUFFICIENT_DATA" and not onboarded:
+        if report.limit is None or report.limit.cause != "onboarding":
+            out.append("INSUFFICIENT_DATA")
+        elif not report.still_waiting:
+            out.append("ONBOARDING")
     if report.status == "failed":
         out.append("FAILED")
-    if report.new_plan_version and report.promoted:
+    if onboarded:
+        out.append("ONBOARDED")
+    elif report.new_plan_version and report.promoted:
         out.append("PROMOTION")
     if report.action == "FALLBACK":
         out.append("FALLBACK")

@@ -1,6 +1,7 @@
-"""The HTML of the lpmon page (lpmon.airflow.webapp serves it): the dNE chart as inline
-SVG, the tables, and the page shell that makes it look and behave like a part of
-the Airflow UI when Airflow shows it in its iframe.
+"""The HTML of the lpmon page (lpmon.airflow.webapp serves it), from the templates
+index.html and model.html (lpmon/report/templates, autoescaped): the dNE chart as
+inline SVG, the tables, and the page shell (page.html) that makes it look and
+behave like a part of the Airflow UI when Airflow shows it in its iframe.
 
 Inside Airflow's iframe (sandboxed: scripts and same origin, no top-level
 navigation) the page's small inline script takes the UI's font, colours and
@@ -13,11 +14,12 @@ Every value that comes from data is escaped.
 
 from __future__ import annotations
 
-import html
 import math
-from urllib.parse import quote
+
+from markupsafe import Markup
 
 from lpmon.policy import Status
+from lpmon.report.templating import render, version
 
 STATUS_COLOURS = {
     Status.HEALTHY.value: "#2f9e44",
@@ -43,17 +45,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: int = 280) -> str:
-    """dNE by day: the interval band, the gate, a y axis with values, one point per
-    day coloured by its status (its numbers as data attributes, a tooltip on
-    hover) and a marker at each day whose plan changed."""
+def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: int = 280) -> Markup:
+    """dNE by day (template chart.html): the interval band, the gate, a y axis with
+    values, one point per day coloured by its status (its numbers as data
+    attributes, a tooltip on hover) and a marker at each day whose plan changed."""
     points = [h for h in history if h["dne_pct"] is not None]
     if not points:
-        return '<p class="empty">no comparisons yet</p>'
+        return Markup('<p class="empty">no comparisons yet</p>')
     lows = [h["dne_pct_lo"] if h["dne_pct_lo"] is not None else h["dne_pct"] for h in points]
     highs = [h["dne_pct_hi"] if h["dne_pct_hi"] is not None else h["dne_pct"] for h in points]
     ticks = nice_ticks(min(min(lows), 0.0), max(max(highs), gate_pct))
@@ -62,196 +60,151 @@ def svg_chart(history: list[dict], gate_pct: float, width: int = 820, height: in
     span = (top - bottom) or 1.0
 
     def x(i):
-        return left + (width - left - right) * (i / max(len(points) - 1, 1))
+        return round(left + (width - left - right) * (i / max(len(points) - 1, 1)), 1)
 
     def y(v):
-        return upper + (height - upper - lower) * (top - v) / span
+        return round(upper + (height - upper - lower) * (top - v) / span, 1)
 
-    parts = [
-        f'<svg id="dne-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="dNE by day with its interval and the {gate_pct:g} % gate">'
-    ]
-    for t in ticks:  # y axis: grid lines with their values
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(t):.1f}" y2="{y(t):.1f}"/>'
-            f'<text class="tick y-tick" x="{left - 6}" y="{y(t) + 3.5:.1f}" text-anchor="end" '
-            f'data-value="{t:g}">{_fmt(t)}</text>'
-        )
-    parts.append(
-        f'<text class="tick" x="12" y="{upper + (height - upper - lower) / 2:.1f}" text-anchor="middle" '
-        f'transform="rotate(-90 12 {upper + (height - upper - lower) / 2:.1f})">dNE %</text>'
-    )
-    band = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(highs))
-    band += " " + " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in reversed(list(enumerate(lows))))
-    parts.append(f'<polygon class="band" points="{band}"/>')
-    parts.append(
-        f'<line class="gate" x1="{left}" x2="{width - right}" y1="{y(gate_pct):.1f}" '
-        f'y2="{y(gate_pct):.1f}" data-gate="{gate_pct:g}"/>'
-        f'<text class="gate-label" x="{width - right}" y="{y(gate_pct) - 4:.1f}" text-anchor="end">'
-        f"gate {gate_pct:g} %</text>"
-    )
-    previous = None
+    changes, previous = [], None
     for i, h in enumerate(points):  # a marker where the plan in force changed
         version = h["new_plan_version"] or h["plan_version"]
         if h["new_plan_version"] or (previous is not None and version != previous):
-            parts.append(
-                f'<line class="plan-change" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{upper}" '
-                f'y2="{height - lower}" data-day="{html.escape(h["day"])}" data-version="{version}"/>'
-                f'<text class="plan-label" x="{x(i) + 3:.1f}" y="{upper + 9}">plan v{version}</text>'
-            )
+            changes.append({"x": x(i), "day": h["day"], "version": version})
         previous = version
-    line = " ".join(f"{x(i):.1f},{y(h['dne_pct']):.1f}" for i, h in enumerate(points))
-    parts.append(f'<polyline class="dne" points="{line}"/>')
-    for i, h in enumerate(points):
-        status = html.escape(h["status"] or "")
-        tip = (
-            f"{h['day']}: dNE {h['dne_pct']:.4f} % [{lows[i]:.4f}, {highs[i]:.4f}], {h['status']}, "
-            f"plan v{h['plan_version'] or '-'}" + (f" -> v{h['new_plan_version']}" if h["new_plan_version"] else "")
-        )
-        parts.append(
-            f'<circle class="day" cx="{x(i):.1f}" cy="{y(h["dne_pct"]):.1f}" r="4" '
-            f'fill="{STATUS_COLOURS.get(h["status"], "#868e96")}" data-day="{html.escape(h["day"])}" '
-            f'data-dne="{h["dne_pct"]:.4f}" data-lo="{lows[i]:.4f}" data-hi="{highs[i]:.4f}" '
-            f'data-status="{status}" data-tip="{html.escape(tip)}"><title>{html.escape(tip)}</title></circle>'
-        )
     step = max(1, len(points) // 8)
-    for i, h in enumerate(points):
-        if i % step == 0:
-            parts.append(
-                f'<text class="tick" x="{x(i):.1f}" y="{height - 10}" text-anchor="middle">'
-                f"{html.escape(h['day'][5:])}</text>"
-            )
-    parts.append("</svg>")
-    legend = "".join(
-        f'<span><i style="background:{colour}"></i>{name}</span>' for name, colour in STATUS_COLOURS.items()
+    return Markup(
+        render(
+            "chart.html",
+            width=width,
+            height=height,
+            left=left,
+            right=right,
+            upper=upper,
+            lower=lower,
+            gate=gate_pct,
+            gate_y=y(gate_pct),
+            ticks=[{"value": t, "y": y(t)} for t in ticks],
+            band=" ".join(f"{x(i)},{y(v)}" for i, v in enumerate(highs))
+            + " "
+            + " ".join(f"{x(i)},{y(v)}" for i, v in reversed(list(enumerate(lows)))),
+            line=" ".join(f"{x(i)},{y(h['dne_pct'])}" for i, h in enumerate(points)),
+            changes=changes,
+            days=[
+                {
+                    "x": x(i),
+                    "y": y(h["dne_pct"]),
+                    "day": h["day"],
+                    "status": h["status"] or "",
+                    "colour": STATUS_COLOURS.get(h["status"], "#868e96"),
+                    "dne": h["dne_pct"],
+                    "lo": lows[i],
+                    "hi": highs[i],
+                    "tip": f"{h['day']}: dNE {h['dne_pct']:.4f} % [{lows[i]:.4f}, {highs[i]:.4f}], {h['status']}, "
+                    f"plan {plan_of_day(h)}",
+                    "label": h["day"][5:] if i % step == 0 else "",
+                }
+                for i, h in enumerate(points)
+            ],
+            colours=STATUS_COLOURS,
+        )
     )
-    return "".join(parts) + f'<div class="legend">{legend}<span><i class="plan-key"></i>plan change</span></div>'
 
 
-def _cell(value, fmt="{:.4f}") -> str:
-    return "-" if value is None else html.escape(fmt.format(value))
-
-
-def _airflow_link(url: str | None, text: str) -> str:
-    """A link into the Airflow UI: the page's script opens it in the UI itself."""
-    return f'<a class="airflow" href="{html.escape(url)}" target="_top" data-airflow="1">{text}</a>' if url else "-"
-
-
-def _badge(status: str | None) -> str:
+def _badge(status: str | None) -> Markup:
     if not status:
-        return "-"
+        return Markup("")
     colour = STATUS_COLOURS.get(status, "#868e96")
-    return f'<span class="badge" style="border-color:{colour};color:{colour}">{html.escape(status)}</span>'
+    return Markup('<span class="badge" style="border-color:{0};color:{0}">{1}</span>').format(colour, status)
+
+
+def _airflow_link(url: str | None, text: str) -> Markup:
+    """A link into the Airflow UI: the page's script opens it in the UI itself."""
+    if not url:
+        return Markup("")
+    return Markup('<a class="airflow" href="{}" target="_top" data-airflow="1">{}</a>').format(url, text)
+
+
+def _interval(lo, hi) -> str:
+    return "" if lo is None or hi is None else f"[{lo:.4f}, {hi:.4f}]"
+
+
+def plan_of_day(h: dict) -> str:
+    """The plan a day was scored under: "fp32 (no plan)" before onboarding, "v1 (onboarded)"
+    on the day a first plan passed, "v2 -> v3" on a day that promoted."""
+    if h["new_plan_version"] and h["new_plan_version"] == h["plan_version"]:
+        return f"v{h['plan_version']} (onboarded)"
+    if h["new_plan_version"]:
+        return f"{version(h['plan_version'])} -> v{h['new_plan_version']}"
+    return version(h["plan_version"])
+
+
+def plan_rows(layers: list[dict]) -> list[dict]:
+    """The active plan's layers as the page lists them: FC layers one a row, in natural
+    order (bot_l.2 before bot_l.10); embedding tables at the same precision in one
+    row ("26 embedding tables"), with their lowest SQNR and highest clipping."""
+    rows, tables = [], {}
+    for layer in sorted(layers, key=lambda layer: _natural(layer["layer"])):
+        if layer["kind"] == "embedding":
+            tables.setdefault(layer["precision"], []).append(layer)
+            continue
+        rows.append(
+            {
+                "name": layer["layer"],
+                "precision": layer["precision"],
+                "range": "" if layer["lo"] is None else f"{layer['lo']:.4g} .. {layer['hi']:.4g}",
+                "sqnr_db": layer["sqnr_db"],
+                "saturation_pct": None if layer["saturation"] is None else 100 * layer["saturation"],
+            }
+        )
+    for precision, group in tables.items():
+        sqnr = [t["sqnr_db"] for t in group if t["sqnr_db"] is not None]
+        clipped = [t["saturation"] for t in group if t["saturation"] is not None]
+        rows.append(
+            {
+                "name": group[0]["layer"]
+                if len(group) == 1
+                else f"{len(group)} embedding tables ({group[0]['layer']}..{group[-1]['layer']})",
+                "precision": precision,
+                "range": "",
+                "sqnr_db": min(sqnr) if sqnr else None,
+                "saturation_pct": 100 * max(clipped) if clipped else None,
+            }
+        )
+    return rows
+
+
+def _natural(name: str):
+    head, _, tail = name.rpartition(".")
+    return (head, int(tail)) if tail.isdigit() else (name, 0)
+
+
+def _render(template: str, title: str, **values) -> str:
+    return render(
+        template,
+        title=title,
+        style=STYLE,
+        script=SCRIPT,
+        badge=_badge,
+        airflow_link=_airflow_link,
+        interval=_interval,
+        plan_of_day=plan_of_day,
+        **values,
+    )
 
 
 def model_page(data: dict) -> str:
-    e = html.escape
-    rows = "".join(
-        f'<tr class="day-row" id="day-{e(h["day"])}" data-day="{e(h["day"])}"><td>{e(h["day"])}</td>'
-        f'<td class="num">{_cell(h["dne_pct"])}</td>'
-        f'<td class="num">[{_cell(h["dne_pct_lo"])}, {_cell(h["dne_pct_hi"])}]</td><td>{_badge(h["status"])}</td>'
-        f"<td>{e(h['action'] or '-')}</td><td>v{h['plan_version'] or '-'}"
-        f"{'&rarr;v' + str(h['new_plan_version']) if h['new_plan_version'] else ''}</td>"
-        f"<td>{_airflow_link(h['airflow_run'], 'run')}</td></tr>"
-        for h in reversed(data["history"])
-    )
-    decisions = (
-        "".join(
-            f"<li><b>{e(d['day'])}</b> {e(d['action'])}"
-            f"{' &rarr; plan v' + str(d['new_plan_version']) if d['new_plan_version'] else ''}: "
-            f"{e('; '.join(d['reasons']))}</li>"
-            for d in reversed(data["decisions"])
-        )
-        or "<li>none</li>"
-    )
-    plan = data["active_plan"]
-    layers = "".join(
-        f'<tr class="layer-row"><td>{e(layer["layer"])}</td><td>{e(layer["precision"])}</td>'
-        f'<td class="num">{_cell(layer["lo"], "{:.4g}")} .. {_cell(layer["hi"], "{:.4g}")}</td>'
-        f'<td class="num">{_cell(layer["sqnr_db"], "{:.1f}")}</td>'
-        f'<td class="num">{_cell(None if layer["saturation"] is None else 100 * layer["saturation"], "{:.3f}")}'
-        f"</td></tr>"
-        for layer in (plan["layers"] if plan else [])
-    )
-    alerts = (
-        "".join(
-            f"<li>{e(a['day'])} {e(a['event'])}: {e(a['status'])}"
-            f"{' (' + e(a['error']) + ')' if a['error'] else ''}</li>"
-            for a in reversed(data["alerts"])
-        )
-        or "<li>none</li>"
-    )
-    notice = (
-        f'<p class="notice" id="mail-notice">Alert emails are not being sent: {e(data["mail_problem"])}</p>'
-        if data.get("mail_problem")
-        else ""
-    )
-    if data.get("serving_problem"):
-        notice += f'<p class="notice" id="serving-notice">Serving: {e(data["serving_problem"])}</p>'
-    pinned = (
-        f" &middot; pinned by the user (lpmon never changes them): {e(', '.join(data['pinned']))}"
-        if data.get("pinned")
-        else ""
-    )
-    last = data.get("last_day")
-    last_section = ""
-    if last:
-        reasons = (
-            "".join(
-                f'<li class="{"label-free" if r.startswith("label-free:") else "reason"}">{e(r)}</li>'
-                for r in last["reasons"]
-            )
-            or "<li>none</li>"
-        )
-        segments = "".join(
-            f'<tr class="segment-row"><td>{e(s["segment"])}</td><td class="num">{s["n"]:,}</td>'
-            f'<td class="num">{_cell(s["dne_pct"])}</td><td class="num">[{_cell(s["dne_pct_lo"])}, '
-            f"{_cell(s['dne_pct_hi'])}]</td></tr>"
-            for s in last["segments"]
-        )
-        last_section = (
-            f"<section><h2>Last day: {e(last['day'])} {_badge(last['status'])}</h2>"
-            f'<ul id="last-reasons">{reasons}</ul>'
-            + (
-                f'<table id="segments"><thead><tr><th>segment</th><th>examples</th><th>dNE %</th>'
-                f"<th>interval</th></tr></thead><tbody>{segments}</tbody></table>"
-                if segments
-                else ""
-            )
-            + "</section>"
-        )
-    title = f"lpmon: {data['model']}"
-    return page(
-        title,
-        f"""{notice}
-<p><a href="../">all models</a> &middot; gate {data["gate_pct"]:g} % relative NE &middot;
-{_airflow_link("/dags/lpmon_monitor", "lpmon_monitor in Airflow")}</p>
-{last_section}
-<section><h2>dNE by day</h2>{svg_chart(data["history"], data["gate_pct"])}</section>
-<section><h2>Days</h2><table id="days"><thead><tr><th>day</th><th>dNE %</th><th>interval</th><th>status</th>
-<th>decision</th><th>plan</th><th>Airflow</th></tr></thead><tbody>{rows}</tbody></table></section>
-<section><h2>Decisions</h2><ul id="decisions">{decisions}</ul></section>
-<section><h2>Active plan {f"v{plan['version']} (since {e(plan['since'])})" if plan else "(none: serving fp32)"}</h2>
-<p id="pins">{pinned[len(" &middot; ") :] if pinned else ""}</p>
-<table id="plan"><thead><tr><th>layer</th><th>precision</th><th>range</th><th>SQNR dB</th><th>saturated %</th></tr>
-</thead><tbody>{layers}</tbody></table></section>
-<section><h2>Last alerts</h2><ul id="alerts">{alerts}</ul></section>""",
+    active = data["active_plan"]
+    return _render(
+        "model.html",
+        f"lpmon: {data['model']}",
+        data=data,
+        chart=svg_chart(data["history"], data["gate_pct"]),
+        plan_rows=plan_rows(active["layers"] if active else []),
     )
 
 
 def index_page(models: list[dict]) -> str:
-    e = html.escape
-    rows = "".join(
-        f'<tr><td><a href="models/{quote(m["model"])}">{e(m["model"])}</a></td>'
-        f"<td>{e(m['day'] or '-')}</td><td>{_badge(m['status'])}</td>"
-        f'<td class="num">{_cell(m["dne_pct"])}</td></tr>'
-        for m in models
-    )
-    return page(
-        "lpmon",
-        f'<table id="models"><thead><tr><th>model</th><th>last day</th><th>status</th>'
-        f"<th>dNE %</th></tr></thead><tbody>{rows}</tbody></table>",
-    )
+    return _render("index.html", "lpmon", models=models)
 
 
 # Airflow 3's look (its Chakra theme: system font stack, its grey and brand blue), with a dark variant
@@ -321,12 +274,3 @@ SCRIPT = """
   });
 })();
 """
-
-
-def page(title: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
-        f'<body><h1>{html.escape(title)}</h1>{body}<div id="tip" role="tooltip"></div>'
-        f"<script>{SCRIPT}</script></body></html>"
-    )

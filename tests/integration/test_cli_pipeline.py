@@ -45,8 +45,33 @@ def test_cli_init_run_backfill_status(tmp_path, capsys):
     status = json.loads(capsys.readouterr().out)["stable"]
     assert status["last_run"]["date"] == "2026-11-03" and status["active_plan"]["version"] == 1
     assert status["active_plan"]["precisions"]["bot_l.0"] in ("int8", "fp16", "fp32")
+    # what the plan saves: bytes served by v1 against fp32 and all-int8 (the search's cost model)
+    from lpmon.pipeline.assembly import plan_bytes, unit_precisions, units
+    from lpmon.pipeline.context import load_model
+
+    model_units = units(load_model(config.model("stable")))
+    plan = QuantPlan.from_json(open_store(config).active_plan("stable").plan_json)
+    assert status["bytes_served"] == round(plan_bytes(model_units, unit_precisions(plan)))
+    assert status["fp32_bytes"] == round(plan_bytes(model_units, dict.fromkeys(model_units, "fp32")))
+    assert status["int8_bytes"] == round(plan_bytes(model_units, dict.fromkeys(model_units, "int8")))
+    assert status["int8_bytes"] <= status["bytes_served"] < status["fp32_bytes"]
+    share = 100 * status["bytes_served"] / status["fp32_bytes"]
     assert cli.main(["status", "--config", path]) == 0
-    assert "plan v1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "plan v1" in out and f"v1 serves {share:.0f} % of the fp32 bytes" in out
+    assert cli.main(["report", "--config", path, "--model", "stable"]) == 0
+    out = capsys.readouterr().out
+    assert f"bytes served now: v1 serves {share:.0f} % of the fp32 bytes" in out
+    assert "2026-11-01: v1 serves" in out and "against fp32 (no plan))" in out
+    # the page: the capacity, the plan change with its bytes, tables grouped by precision
+    from lpmon.airflow.webapp import model_data
+    from lpmon.report.page import model_page
+
+    page = model_page(model_data(config, open_store(config), "stable"))
+    assert f"v1 serves {share:.0f} % of the fp32 bytes" in page and 'id="plan-changes"' in page
+    tables = [p for name, p in unit_precisions(plan).items() if name.startswith("emb_l.")]
+    assert f"{tables.count('int8')} embedding tables (emb_l.0..emb_l.{len(tables) - 1})" in page
+    assert "v-" not in page and "[-, -]" not in page and "v1->v1" not in page and "v1 (onboarded)" in page
     assert cli.main(["run", "--config", path, "--model", "nope", "--date", "2026-11-01"]) == 1
     assert "no model 'nope'" in capsys.readouterr().err
     assert (

@@ -193,7 +193,7 @@ def test_stable_days_through_the_dag_equal_the_library_and_send_nothing(dagbag, 
         open_store(load(twin_path, environ={})), "stable"
     )
     # The one email: onboarding put plan v1 in force (serving loads it); healthy days send nothing.
-    assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"stable/{day(0)}/PROMOTION"]
+    assert [m["X-Lpmon-Event"] for m in smtp_server.messages] == [f"stable/{day(0)}/ONBOARDED"]
     report = config.work_dir / "reports" / "stable" / f"{day(1)}.html"
     status = open_store(config).rows("runs", "stable")[-1]["status"]
     assert f"stable 2026-11-02: {status}" in report.read_text() and "data:image/png;base64," in report.read_text()

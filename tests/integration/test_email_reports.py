@@ -118,9 +118,9 @@ def test_first_lines_say_when_action_is_needed():
         dne_pct=None,
         message="onboarding: waiting for evidence (9 examples so far)",
     )
-    assert summary(waiting, "INSUFFICIENT_DATA") == (
+    assert summary(waiting, "ONBOARDING") == (
         "onboarding: waiting for evidence (9 examples so far): no action needed; lpmon tries again with the next "
-        "days' traffic, and serving stays on fp32 (no plan) until a plan passes"
+        "days' traffic (one mail now, the next when a plan passes), and serving stays on fp32 (no plan) until then"
     )
 
 

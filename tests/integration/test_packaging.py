@@ -80,6 +80,9 @@ def test_sdist_contains_kernel_sources_and_builds(built, tmp_path):
         "int8gemm_body.h",
         "int8gemm_dispatch.h",
         "constraints.txt",
+        "day.html",  # the report, mail and page templates (lpmon/report/templates)
+        "summary.txt",
+        "model.html",
     } <= names
     generated = {"logloss.c", "affine.c", "rowwise.c", "calibrate.c", "interaction.c", "int8gemm.c"}
     assert not generated & names  # generated, not shipped
@@ -93,7 +96,9 @@ def test_sdist_contains_kernel_sources_and_builds(built, tmp_path):
     probe = (
         "import lpmon.metrics, lpmon.calibrate, lpmon.quant.rowwise, lpmon.model, lpmon.traffic, "
         "lpmon._kernels.interaction, lpmon._kernels.int8gemm, "
-        "lpmon.demo.world, lpmon.cli; print(lpmon.metrics.__file__)"
+        "lpmon.demo.world, lpmon.cli, lpmon.report.templating as t; "
+        "[t.environment().get_template(n) for n in ('day.html', 'day.txt', 'model.html', 'index.html')]; "
+        "print(lpmon.metrics.__file__)"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],

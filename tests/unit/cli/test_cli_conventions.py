@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,8 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
         assert Path(d["report"]).is_file() and d["report"].endswith(f"{MODEL}/{d['date']}.html")
     mailed = [d for d in days if d["alerts"]]
     assert mailed and all(set(d["alerts"].values()) == {"sent"} for d in mailed)
+    # onboarding waits two days and onboards on the third: a mail when it starts waiting, one when it onboards
+    assert [d["alerts"] for d in days] == [{"ONBOARDING": "sent"}, {}, {"ONBOARDED": "sent"}], days
     assert len(smtp_server.messages) == len(mailed)
     assert [m["X-Lpmon-Event"].split("/")[1] for m in smtp_server.messages] == [d["date"] for d in mailed]
     # a real day's mail: the first line says what happened, the headers thread the model's mails
@@ -143,9 +146,12 @@ def test_backfill_and_run_write_reports_send_one_mail_a_day_and_speak_json(world
     assert "\n" not in last["Subject"] and last["List-Id"].endswith(f"<{MODEL}.lpmon>")
     text = last.get_body(("plain",)).get_content()
     assert days[-1]["promoted"], days[-1]
-    assert text.splitlines()[0].startswith(
-        f"v{days[-1]['new_plan_version']} now serving: the first quantized plan (onboarding)"
+    assert re.match(
+        rf"onboarded: v{days[-1]['new_plan_version']}, the first quantized plan, passed validation on held-out "
+        r"traffic and now serves \(\d+ % of the fp32 bytes\)",
+        text.splitlines()[0],
     ), text
+    assert re.search(r"\nbytes: +v\d serves \d+ % of the fp32 bytes \([\d.]+ MB of [\d.]+ MB; all-int8", text)
     assert f"serving reloads {config.parent / 'plans' / MODEL / 'active.json'}; no action needed" in text
     assert "runbook: https://wiki.example.com/lpmon-runbook" in text
     assert f"lpmon page: http://localhost:8080/lpmon/models/{MODEL}#day-" in text  # [airflow] base_url's default
@@ -382,7 +388,10 @@ def test_a_degraded_day_exits_3_with_fail_on_degraded_mails_the_fix_then_resolve
     (mail,) = smtp_server.messages
     text = mail.get_body(("plain",)).get_content()
     first = text.splitlines()[0]
-    assert first.startswith(f"dNE {day['dne_pct']:.4f} % over the 0.05 % gate under v1; v2 now serving: ")
+    assert re.match(
+        rf"dNE {day['dne_pct']:.4f} % over the 0.05 % gate under v1; v2 now serving \(\d+ % of the fp32 bytes\): ",
+        first,
+    )
     assert first.endswith(f"serving reloads {root / 'plans' / MODEL / 'active.json'}; no action needed")
     assert "the day's sample under v1: dNE" in text
     healthy = lpmon("run", "--config", config, "--model", MODEL, "--date", "2026-11-04", "--fail-on-degraded", "--json")

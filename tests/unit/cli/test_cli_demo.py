@@ -30,6 +30,21 @@ def test_the_main_job_runs_the_monitor_dag_day_by_day(tmp_path):
     table = (tmp_path / "demo" / "demo-summary.md").read_text()  # the outcome table, printed and saved
     assert table.startswith("Outcome of `lpmon demo` (3 days, 50,000 examples a day") and table in result.stdout
     assert "| 2026-11-01 | outliers | 10,000 |" in table and summary.check_readme(readme, table) == ""
+    # No Airflow web server runs in the demo: its mails link the report files, which exist, and say so.
+    import email
+    import email.policy
+    import re
+
+    mails = sorted((tmp_path / "demo" / "mail").glob("*.eml"))
+    assert mails, result.stdout
+    for path in mails:
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        text = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        assert "localhost:8080" not in text + html and "http://" not in text
+        assert "Airflow's web server is not running" in text and 'id="no-airflow"' in html
+        (report,) = re.findall(r"^day report file: (.+)$", text, re.M)
+        assert Path(report.strip()).is_file()  # the wire form ends lines with CRLF
 
 
 def test_demo_rejects_bad_arguments(capsys):

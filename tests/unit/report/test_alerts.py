@@ -43,7 +43,7 @@ def test_events_follow_the_day():
 def test_data_is_escaped_in_html_and_plain_in_text():
     html = render_html(report(), "cid:chart")
     assert "<script>" not in html and "&lt;script&gt;" in html and "bot_l.&lt;0&gt;" in html
-    assert "runs/x&quot;&gt;&lt;script&gt;" in html
+    assert "runs/x&#34;&gt;&lt;script&gt;" in html  # MarkupSafe writes a quote as &#34;
     text = render_text(report())
     assert "dNE <b>0.9</b>" in text and "0.9000 % [0.5000, 1.3000] against the 0.05 % gate" in text
     assert "1.230 %" in text and "12.5 dB" in text
@@ -133,3 +133,28 @@ def test_without_an_airflow_connection_alerts_are_recorded_with_the_fix(tmp_path
     # A malformed connection is no better, and no worse.
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_BROKEN", "smtp://127.0.0.1:notaport/")
     assert from_airflow("smtp_broken").problem.startswith(f"{NO_CONNECTION} 'smtp_broken' (")
+
+
+def test_a_rerun_that_delivers_replaces_the_failed_alert_of_its_day(tmp_path, monkeypatch, smtp_server):
+    """The first run failed (FAILED, mail server down); the rerun judged the day and
+    mailed it: the FAILED alert is superseded, not left "failed" for the page."""
+    import lpmon.report.notify
+    from conftest import free_port
+    from lpmon.report.alerts import alert_day
+    from lpmon.report.notify import Mailer, SmtpSettings
+
+    monkeypatch.setattr(lpmon.report.notify.time, "sleep", lambda s: None)
+    store = _store(tmp_path)
+    failed = report(status="failed", action="RECORD", new_plan_version=None, message="partition unreadable")
+    down = Mailer(SmtpSettings("127.0.0.1", free_port(), timeout=2), attempts=1)
+    assert alert_day(store, failed, ["a@example.com"], down) == {"FAILED": "failed"}
+    assert alert_day(store, report(), ["a@example.com"], Mailer(SmtpSettings("127.0.0.1", smtp_server.port))) == {
+        "DEGRADED": "sent",
+        "PROMOTION": "sent",
+        "FALLBACK": "sent",
+    }
+    rows = {r["event"]: r for r in store.rows("alerts", "ctr")}
+    assert (
+        rows["FAILED"]["status"] == "superseded" and "run again: DEGRADED+PROMOTION+FALLBACK" in rows["FAILED"]["error"]
+    )
+    assert len(smtp_server.messages) == 1
