@@ -47,6 +47,17 @@ class DayReport:
     segments: list[dict] = field(default_factory=list)  # segment, n, dne_pct, lo, hi
     previous_day: str = ""  # neighbouring days with a report (navigation)
     next_day: str = ""
+    examples_scored: int | None = None  # what the day spent on its verdict (None: nothing scored)
+    looks: int | None = None
+    stop_reason: str | None = None  # decided, cap, traffic_exhausted
+
+    @property
+    def spent_text(self) -> str:
+        """ "40,000 examples in 3 looks (decided)", or "" when the day scored nothing."""
+        if not self.examples_scored:
+            return ""
+        looks = f"{self.looks} look{'s' if self.looks != 1 else ''}"
+        return f"{self.examples_scored:,} examples in {looks} ({self.stop_reason})"
 
     @property
     def dne_text(self) -> str:
@@ -108,6 +119,9 @@ def build(config: Config, store: StateStore, model_id: str, day: str, run_url: s
         dne_pct=summary.dne_pct,
         dne_pct_lo=summary.dne_pct_lo,
         dne_pct_hi=summary.dne_pct_hi,
+        examples_scored=summary.examples_scored,
+        looks=summary.looks,
+        stop_reason=summary.stop_reason,
         plan_version=summary.plan_version,
         new_plan_version=new_version,
         promoted=promoted,

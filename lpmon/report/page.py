@@ -132,6 +132,14 @@ def _cell(value, fmt="{:.4f}") -> str:
     return "-" if value is None else html.escape(fmt.format(value))
 
 
+def _scored(day: dict) -> str:
+    """Examples the day scored, its looks and why it stopped: "40,000 (3 looks, decided)"."""
+    if not day.get("examples_scored"):
+        return "-"
+    looks = f"{day['looks']} look{'s' if day['looks'] != 1 else ''}"
+    return f"{day['examples_scored']:,} ({looks}, {html.escape(day['stop_reason'] or '')})"
+
+
 def _airflow_link(url: str | None, text: str) -> str:
     """A link into the Airflow UI: the page's script opens it in the UI itself."""
     return f'<a class="airflow" href="{html.escape(url)}" target="_top" data-airflow="1">{text}</a>' if url else "-"
@@ -152,6 +160,7 @@ def model_page(data: dict) -> str:
         f'<td class="num">[{_cell(h["dne_pct_lo"])}, {_cell(h["dne_pct_hi"])}]</td><td>{_badge(h["status"])}</td>'
         f"<td>{e(h['action'] or '-')}</td><td>v{h['plan_version'] or '-'}"
         f"{'&rarr;v' + str(h['new_plan_version']) if h['new_plan_version'] else ''}</td>"
+        f'<td class="num">{_scored(h)}</td>'
         f"<td>{_airflow_link(h['airflow_run'], 'run')}</td></tr>"
         for h in reversed(data["history"])
     )
@@ -229,7 +238,7 @@ def model_page(data: dict) -> str:
 {last_section}
 <section><h2>dNE by day</h2>{svg_chart(data["history"], data["gate_pct"])}</section>
 <section><h2>Days</h2><table id="days"><thead><tr><th>day</th><th>dNE %</th><th>interval</th><th>status</th>
-<th>decision</th><th>plan</th><th>Airflow</th></tr></thead><tbody>{rows}</tbody></table></section>
+<th>decision</th><th>plan</th><th>scored</th><th>Airflow</th></tr></thead><tbody>{rows}</tbody></table></section>
 <section><h2>Decisions</h2><ul id="decisions">{decisions}</ul></section>
 <section><h2>Active plan {f"v{plan['version']} (since {e(plan['since'])})" if plan else "(none: serving fp32)"}</h2>
 <p id="pins">{pinned[len(" &middot; ") :] if pinned else ""}</p>

@@ -23,6 +23,8 @@ def render_text(report: DayReport, event: str = "") -> str:
         + (f" (the day's sample under {_v(report.plan_version)})" if report.dne_pct is not None else ""),
         f"decision: {report.action or '-'}",
     ]
+    if report.spent_text:
+        lines.insert(-1, f"scored:   {report.spent_text}")
     lines += [f"  - {reason}" for reason in labelled_reasons(report)]
     plan = _v(report.plan_version)
     if report.new_plan_version == report.plan_version:  # onboarded today, the day scored under it
@@ -86,6 +88,7 @@ def render_html(report: DayReport, chart_src: str, event: str = "", navigation: 
     rows = [
         ["<b>status</b>", _badge(report.status)],
         ["<b>dNE</b>", e(report.dne_text)],
+        *([["<b>scored</b>", e(report.spent_text)]] if report.spent_text else []),
         ["<b>decision</b>", e(report.action or "-")],
         ["<b>plan</b>", plan],
     ]
