@@ -151,3 +151,25 @@ def test_what_a_day_spent_is_in_the_reports_and_the_page(tmp_path, capsys):
     out = tmp_path / "scores.parquet"
     assert main(["score", "--config", toml, "--model", "served", "--date", str(DAY), "--out", str(out)]) == 0
     assert pq.read_table(out).num_rows == 10_000
+
+
+@pytest.mark.parametrize("start", [1_000, 1_001])
+def test_the_new_rows_of_the_calibration_half_feed_the_observers(start):
+    """The calibration half is the even rows of the whole scored sample: a look's new rows
+    feed the observers exactly those, whatever the chunks and the parity of the start."""
+    from lpmon.pipeline.adaptive import _CalibrationRows
+
+    class Kept:
+        def __init__(self):
+            self.rows = []
+
+        def observe(self, x):
+            self.rows.append(x)
+
+    fed = {"top_l.0": Kept()}
+    feed = _CalibrationRows(fed, start)
+    new = np.arange(start, 3 * start, dtype=np.float32)[:, None]
+    for chunk in np.array_split(new, 7):
+        feed("top_l.0", chunk)
+    seen = np.concatenate(fed["top_l.0"].rows)[:, 0]
+    np.testing.assert_array_equal(seen, [i for i in range(start, 3 * start) if i % 2 == 0])
