@@ -201,15 +201,20 @@ def assess(
     return Assessment(status, action, tuple(reasons), evidence, sequential, tuple(findings), more)
 
 
+CLOSE_Z = 0.35  # standard errors the trailing window's estimate must be above the gate for a day to be close
+
+
 def close(today: DayEvidence, earlier: list[DayEvidence], rules: Rules, label_free: Sequence[LabelFreeJump]) -> bool:
     """Whether a day short of DEGRADED is close enough for more of its examples to
     matter (lpmon.pipeline.adaptive): the estimate over the trailing window, today as
-    scored so far, is above the gate (WARN territory), or the label-free signals
-    jumped. The window, not today alone, so that a model near but under the gate,
-    whose single days stray above it by chance, stops at `sample_size`, while a
-    persistent excess, whose window stays above, is scored on more of its days."""
+    scored so far, is above the gate (WARN territory) by more than CLOSE_Z of its
+    standard errors, or the label-free signals jumped. The window, not today alone,
+    and a margin, so that a model near but under the gate, whose single days (and,
+    at small samples, windows) stray above it by chance, mostly stops at
+    `sample_size`, while a persistent excess, whose window stays above, is scored on
+    more of its days (bench/bench_decisions.py --evidence measures both)."""
     window = pool(trailing_window(today, earlier, rules.window_days), rules.level)
-    return bool(label_free) or (window.dne_pct is not None and window.dne_pct > rules.gate_pct)
+    return bool(label_free) or (window.defined and window.z_over(rules.gate_pct) > CLOSE_Z)
 
 
 def _label_free(status: Status, reasons: list[str], jumps) -> tuple[Status, list[str]]:

@@ -15,6 +15,7 @@ from lpmon.metrics import compare
 from lpmon.pipeline import open_store, run_day, split_day, steps
 from lpmon.pipeline.daywork import DayWork
 from lpmon.pipeline.run import report_day
+from lpmon.policy import CLOSE_Z
 from lpmon.store import init_store
 from lpmon.traffic import TrafficSchema, TrafficStore, sample
 from lpmon.verdict import SequentialGate
@@ -24,16 +25,16 @@ DAY = dt.date(2026, 11, 1)
 ROWS, FIRST = 40_000, 1_000
 
 
-def write_traffic(root):
+def write_traffic(root, rows=ROWS, seed=4):
     """One day of a logged-predictions model (p_q: p_ref's logit with noise)."""
-    rng = np.random.default_rng(4)
-    logit = rng.normal(-1.5, 1.0, ROWS)
+    rng = np.random.default_rng(seed)
+    logit = rng.normal(-1.5, 1.0, rows)
     ref = 1 / (1 + np.exp(-logit))
-    served = 1 / (1 + np.exp(-(logit + rng.normal(0.0, 0.15, ROWS))))
+    served = 1 / (1 + np.exp(-(logit + rng.normal(0.0, 0.15, rows))))
     table = pa.table(
         {
-            "request_id": rng.permutation(ROWS).astype(np.int64),
-            "label": (rng.random(ROWS) < ref).astype(np.int8),
+            "request_id": rng.permutation(rows).astype(np.int64),
+            "label": (rng.random(rows) < ref).astype(np.int8),
             "p_ref": ref.astype(np.float32),
             "p_q": served.astype(np.float32),
         }
@@ -56,7 +57,7 @@ def configure(root, gate: float, extra: str = ""):
 
 def prefix_estimates(root, sizes):
     """(dNE, SE) of the day's hash-ordered sample at each size."""
-    s = sample(TrafficStore(root / "traffic"), DAY, ROWS, 0, TrafficSchema.logged("p_ref", "p_q"))
+    s = sample(TrafficStore(root / "traffic"), DAY, max(sizes), 0, TrafficSchema.logged("p_ref", "p_q"))
     out = []
     for n in sizes:
         c = compare(s.predictions["p_ref"][:n], s.predictions["p_q"][:n], s.labels[:n])
@@ -67,8 +68,8 @@ def prefix_estimates(root, sizes):
 def close_gate(root, sizes):
     """A gate under every look's estimate by less than DEGRADED needs: every look is close."""
     estimates = prefix_estimates(root, sizes)
-    gate = min(dne - 0.2 * se for dne, se in estimates)
-    assert all(0 < (dne - gate) / se < SequentialGate().single_look_z for dne, se in estimates), (gate, estimates)
+    gate = min(dne - 0.6 * se for dne, se in estimates)
+    assert all(CLOSE_Z < (dne - gate) / se < SequentialGate().single_look_z for dne, se in estimates), estimates
     return gate
 
 
@@ -87,10 +88,12 @@ def test_a_clear_day_scores_its_sample_and_stops(tmp_path):
     assert spent(config) == (FIRST, FIRST, 1, "decided")
 
 
-@pytest.mark.parametrize("cap, reason", [(0, "cap"), (100_000, "traffic_exhausted")])
-def test_a_close_day_looks_again_up_to_the_cap_or_the_days_traffic(tmp_path, cap, reason):
-    sizes = Looks.of(FIRST, min(cap or 10 * FIRST, ROWS), 1000).sizes
-    write_traffic(tmp_path)
+@pytest.mark.parametrize(
+    "cap, rows, seed, reason", [(0, ROWS, 4, "cap"), (100_000, 6_000, 0, "traffic_exhausted")]
+)  # (seeds whose every look is close at one gate)
+def test_a_close_day_looks_again_up_to_the_cap_or_the_days_traffic(tmp_path, cap, rows, seed, reason):
+    sizes = Looks.of(FIRST, min(cap or 10 * FIRST, rows), 1000).sizes
+    write_traffic(tmp_path, rows, seed)
     config = configure(tmp_path, close_gate(tmp_path, sizes), f"max_sample_size = {cap}")
     result = run_day(config, "served", DAY)
     assert (result.examples_scored, result.looks, result.stop_reason) == (sizes[-1], len(sizes), reason)
