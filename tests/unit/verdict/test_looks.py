@@ -11,7 +11,7 @@ from lpmon.metrics import compare
 from lpmon.pipeline.adaptive import stop_reason
 from lpmon.pipeline.daywork import DayWork
 from lpmon.policy import Rules, Status, assess
-from lpmon.verdict import DayEvidence, SequentialGate
+from lpmon.verdict import DayEvidence, SequentialGate, pool
 from lpmon.verdict.looks import Looks
 
 START = dt.date(2026, 11, 1)
@@ -100,6 +100,26 @@ def test_the_interval_at_the_stopping_look_covers_the_truth():
         covered += today.dne_pct - e <= truth <= today.dne_pct + e
     assert looks_taken > 60  # many days did look again
     assert 0.91 <= covered / 300 <= 0.985, covered
+
+
+def test_the_pooled_window_of_adaptive_days_covers_the_truth():
+    """Five days, each stopped at its own look, pooled as the policy pools them: the
+    window's interval covers the true dNE within the bounds of fixed-size days."""
+    rng = np.random.default_rng(6)
+    p, q, y = _draw(rng, 2_000_000)
+    truth = compare(p, q, y).dne_pct
+    rules = Rules(gate_pct=truth, min_examples=500, min_positives=50)
+    covered, sizes = 0, set()
+    for _ in range(150):
+        days = []
+        for i in range(5):
+            today, _ = _adaptive_day(rng, days, i, rules, 1_000, 8_000)
+            days.append(today)
+            sizes.add(today.n)
+        e = pool(days, 0.95)
+        covered += e.lo <= truth <= e.hi
+    assert len(sizes) > 2  # the days stopped at different looks
+    assert 0.91 <= covered / 150 <= 0.985, covered
 
 
 def test_adaptive_days_keep_the_sequential_run_length_at_the_gate():
