@@ -185,9 +185,10 @@ def main(argv=None) -> int:
         "--evidence",
         action="store_true",
         help="evidence across days instead (bench/evidence_world.py): near-gate and small-excess "
-        "worlds at --sizes (default 2000 10000 200000), --reps model-runs of --days each",
+        "worlds at initial sample --sizes (default 2000 10000 200000) with days of 10x that, the fixed "
+        "sample, adaptive sampling and the whole day, --reps model-runs of --days each",
     )
-    parser.add_argument("--reps", type=int, nargs="+", help="repetitions per size (default 100 100 20)")
+    parser.add_argument("--reps", type=int, nargs="+", help="repetitions per size (default 100 100 10)")
     parser.add_argument(
         "--truth-examples",
         type=int,
@@ -196,14 +197,16 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.evidence:
-        from evidence_world import print_rows, run
+        from evidence_world import print_rows, print_targets, run
 
         sizes = args.sizes if "--sizes" in (argv or sys.argv) else [2_000, 10_000, 200_000]
-        reps = args.reps or [100 if n <= 20_000 else 20 for n in sizes]
+        reps = args.reps or [100 if n <= 20_000 else 10 for n in sizes]
         if len(reps) == 1:
             reps = reps * len(sizes)
         print(f"evidence across days, gate {GATE} %, defaults of lpmon.policy.Rules, {args.days} days a run")
-        print_rows(run(sizes, args.days, dict(zip(sizes, reps)), truth_examples=args.truth_examples))
+        rows = run(sizes, args.days, dict(zip(sizes, reps)), truth_examples=args.truth_examples)
+        print_rows(rows)
+        print_targets(rows)
         return 0
     print(f"decision quality, gate {GATE} %, truth on {TRUTH_EXAMPLES:,} fresh examples a day")
     header = (

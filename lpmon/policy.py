@@ -10,11 +10,15 @@ pass, and says how many examples are missing.
 DEGRADED needs one of two kinds of evidence, which share one false-alarm budget
 (lpmon.verdict.sequential): the day's (or window's) estimate above the gate by
 more than the single-look z (3.29 standard errors for a run length of 1000
-days), or the CUSUM of the plan's days crossing its threshold. An estimate
+days; with several looks within the day, the z of the look it is at, from the
+same budget spent over the looks: lpmon.verdict.looks), or the CUSUM of the
+plan's days crossing its threshold. An estimate
 above the gate with less evidence than that is WARN; below it, HEALTHY.
 Segments (Benjamini-Hochberg across them) can make a day WARN or DEGRADED;
 label-free jumps make a day the labels cannot judge WARN (never DEGRADED), and
-are reported beside the labels' verdict otherwise.
+are reported beside the labels' verdict otherwise. A day short of DEGRADED is
+`close` when more of its examples could change that (lpmon.pipeline.adaptive
+then scores more of the day).
 
 DEGRADED leads to recalibration, except when only a segment is degraded: the
 lifecycle validates candidates on the whole traffic, which cannot show that a
@@ -104,6 +108,7 @@ class Assessment:
     evidence: Pooled | None = None  # what the verdict rests on (None: no examples at all)
     sequential: Sequential | None = None
     segments: tuple[SegmentFinding, ...] = field(default=())
+    close: bool = False  # more of the day's examples could change the verdict (see `close`)
 
 
 def choose_evidence(today: DayEvidence, earlier: list[DayEvidence], rules: Rules) -> tuple[Pooled, list[str]]:
@@ -127,17 +132,20 @@ def assess(
     label_free: Sequence[LabelFreeJump] = (),
     comparable: list[DayEvidence] | None = None,
     why_none: str = "no comparison",
+    z_needed: float | None = None,
 ) -> Assessment:
     """The day's verdict. today: its own comparison (None when nothing was compared);
     earlier: the days before it under the same plan, oldest first (for the CUSUM);
     comparable: those of them the window may pool with (default: all; after a
     label-free jump, only the days since the traffic changed); segments: (findings,
-    segments tested) from lpmon.verdict.judge_segments."""
+    segments tested) from lpmon.verdict.judge_segments; z_needed: the z the day's
+    look must clear (lpmon.verdict.looks; default the single-look z)."""
     if today is None:
         status, reasons = _label_free(Status.INSUFFICIENT_DATA, [why_none], label_free)
-        return Assessment(status, Action.RECORD, tuple(reasons))
+        return Assessment(status, Action.RECORD, tuple(reasons), close=bool(label_free))
     gate = rules.gate_pct
-    evidence, short = choose_evidence(today, earlier if comparable is None else comparable, rules)
+    pooled_with = earlier if comparable is None else comparable
+    evidence, short = choose_evidence(today, pooled_with, rules)
     sequential = cusum([*earlier, today], gate, rules.min_examples, rules.min_positives, rules.sequential, rules.level)
     where = f" ({evidence.span()})" if len(evidence.days) > 1 else ""
     if short:
@@ -148,10 +156,13 @@ def assess(
                 Status.DEGRADED, Action.RECALIBRATE, (*reasons, sequential.describe(gate)), evidence, sequential
             )
         status, reasons = _label_free(Status.INSUFFICIENT_DATA, reasons, label_free)
-        return Assessment(status, Action.RECORD, tuple(reasons), evidence, sequential)
+        more = close(today, pooled_with, rules, label_free)
+        return Assessment(status, Action.RECORD, tuple(reasons), evidence, sequential, close=more)
     assert evidence.dne_pct is not None  # sufficient evidence has an estimate
     interval = f"dNE {evidence.dne_pct:.4f} % [{evidence.lo:.4f}, {evidence.hi:.4f}]{where}"
-    z, z_needed = evidence.z_over(gate), rules.sequential.single_look_z
+    z = evidence.z_over(gate)
+    if z_needed is None:
+        z_needed = rules.sequential.single_look_z
     if z > z_needed:
         status, reasons = (
             Status.DEGRADED,
@@ -186,7 +197,24 @@ def assess(
     elif findings and status is Status.HEALTHY:
         status = Status.WARN
     status, reasons = _label_free(status, reasons, label_free)
-    return Assessment(status, action, tuple(reasons), evidence, sequential, tuple(findings))
+    more = status is not Status.DEGRADED and close(today, pooled_with, rules, label_free)
+    return Assessment(status, action, tuple(reasons), evidence, sequential, tuple(findings), more)
+
+
+CLOSE_Z = 0.35  # standard errors the trailing window's estimate must be above the gate for a day to be close
+
+
+def close(today: DayEvidence, earlier: list[DayEvidence], rules: Rules, label_free: Sequence[LabelFreeJump]) -> bool:
+    """Whether a day short of DEGRADED is close enough for more of its examples to
+    matter (lpmon.pipeline.adaptive): the estimate over the trailing window, today as
+    scored so far, is above the gate (WARN territory) by more than CLOSE_Z of its
+    standard errors, or the label-free signals jumped. The window, not today alone,
+    and a margin, so that a model near but under the gate, whose single days (and,
+    at small samples, windows) stray above it by chance, mostly stops at
+    `sample_size`, while a persistent excess, whose window stays above, is scored on
+    more of its days (bench/bench_decisions.py --evidence measures both)."""
+    window = pool(trailing_window(today, earlier, rules.window_days), rules.level)
+    return bool(label_free) or (window.defined and window.z_over(rules.gate_pct) > CLOSE_Z)
 
 
 def _label_free(status: Status, reasons: list[str], jumps) -> tuple[Status, list[str]]:

@@ -80,6 +80,9 @@ def model_data(config: Config, store, model_id: str, run_links=None) -> dict:
                 "dne_pct_hi": r["dne_pct_hi"],
                 "plan_version": r["plan_version"],
                 "new_plan_version": r["new_plan_version"],
+                "examples_scored": r["examples_scored"],
+                "looks": r["looks"],
+                "stop_reason": r["stop_reason"],
                 "airflow_run": links.get(r["logical_date"]),
             }
             for r in history

@@ -29,11 +29,22 @@ def result_data(r, active: int | None, outputs: dict) -> dict:
         "plan_version": r.plan_version,
         "new_plan_version": r.new_plan_version,
         "promoted": r.promoted,
+        "examples_scored": r.examples_scored,
+        "looks": r.looks,
+        "stop_reason": r.stop_reason,
         "active_plan": active,
         "message": r.message,
         "report": outputs.get("report"),
         "alerts": outputs.get("alerts", {}),
     }
+
+
+def spent_text(row: dict) -> str:
+    """ "40,000 in 3 looks (decided)" for a row with examples_scored, looks and stop_reason; "-" without."""
+    if not row.get("examples_scored"):
+        return "-"
+    looks = row["looks"]
+    return f"{row['examples_scored']:,} in {looks} look{'s' if looks != 1 else ''} ({row['stop_reason']})"
 
 
 def result_lines(data: dict) -> list[str]:
@@ -49,6 +60,8 @@ def result_lines(data: dict) -> list[str]:
     lines = [f"{data['model']:<16} {data['date']} {data['status']:<18} {data['action']:<12} dNE {dne:>10}  {plan}"]
     if data["status"] in ("failed", "INSUFFICIENT_DATA") or data["action"] in ("RECALIBRATE", "FALLBACK"):
         lines.append(f"  {data['message']}")  # why the day could not be judged, or what was done
+    if (data.get("looks") or 0) > 1:  # the day scored more than its first sample
+        lines.append(f"  scored {spent_text(data)}")
     if data["report"]:
         lines.append(f"  report: {data['report']}")
     sent = {e: s for e, s in data["alerts"].items()}
@@ -274,10 +287,15 @@ def report(args, config) -> int:
             f"  {change['day']}: v{change['version']} serves {change['share_pct']:.0f} % of the fp32 bytes "
             f"({change['change_pct']:+.0f} points against {version(change['before'])})"
         )
-    print(f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>16}")
+    print(
+        f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>16} {'scored':>24}"
+    )
     for h in history:
         dne = "-" if h["dne_pct"] is None else f"{h['dne_pct']:.4f}"
         interval = "" if h["dne_pct_lo"] is None else f"[{h['dne_pct_lo']:.4f}, {h['dne_pct_hi']:.4f}]"
         plan = plan_of_day(h)
-        print(f"{h['logical_date']:<11} {h['status']:<18} {h['action'] or '-':<12} {dne:>9} {interval:>22} {plan:>16}")
+        print(
+            f"{h['logical_date']:<11} {h['status']:<18} {h['action'] or '-':<12} {dne:>9} {interval:>22} {plan:>16} "
+            f"{spent_text(h):>24}"
+        )
     return 0

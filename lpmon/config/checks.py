@@ -96,6 +96,12 @@ def check_ranges(s: ModelSettings, where: str, changed: dict, problems: list[str
                 f"must be between {least} and {most:,}, got {getattr(s, key)}"
                 + (" (the sample is halved for calibration and evaluation)" if key == "sample_size" else ""),
             )
+    if s.max_sample_size and not s.sample_size <= s.max_sample_size <= LIMITS["sample_size"]:
+        bad(
+            "max_sample_size",
+            f"must be between sample_size ({s.sample_size:,}) and {LIMITS['sample_size']:,} "
+            f"(0: 10x sample_size), got {s.max_sample_size}",
+        )
     if s.sample_split_rows < 0:
         bad("sample_split_rows", f"must be a number of rows (0: never split a day), got {s.sample_split_rows}")
     if not 0 <= s.ts_tolerance_hours <= 720:

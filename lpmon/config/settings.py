@@ -20,6 +20,7 @@ class ModelSettings:
     traffic: str = ""
     snapshot: str = ""
     sample_size: int = 200_000
+    max_sample_size: int = 0  # a close day scores more of its traffic, up to this many examples; 0: 10x sample_size
     sample_seed: int = 0
     sample_split_rows: int = 50_000_000  # a larger day is sampled per file group of ~this many rows, on several workers
     gate_pct: float = 0.05
@@ -47,6 +48,11 @@ class ModelSettings:
     scorer: str = "model"  # "logged": serving logs both predictions beside label (no snapshot)
     p_ref_column: str = "p_ref"  # (scorer = "logged") the reference (fp32) model's logged prediction
     p_q_column: str = "p_q"  # (scorer = "logged") the served (quantized) model's logged prediction
+
+    @property
+    def sample_cap(self) -> int:
+        """max_sample_size, its default (0) being 10x sample_size."""
+        return self.max_sample_size or 10 * self.sample_size
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ One day is a chain of steps (lpmon.pipeline.steps) over a DayWork (lpmon.pipelin
 `sample` draws the day's sample; `score` runs fp32 and the plan in force over
 it (onboarding the model first if it has no active plan), measures per-layer
 SQNR and saturation, and observes every FC layer's input for calibration;
-`compare` and `decide` apply lpmon.metrics and lpmon.policy; `record` handles
+while the day's verdict is close it scores more of the day's traffic, look by
+look (lpmon.pipeline.adaptive), so that everything after it works on every
+example the day scored; `compare` and `decide` apply lpmon.metrics and lpmon.policy; `record` handles
 the healthy path (and the retry of fallen-back layers after a healthy streak);
 `recalibrate` builds a candidate from the calibration half of the sample
 (merged with the last `calibration_days` days' stored statistics) and
@@ -26,6 +28,7 @@ Where things are:
     steps         the steps above; run: run_day chains them in one process
     order         a model's days judged in order: a first run's turn, later days put back
     assess        the policy's inputs (earlier days, segments, label-free signals)
+    adaptive      more of a close day's traffic, look by look, and why the looks stopped
     onboard       a first plan for a model or a new snapshot
     recalibrate   ranges from stored statistics; proactive recalibration
     fallback      the fallback search, saved and resumed

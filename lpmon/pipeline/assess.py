@@ -10,11 +10,19 @@ from lpmon.pipeline.daywork import DayWork
 from lpmon.policy import Rules, assess
 from lpmon.store import StateStore
 from lpmon.verdict import DayEvidence, judge_segments, label_free_jumps
+from lpmon.verdict.looks import Looks
+
+
+def day_looks(settings: ModelSettings, work: DayWork) -> Looks:
+    """The day's schedule of looks: from sample_size up to max_sample_size or the day's rows."""
+    rows = work.day_rows or work.sample_size or settings.sample_size
+    return Looks.of(settings.sample_size, min(settings.sample_cap, rows), settings.sequential_run_length_days)
 
 
 def assess_day(store: StateStore, settings: ModelSettings, work: DayWork):
-    """The policy's verdict on the day, with the plan's earlier days (pooling, the
-    CUSUM, label-free baselines) and the day's segments."""
+    """The policy's verdict on the day as scored so far, with the plan's earlier days
+    (pooling, the CUSUM, label-free baselines) and the day's segments; DEGRADED on the
+    day's own evidence needs the z of the look it is at (lpmon.verdict.looks)."""
     rules = Rules.of(settings)
     history = store.plan_days(work.model_id, work.day, work.plan_version)
     earlier = [DayEvidence.from_metrics(r["logical_date"], r, settings.level) for r in history if r["n"] is not None]
@@ -42,7 +50,9 @@ def assess_day(store: StateStore, settings: ModelSettings, work: DayWork):
             since -= 1
         days = {r["logical_date"] for r in history[since:]}
         comparable = [e for e in earlier if e.day in days]
-    return assess(today, earlier, rules, segments=segments, label_free=jumps, comparable=comparable)
+    looks = day_looks(settings, work)
+    z_needed = looks.z_needed(looks.look_of(work.sample_size))
+    return assess(today, earlier, rules, segments=segments, label_free=jumps, comparable=comparable, z_needed=z_needed)
 
 
 def label_free_signals(metrics: dict, layers: dict, saturation: float | None = None) -> dict:

@@ -9,6 +9,7 @@ import datetime as dt
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from lpmon.config import Config, ModelSettings
@@ -116,19 +117,34 @@ def draw(settings: ModelSettings, model: Model | None, day: str, size: int | Non
     return draw_sample(traffic, day, n, settings.sample_seed, schema)
 
 
-def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
+def take_sample(work: DayWork, sample, settings: ModelSettings) -> None:
+    """Put the day's sample (as far as it is scored) into work: examples, labels,
+    serving's logged predictions, the segment columns' codes."""
+    work.batch, work.labels = sample.batch, sample.labels
+    if sample.predictions:  # logged: the day is scored already
+        work.p_ref, work.p_q = (sample.predictions[c] for c in (settings.p_ref_column, settings.p_q_column))
+    work.sample_size, work.positives, work.day_rows = len(sample), int(sample.labels.sum()), sample.day_rows
+    work.segment_values, work.segment_codes = {}, {}
+    for column, values in sample.extras.items():
+        codes, uniques = pd.factorize(values, sort=True)
+        work.segment_values[column] = [str(v) for v in uniques]
+        work.segment_codes[column] = codes.astype(np.int32)
+
+
+def further_draws(settings: ModelSettings, model: Model, day: str, first: int, scored: int | None = None):
     """More held-out examples for validation, lazily, in growing pieces: the
-    continuation of the day's sample (the next requests in hash order, never in
-    the sample), then earlier days' samples outside the calibration window
-    (whose statistics the candidate's ranges never saw). Yields (batch, labels, source)."""
-    cap = settings.validation_max_examples
+    continuation of the day's sample (the next requests in hash order after the
+    `scored` examples the day's looks scored, never in them), then earlier days'
+    samples outside the calibration window (whose statistics the candidate's
+    ranges never saw). Yields (batch, labels, source). scored: default sample_size."""
+    cap, scored = settings.validation_max_examples, scored or settings.sample_size
     try:
-        extended = draw(settings, model, day, settings.sample_size + cap)
+        extended = draw(settings, model, day, scored + cap)
     except (MissingDay, EmptyDay):
         extended = None
-    if extended is not None and len(extended) > settings.sample_size:
+    if extended is not None and len(extended) > scored:
         rest, labels = extended.batch, extended.labels
-        start, size = settings.sample_size, max(first, 1)
+        start, size = scored, max(first, 1)
         while start < len(labels):
             stop = min(start + size, len(labels))
             yield rest.slice(start, stop), labels[start:stop], f"more of {day}"
@@ -144,14 +160,22 @@ def further_draws(settings: ModelSettings, model: Model, day: str, first: int):
         yield s.batch, s.labels, f"of {earlier}"
 
 
-def held_out(settings: ModelSettings, model: Model, day: str, evaluation: Batch, labels: np.ndarray) -> HeldOut:
+def held_out(
+    settings: ModelSettings,
+    model: Model,
+    day: str,
+    evaluation: Batch,
+    labels: np.ndarray,
+    scored: int | None = None,
+) -> HeldOut:
+    """The evaluation half of the day's scored examples, grown by further_draws."""
     return HeldOut(
         model,
         evaluation,
         labels,
         level=settings.level,
         cap=settings.validation_max_examples,
-        more=further_draws(settings, model, day, len(labels)),
+        more=further_draws(settings, model, day, len(labels), scored),
     )
 
 
@@ -186,7 +210,7 @@ class Day:
     def evidence(self) -> HeldOut:
         if self._evidence is None:
             _, evaluation, labels = self.halves()
-            self._evidence = held_out(self.settings, self.model, self.day, evaluation, labels)
+            self._evidence = held_out(self.settings, self.model, self.day, evaluation, labels, self.work.sample_size)
         return self._evidence
 
 

@@ -41,6 +41,9 @@ class RunResult:
     new_plan_version: int | None = None
     dne_pct: float | None = None
     promoted: bool = False  # new_plan_version reached serving today
+    examples_scored: int = 0  # what the day spent (lpmon.pipeline.adaptive)
+    looks: int = 0
+    stop_reason: str | None = None
 
 
 STATE, ARRAYS = "state.json", "arrays.npz"
@@ -58,8 +61,11 @@ class DayWork:
     failure: str | None = None  # "failed" or "INSUFFICIENT_DATA" when the day cannot be scored
     message: str = ""
     plan_version: int | None = None  # the plan in force for the day (kept across reruns)
-    sample_size: int = 0
+    sample_size: int = 0  # examples scored (the first look's sample, grown by later looks)
     positives: int = 0
+    day_rows: int = 0  # rows in the day's partition
+    looks: int = 0  # looks taken (lpmon.pipeline.adaptive)
+    stop_reason: str | None = None  # why the looks stopped: decided, cap, traffic_exhausted
     timings: dict = field(default_factory=dict)
     comparison: dict | None = None  # lpmon.metrics.Comparison.as_dict()
     status: str | None = None  # lpmon.policy.Status value

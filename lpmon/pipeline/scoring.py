@@ -23,6 +23,12 @@ def plan_in_force(store, model_id: str, day: str) -> int | None:
     return active.version if active else None
 
 
+def scored_by_run(store, model_id: str, day: str) -> int | None:
+    """The examples the day's run scored (None: no run recorded them; sample_size then)."""
+    run = store.run(model_id, day)
+    return run["examples_scored"] if run and run.get("examples_scored") else None
+
+
 def load_plan(store, model_id: str, version: int) -> QuantPlan:
     record = store.plan_record(model_id, version)
     if record is None:
@@ -36,14 +42,20 @@ def load_plan(store, model_id: str, version: int) -> QuantPlan:
 def score_day(
     config: Config, model_id: str, day: str, *, plan_version: int | None = None, fp32: bool = False
 ) -> Scores:
-    """The day's sample (as the daily run draws it) scored by fp32 and by plan
-    `plan_version` (default: the plan in force that day; fp32=True: no plan)."""
+    """The day's sample (as the daily run drew it: every example its looks scored, else
+    sample_size) scored by fp32 and by plan `plan_version` (default: the plan in force
+    that day; fp32=True: no plan)."""
     day = str(as_day(day))
     settings = config.model(model_id)
+    store = open_store(config)
+    try:
+        size = scored_by_run(store, model_id, day)
+    finally:
+        store.db.engine.dispose()
     if settings.scorer == "logged":  # nothing to score: serving's two logged predictions, as compared
         if plan_version or fp32:
             raise ValueError(f"{model_id}: a logged-predictions model has no plans: drop --plan / --fp32")
-        s = draw(settings, None, day)
+        s = draw(settings, None, day, size)
         return Scores(
             model_id,
             day,
@@ -66,7 +78,7 @@ def score_day(
     finally:
         store.db.engine.dispose()
     model = load_model(settings)
-    sample = draw(settings, model, day)
+    sample = draw(settings, model, day, size)
     p_fp32 = forward_fp32(model, sample.batch).probabilities  # the configured back end's
     p_q = p_fp32 if plan is None else forward_quantized(model, sample.batch, plan).probabilities
     return Scores(model_id, day, None if plan is None else plan.version, sample.request_ids, sample.labels, p_fp32, p_q)

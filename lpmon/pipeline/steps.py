@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-import pandas as pd
-
 from lpmon.calibrate import STORABLE, observer, to_state
 from lpmon.config import Config
 from lpmon.metrics import Comparison, compare, compare_by_segment, layer_metrics
 from lpmon.model import forward_fp32, forward_quantized
 from lpmon.model.spec import SpecError
-from lpmon.pipeline import export, order
+from lpmon.pipeline import adaptive, export, order
 from lpmon.pipeline.assembly import assemble, unit_precisions
-from lpmon.pipeline.assess import assess_day, logged_degraded_reason, worst_segments
-from lpmon.pipeline.context import Day, day_of, draw
+from lpmon.pipeline.assess import assess_day, day_looks, logged_degraded_reason, worst_segments
+from lpmon.pipeline.context import Day, day_of, draw, take_sample
 from lpmon.pipeline.daywork import DayWork, RunResult
 from lpmon.pipeline.fallback import resumable_search, whole_model_fp32
 from lpmon.pipeline.lifecycle import Origin, group_units, validate
@@ -52,15 +49,8 @@ def sample_step(config: Config, work: DayWork, parts=None) -> DayWork:
     except TrafficError as err:
         return _fail(work, Status.FAILED, str(err))
     work.failure, work.message = None, ""
-    work.batch, work.labels = sample.batch, sample.labels
-    if sample.predictions:  # logged: the day is scored already
-        work.p_ref, work.p_q = (sample.predictions[c] for c in (d.settings.p_ref_column, d.settings.p_q_column))
-    work.sample_size, work.positives = len(sample), int(sample.labels.sum())
-    work.segment_values, work.segment_codes = {}, {}
-    for column, values in sample.extras.items():
-        codes, uniques = pd.factorize(values, sort=True)
-        work.segment_values[column] = [str(v) for v in uniques]
-        work.segment_codes[column] = codes.astype(np.int32)
+    take_sample(work, sample, d.settings)
+    work.looks, work.stop_reason = 0, None
     _timed(work, "sample", started)
     return work
 
@@ -96,6 +86,7 @@ def _score(config: Config, work: DayWork) -> DayWork:
     if d.settings.scorer == "logged":  # serving's own two predictions, read with the sample
         if work.p_ref is None or work.p_q is None:
             work.require_sample()
+        _look_again(config, work, None)
         _timed(work, "score", started)
         return work
     batch, labels = work.require_sample()
@@ -150,10 +141,26 @@ def _score(config: Config, work: DayWork) -> DayWork:
         forward_quantized(model, probe, plan, taps=True).taps,
         quant.saturation,
     )
+    _look_again(config, work, fed)
     if fed is not None:
         work.calibration = {name: to_state(obs) for name, obs in fed.items()}
     _timed(work, "score", started)
     return work
+
+
+def _look_again(config: Config, work: DayWork, fed: dict | None) -> None:
+    """Look at the day as scored so far and, while its verdict is close, score more
+    of its traffic at the next look of its schedule (lpmon.pipeline.adaptive)."""
+    d = day_of(config, work)
+    looks = day_looks(d.settings, work)
+    while True:
+        compare_step(config, work)
+        close = assess_day(d.store, d.settings, work).close
+        work.looks = looks.look_of(work.sample_size) + 1
+        work.stop_reason = adaptive.stop_reason(looks, work, close)
+        if work.stop_reason:
+            return
+        adaptive.extend(d, work, looks.sizes[work.looks], fed)
 
 
 def _waited_for_onboarding(previous: dict, events: list[dict]) -> bool:
@@ -359,6 +366,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
                 sample_size=work.sample_size,
                 positives=work.positives,
                 timings=work.timings,
+                spent=(work.sample_size, work.looks, work.stop_reason) if work.stop_reason else None,
                 connection=c,
             )
             if work.comparison is not None:
@@ -382,4 +390,7 @@ def report_step(config: Config, work: DayWork) -> RunResult:
         work.new_plan_version if work.promoted else None,
         dne,
         promoted=work.promoted,
+        examples_scored=work.sample_size if work.stop_reason else 0,
+        looks=work.looks,
+        stop_reason=work.stop_reason,
     )

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 _PLAN_COLUMNS = "model_id, version, status, logical_date, plan_json, reason"
 # A day's run with its overall metrics (segment '') and its decision, if any.
 _DAY = (
-    "SELECT r.model_id, r.logical_date, r.status, r.message, r.plan_version, d.action, d.reasons_json, "
+    "SELECT r.model_id, r.logical_date, r.status, r.message, r.plan_version, r.examples_scored, r.looks, "
+    "r.stop_reason, d.action, d.reasons_json, "
     "d.new_plan_version, m.n, m.dne_pct, m.dne_pct_lo, m.dne_pct_hi FROM runs r "
     "LEFT JOIN run_metrics m ON m.model_id = r.model_id AND m.logical_date = r.logical_date "
     "AND m.segment = '' "
@@ -56,6 +57,9 @@ class DaySummary:
     dne_pct: float | None = None
     dne_pct_lo: float | None = None
     dne_pct_hi: float | None = None
+    examples_scored: int | None = None  # what the day spent (None: nothing scored, or run before lpmon recorded it)
+    looks: int | None = None
+    stop_reason: str | None = None
 
     @classmethod
     def _from_row(cls, row) -> DaySummary:
@@ -73,6 +77,9 @@ class DaySummary:
             dne_pct=r["dne_pct"],
             dne_pct_lo=r["dne_pct_lo"],
             dne_pct_hi=r["dne_pct_hi"],
+            examples_scored=r["examples_scored"],
+            looks=r["looks"],
+            stop_reason=r["stop_reason"],
         )
 
 

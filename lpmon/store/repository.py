@@ -56,8 +56,11 @@ class StateStore(Queries, PlanStore):
         sample_size: int | None = None,
         positives: int | None = None,
         timings: dict | None = None,
+        spent: tuple[int, int, str] | None = None,
         connection=None,
     ) -> None:
+        """spent: (examples scored, looks, stop reason) of a day that scored examples."""
+        examples_scored, looks, stop_reason = spent or (None, None, None)
         values = dict(
             model_id=model_id,
             logical_date=logical_date,
@@ -68,6 +71,9 @@ class StateStore(Queries, PlanStore):
             positives=positives,
             finished_at=now(),
             timings_json=json.dumps(timings or {}, sort_keys=True),
+            examples_scored=examples_scored,
+            looks=looks,
+            stop_reason=stop_reason,
         )
         self._write(connection, [upsert("runs", ("model_id", "logical_date"), values)])
 

@@ -57,6 +57,9 @@ runs = sa.Table(
     sa.Column("started_at", TEXT),
     sa.Column("finished_at", TEXT),
     _text("timings_json", "{}"),
+    sa.Column("examples_scored", BIGINT),  # 0005_day_spend: what the day spent on its verdict
+    sa.Column("looks", BIGINT),
+    sa.Column("stop_reason", TEXT),
 )
 run_metrics = sa.Table(
     "run_metrics",

@@ -111,4 +111,5 @@ def test_bench_decisions_evidence_runs():
         timeout=300,
         check=True,
     )
-    assert "near_gate" in done.stdout and "small_excess" in done.stdout and "false DEG/30d" in done.stdout
+    assert "near_gate" in done.stdout and "small_excess" in done.stdout and "false DEG/100mm" in done.stdout
+    assert "scored/day" in done.stdout and "PASS near gate, 2,000 initial" in done.stdout

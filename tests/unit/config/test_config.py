@@ -262,6 +262,24 @@ def test_sample_size_below_the_minimum_is_refused_at_load(tmp_path, size, ok):
             load(path, environ={})
 
 
+@pytest.mark.parametrize(
+    "text, cap",
+    [
+        ("", 10_000),
+        ("max_sample_size = 1000\n", 1_000),
+        ("max_sample_size = 50000\n", 50_000),
+        ("max_sample_size = 999\n", None),
+    ],
+)
+def test_max_sample_size_defaults_to_ten_samples_and_is_at_least_one(tmp_path, text, cap):
+    path = _write(tmp_path, MINIMAL + "sample_size = 1000\n" + text)
+    if cap:
+        assert load(path, environ={}).model("m").sample_cap == cap
+    else:
+        with pytest.raises(ConfigError, match=r"models.m.max_sample_size: must be between sample_size \(1,000\) and"):
+            load(path, environ={})
+
+
 @pytest.mark.parametrize("value, mode", [("0o640", 0o640), ('"0644"', 0o644), ('"600"', 0o600), (None, None)])
 def test_file_mode_of_exported_plans(tmp_path, value, mode):
     text = (f"file_mode = {value}\n" if value else "") + MINIMAL

@@ -72,6 +72,18 @@ def test_writes_are_idempotent_upserts(store):
     assert [r["status"] for r in store.rows("runs", "ctr")] == ["failed"]
 
 
+def test_what_a_day_spent_is_stored_and_read_back(store):
+    """Migration 0005: examples scored, looks and why the looks stopped, on both engines."""
+    store.register_model("m")
+    store.record_run("m", "2026-11-03", "WARN", sample_size=40_000, positives=9_000, spent=(40_000, 3, "cap"))
+    store.record_run("m", "2026-11-04", "failed", message="no traffic")
+    first, second = store.day_summary("m", "2026-11-03"), store.day_summary("m", "2026-11-04")
+    assert (first.examples_scored, first.looks, first.stop_reason) == (40_000, 3, "cap")
+    assert (second.examples_scored, second.looks, second.stop_reason) == (None, None, None)
+    with pytest.raises(sa.exc.IntegrityError):  # the reasons are the three the pipeline writes
+        store.record_run("m", "2026-11-05", "WARN", spent=(1, 1, "bored"))
+
+
 def test_nan_metrics_are_stored_as_null(store):
     store.register_model("m")
     store.record_run("m", "2026-11-03", "insufficient_data")
