@@ -287,9 +287,7 @@ def report(args, config) -> int:
             f"  {change['day']}: v{change['version']} serves {change['share_pct']:.0f} % of the fp32 bytes "
             f"({change['change_pct']:+.0f} points against {version(change['before'])})"
         )
-    print(
-        f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>16} {'scored':>24}"
-    )
+    print(f"{'date':<11} {'status':<18} {'decision':<12} {'dNE %':>9} {'interval':>22} {'plan':>16} {'scored':>24}")
     for h in history:
         dne = "-" if h["dne_pct"] is None else f"{h['dne_pct']:.4f}"
         interval = "" if h["dne_pct_lo"] is None else f"[{h['dne_pct_lo']:.4f}, {h['dne_pct_hi']:.4f}]"
