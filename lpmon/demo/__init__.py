@@ -172,7 +172,11 @@ def _run_days(config_path: Path, days: int, examples_per_day: int, sample_size: 
         failed += state != "success"
         for model_id in SCENARIOS:
             print(_row(store, model_id, str(day), state, time.perf_counter() - t))
-    sizes = f"{days} days, {examples_per_day:,} examples a day, a {sample_size:,}-example sample"
+    most = min(10 * sample_size, examples_per_day)  # max_sample_size's default, or the whole day
+    sizes = (
+        f"{days} days, {examples_per_day:,} examples a day, a first sample of {sample_size:,}, "
+        f"up to {most:,} on a close day"
+    )
     every_day = [START + dt.timedelta(days=offset) for offset in range(days)]
     return failed, summary.outcome_table(store, SCENARIOS, every_day, sizes)
 

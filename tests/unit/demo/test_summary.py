@@ -100,7 +100,10 @@ def test_the_repository_readme_has_one_demo_table_of_the_generated_shape():
     from pathlib import Path
 
     table = summary.readme_table((Path(__file__).parents[3] / "README.md").read_text())
-    assert table.startswith("Outcome of `lpmon demo` (14 days, 50,000 examples a day, a 10,000-example sample):")
+    assert table.startswith(
+        "Outcome of `lpmon demo` (14 days, 50,000 examples a day, "
+        "a first sample of 10,000, up to 50,000 on a close day):"
+    )
     assert "| " + " | ".join(summary.COLUMNS) + " |" in table.splitlines()
 
 
