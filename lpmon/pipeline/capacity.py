@@ -86,9 +86,11 @@ def plan_capacity(config: Config, store, model_id: str) -> dict:
     changes, before = [], None
     previous = of_plan(config, model_id, None)
     for plan in store.plans(model_id):
-        if plan.status not in ("active", "retired") or previous is None:
+        if plan.status not in ("active", "retired"):
             continue
         served = of_plan(config, model_id, plan.plan_json)
+        if served is None or previous is None:  # the model's sizes are unknown
+            break
         changes.append(
             {
                 "day": plan.logical_date,
