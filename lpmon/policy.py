@@ -208,13 +208,18 @@ def close(today: DayEvidence, earlier: list[DayEvidence], rules: Rules, label_fr
     """Whether a day short of DEGRADED is close enough for more of its examples to
     matter (lpmon.pipeline.adaptive): the estimate over the trailing window, today as
     scored so far, is above the gate (WARN territory) by more than CLOSE_Z of its
-    standard errors, or the label-free signals jumped. The window, not today alone,
-    and a margin, so that a model near but under the gate, whose single days (and,
-    at small samples, windows) stray above it by chance, mostly stops at
-    `sample_size`, while a persistent excess, whose window stays above, is scored on
-    more of its days (bench/bench_decisions.py --evidence measures both)."""
+    standard errors; or today's own interval is wholly above the gate (a sudden
+    excess after good days, which the window dilutes: one look at sample_size could
+    not call it DEGRADED, since early looks need a large z); or the label-free
+    signals jumped. The window and a margin, so that a model near but under the
+    gate, whose single days (and, at small samples, windows) stray above it by
+    chance, mostly stops at `sample_size`, while a persistent excess, whose window
+    stays above, is scored on more of its days (bench/bench_decisions.py --evidence
+    measures both)."""
+    gate = rules.gate_pct
     window = pool(trailing_window(today, earlier, rules.window_days), rules.level)
-    return bool(label_free) or (window.defined and window.z_over(rules.gate_pct) > CLOSE_Z)
+    alone = pool([today], rules.level)
+    return bool(label_free) or (window.defined and window.z_over(gate) > CLOSE_Z) or (alone.defined and alone.lo > gate)
 
 
 def _label_free(status: Status, reasons: list[str], jumps) -> tuple[Status, list[str]]:

@@ -24,6 +24,7 @@ def assess_day(store: StateStore, settings: ModelSettings, work: DayWork):
     (pooling, the CUSUM, label-free baselines) and the day's segments; DEGRADED on the
     day's own evidence needs the z of the look it is at (lpmon.verdict.looks)."""
     rules = Rules.of(settings)
+    looks = day_looks(settings, work)
     history = store.plan_days(work.model_id, work.day, work.plan_version)
     earlier = [DayEvidence.from_metrics(r["logical_date"], r, settings.level) for r in history if r["n"] is not None]
     today = DayEvidence.from_metrics(work.day, work.comparison, settings.level) if work.comparison is not None else None
@@ -38,7 +39,8 @@ def assess_day(store: StateStore, settings: ModelSettings, work: DayWork):
         settings.min_examples,
         settings.min_positives,
         warn_q=1 - settings.level,
-        degraded_q=1 / (2 * settings.sequential_run_length_days),
+        # The single look's budget shared by the day's looks (Bonferroni: each look may stop the day).
+        degraded_q=1 / (2 * settings.sequential_run_length_days) / len(looks.sizes),
         level=settings.level,
     )
     signals = [label_free_signals(r, {}, r["saturation"]) for r in history]
@@ -50,7 +52,6 @@ def assess_day(store: StateStore, settings: ModelSettings, work: DayWork):
             since -= 1
         days = {r["logical_date"] for r in history[since:]}
         comparable = [e for e in earlier if e.day in days]
-    looks = day_looks(settings, work)
     z_needed = looks.z_needed(looks.look_of(work.sample_size))
     return assess(today, earlier, rules, segments=segments, label_free=jumps, comparable=comparable, z_needed=z_needed)
 

@@ -141,3 +141,27 @@ def test_adaptive_days_keep_the_sequential_run_length_at_the_gate():
             history.append(today)
         runs.append(i + 1)
     assert np.mean(runs) >= 0.8 * run_length, runs
+
+
+def test_a_sudden_excess_after_good_days_is_scored_further_and_degraded_at_the_cap():
+    """A day 6 standard errors over the gate after a good week: the window dilutes it,
+    and the first look needs ~11 standard errors, so it must be close (its own interval
+    is wholly above the gate) and be DEGRADED once scored to its cap, as one look at
+    that size would call it (found by review: it stopped at the first look, WARN)."""
+    rules = Rules(gate_pct=0.05, min_examples=1000, min_positives=50)
+    se = 0.01  # at sample_size; 1/sqrt(10) of it at the cap
+    earlier = [DayEvidence(str(START + dt.timedelta(days=i)), 200_000, 6000, 0.0, se, 1000.0) for i in range(6)]
+    looks = Looks.of(200_000, 2_000_000, rules.sequential_run_length_days)
+    day = str(START + dt.timedelta(days=6))
+    first = assess(
+        DayEvidence(day, 200_000, 6000, 0.05 + 6 * se, se, 1000.0), earlier, rules, z_needed=looks.z_needed(0)
+    )
+    assert first.status is Status.WARN and first.close
+    last = len(looks.sizes) - 1
+    at_cap = DayEvidence(day, 2_000_000, 60_000, 0.05 + 6 * se, se / np.sqrt(10), 1000.0)
+    assert assess(at_cap, earlier, rules, z_needed=looks.z_needed(last)).status is Status.DEGRADED
+    # An excess the day's own interval does not show (and the window does not) stops at one look.
+    mild = assess(
+        DayEvidence(day, 200_000, 6000, 0.05 + 1.5 * se, se, 1000.0), earlier, rules, z_needed=looks.z_needed(0)
+    )
+    assert mild.status is Status.WARN and not mild.close
