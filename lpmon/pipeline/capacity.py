@@ -68,13 +68,12 @@ def of_precisions(units: dict[str, Unit], precisions: dict[str, str]) -> Capacit
 def of_plan(config: Config, model_id: str, plan_json: str | None) -> Capacity | None:
     """The capacity of a stored plan of the model (plan_json None: serving fp32);
     None when the model's sizes cannot be read (logged predictions, no snapshot)."""
-    units = model_units(config.model(model_id))
+    settings = config.model(model_id)
+    plan = None if plan_json is None else QuantPlan.from_json(plan_json)
+    units = model_units(settings, plan.embedding_layout if plan else settings.embedding_layout)
     if units is None:
         return None
-    precisions = (
-        {} if plan_json is None else {layer.name: layer.precision for layer in QuantPlan.from_json(plan_json).layers}
-    )
-    return of_precisions(units, precisions)
+    return of_precisions(units, {} if plan is None else {layer.name: layer.precision for layer in plan.layers})
 
 
 def plan_capacity(config: Config, store, model_id: str) -> dict:
@@ -113,9 +112,9 @@ def plan_capacity(config: Config, store, model_id: str) -> dict:
 _SIZES: dict[tuple[str, str, int], dict[str, Unit] | None] = {}  # (snapshot, layout, its mtime) -> units
 
 
-def model_units(settings: ModelSettings) -> dict[str, Unit] | None:
+def model_units(settings: ModelSettings, layout: str) -> dict[str, Unit] | None:
     """The model's units with their sizes, from its snapshot's architecture (None:
-    unknown), tables costed in the model's embedding layout. Kept per snapshot and
+    unknown), tables costed in the embedding layout (a plan's own). Kept per snapshot and
     modification time: a new snapshot is read again."""
     if settings.scorer == "logged" or not settings.snapshot:
         return None
@@ -129,16 +128,16 @@ def model_units(settings: ModelSettings) -> dict[str, Unit] | None:
     except OSError:
         return None
     if key not in _SIZES:
-        _SIZES[key] = _read_units(settings, spec)
+        _SIZES[key] = _read_units(settings, spec, layout)
     return _SIZES[key]
 
 
-def _read_units(settings: ModelSettings, spec: Path) -> dict[str, Unit] | None:
+def _read_units(settings: ModelSettings, spec: Path, layout: str) -> dict[str, Unit] | None:
     from lpmon.model.spec import ModelSpec, SpecError
 
     try:
         if spec.is_file():
-            return spec_units(ModelSpec.load(spec), settings.embedding_layout)
+            return spec_units(ModelSpec.load(spec), layout)
         from lpmon.pipeline.context import load_model
 
         return spec_units(
