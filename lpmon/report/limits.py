@@ -5,7 +5,8 @@ The causes, in the order they are told apart:
 - onboarding: no plan yet; lpmon is still gathering the evidence a first plan needs;
 - labels: one class only (no positives, or no negatives): the labels are missing or late;
 - traffic: the day had fewer examples than the sample size (all of them were scored);
-- sample: the day had more, the sample was the limit: raise sample_size.
+- sample: the day had more, the sample was the limit: raise sample_size (or, for a day
+  that looked again up to its cap, max_sample_size).
 
 How many examples would decide comes from the day's own standard error (the
 interval's half-width over its z) and the gate: at the day's dNE, a DEGRADED
@@ -87,6 +88,12 @@ def limit_of(status: str, counts: DayCounts, rules: Rules, *, onboarding: str = 
             f"traffic too small: the day had {n:,} labelled examples, all of them scored",
             f"about {needed:,} labelled examples would decide{at}; lpmon pools the next days under the same "
             "plan, no action needed unless traffic is missing",
+        )
+    if counts.stop_reason == "cap":  # the day looked again up to its cap: max_sample_size limited it
+        return Limit(
+            "sample",
+            f"sample too small: {n:,} examples scored, the most a day may score (max_sample_size); the day had more",
+            f"raise max_sample_size to ~{needed:,} to decide{at}",
         )
     return Limit(
         "sample",

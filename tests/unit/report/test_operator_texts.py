@@ -28,7 +28,9 @@ def test_a_big_day_with_a_small_sample_is_limited_by_the_sample_with_the_size_th
     assert limit_of("INSUFFICIENT_DATA", small, RULES).cause == "traffic"
     # adaptive sampling's own word wins over the guess
     capped = DayCounts(**{**small.__dict__, "stop_reason": "cap"})
-    assert limit_of("WARN", capped, RULES).cause == "sample"
+    limit = limit_of("WARN", capped, RULES)
+    assert limit.cause == "sample" and "(max_sample_size)" in limit.what
+    assert limit.advice.startswith("raise max_sample_size to ~")  # sample_size above it would be refused
 
 
 def test_one_class_is_a_labels_limit_few_positives_a_sample_one_and_a_decided_day_has_none():
