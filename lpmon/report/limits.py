@@ -65,7 +65,8 @@ def limit_of(status: str, counts: DayCounts, rules: Rules, *, onboarding: str = 
         return Limit(
             "onboarding",
             onboarding,
-            "no action needed: lpmon tries again with the next days' traffic; serving stays fp32 until a plan passes",
+            "no action needed: lpmon tries again with the next days' traffic; "
+            "serving stays on fp32 (no plan) until a plan passes",
         )
     if status not in ("INSUFFICIENT_DATA", "WARN") or counts.examples is None:
         return None

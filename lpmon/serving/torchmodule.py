@@ -41,6 +41,7 @@ from lpmon.quant import QuantPlan
 from lpmon.quant.halfprec import round_weight
 
 from . import require_torch
+from .tbe import tbe_bag  # (fbgemm_gpu itself is imported only for a plan in this layout)
 
 torch = require_torch()
 nn = torch.nn
@@ -227,8 +228,6 @@ def build_eager(model: Model, plan: QuantPlan | None) -> "DLRM":
             weight = torch.from_numpy(np.ascontiguousarray(table))
             tables.append(FloatBag(weight.half() if precision == "fp16" else weight.clone(), pooling))
         elif executor.layout == "tbe":
-            from .tbe import tbe_bag  # fbgemm_gpu: only for this layout
-
             tables.append(tbe_bag(table, bits, spec.tables[t].dim, pooling, f"emb_l.{t}"))
         else:
             mode = 0 if pooling == "sum" else 1

@@ -28,6 +28,7 @@ from lpmon.quant.precision import ROWWISE
 from lpmon.quant.rowwise import row_bytes
 
 from . import require_torch
+from .tbe import manifest_entry
 from .torchmodule import (
     DLRM,
     FloatBag,
@@ -166,8 +167,6 @@ def manifest(model: Model, plan: QuantPlan | None, checked: dict | None = None) 
             "pooling": spec.table_pooling(t),
         }
         if precision in ROWWISE and plan.embedding_layout == "tbe":
-            from .tbe import manifest_entry
-
             entry.update(
                 manifest_entry(int(precision[3:]), table.dim),
                 range_search="greedy (200 bins, ratio 0.16)" if layer.search else "row min and max",
