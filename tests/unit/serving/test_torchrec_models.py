@@ -85,7 +85,8 @@ def test_lpmon_run_of_a_day_under_an_int8_plan_on_the_cross_layers(tmp_path, cap
     write_traffic(traffic, model, 6000, seed=4)
     config_path = tmp_path / "lpmon.toml"
     config_path.write_text(
-        f'store = "sqlite:///{tmp_path / "state.db"}"\n\n[defaults]\nsample_size = 4000\nmax_sample_size = 4000\nmin_examples = 1000\n\n'
+        f'store = "sqlite:///{tmp_path / "state.db"}"\n\n'
+        "[defaults]\nsample_size = 4000\nmax_sample_size = 4000\nmin_examples = 1000\n\n"
         f'[models.dcn]\ntraffic = "{traffic.root}"\nsnapshot = "{tmp_path / "snapshot"}"\n'
     )
     path = str(config_path)
