@@ -39,8 +39,10 @@ def write_config(root: Path, world: Path, store: str) -> Path:
     path = root / "lpmon.toml"
     path.write_text(
         f'store = "{store}"\nplans_dir = "{root / "plans"}"\nwork_dir = "{root / "work"}"\n\n'
-        # the test worlds' 20-day false-alarm budget (single look at 1.96 SE): the shift is DEGRADED on its day
-        "[defaults]\nsample_size = 10000\nmin_examples = 1000\nsequential_run_length_days = 20\n\n"
+        # the test worlds' 20-day false-alarm budget, one look a day (single look at 1.96 SE): the shift
+        # is DEGRADED on its day by its first 10,000 examples (all 50,000 would leave it WARN)
+        "[defaults]\nsample_size = 10000\nmax_sample_size = 10000\nmin_examples = 1000\n"
+        "sequential_run_length_days = 20\n\n"
         f'[models.{MODEL}]\ntraffic = "{world / "traffic" / MODEL}"\n'
         f'snapshot = "{world / "models" / MODEL / "snapshot"}"\n'
     )
